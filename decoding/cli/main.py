@@ -1,0 +1,79 @@
+"""The ``decoding`` command line: ``decoding text | image | eval | demo``.
+
+Each subcommand lives in its own module of this package exposing ``add_parser(subparsers)``
+(which registers its options and sets ``func``). Bad input exits with status 2 and one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+SUBCOMMANDS = ("text", "image", "eval", "demo")
+
+
+class UsageError(ValueError):
+    """Raised by subcommands for bad options or values; printed as one line, exit status 2."""
+
+
+def common_options(p: argparse.ArgumentParser) -> None:
+    """Options every subcommand takes: ``--seed`` and ``--device``."""
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0): same seed, same device -> same output")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default cpu)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="decoding",
+        description="Sample text and images and run eval suites through one decoding loop.",
+    )
+    from decoding import __version__
+
+    parser.add_argument("--version", action="version", version=f"decoding {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in SUBCOMMANDS:
+        try:
+            module = importlib.import_module(f"decoding.cli.{name}")
+        except ModuleNotFoundError as e:
+            if e.name == f"decoding.cli.{name}":
+                continue
+            raise
+        module.add_parser(sub)
+    return parser
+
+
+def check_device(device: str) -> None:
+    """Fail early with a clear message for a device torch cannot use."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except RuntimeError as e:
+        raise UsageError(f"invalid --device {device!r}: {e}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        parser.print_help()
+        return 2
+    try:
+        if hasattr(args, "device"):
+            check_device(args.device)
+        return int(args.func(args) or 0)
+    except (UsageError, ValueError, FileNotFoundError, NotADirectoryError, KeyError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"decoding {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,29 @@
+"""Temperature scaling: ``logits / T``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor
+
+from decoding.core.types import State
+
+
+@dataclass(frozen=True)
+class Temperature:
+    """Divide logits by ``temperature`` (> 0). ``T < 1`` sharpens, ``T > 1`` flattens.
+
+    Matches transformers' ``TemperatureLogitsWarper``. Use the process's ``greedy`` flag for T -> 0.
+    """
+
+    temperature: float
+
+    def __post_init__(self) -> None:
+        if not (self.temperature > 0):
+            raise ValueError(
+                f"temperature must be > 0, got {self.temperature}; use greedy decoding for temperature 0"
+            )
+
+    def __call__(self, logits: Tensor, state: State | None = None) -> Tensor:
+        """``logits`` ``(..., V)`` -> ``(..., V)`` (a new tensor)."""
+        return logits / self.temperature

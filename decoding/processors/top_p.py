@@ -1,0 +1,40 @@
+"""Nucleus (top-p) truncation (Holtzman et al., arXiv 1904.09751)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from decoding.core.types import State
+from decoding.processors._checks import check_min_tokens
+
+
+@dataclass(frozen=True)
+class TopP:
+    """Keep the smallest set of most likely tokens whose probability adds up to more than ``1 - p`` complement.
+
+    Precisely (the rule of transformers' ``TopPLogitsWarper``): sort the tokens by logit in
+    ascending order (ties: lower token id first) and drop each token whose cumulative probability,
+    counted from the least likely one up to and including itself, is ``<= 1 - p``. The
+    ``min_tokens_to_keep`` most likely tokens are always kept. ``p = 1`` keeps every token.
+    """
+
+    p: float
+    min_tokens_to_keep: int = 1
+
+    def __post_init__(self) -> None:
+        if not (0.0 < float(self.p) <= 1.0):
+            raise ValueError(f"top-p mass must be in (0, 1], got {self.p}")
+        check_min_tokens(self.min_tokens_to_keep)
+
+    def __call__(self, logits: Tensor, state: State | None = None) -> Tensor:
+        """``logits`` ``(..., V)`` -> new ``(..., V)`` with the tail outside the nucleus set to ``-inf``."""
+        ascending, order = torch.sort(logits, dim=-1, stable=True)
+        tail_mass = torch.softmax(ascending, dim=-1).cumsum(dim=-1)
+        drop_sorted = tail_mass <= (1.0 - float(self.p))
+        keep = min(self.min_tokens_to_keep, logits.shape[-1])
+        drop_sorted[..., logits.shape[-1] - keep :] = False
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+        return logits.masked_fill(drop, float("-inf"))

@@ -1,0 +1,90 @@
+"""The decode loop: callback, processors order, constraint masking, NaN detection, per-row NFE."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from decoding import Prediction, State, apply_processors, decode
+from decoding.core.loop import NonFiniteLogitsError
+from decoding.processes.autoregressive import Autoregressive, generated_tokens
+
+
+class Uniform:
+    def __init__(self, v: int, nfe: float | None = None) -> None:
+        self.v, self.nfe = v, nfe
+
+    def __call__(self, state: State) -> Prediction:
+        b = state.batch_size
+        nfe = None if self.nfe is None else torch.full((b,), self.nfe)
+        return Prediction(logits=torch.zeros(b, self.v), nfe=nfe)
+
+
+class OnlyEvenThenStop:
+    """A toy constraint: even tokens only; records what it was fed."""
+
+    def __init__(self, b: int, v: int) -> None:
+        self.b, self.v, self.fed = b, v, []
+
+    def mask(self, state: State) -> torch.Tensor:
+        m = torch.zeros(self.b, self.v, dtype=torch.bool)
+        m[:, ::2] = True
+        return m
+
+    def advance(self, tokens: torch.Tensor) -> None:
+        self.fed.append(tokens.clone())
+
+    def is_complete(self) -> torch.Tensor:
+        return torch.ones(self.b, dtype=torch.bool)
+
+    def rollback(self, n: int) -> None:
+        del self.fed[-n:]
+
+    def fork(self):
+        return self
+
+
+def test_constraint_masks_and_is_fed_emitted_tokens():
+    c = OnlyEvenThenStop(4, 6)
+    res = decode(Uniform(6), Autoregressive(), torch.zeros(4, 1, dtype=torch.long), steps=5, constraint=c, seed=0)
+    toks = torch.tensor(generated_tokens(res.state))
+    assert (toks % 2 == 0).all()
+    assert torch.equal(torch.stack(c.fed, 1), toks)
+
+
+def test_callback_sees_every_step_and_nfe_from_wrapper():
+    seen = []
+    res = decode(
+        Uniform(5, nfe=2.0), Autoregressive(), torch.zeros(3, 1, dtype=torch.long), steps=4, seed=0,
+        callback=lambda i, s, p: seen.append((i, s.step)),
+    )
+    assert seen == [(0, 1), (1, 2), (2, 3), (3, 4)]
+    assert res.nfe.tolist() == [8.0, 8.0, 8.0] and res.steps == 4
+
+
+def test_apply_processors_does_not_modify_input_and_keeps_allowed_set():
+    logits = torch.randn(2, 5)
+    before = logits.clone()
+
+    def drop_all_but_1(lg, s):
+        return torch.full_like(lg, float("-inf")).index_fill(-1, torch.tensor([1]), 0.0)
+
+    class Even(OnlyEvenThenStop):
+        pass
+
+    out = apply_processors(logits, None, [drop_all_but_1], Even(2, 5))
+    assert torch.equal(logits, before)
+    # processors kept only token 1, the constraint forbids it: fall back to the constraint's set
+    assert torch.isfinite(out[:, ::2]).all() and torch.isinf(out[:, 1::2]).all()
+
+
+def test_nan_logits_are_reported_with_the_step():
+    class NaNAt2:
+        def __call__(self, state):
+            lg = torch.zeros(state.batch_size, 4)
+            if state.step == 2:
+                lg[1, 0] = float("nan")
+            return Prediction(logits=lg)
+
+    with pytest.raises(NonFiniteLogitsError, match="step 2 in batch rows \\[1\\]"):
+        decode(NaNAt2(), Autoregressive(), torch.zeros(2, 1, dtype=torch.long), steps=5, seed=0)

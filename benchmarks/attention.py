@@ -72,7 +72,7 @@ def main() -> None:
         v = torch.randn(b, hkv, lk, d, device=device, dtype=dtype, generator=g)
         times = {}
         for be in backends:
-            fn = lambda be=be: attention(q, k, v, causal=causal, seq_lens_q=lens, backend=be)
+            fn = lambda be=be, q=q, k=k, v=v, c=causal, lens=lens: attention(q, k, v, causal=c, seq_lens_q=lens, backend=be)
             try:
                 times[be] = _time(fn, device, args.reps)
             except torch.OutOfMemoryError:

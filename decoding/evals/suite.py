@@ -116,7 +116,9 @@ class TaskSpec:
         for cfg in explicit:
             for point in points:
                 out.append({**self.settings, **cfg, **point})
-        varying = [k for k in _ordered_keys(out) if len({json.dumps(o.get(k), sort_keys=True) for o in out}) > 1]
+        varying = [
+            k for k in _ordered_keys(out) if len({json.dumps(o.get(k), sort_keys=True) for o in out}) > 1
+        ]
         return [
             Config(i, s, ",".join(f"{k}={_short(s.get(k))}" for k in varying if k in s) or "default")
             for i, s in enumerate(out)
@@ -162,7 +164,12 @@ def _need(where: str, table: dict[str, Any], key: str, typ: type | tuple[type, .
 
 def _typename(typ: type | tuple[type, ...]) -> str:
     types = typ if isinstance(typ, tuple) else (typ,)
-    return " or ".join({"str": "a string", "int": "an integer", "dict": "a table", "list": "an array"}.get(t.__name__, t.__name__) for t in types)
+    return " or ".join(
+        {"str": "a string", "int": "an integer", "dict": "a table", "list": "an array"}.get(
+            t.__name__, t.__name__
+        )
+        for t in types
+    )
 
 
 def _table(where: str, raw: dict[str, Any], key: str) -> dict[str, Any]:
@@ -212,7 +219,15 @@ def _parse_task(raw: Any, i: int, defaults: dict[str, Any]) -> TaskSpec:
     parsed_plots = []
     for p in plots:
         _unknown(f"{where}: plot", set(p), PLOT_KEYS)
-        parsed_plots.append(Plot(**{"x": _need(f"{where}: plot", p, "x", str), "y": _need(f"{where}: plot", p, "y", str), **{k: p[k] for k in p if k not in ("x", "y")}}))
+        parsed_plots.append(
+            Plot(
+                **{
+                    "x": _need(f"{where}: plot", p, "x", str),
+                    "y": _need(f"{where}: plot", p, "y", str),
+                    **{k: p[k] for k in p if k not in ("x", "y")},
+                }
+            )
+        )
     return TaskSpec(
         name=name,
         kind=raw.get("kind", "text"),

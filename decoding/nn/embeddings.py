@@ -1,9 +1,9 @@
 """Embeddings of the noise level and of the class label for image denoisers.
 
-The noise level enters as the log signal-to-noise ratio ``lambda = log(alpha^2 / sigma^2)`` of a
-variance-preserving process (Kingma et al., Variational Diffusion Models, arXiv:2107.00630), so a
-network does not depend on how a schedule maps time to noise: any VP schedule (cosine, linear,
-diffusers' discrete ones) reaches it through its log-SNR.
+The noise level enters as the half log signal-to-noise ratio ``lambda = log(alpha / sigma)`` of a
+variance-preserving process (the ``lambda`` of DPM-Solver, arXiv:2206.00927, and of
+:mod:`decoding.solvers.schedules`), so a network does not depend on how a schedule maps time to
+noise: any VP schedule (cosine, linear, diffusers' discrete ones) reaches it through ``lambda``.
 """
 
 from __future__ import annotations
@@ -14,30 +14,32 @@ import torch
 from torch import Tensor, nn
 
 
-class LogSNREmbedding(nn.Module):
+class NoiseLevelEmbedding(nn.Module):
     """Sinusoidal features of ``lambda`` followed by a two-layer MLP.
 
     The periods form a geometric series from ``max_period`` (longer than the range of lambda the
-    model sees, about [-20, 20]) down to ``min_period`` (fine enough to tell lambda apart at 0.1).
+    model sees, about [-10, 10]) down to ``min_period`` (fine enough to tell lambda apart at 0.05).
 
     Args:
         dim: number of sinusoidal features (even).
         out_dim: width of the embedding handed to the residual blocks.
     """
 
-    def __init__(self, dim: int, out_dim: int, min_period: float = 0.2, max_period: float = 80.0) -> None:
+    def __init__(self, dim: int, out_dim: int, min_period: float = 0.1, max_period: float = 40.0) -> None:
         super().__init__()
         if dim % 2:
             raise ValueError(f"embedding dim must be even, got {dim}")
         half = dim // 2
-        periods = max_period * (min_period / max_period) ** (torch.arange(half, dtype=torch.float64) / max(half - 1, 1))
-        self.register_buffer("freqs", (2 * math.pi / periods).float(), persistent=False)
+        # kept as Python floats, not a buffer: casting the network to bfloat16 must not round them
+        self.freqs = [2 * math.pi / (max_period * (min_period / max_period) ** (i / max(half - 1, 1))) for i in range(half)]
         self.mlp = nn.Sequential(nn.Linear(dim, out_dim), nn.SiLU(), nn.Linear(out_dim, out_dim))
 
-    def forward(self, log_snr: Tensor) -> Tensor:
-        """``log_snr`` ``(B,)`` -> ``(B, out_dim)``."""
-        arg = log_snr.float()[:, None] * self.freqs[None, :]
-        return self.mlp(torch.cat([torch.sin(arg), torch.cos(arg)], dim=-1))
+    def forward(self, lam: Tensor) -> Tensor:
+        """``lam`` ``(B,)`` half log-SNR -> ``(B, out_dim)``."""
+        freqs = torch.tensor(self.freqs, dtype=torch.float32, device=lam.device)
+        arg = lam.float()[:, None] * freqs[None, :]
+        features = torch.cat([torch.sin(arg), torch.cos(arg)], dim=-1)  # float32 (B, dim)
+        return self.mlp(features.to(self.mlp[0].weight.dtype))
 
 
 class ClassEmbedding(nn.Module):

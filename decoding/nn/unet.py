@@ -3,7 +3,7 @@
 The layout follows DDPM / ADM (Ho et al., arXiv:2006.11239; Dhariwal & Nichol, arXiv:2105.05233):
 an encoder of residual blocks with strided downsampling, a middle block with self-attention, and
 a decoder that concatenates the encoder's skip activations. The network is conditioned on the
-log-SNR of the noisy input (see :mod:`decoding.nn.embeddings`) and on a class label, where index
+half log-SNR ``lambda = log(alpha / sigma)`` of the noisy input (see :mod:`decoding.nn.embeddings`) and on a class label, where index
 ``num_classes`` is the null class of classifier-free guidance. What the output means (eps or v)
 is a property of the checkpoint, handled by :mod:`decoding.models.image`.
 
@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field, fields
 import torch
 from torch import Tensor, nn
 
-from decoding.nn.embeddings import ClassEmbedding, LogSNREmbedding
+from decoding.nn.embeddings import ClassEmbedding, NoiseLevelEmbedding
 from decoding.nn.resblock import Downsample, ResBlock, Upsample, group_norm
 from decoding.nn.self_attention import SelfAttention2d
 
@@ -40,7 +40,7 @@ class UNetConfig:
         head_dim: channels per attention head.
         num_classes: number of labels; index ``num_classes`` is the null (unconditional) class.
         dropout: dropout inside residual blocks.
-        emb_features: sinusoidal features of the log-SNR.
+        emb_features: sinusoidal features of the noise level ``lambda``.
     """
 
     image_size: int = 28
@@ -97,13 +97,13 @@ class UNetConfig:
 
 
 class UNet(nn.Module):
-    """``x (B, C, H, W), log_snr (B,), labels (B,) long -> (B, C, H, W)``."""
+    """``x (B, C, H, W), lam (B,), labels (B,) long -> (B, C, H, W)``."""
 
     def __init__(self, cfg: UNetConfig) -> None:
         super().__init__()
         self.cfg = cfg
         ch, emb = cfg.channels, 4 * cfg.channels
-        self.noise_emb = LogSNREmbedding(cfg.emb_features, emb)
+        self.noise_emb = NoiseLevelEmbedding(cfg.emb_features, emb)
         self.class_emb = ClassEmbedding(cfg.num_classes, emb)
         self.stem = nn.Conv2d(cfg.in_channels, ch, 3, padding=1)
 
@@ -152,18 +152,18 @@ class UNet(nn.Module):
             return h
         return stage(h)
 
-    def forward(self, x: Tensor, log_snr: Tensor, labels: Tensor) -> Tensor:
-        """Predict the network target (eps or v) for noisy images ``x`` at log-SNR ``log_snr``.
+    def forward(self, x: Tensor, lam: Tensor, labels: Tensor) -> Tensor:
+        """Predict the network target (eps or v) for noisy images ``x`` at noise level ``lam``.
 
         Args:
             x: ``(B, in_channels, image_size, image_size)``.
-            log_snr: ``(B,)`` float, ``log(alpha^2 / sigma^2)`` of each row.
+            lam: ``(B,)`` float, the half log-SNR ``log(alpha / sigma)`` of each row.
             labels: ``(B,)`` long in ``[0, num_classes]``; ``num_classes`` is the null class.
 
         Returns:
             ``(B, in_channels, image_size, image_size)`` in the dtype of the computation.
         """
-        e = self.noise_emb(log_snr) + self.class_emb(labels)
+        e = self.noise_emb(lam) + self.class_emb(labels)
         h = self.stem(x)
         hs = [h]
         for stage in self.down:

@@ -8,8 +8,8 @@ and emit ``-1``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -27,11 +27,14 @@ class Autoregressive:
         eos_token_id: token id(s) that finish a row (None: rows run for all steps).
         pad_token_id: appended to finished rows.
         greedy: take the argmax instead of sampling (temperature -> 0).
+        stop: optional ``stop(new_state) -> (B,) bool``, called after every step: rows where it
+            is True finish there (e.g. a stop string appeared in the decoded text).
     """
 
     eos_token_id: int | Sequence[int] | None = None
     pad_token_id: int = 0
     greedy: bool = False
+    stop: Callable[[State], Tensor] | None = None
 
     def init(self, prompt: Tensor | Mapping[str, Any], generator: torch.Generator) -> State:
         """``prompt``: ``(B, P)`` long ids, or a mapping with ``input_ids`` and (left-padded) ``attention_mask``."""
@@ -70,7 +73,7 @@ class Autoregressive:
         emitted = torch.where(state.done, torch.full_like(token, -1), token)
         done = state.done | self._is_eos(token)
         mask = torch.cat([state.memory["attention_mask"], (~state.done)[:, None]], dim=1)
-        return State(
+        new = State(
             x=torch.cat([state.x, token[:, None]], dim=1),
             t=state.t + (~state.done).long(),
             done=done,
@@ -78,6 +81,9 @@ class Autoregressive:
             emitted=emitted,
             memory={**state.memory, **pred.memory, "attention_mask": mask},
         )
+        if self.stop is not None:
+            new = replace(new, done=done | (self.stop(new).to(done.device, torch.bool) & ~state.done))
+        return new
 
     def _is_eos(self, token: Tensor) -> Tensor:
         if self.eos_token_id is None:

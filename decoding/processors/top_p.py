@@ -13,10 +13,11 @@ from decoding.processors._checks import check_min_tokens
 
 @dataclass(frozen=True)
 class TopP:
-    """Keep the smallest set of most likely tokens whose probability adds up to more than ``1 - p`` complement.
+    """Keep the smallest set of most likely tokens whose probability adds up to at least ``p``.
 
     Precisely (the rule of transformers' ``TopPLogitsWarper``): sort the tokens by logit in
-    ascending order (ties: lower token id first) and drop each token whose cumulative probability,
+    ascending order with ``torch.sort`` (equal logits in its deterministic order, as
+    transformers) and drop each token whose cumulative probability,
     counted from the least likely one up to and including itself, is ``<= 1 - p``. The
     ``min_tokens_to_keep`` most likely tokens are always kept. ``p = 1`` keeps every token.
     """
@@ -31,7 +32,7 @@ class TopP:
 
     def __call__(self, logits: Tensor, state: State | None = None) -> Tensor:
         """``logits`` ``(..., V)`` -> new ``(..., V)`` with the tail outside the nucleus set to ``-inf``."""
-        ascending, order = torch.sort(logits, dim=-1, stable=True)
+        ascending, order = torch.sort(logits, dim=-1)  # same (unstable) sort as transformers: same tie order
         tail_mass = torch.softmax(ascending, dim=-1).cumsum(dim=-1)
         drop_sorted = tail_mass <= (1.0 - float(self.p))
         keep = min(self.min_tokens_to_keep, logits.shape[-1])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -134,7 +135,25 @@ def vocabulary(tokenizer: Any, eos_token_id: int | None = None, vocab_size: int 
     return vocab
 
 
+_HF_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def _hf_vocabulary(tokenizer: Any) -> Vocabulary:
+    try:
+        cached = _HF_CACHE.get(tokenizer)
+    except TypeError:  # not weak-referenceable
+        cached = None
+    if cached is not None and len(cached) == len(tokenizer):
+        return cached
+    vocab = _hf_vocabulary_uncached(tokenizer)
+    try:
+        _HF_CACHE[tokenizer] = vocab
+    except TypeError:
+        pass
+    return vocab
+
+
+def _hf_vocabulary_uncached(tokenizer: Any) -> Vocabulary:
     n = len(tokenizer)
     strings = tokenizer.convert_ids_to_tokens(list(range(n)))
     special: set[int] = set(getattr(tokenizer, "all_special_ids", []) or [])

@@ -11,7 +11,6 @@ from scipy.stats import chisquare
 from decoding import decode
 from decoding.processes.autoregressive import Autoregressive, generated_tokens
 from decoding.processors.temperature import Temperature
-
 from tests.core.markov import MarkovModel, sequence_probs
 
 P = torch.tensor([[0.6, 0.3, 0.1], [0.2, 0.2, 0.6], [0.45, 0.05, 0.5]], dtype=torch.float64)

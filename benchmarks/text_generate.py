@@ -1,0 +1,327 @@
+"""Autoregressive sampling speed: our engine against Hugging Face ``generate()``, same model, processors, batch.
+
+    # GPU (H100): SmolLM2-135M architecture, random bf16 weights, 32-token prompts, 256 new tokens
+    python benchmarks/text_generate.py --device cuda --random-weights --batch 1 --out gpu_b1.json
+    python benchmarks/text_generate.py --device cuda --random-weights --batch 64 --out gpu_b64.json
+    # CPU: the real SmolLM2-135M in float32
+    python benchmarks/text_generate.py --device cpu --model smollm2 --batch 1 8 --new-tokens 64 --out cpu.json
+    # tiny smoke run (what the test runs)
+    python benchmarks/text_generate.py --device cpu --random-weights --tiny --batch 2 --new-tokens 8 --reps 1
+
+Ours:
+    ``fused``      whole step (model + processors + sampling) as one CUDA graph (plain calls on CPU);
+    ``loop``       the generic decode loop with the static-cache model (its step compiled + CUDA graph on GPU);
+                   both take suffixes: ``-sdpa``/``-xformers``/``-naive`` (attention backend), ``-eager``
+                   (no torch.compile), ``-nograph`` (no CUDA graph), e.g. ``fused-sdpa-eager``;
+    ``hf-adapter`` the decode loop driving the transformers model.
+Peer (only when transformers imports):
+    ``hf``         ``model.generate()`` with its default dynamic cache;
+    ``hf-static``  ``generate(cache_implementation="static")`` (transformers compiles it on GPU).
+
+Every engine samples with the same processors (each ``--configs`` entry; transformers' default
+top-k 50 is switched off) and ignores EOS, so all do the same work: ``batch x new_tokens`` tokens.
+Each engine runs once per batch and config to warm up (compilation, graph capture), then
+``--reps`` times, interleaved with the others; the table shows the median tokens/s and the ratio
+to the best transformers engine of the same batch and config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from decoding.adapters.fused_generate import fused_generate  # noqa: E402
+from decoding.adapters.hf import parse_dtype  # noqa: E402
+from decoding.adapters.llama import SMOLLM2_135M, native_to_hf_state  # noqa: E402
+from decoding.adapters.static_cache import StaticCausalLM  # noqa: E402
+from decoding.core.loop import decode  # noqa: E402
+from decoding.nn.transformer import Transformer, TransformerConfig  # noqa: E402
+from decoding.processes.autoregressive import Autoregressive  # noqa: E402
+from decoding.processors import standard_processors  # noqa: E402
+
+TINY = dict(vocab_size=512, dim=64, n_layers=2, n_heads=4, n_kv_heads=2, hidden=128, rope_theta=10000.0,
+            tie_embeddings=True, norm_eps=1e-5)
+HF_NAMES = {"temperature": "temperature", "top_k": "top_k", "top_p": "top_p", "min_p": "min_p",
+            "typical": "typical_p", "repetition_penalty": "repetition_penalty"}
+
+
+def have_transformers() -> bool:
+    try:
+        import transformers  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
+def parse_config(text: str) -> dict[str, float]:
+    """``"temperature=0.8,top_p=0.95"`` -> kwargs of :func:`standard_processors`."""
+    out: dict[str, float] = {}
+    for item in filter(None, text.split(",")):
+        key, _, value = item.partition("=")
+        if key not in HF_NAMES:
+            raise SystemExit(f"unknown processor {key!r} in --configs; use {', '.join(HF_NAMES)}")
+        out[key] = int(value) if key == "top_k" else float(value)
+    return out
+
+
+def build_models(args: argparse.Namespace, device: torch.device, dtype: torch.dtype):
+    """Our transformer and (if transformers imports) the same weights as a transformers Llama."""
+    hf = None
+    if args.random_weights:
+        sizes = TINY if args.tiny else SMOLLM2_135M
+        torch.manual_seed(0)
+        net = Transformer(TransformerConfig(**sizes, max_len=args.prompt_len + args.new_tokens + 64)).eval()
+        if have_transformers() and not args.skip_hf:
+            from transformers import LlamaConfig, LlamaForCausalLM
+
+            c = net.cfg
+            cfg = LlamaConfig(vocab_size=c.vocab_size, hidden_size=c.dim, intermediate_size=c.hidden,
+                              num_hidden_layers=c.n_layers, num_attention_heads=c.n_heads,
+                              num_key_value_heads=c.n_kv_heads, max_position_embeddings=c.max_len,
+                              rope_theta=c.rope_theta, rms_norm_eps=c.norm_eps, tie_word_embeddings=c.tie_embeddings)
+            hf = LlamaForCausalLM(cfg)
+            hf.load_state_dict(native_to_hf_state(net), strict=True)
+        net = net.to(device=device, dtype=dtype)
+    else:
+        from decoding.adapters.hf import resolve_source
+        from decoding.adapters.llama import load_native_llama
+
+        folder, _ = resolve_source(args.model)
+        net = load_native_llama(folder, device=device, dtype=dtype)
+        if have_transformers() and not args.skip_hf:
+            from transformers import AutoModelForCausalLM
+
+            hf = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
+    if hf is not None:
+        hf = hf.to(device=device, dtype=dtype).eval()
+        hf.generation_config.eos_token_id = None
+    return net, hf
+
+
+def ours(args: argparse.Namespace, net: Transformer) -> dict[str, tuple[str, StaticCausalLM]]:
+    """engine name -> (fused | loop, model); one model per engine, reused across batches and configs."""
+    backend = None if args.attention == "auto" else args.attention
+    flag = {"auto": None, "on": True, "off": False}
+    out = {}
+    for name in sorted(args.engines):
+        base, _, variant = name.partition("-")
+        if base not in ("fused", "loop"):
+            continue
+        opts = dict(backend=backend, compile=flag[args.compile], cuda_graphs=flag[args.cuda_graphs])
+        for v in filter(None, variant.split("-")):
+            if v in ("sdpa", "xformers", "naive"):
+                opts["backend"] = v
+            elif v == "eager":
+                opts["compile"] = False
+            elif v == "nograph":
+                opts["cuda_graphs"] = False
+            else:
+                raise SystemExit(f"unknown engine {name!r} (suffixes: -sdpa, -xformers, -naive, -eager, -nograph)")
+        out[name] = (base, StaticCausalLM(net, capacity=args.prompt_len + args.new_tokens + 1, **opts))
+    return out
+
+
+def runners(args, models, hf, prompt: torch.Tensor, config: dict) -> dict[str, Callable[[int], int]]:
+    """engine name -> run(seed) returning the number of generated tokens."""
+    n = args.new_tokens
+    procs = standard_processors(**config)
+    out: dict[str, Callable[[int], int]] = {}
+    for name, (base, lm) in models.items():
+        if base == "fused":
+
+            def run(seed: int, lm=lm) -> int:
+                return int(fused_generate(lm, prompt, max_new_tokens=n, processors=procs, seed=seed).nfe.sum())
+        else:
+
+            def run(seed: int, lm=lm) -> int:
+                return int(decode(lm, Autoregressive(), prompt, steps=n, processors=procs, seed=seed).nfe.sum())
+
+        out[name] = run
+    if hf is None:
+        return out
+    if "hf-adapter" in args.engines:
+        from decoding.adapters.hf import HFCausalLM
+
+        adapter = HFCausalLM(hf)
+        out["hf-adapter"] = lambda seed: int(
+            decode(adapter, Autoregressive(), prompt, steps=n, processors=procs, seed=seed).nfe.sum()
+        )
+    from transformers import GenerationConfig
+
+    kw = dict(do_sample=True, top_k=0, max_new_tokens=n, eos_token_id=None, pad_token_id=0)
+    kw.update({HF_NAMES[k]: v for k, v in config.items()})
+    for name, extra in (("hf", {}), ("hf-static", {"cache_implementation": "static"})):
+        if name in args.engines:
+            gc = GenerationConfig(**kw, **extra)
+
+            def run_hf(seed: int, gc=gc) -> int:
+                torch.manual_seed(seed)
+                with torch.inference_mode():
+                    ids = hf.generate(input_ids=prompt, attention_mask=torch.ones_like(prompt), generation_config=gc)
+                return int((ids.shape[1] - prompt.shape[1]) * ids.shape[0])
+
+            out[name] = run_hf
+    return out
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def measure(fns: dict[str, Callable[[int], int]], reps: int, device: torch.device) -> dict[str, dict]:
+    rows: dict[str, dict] = {}
+    for name, fn in fns.items():  # warm-up: compilation, graph capture
+        t = time.perf_counter()
+        try:
+            fn(0)
+            sync(device)
+            rows[name] = {"warmup_s": time.perf_counter() - t, "tok_s": [], "error": None}
+        except Exception as e:  # report and go on with the other engines
+            rows[name] = {"warmup_s": None, "tok_s": [], "error": f"{type(e).__name__}: {e}"[:400]}
+            print(f"  {name}: failed: {rows[name]['error']}", file=sys.stderr)
+    for r in range(reps):
+        for name, fn in fns.items():
+            if rows[name]["error"]:
+                continue
+            sync(device)
+            t = time.perf_counter()
+            tokens = fn(r + 1)
+            sync(device)
+            rows[name]["tok_s"].append(tokens / (time.perf_counter() - t))
+    for row in rows.values():
+        row["median_tok_s"] = statistics.median(row["tok_s"]) if row["tok_s"] else None
+    best = max((r["median_tok_s"] or 0 for k, r in rows.items() if k in ("hf", "hf-static")), default=0) or None
+    for row in rows.values():
+        row["ratio_to_hf_best"] = row["median_tok_s"] / best if (best and row["median_tok_s"]) else None
+    return rows
+
+
+def profile_fused(lm: StaticCausalLM, device: torch.device, prompt: torch.Tensor, config: dict, n: int) -> dict:
+    """Device kernels and time per generated token of the fused engine (torch.profiler)."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    procs = standard_processors(**config)
+    fused_generate(lm, prompt, max_new_tokens=n, processors=procs, seed=0)
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=acts) as prof:
+        fused_generate(lm, prompt, max_new_tokens=n, processors=procs, seed=1)
+        sync(device)
+    key = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    averages = prof.key_averages()
+    events = sorted(averages, key=lambda e: -getattr(e, key, 0))
+    kernels = [e for e in averages if e.device_type == DeviceType.CUDA]
+    return {
+        "top": [{"name": e.key[:100], "count": e.count, "ms": getattr(e, key, 0) / 1e3} for e in events[:30]],
+        "device_kernels_per_token_step": sum(e.count for e in kernels) / n,
+        "device_ms_per_token_step": sum(getattr(e, key, 0) for e in kernels) / 1e3 / n,
+        "table": averages.table(sort_by=key, row_limit=30),
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--dtype", default=None, help="default: bfloat16 on CUDA, float32 on CPU")
+    p.add_argument("--model", default="smollm2", help="a Llama folder or 'smollm2' (ignored with --random-weights)")
+    p.add_argument("--random-weights", action="store_true", help="SmolLM2-135M architecture with random weights")
+    p.add_argument("--tiny", action="store_true", help="with --random-weights: a 2-layer toy (smoke test)")
+    p.add_argument("--batch", type=int, nargs="+", default=[1])
+    p.add_argument("--prompt-len", type=int, default=32)
+    p.add_argument("--new-tokens", type=int, default=256)
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--configs", nargs="+", default=["temperature=0.8,top_p=0.95"],
+                   help="processor settings, one run each, e.g. 'temperature=0.8,top_p=0.95' 'typical=0.9' "
+                        "'temperature=1.0' (keys: " + ", ".join(HF_NAMES) + ")")
+    p.add_argument("--engines", default=None, help="comma list (see above); default: fused,loop,hf,hf-static on "
+                   "CUDA, fused,loop,hf-adapter,hf on CPU")
+    p.add_argument("--attention", default="auto", help="attention backend of our engines: auto, xformers, sdpa, naive")
+    p.add_argument("--compile", default="auto", choices=["auto", "on", "off"])
+    p.add_argument("--cuda-graphs", default="auto", choices=["auto", "on", "off"])
+    p.add_argument("--skip-hf", action="store_true")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--profile", action="store_true", help="also profile one run of the first fused engine")
+    p.add_argument("--out", type=Path, help="write the results as JSON here")
+    args = p.parse_args(argv)
+    device = torch.device(args.device)
+    default = "fused,loop,hf,hf-static" if device.type == "cuda" else "fused,loop,hf-adapter,hf"
+    args.engines = set((args.engines or default).split(","))
+    configs = [parse_config(c) for c in args.configs]
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    dtype = parse_dtype(args.dtype, device)
+    net, hf = build_models(args, device, dtype)
+    models = ours(args, net)
+    meta = {
+        "date": time.strftime("%Y-%m-%d"), "device": str(device), "dtype": str(dtype).removeprefix("torch."),
+        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+        "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        "torch": torch.__version__, "transformers": _tf_version(),
+        "model": ("tiny random" if args.tiny else "random SmolLM2-135M arch") if args.random_weights else args.model,
+        "prompt_len": args.prompt_len, "new_tokens": args.new_tokens, "reps": args.reps,
+        "attention": args.attention, "compile": args.compile, "cuda_graphs": args.cuda_graphs,
+        "command": "python " + " ".join(sys.argv),
+    }
+    results: dict = {"meta": meta, "runs": []}
+    for b in args.batch:
+        g = torch.Generator().manual_seed(b)
+        prompt = torch.randint(3, net.cfg.vocab_size, (b, args.prompt_len), generator=g).to(device)
+        for ci, config in enumerate(configs):
+            fns = runners(args, models, hf, prompt, config)
+            print(f"batch {b}, {args.configs[ci]}: {', '.join(fns)} ...", file=sys.stderr)
+            results["runs"].append({"batch": b, "config": args.configs[ci], "engines": measure(fns, args.reps, device)})
+        fused_names = [k for k, (base, _) in models.items() if base == "fused"]
+        if args.profile and fused_names:
+            prof = profile_fused(models[fused_names[0]][1], device, prompt, configs[0], args.new_tokens)
+            results.setdefault("profile", {})[str(b)] = prof
+            print(prof["table"])
+            print(f"device kernels per token step: {prof['device_kernels_per_token_step']:.1f}, "
+                  f"device ms per token step: {prof['device_ms_per_token_step']:.3f}")
+    print_table(results)
+    results["meta"]["load_average_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2))
+        print(f"wrote {args.out}", file=sys.stderr)
+    return results
+
+
+def _tf_version() -> str | None:
+    try:
+        import transformers
+
+        return transformers.__version__
+    except Exception:
+        return None
+
+
+def print_table(results: dict) -> None:
+    m = results["meta"]
+    print(f"\n{m['model']} | {m['device']} {m['gpu'] or m['cpu']} | {m['dtype']} | prompt {m['prompt_len']} | "
+          f"new {m['new_tokens']} | torch {m['torch']} | transformers {m['transformers']}")
+    print(f"{'batch':>5}  {'processors':<28} {'engine':<18} {'tok/s (median)':>15} {'x HF best':>10} {'warm-up s':>10}")
+    for run in results["runs"]:
+        for name, r in run["engines"].items():
+            head = f"{run['batch']:>5}  {run['config'][:28]:<28} {name:<18}"
+            if r["error"]:
+                print(f"{head} failed: {r['error'][:80]}")
+                continue
+            ratio = f"{r['ratio_to_hf_best']:.2f}" if r["ratio_to_hf_best"] else "-"
+            print(f"{head} {r['median_tok_s']:>15.1f} {ratio:>10} {r['warmup_s']:>10.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,302 @@
+"""A causal :class:`~decoding.nn.transformer.Transformer` with a preallocated (static) KV cache.
+
+Keys and values of position ``j`` of every row live in cache slot ``j`` (the column of ``State.x``),
+so a decode step has fixed shapes: one query per row attends to all ``S`` slots under a
+``(B, S)`` "slot holds a real token" mask (left padding and the padding of finished rows stay
+False). Fixed shapes let the one-token step be compiled (``torch.compile``) and replayed as a CUDA
+graph, the way gpt-fast and vLLM decode small models fast.
+
+As an engine model (``state -> Prediction``) it feeds ``state.x[:, kv_len:]``: the whole prompt on
+the first call (prefill), one token per call after that. ``state.memory`` carries the session
+(the cache buffers) and ``kv_len``; a state whose ``kv_len`` is shorter than what the session holds
+rolls the session back (slots are simply marked empty), which is what speculative decoders need.
+
+The cache is one mutable buffer per shape, reused across ``decode`` calls; each new prompt
+claims it (an epoch counter), and a state from an older claim is refused with a clear error.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from decoding.core.types import Prediction, State
+from decoding.nn.attention import attention
+from decoding.nn.transformer import Transformer, apply_rotary
+
+SCRATCH = 8  # spare slots after the capacity: warm-up and capture write there, never read
+
+
+def static_forward(
+    net: Transformer,
+    tokens: Tensor,
+    positions: Tensor,
+    k_cache: list[Tensor],
+    v_cache: list[Tensor],
+    slots: Tensor,
+    mask: Tensor,
+    backend: str | None,
+    qkv: list[Tensor] | None = None,
+) -> Tensor:
+    """Run ``tokens`` through ``net``, writing their keys/values into the static cache.
+
+    Args:
+        tokens: ``(B, n)`` ids; positions: ``(B, n)`` rotary positions.
+        k_cache, v_cache: per layer ``(B, Hkv, S, D)``, written in place at ``slots``.
+        slots: ``(n,)`` long, the cache slots of the ``n`` tokens.
+        mask: bool ``(B, 1, n, S)``, True where a query may attend to a slot.
+        backend: attention backend (see :mod:`decoding.nn.attention`).
+        qkv: optional per-layer ``[q; kv]`` weights ``((H + 2 Hkv) D, dim)``: one matmul instead of two.
+
+    Returns:
+        logits of the last position, ``(B, V)`` in the weights' dtype.
+    """
+    cfg = net.cfg
+    b, n = tokens.shape
+    hd = cfg.dim // cfg.n_heads
+    cos = net.rope_cos[positions][:, None]
+    sin = net.rope_sin[positions][:, None]
+    x = net.embed(tokens)
+    for i, blk in enumerate(net.blocks):
+        h = blk.attn_norm(x)
+        if qkv is None:
+            q, kv = blk.q(h), blk.kv(h)
+        else:
+            q, kv = F.linear(h, qkv[i]).split([cfg.n_heads * hd, 2 * cfg.n_kv_heads * hd], dim=-1)
+        q = q.reshape(b, n, cfg.n_heads, hd).transpose(1, 2)
+        k, v = kv.reshape(b, n, 2, cfg.n_kv_heads, hd).permute(2, 0, 3, 1, 4)
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        k_cache[i].index_copy_(2, slots, k)
+        v_cache[i].index_copy_(2, slots, v)
+        a = attention(q, k_cache[i], v_cache[i], mask=mask, backend=backend)
+        x = x + blk.o(a.transpose(1, 2).reshape(b, n, -1))
+        g, u = blk.gate_up(blk.mlp_norm(x)).chunk(2, dim=-1)
+        x = x + blk.down(F.silu(g) * u)
+    x = net.norm(x[:, -1])
+    w = net.embed.weight if net.head is None else net.head.weight
+    return x @ w.t()
+
+
+@dataclass(eq=False)
+class StaticSession:
+    """The mutable buffers of one batch shape: caches, slot mask and the decode step's inputs.
+
+    Attributes:
+        k, v: per layer ``(B, Hkv, S, D)`` with ``S = capacity + SCRATCH``.
+        valid: ``(B, S)`` bool, the slot holds a real token.
+        tok: ``(B, 1)`` the token the next decode step feeds; slot: ``(1,)`` its slot.
+        length: slots written so far; epoch: bumped when a new prompt claims the session.
+    """
+
+    k: list[Tensor]
+    v: list[Tensor]
+    valid: Tensor
+    tok: Tensor
+    slot: Tensor
+    capacity: int
+    length: int = 0
+    epoch: int = 0
+    graph: torch.cuda.CUDAGraph | None = None
+    graph_logits: Tensor | None = None
+    extras: dict = field(default_factory=dict)
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.valid.shape[0])
+
+
+def _triton_available() -> bool:
+    return importlib.util.find_spec("triton") is not None
+
+
+class StaticCausalLM:
+    """``state -> Prediction(logits (B, V))`` for a causal :class:`Transformer` with a static KV cache.
+
+    Args:
+        net: a causal transformer (e.g. from :func:`decoding.adapters.llama.load_native_llama`).
+        capacity: cache slots per row (prompt + new tokens); grown by doubling when exceeded.
+        backend: attention backend override (default: xformers on CUDA, SDPA on CPU).
+        compile: ``torch.compile`` the one-token step (default: on CUDA when triton is installed).
+        cuda_graphs: replay the one-token step as a CUDA graph (default: on CUDA).
+
+    The attention projections are fused into one ``[q; kv]`` weight per layer at construction;
+    call :meth:`refresh_weights` after changing them in ``net``.
+    """
+
+    def __init__(
+        self,
+        net: Transformer,
+        capacity: int = 256,
+        backend: str | None = None,
+        compile: bool | None = None,
+        cuda_graphs: bool | None = None,
+    ) -> None:
+        if not net.cfg.causal:
+            raise ValueError("StaticCausalLM needs a causal transformer (TransformerConfig(causal=True))")
+        self.net = net.eval()
+        self.capacity = int(capacity)
+        self.backend = backend
+        cuda = self.device.type == "cuda"
+        self.compile = (cuda and _triton_available()) if compile is None else bool(compile)
+        self.cuda_graphs = cuda if cuda_graphs is None else bool(cuda_graphs)
+        if self.cuda_graphs and not cuda:
+            raise ValueError("cuda_graphs=True needs the model on a CUDA device")
+        self._sessions: dict[tuple[int, int], StaticSession] = {}
+        self.refresh_weights()
+        self._step_fn: Callable[[StaticSession], Tensor] = self._decode_step
+        if self.compile:
+            self._step_fn = torch.compile(self._decode_step, dynamic=False)
+
+    def refresh_weights(self) -> None:
+        """Rebuild the fused ``[q; kv]`` weights (call after changing the attention weights of ``net``)."""
+        with torch.no_grad():
+            self._qkv = [torch.cat([blk.q.weight, blk.kv.weight], dim=0) for blk in self.net.blocks]
+
+    @property
+    def device(self) -> torch.device:
+        return self.net.embed.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.net.embed.weight.dtype
+
+    @property
+    def vocab_size(self) -> int:
+        return self.net.cfg.vocab_size
+
+    # --- sessions -------------------------------------------------------------------------
+    def session(self, batch: int, needed: int) -> StaticSession:
+        """A session for ``batch`` rows with room for ``needed`` slots (new or pooled), claimed anew."""
+        cap = max(self.capacity, needed)
+        cap = -(-cap // 64) * 64
+        key = (batch, cap)
+        sess = self._sessions.get(key)
+        if sess is None:
+            sess = self._new_session(batch, cap)
+            self._sessions[key] = sess
+        sess.epoch += 1
+        sess.length = 0
+        sess.valid.zero_()
+        return sess
+
+    def _new_session(self, batch: int, cap: int) -> StaticSession:
+        cfg = self.net.cfg
+        hd = cfg.dim // cfg.n_heads
+        s = cap + SCRATCH
+        shape = (batch, cfg.n_kv_heads, s, hd)
+        kw = dict(device=self.device, dtype=self.dtype)
+        return StaticSession(
+            k=[torch.zeros(shape, **kw) for _ in range(cfg.n_layers)],
+            v=[torch.zeros(shape, **kw) for _ in range(cfg.n_layers)],
+            valid=torch.zeros(batch, s, dtype=torch.bool, device=self.device),
+            tok=torch.zeros(batch, 1, dtype=torch.long, device=self.device),
+            slot=torch.full((1,), cap, dtype=torch.long, device=self.device),
+            capacity=cap,
+        )
+
+    def _grow(self, sess: StaticSession, needed: int) -> StaticSession:
+        bigger = self.session(sess.batch_size, max(needed, 2 * sess.capacity))
+        for dst, src in zip(bigger.k + bigger.v, sess.k + sess.v, strict=True):
+            dst[:, :, : sess.capacity].copy_(src[:, :, : sess.capacity])
+        bigger.valid[:, : sess.capacity].copy_(sess.valid[:, : sess.capacity])
+        bigger.length = sess.length
+        return bigger
+
+    # --- the two forward shapes -------------------------------------------------------------
+    def prefill(self, sess: StaticSession, tokens: Tensor, attention_mask: Tensor, start: int) -> Tensor:
+        """Write ``tokens`` ``(B, n)`` at slots ``start..start+n-1``; ``attention_mask`` ``(B, start+n)``."""
+        n = tokens.shape[1]
+        am = attention_mask.to(torch.bool)
+        sess.valid[:, start : start + n] = am[:, start : start + n]
+        sess.valid[:, start + n :] = False
+        positions = (am.long().cumsum(-1) - 1).clamp(min=0)[:, start:]
+        s = sess.valid.shape[1]
+        q_slot = start + torch.arange(n, device=self.device)
+        keys = torch.arange(s, device=self.device)[None, :]
+        causal = keys <= q_slot[:, None]  # (n, S)
+        own = keys == q_slot[:, None]  # a padding query sees itself: no fully masked rows, no NaN
+        mask = ((causal[None] & sess.valid[:, None, :]) | own[None])[:, None]  # (B, 1, n, S)
+        logits = static_forward(self.net, tokens, positions, sess.k, sess.v, q_slot, mask, self.backend, self._qkv)
+        sess.length = start + n
+        return logits
+
+    def _decode_step(self, sess: StaticSession) -> Tensor:
+        """One token per row: ``sess.tok`` at ``sess.slot`` (its ``valid`` bit already set). Graph-safe."""
+        positions = sess.valid.long().sum(-1, keepdim=True) - 1
+        mask = sess.valid[:, None, None, :]
+        return static_forward(self.net, sess.tok, positions, sess.k, sess.v, sess.slot, mask, self.backend, self._qkv)
+
+    def decode_step(self, sess: StaticSession) -> Tensor:
+        """Run the one-token step (as a CUDA graph when enabled); returns ``(B, V)`` logits (shared buffer)."""
+        if not self.cuda_graphs:
+            return self._step_fn(sess)
+        if sess.graph is None:
+            self.capture(sess)
+        sess.graph.replay()
+        return sess.graph_logits
+
+    def capture(self, sess: StaticSession, body: Callable[[], Tensor] | None = None) -> tuple[torch.cuda.CUDAGraph, Tensor]:
+        """Warm up and capture ``body`` (default: the decode step) as a CUDA graph on ``sess``.
+
+        Warm-up and capture write keys/values into a scratch slot only, and every small buffer
+        (the slot mask, the step's inputs, ``sess.extras``) is restored afterwards, so capturing in
+        the middle of a generation is safe. Returns the graph and the tensor ``body`` returned
+        (a buffer that every replay refills).
+        """
+        default = body is None
+        fn = body if body is not None else (lambda: self._step_fn(sess))
+        saved = [(sess.valid, sess.valid.clone()), (sess.tok, sess.tok.clone()), (sess.slot, sess.slot.clone())]
+        saved += [(t, t.clone()) for t in sess.extras.values() if isinstance(t, Tensor)]
+        sess.slot.fill_(sess.capacity)  # scratch slot
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(3):
+                fn()
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            out = fn()
+        for target, value in saved:
+            target.copy_(value)
+        if default:
+            sess.graph, sess.graph_logits = graph, out
+        return graph, out
+
+    # --- the engine model ---------------------------------------------------------------
+    @torch.inference_mode()
+    def __call__(self, state: State) -> Prediction:
+        am: Tensor = state.memory["attention_mask"]
+        total = state.x.shape[1]
+        sess: StaticSession | None = state.memory.get("static_session")
+        kv_len = int(state.memory.get("kv_len", 0)) if sess is not None else 0
+        if sess is None:
+            sess = self.session(state.batch_size, total + 1)
+        elif sess.epoch != state.memory.get("static_epoch"):
+            raise ValueError(
+                "this state's static KV cache was claimed by a newer prompt on the same model; "
+                "decode one batch at a time per StaticCausalLM, or use separate model objects"
+            )
+        if sess.length > kv_len:  # roll back (e.g. rejected draft tokens)
+            sess.valid[:, kv_len:] = False
+            sess.length = kv_len
+        elif sess.length < kv_len:
+            raise ValueError(f"static KV cache holds {sess.length} slots but the state expects {kv_len}")
+        if total > sess.capacity:
+            sess = self._grow(sess, total)
+        n = total - kv_len
+        if n == 1 and kv_len > 0:
+            sess.tok.copy_(state.x[:, kv_len:])
+            sess.slot.fill_(kv_len)
+            sess.valid[:, kv_len] = am[:, kv_len]
+            logits = self.decode_step(sess)
+            sess.length = total
+        else:
+            logits = self.prefill(sess, state.x[:, kv_len:], am, kv_len)
+        memory = {"static_session": sess, "static_epoch": sess.epoch, "kv_len": total}
+        return Prediction(logits=logits.to(torch.float32, copy=True), memory=memory)

@@ -1,0 +1,137 @@
+"""The output folder of an eval run, written only by atomic replaces (tmp file + ``os.replace``).
+
+Layout::
+
+    OUT/results.jsonl              one line per sample (rebuilt from the chunk files)
+    OUT/summary.json               per task and config: settings and summarized metrics
+    OUT/report.md, OUT/plots/*.png
+    OUT/chunks/<task>/<config-id>/<chunk>.json          finished chunks (records)
+    OUT/chunks/<task>/<config-id>/<chunk>.safetensors   their per-sample tensors (images)
+
+A chunk file is written once and never rewritten: a second run into the same folder skips the
+chunks it finds, so an interrupted run resumes and finished results are never overwritten.
+The config id is a digest of everything that determines the samples, so editing a suite starts
+fresh configs beside the old ones instead of mixing them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a part."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, allow_nan=True) + "\n")
+
+
+def atomic_save_tensors(path: Path, tensors: dict[str, Tensor]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class Store:
+    """Reads and writes one output folder."""
+
+    def __init__(self, out: str | Path) -> None:
+        self.out = Path(out)
+        if self.out.exists() and not self.out.is_dir():
+            raise NotADirectoryError(f"--out {self.out} exists and is not a folder")
+
+    def config_dir(self, task: str, config_id: str) -> Path:
+        return self.out / "chunks" / task / config_id
+
+    def _chunk(self, task: str, config_id: str, chunk: int, ext: str) -> Path:
+        return self.config_dir(task, config_id) / f"{chunk:06d}.{ext}"
+
+    def has_chunk(self, task: str, config_id: str, chunk: int) -> bool:
+        return self._chunk(task, config_id, chunk, "json").is_file()
+
+    def write_chunk(
+        self,
+        task: str,
+        config_id: str,
+        chunk: int,
+        records: list[dict[str, Any]],
+        tensors: dict[str, Tensor],
+        state: bytes | None = None,
+    ) -> None:
+        """Store a finished chunk: tensors and the job state after it first, the records last
+        (a chunk whose ``.json`` exists is complete)."""
+        if self.has_chunk(task, config_id, chunk):
+            return  # finished results are never overwritten
+        if tensors:
+            atomic_save_tensors(self._chunk(task, config_id, chunk, "safetensors"), tensors)
+        if state is not None:
+            atomic_write_bytes(self._chunk(task, config_id, chunk, "state"), state)
+        atomic_write_text(
+            self._chunk(task, config_id, chunk, "json"), json.dumps({"records": records}) + "\n"
+        )
+
+    def read_records(self, task: str, config_id: str, chunks: Iterable[int]) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for c in chunks:
+            path = self._chunk(task, config_id, c, "json")
+            try:
+                out.extend(json.loads(path.read_text(encoding="utf-8"))["records"])
+            except (OSError, ValueError, KeyError) as e:
+                raise ValueError(
+                    f"cannot read finished chunk {path}: {e}; delete it to draw it again"
+                ) from None
+        return out
+
+    def read_tensor(self, task: str, config_id: str, chunks: Iterable[int], name: str) -> Tensor:
+        """The per-sample tensor ``name`` of ``chunks``, concatenated in chunk order."""
+        parts = []
+        for c in chunks:
+            path = self._chunk(task, config_id, c, "safetensors")
+            if not path.is_file():
+                raise ValueError(
+                    f"{path} is missing (tensor {name!r}); delete its .json file to draw the chunk again"
+                )
+            parts.append(load_file(str(path))[name])
+        if not parts:
+            raise ValueError(f"no stored tensors {name!r} for {task}/{config_id}")
+        return torch.cat(parts)
+
+    def read_state(self, task: str, config_id: str, chunk: int) -> bytes:
+        """The state a sequential job had after ``chunk`` (e.g. a grammar-aligned decoder's trie)."""
+        path = self._chunk(task, config_id, chunk, "state")
+        if not path.is_file():
+            raise ValueError(
+                f"{path} is missing: the learned state after chunk {chunk}; delete the folder {path.parent} to start the config again"
+            )
+        return path.read_bytes()

@@ -1,0 +1,489 @@
+"""A lark grammar compiled against a vocabulary: exact next-token masks over bytes.
+
+Semantics (the same as lark's contextual LALR lexer, made incremental):
+
+* The lexer context is the set of terminals in the LALR table row of the state on top of the
+  parser stack, plus the ``%ignore`` terminals. The current lexeme grows greedily: a byte that
+  some context terminal can still use extends it.
+* A byte that no context terminal can use ends the lexeme: it must fully match a terminal the
+  parser accepts (or an ignored one); among several, the highest priority wins, then a string
+  literal over a regex (lark's keyword rule), then the longer maximum width, then the name.
+  That terminal is fed to the parser and the byte starts the next lexeme.
+* A text is a viable prefix when the parser accepted every lexeme so far and the open lexeme can
+  still become a terminal the parser accepts; it is a sentence when, in addition, the open
+  lexeme completes such a terminal after which ``$END`` is accepted.
+
+A matcher's state is ``(stack id, DFA state)``: two ints. Masks are computed for all tokens at
+once by running the lexer DFA over the vocabulary's byte matrix (numpy), consulting the parser
+only where a lexeme ends inside a token, and are cached per state. This follows the design of
+llguidance (token trie + lexer DFA + parser checks at lexeme ends) and XGrammar
+(arXiv:2411.15100: context-independent tokens precomputed per lexer state).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from decoding.grammar.dfa import DEAD, START, ByteDFA, build_dfa
+from decoding.grammar.lalr import LalrDriver
+from decoding.grammar.loader import GrammarError, grammar_source
+from decoding.grammar.regex_bytes import ByteNFA, RegexError
+from decoding.grammar.tokens import RunResult, token_matrix
+from decoding.tokenizers.vocab import Vocabulary, vocabulary
+
+State = tuple[int, int]  # (parser stack id, lexer DFA state); stack id -1 = failed
+
+
+class _Node:
+    """Tokens run through one lexer DFA from one state (cached; independent of the parser stack).
+
+    The root node of ``(context, state)`` holds every token from offset 0; a child holds the
+    tokens whose lexeme ended inside them in DFA state ``s``, run on from the byte that ended it
+    through the next context's DFA. Which children are visited, and which ``end`` states are
+    live, is what depends on the parser stack.
+    """
+
+    __slots__ = ("ids", "end", "groups", "children", "allowed", "members")
+
+    def __init__(self, ids: np.ndarray | None, end: np.ndarray, groups: list) -> None:
+        self.ids = ids  # token ids (None: the whole vocabulary, by id)
+        self.end = end  # state after the token, 0 where the lexeme ended inside it
+        self.groups = groups  # [(state the lexeme ended in, common restart offset or -1, ids, offsets)]
+        self.children: dict[tuple[int, int, int], _Node] = {}
+        self.allowed: dict[tuple[int, int], tuple[bool, np.ndarray]] = {}  # (ctx, ok) -> ids / (V,) bool
+        self.members: dict[int, np.ndarray] = {}  # group index -> (V,) bool membership
+
+
+class CompiledGrammar:
+    """A grammar compiled for one vocabulary; shared (and its caches reused) by all its matchers.
+
+    Args:
+        lark_grammar: a ``lark.Lark`` object built with ``parser="lalr"``.
+        vocab: the token bytes (see :func:`decoding.tokenizers.vocabulary`).
+        name: a display name for messages.
+        mask_cache_size: how many ``(V,)`` masks to keep (least recently used are dropped).
+    """
+
+    def __init__(self, lark_grammar: Any, vocab: Vocabulary, name: str = "grammar", mask_cache_size: int = 4096):
+        self.name = name
+        self.lark = lark_grammar
+        self.vocab = vocab
+        self.eos_token_id = vocab.eos_token_id
+        self.vocab_size = len(vocab)
+        conf = lark_grammar.lexer_conf
+        self.terminals = list(conf.terminals)
+        self.term_names = [t.name for t in self.terminals]
+        self.term_index = {n: i for i, n in enumerate(self.term_names)}
+        self.ignore_mask = 0
+        for n in conf.ignore:
+            self.ignore_mask |= 1 << self.term_index[n]
+        self._nfa = ByteNFA()
+        self._starts: list[int] = []
+        self._tag: dict[int, int] = {}
+        for i, t in enumerate(self.terminals):
+            try:
+                s, e = self._nfa.add_regex(t.pattern.to_regexp())
+            except RegexError as err:
+                raise GrammarError(f"terminal {t.name} ({t.pattern.to_regexp()!r}): {err}") from err
+            self._starts.append(s)
+            self._tag[e] = i
+        self.rank = sorted(
+            range(len(self.terminals)),
+            key=lambda i: (
+                -self.terminals[i].priority,
+                0 if type(self.terminals[i].pattern).__name__ == "PatternStr" else 1,
+                -self.terminals[i].pattern.max_width,
+                -len(self.terminals[i].pattern.value),
+                self.term_names[i],
+            ),
+        )
+        parser_frontend = lark_grammar.parser.parser
+        table = parser_frontend.parser.parse_table
+        start = lark_grammar.options.start[0]
+        self.parser = LalrDriver(table, start)
+        self._ctx_of_lalr: dict[Any, int] = {}
+        self._ctx_terms: list[int] = []
+        ctx_index: dict[int, int] = {}
+        for st, terms in self.parser.terminals_at.items():
+            bits = self.ignore_mask
+            for t in terms:
+                if t in self.term_index:
+                    bits |= 1 << self.term_index[t]
+            if bits not in ctx_index:
+                ctx_index[bits] = len(self._ctx_terms)
+                self._ctx_terms.append(bits)
+            self._ctx_of_lalr[st] = ctx_index[bits]
+        self._dfas: list[ByteDFA | None] = [None] * len(self._ctx_terms)
+        self.tokens = token_matrix(vocab)
+        self._roots: dict[tuple[int, int], _Node] = {}
+        self._ok: dict[int, int] = {}
+        self._ok_tables: dict[tuple[int, int], tuple[np.ndarray, list[int]]] = {}
+        self._step: dict[tuple[int, int, int], State] = {}
+        self._masks: OrderedDict[State, torch.Tensor] = OrderedDict()
+        self.mask_cache_size = mask_cache_size
+        self._shared: dict[tuple, tuple[torch.Tensor, bool]] = {}
+        self._depths: dict[tuple[int, Any], list[int]] = {}
+        self.stats = {"mask_hits": 0, "mask_shared_hits": 0, "mask_misses": 0}
+        self.initial: State = (self.parser.root, START)
+
+    # --- lexer contexts ---------------------------------------------------------------------
+    def dfa(self, ctx: int) -> ByteDFA:
+        d = self._dfas[ctx]
+        if d is None:
+            bits = self._ctx_terms[ctx]
+            idx = [i for i in range(len(self.terminals)) if bits >> i & 1]
+            d = build_dfa(self._nfa, [self._starts[i] for i in idx], {e: t for e, t in self._tag.items() if bits >> t & 1})
+            if d.accepts[START]:
+                names = [self.term_names[i] for i in range(len(self.terminals)) if d.accepts[START] >> i & 1]
+                raise GrammarError(f"terminal(s) {names} match the empty string; terminals must be non-empty")
+            self._bake_ignored(d)
+            self._dfas[ctx] = d
+        return d
+
+    def _bake_ignored(self, d: ByteDFA) -> None:
+        """Let lexemes of ``%ignore`` terminals flow into the next lexeme inside the DFA.
+
+        In a state where only ignored terminals match, a byte that cannot extend the lexeme ends
+        it (the parser is unchanged) and starts a new one from the start state: exactly the
+        transition from the start state. Copying those transitions in saves a parser round trip
+        per whitespace run and keeps the vectorised runs shallow.
+        """
+        if not self.ignore_mask:
+            return
+        start_row = d.delta[START]
+        for q in range(START + 1, d.num_states):
+            a = d.accepts[q]
+            if a and not a & ~self.ignore_mask:
+                row = d.delta[q]
+                fill = row == DEAD
+                row[fill] = start_row[fill]
+                d.rows[q] = row.tolist()
+
+    def ctx_of(self, sid: int) -> int:
+        return self._ctx_of_lalr[self.parser.top(sid)]
+
+    def ok_bits(self, sid: int) -> int:
+        """Terminals that may end the open lexeme: those the parser accepts, plus ignored ones."""
+        ok = self._ok.get(sid)
+        if ok is None:
+            ok = self.ignore_mask
+            for t in self.parser.accepts(sid):
+                ok |= 1 << self.term_index[t]
+            self._ok[sid] = ok
+        else:
+            self.parser.accepts(sid)  # cached; lowers parser.low to the depth it read
+        return ok
+
+    def ok_tables(self, ctx: int, ok: int) -> tuple[np.ndarray, list[int]]:
+        """``(live (S,) bool, choice (S,) terminal index or -1)`` for context ``ctx`` and ok-set ``ok``."""
+        key = (ctx, ok)
+        out = self._ok_tables.get(key)
+        if out is None:
+            d = self.dfa(ctx)
+            live = np.array([bool(r & ok) for r in d.reach], dtype=bool)
+            choice = []
+            for a in d.accepts:
+                a &= ok
+                choice.append(next((i for i in self.rank if a >> i & 1), -1) if a else -1)
+            out = self._ok_tables[key] = (live, choice)
+        return out
+
+    # --- scalar stepping (accepting tokens) ---------------------------------------------------
+    def _complete(self, sid: int, q: int) -> int:
+        """Stack after closing the open lexeme in state ``q``; -1 if it matches no acceptable terminal."""
+        ctx = self.ctx_of(sid)
+        t = self.ok_tables(ctx, self.ok_bits(sid))[1][q]
+        if t < 0:
+            return -1
+        if self.ignore_mask >> t & 1:
+            return sid
+        return self.parser.feed(sid, self.term_names[t])
+
+    def step_bytes(self, state: State, data: bytes) -> State | None:
+        """State after ``data``, or ``None`` when ``data`` makes the text unviable."""
+        sid, q = state
+        ctx = self.ctx_of(sid)
+        rows = self.dfa(ctx).rows
+        for b in data:
+            q2 = rows[q][b]
+            if q2 == DEAD:
+                sid = self._complete(sid, q)
+                if sid < 0:
+                    return None
+                ctx = self.ctx_of(sid)
+                rows = self.dfa(ctx).rows
+                q2 = rows[START][b]
+                if q2 == DEAD:
+                    return None
+            q = q2
+        if not self.ok_tables(ctx, self.ok_bits(sid))[0][q]:
+            return None
+        return (sid, q)
+
+    def step_token(self, state: State, token_id: int) -> State | None:
+        """State after token ``token_id`` (not EOS), or ``None`` if the grammar forbids it."""
+        key = (state[0], state[1], token_id)
+        out = self._step.get(key, False)
+        if out is False:
+            data = self.tokens.bytes_of[token_id] if 0 <= token_id < self.vocab_size else None
+            out = None if not data else self.step_bytes(state, data)
+            self._step[key] = out
+        return out
+
+    def is_complete(self, state: State) -> bool:
+        """Whether the text so far is a sentence of the grammar."""
+        sid, q = state
+        if q == START:
+            return self.parser.accepts_end(sid)
+        sid2 = self._complete(sid, q)
+        return sid2 >= 0 and self.parser.accepts_end(sid2)
+
+    # --- masks -------------------------------------------------------------------------------
+    def _root(self, ctx: int, q: int, offset: int = 0) -> _Node:
+        """Every token run from DFA state ``q`` of context ``ctx``, starting at byte ``offset``."""
+        key = (ctx, q, offset)
+        node = self._roots.get(key)
+        if node is None:
+            res = self.tokens.run_all(self.dfa(ctx).delta, q, offset)
+            node = self._roots[key] = _Node(None, res.end, _group(res, None))
+        return node
+
+    def _child(self, node: _Node, s: int, k: int, ids: np.ndarray, pos: np.ndarray, ctx: int) -> _Node:
+        """The tokens of one group of ``node`` run on through context ``ctx`` from their offsets."""
+        key = (s, k, ctx)
+        child = node.children.get(key)
+        if child is None:
+            res = self.tokens.run(self.dfa(ctx).delta, START, ids, pos)
+            child = node.children[key] = _Node(ids, res.end, _group(res, ids))
+        return child
+
+    def _member(self, node: _Node, g: int) -> np.ndarray:
+        """``(V,)`` bool membership of group ``g`` of a root node (cached)."""
+        m = node.members.get(g)
+        if m is None:
+            m = np.zeros(self.vocab_size, dtype=bool)
+            m[node.groups[g][2]] = True
+            node.members[g] = m
+        return m
+
+    def _allowed(self, node: _Node, ctx: int, ok: int, live: np.ndarray) -> tuple[bool, np.ndarray]:
+        """Tokens of ``node`` whose lexeme is still open and live: ``(is_bool_mask, array)``."""
+        key = (ctx, ok)
+        out = node.allowed.get(key)
+        if out is None:
+            hit = live[node.end]
+            if node.ids is None:
+                out = (True, hit)
+            else:
+                idx = node.ids[hit]
+                if idx.size > self.vocab_size // 16:
+                    full = np.zeros(self.vocab_size, dtype=bool)
+                    full[idx] = True
+                    out = (True, full)
+                else:
+                    out = (False, idx)
+            node.allowed[key] = out
+        return out
+
+    def _collect(self, node: _Node, sid: int, out: np.ndarray, filt: np.ndarray | None = None) -> None:
+        """Set ``out[id] = True`` for every token of ``node`` (within ``filt``) that keeps the text viable.
+
+        Groups of a whole-vocabulary node that restart at a common offset ``k`` continue in the
+        next context's whole-vocabulary run from offset ``k``, restricted by a membership filter;
+        other groups continue in a cached run over just their tokens.
+        """
+        ctx = self.ctx_of(sid)
+        ok = self.ok_bits(sid)
+        live, choice = self.ok_tables(ctx, ok)
+        is_bool, arr = self._allowed(node, ctx, ok, live)
+        if is_bool:
+            if filt is None:
+                out |= arr
+            else:
+                out |= arr & filt
+        elif arr.size:
+            out[arr if filt is None else arr[filt[arr]]] = True
+        for g, (s, k, ids, pos) in enumerate(node.groups):
+            t = choice[s]
+            if t < 0:
+                continue
+            sid2 = sid if self.ignore_mask >> t & 1 else self.parser.feed(sid, self.term_names[t])
+            if sid2 < 0:
+                continue
+            ctx2 = self.ctx_of(sid2)
+            if node.ids is None and k >= 0 and (k == 0 or ids.size > SLICE_MIN or (ctx2, START, k) in self._roots):
+                member = self._member(node, g)
+                self._collect(self._root(ctx2, START, k), sid2, out, member if filt is None else member & filt)
+            else:
+                self._collect(self._child(node, s, k, ids, pos, ctx2), sid2, out, filt)
+
+    def mask_entry(self, state: State) -> tuple[torch.Tensor, bool]:
+        """``(mask (V,) bool, anything allowed)`` for ``state``, cached.
+
+        Two cache levels: by exact state, and by ``(DFA state, top k parser states)`` where ``k``
+        is how deep into the stack the computation had to read (the mask depends on nothing else).
+        """
+        entry = self._masks.get(state)
+        if entry is not None:
+            self._masks.move_to_end(state)
+            self.stats["mask_hits"] += 1
+            return entry
+        sid, q = state
+        parser = self.parser
+        top = (q, parser.top(sid))
+        for k in self._depths.get(top, ()):
+            entry = self._shared.get((q, parser.top_states(sid, k)))
+            if entry is not None:
+                self.stats["mask_shared_hits"] += 1
+                break
+        else:
+            self.stats["mask_misses"] += 1
+            depth = parser.depth(sid)
+            parser.low = depth
+            full = np.zeros(self.vocab_size, dtype=bool)
+            self._collect(self._root(self.ctx_of(sid), q), sid, full)
+            if self.eos_token_id is not None:
+                full[self.eos_token_id] = self.is_complete(state)
+            entry = (torch.from_numpy(full), bool(full.any()))
+            k = depth - parser.low + 1
+            if len(self._shared) >= 4 * self.mask_cache_size:
+                self._shared.clear()
+                self._depths.clear()
+            self._shared[(q, parser.top_states(sid, k))] = entry
+            ks = self._depths.setdefault(top, [])
+            if k not in ks:
+                ks.append(k)
+                ks.sort()
+        self._masks[state] = entry
+        if len(self._masks) > self.mask_cache_size:
+            self._masks.popitem(last=False)
+        return entry
+
+    def mask(self, state: State) -> torch.Tensor:
+        """``(V,)`` bool: tokens allowed after ``state`` (EOS exactly when the text is complete).
+
+        The returned tensor is shared with the cache: do not modify it in place.
+        """
+        return self.mask_entry(state)[0]
+
+    def expected(self, state: State) -> str:
+        """What the grammar expects at ``state``: terminals and the rules they appear in (for errors)."""
+        sid, q = state
+        if q != START:
+            closed = self._complete(sid, q)
+            sid = closed if closed >= 0 else sid
+        terms = sorted(self.parser.accepts(sid))
+        rules = sorted({str(r.origin.name) for r in self.lark.rules for t in terms if any(s.name == t for s in r.expansion)})
+        shown = [r for r in rules if not r.startswith("_")] or rules
+        where = f" (in rule {', '.join(repr(r) for r in shown)})" if shown else ""
+        return f"the grammar expects one of the terminals {terms}{where}"
+
+    def warm_up(self, seconds: float = 1.0) -> int:
+        """Precompute the vocabulary runs from every lexer state (start states first).
+
+        Stops after ``seconds`` of this thread's CPU time (so a busy machine does not cut it
+        short). Only speed changes (first masks in new states are then cheap); returns how many
+        runs were built.
+        """
+        import time
+
+        deadline = time.thread_time() + seconds
+        ctxs = range(len(self._ctx_terms))
+        todo = [(c, START, k) for k in (0, 1) for c in ctxs]
+        todo += [(c, q, 0) for c in ctxs for q in range(2, self.dfa(c).num_states)]
+        built = 0
+        for c, q, k in todo:
+            if time.thread_time() > deadline:
+                break
+            if (c, q, k) not in self._roots:
+                self._root(c, q, k)
+                built += 1
+        return built
+
+    def constraint(self, batch_size: int, device: torch.device | str | None = None) -> Any:
+        """A :class:`~decoding.grammar.constraint.GrammarConstraint` with one matcher per row."""
+        from decoding.grammar.constraint import GrammarConstraint
+
+        return GrammarConstraint(self, batch_size, device=device)
+
+    def matcher(self) -> Any:
+        """A fresh single-sequence :class:`~decoding.grammar.matcher.GrammarMatcher`."""
+        from decoding.grammar.matcher import GrammarMatcher
+
+        return GrammarMatcher(self)
+
+
+SLICE_OFFSETS = 3  # tokens restarting at byte 0, 1 or 2 may reuse a whole-vocabulary run from that offset
+SLICE_MIN = 2000  # ... when the group is at least this large (or that run already exists)
+
+
+def _group(res: RunResult, ids: np.ndarray | None) -> list[tuple[int, int, np.ndarray, np.ndarray]]:
+    """Group the tokens whose lexeme ended inside them by (DFA state it ended in, restart offset).
+
+    Offsets below :data:`SLICE_OFFSETS` get a group each; larger ones share a group with offset -1.
+    """
+    died = np.flatnonzero((res.end == DEAD) & (res.die_state != DEAD))
+    if not died.size:
+        return []
+    states = res.die_state[died]
+    if ids is not None:  # a subset: one group per state (its children are run, never sliced)
+        out = []
+        for s in np.unique(states).tolist():
+            sel = died[states == s]
+            out.append((int(s), -1, ids[sel], res.die_pos[sel]))
+        return out
+    where = np.minimum(res.die_pos[died], SLICE_OFFSETS)
+    out = []
+    for s in np.unique(states).tolist():
+        in_s = states == s
+        for k in np.unique(where[in_s]).tolist():
+            sel = died[in_s & (where == k)]
+            kk = -1 if k == SLICE_OFFSETS else int(k)
+            out.append((int(s), kk, sel if ids is None else ids[sel], res.die_pos[sel]))
+    return out
+
+
+def compile_grammar(
+    grammar: str | Path,
+    tokenizer: Any,
+    eos_token_id: int | None = None,
+    *,
+    vocab_size: int | None = None,
+    start: str = "start",
+    mask_cache_size: int = 4096,
+    warm_seconds: float = 1.0,
+) -> CompiledGrammar:
+    """Compile a lark grammar against a tokenizer.
+
+    Args:
+        grammar: a built-in name (``json``, ``arithmetic``, ...), a path to a ``.lark`` file or lark text.
+        tokenizer: a Hugging Face tokenizer, a :class:`~decoding.tokenizers.Vocabulary`,
+            a :class:`~decoding.tokenizers.Gpt2Tokenizer` or a list of token bytes.
+        eos_token_id: the id allowed exactly when the text is complete (default: the tokenizer's).
+        vocab_size: the model's logits width if larger than the tokenizer (extra ids are never allowed).
+        start: the start rule.
+        mask_cache_size: number of ``(V,)`` masks kept in the cache.
+        warm_seconds: time spent precomputing lexer-state tables (see :meth:`CompiledGrammar.warm_up`).
+
+    Raises:
+        GrammarError: malformed grammar (lark's message, with line and column), a grammar that is
+            not LALR(1), an unsupported terminal, or a start rule that can never complete.
+    """
+    from decoding.grammar.checks import check_completable, load_lark
+
+    source, name = grammar_source(grammar)
+    lark_grammar = load_lark(source, name, start)
+    check_completable(lark_grammar, start)
+    vocab = vocabulary(tokenizer, eos_token_id, vocab_size)
+    if vocab.eos_token_id is None:
+        raise ValueError("the tokenizer has no EOS token: pass eos_token_id")
+    compiled = CompiledGrammar(lark_grammar, vocab, name, mask_cache_size)
+    if warm_seconds > 0:
+        compiled.warm_up(warm_seconds)
+    return compiled

@@ -1,0 +1,119 @@
+"""Byte DFAs for a set of lexer terminals (subset construction, Rabin & Scott 1959).
+
+One DFA recognises the union of the terminals a lexer context allows. State ``0`` is the dead
+state (no terminal can match any more), state ``1`` is the start (empty lexeme). Per state we
+keep which terminals match exactly here (``accepts``) and which can still be reached
+(``reach``), both as bitmasks over the grammar's terminal indices.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from decoding.grammar.regex_bytes import ByteNFA
+
+DEAD, START = 0, 1
+
+
+@dataclass(frozen=True)
+class ByteDFA:
+    """A trimmed DFA over bytes.
+
+    Attributes:
+        delta: ``(S, 256)`` int32 transition table; row 0 (dead) maps everything to 0.
+        rows: ``delta`` as Python lists (fast scalar stepping).
+        accepts: ``accepts[s]`` bitmask of terminals whose match ends exactly at ``s``.
+        reach: ``reach[s]`` bitmask of terminals still reachable from ``s`` (including ``accepts``).
+    """
+
+    delta: np.ndarray
+    rows: list[list[int]]
+    accepts: list[int]
+    reach: list[int]
+
+    @property
+    def num_states(self) -> int:
+        return int(self.delta.shape[0])
+
+
+def _closure(nfa: ByteNFA, states: Sequence[int]) -> frozenset[int]:
+    seen = set(states)
+    stack = list(states)
+    eps = nfa.eps
+    while stack:
+        s = stack.pop()
+        for t in eps[s]:
+            if t not in seen:
+                seen.add(t)
+                stack.append(t)
+    return frozenset(seen)
+
+
+def build_dfa(nfa: ByteNFA, starts: Sequence[int], tag_of_accept: dict[int, int]) -> ByteDFA:
+    """Subset construction from ``starts`` (one start state per terminal).
+
+    Args:
+        nfa: the shared NFA of all terminals.
+        starts: NFA start states of the terminals in this lexer context.
+        tag_of_accept: NFA accept state -> terminal index (bit position in the masks).
+    """
+    first = _closure(nfa, starts)
+    index: dict[frozenset[int], int] = {first: 0}
+    sets = [first]
+    trans: list[list[tuple[int, int, int]]] = []  # per raw state: (lo, hi_exclusive, raw target)
+    i = 0
+    while i < len(sets):
+        cur = sets[i]
+        edges = [e for s in cur for e in nfa.edges[s]]
+        bounds = sorted({lo for lo, _, _ in edges} | {hi + 1 for _, hi, _ in edges})
+        row: list[tuple[int, int, int]] = []
+        for a, b in zip(bounds, bounds[1:]):
+            targets = [d for lo, hi, d in edges if lo <= a and hi >= b - 1]
+            if not targets:
+                continue
+            tgt = _closure(nfa, targets)
+            j = index.get(tgt)
+            if j is None:
+                j = index[tgt] = len(sets)
+                sets.append(tgt)
+            row.append((a, b, j))
+        trans.append(row)
+        i += 1
+    n = len(sets)
+    accepts = [0] * n
+    for k, st in enumerate(sets):
+        for s in st:
+            tag = tag_of_accept.get(s)
+            if tag is not None:
+                accepts[k] |= 1 << tag
+    reach = list(accepts)
+    preds: list[list[int]] = [[] for _ in range(n)]
+    for k, row in enumerate(trans):
+        for _, _, j in row:
+            preds[j].append(k)
+    work = [k for k in range(n) if reach[k]]
+    while work:  # backward propagation of reachable terminals
+        j = work.pop()
+        for k in preds[j]:
+            new = reach[k] | reach[j]
+            if new != reach[k]:
+                reach[k] = new
+                work.append(k)
+    # renumber: dead = 0, start = 1, then the other live states
+    new_id = {0: START}  # the start is kept even when nothing can match
+    for k in range(1, n):
+        if reach[k]:
+            new_id[k] = len(new_id) + 1
+    size = len(new_id) + 1
+    delta = np.zeros((size, 256), dtype=np.int32)
+    acc = [0] * size
+    rch = [0] * size
+    for k, nk in new_id.items():
+        acc[nk], rch[nk] = accepts[k], reach[k]
+        for a, b, j in trans[k]:
+            if j in new_id:
+                delta[nk, a:b] = new_id[j]
+    return ByteDFA(delta, delta.tolist(), acc, rch)

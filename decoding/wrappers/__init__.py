@@ -1,0 +1,1 @@
+"""Model wrappers: models that hold a model and change or reuse its predictions (caching, ...)."""

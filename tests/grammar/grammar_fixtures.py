@@ -1,0 +1,40 @@
+"""Helpers for grammar tests: the two tokenizers and compiled grammars (cached per session)."""
+
+from __future__ import annotations
+
+import pytest
+
+from decoding.grammar import compile_grammar
+from decoding.grammar.compiled import CompiledGrammar
+
+GRAMMARS = ["json", "arithmetic", "csv", "sql_select", "binary"]
+TOKENIZERS = ["smollm2", "gpt2"]
+
+_compiled: dict[tuple[str, str], CompiledGrammar] = {}
+_tokenizers: dict[str, object] = {}
+
+
+def get_tokenizer(name: str):
+    """SmolLM2's Hugging Face tokenizer or GPT-2's BPE from the openai-whisper ranks file."""
+    if name not in _tokenizers:
+        if name == "smollm2":
+            from transformers import AutoTokenizer
+
+            from decoding.adapters.smollm2 import smollm2_dir
+
+            _tokenizers[name] = AutoTokenizer.from_pretrained(smollm2_dir())
+        else:
+            from decoding.tokenizers import load_gpt2
+
+            try:
+                _tokenizers[name] = load_gpt2()
+            except FileNotFoundError as e:  # no PyPI access and no cached ranks file
+                pytest.skip(f"GPT-2 ranks unavailable: {e}")
+    return _tokenizers[name]
+
+
+def get_compiled(tok: str, grammar: str) -> CompiledGrammar:
+    key = (tok, grammar)
+    if key not in _compiled:
+        _compiled[key] = compile_grammar(grammar, get_tokenizer(tok), warm_seconds=0)
+    return _compiled[key]

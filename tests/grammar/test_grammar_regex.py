@@ -1,0 +1,77 @@
+"""Regex -> byte DFA agrees with Python's ``re`` on random strings, and accepts only valid UTF-8."""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from decoding.grammar.dfa import DEAD, START, build_dfa
+from decoding.grammar.regex_bytes import ByteNFA, RegexError, utf8_sequences
+
+PATTERNS = [
+    r'"(?:[^"\\\x00-\x1f]|\\["\\\/bfnrt]|\\u[0-9a-fA-F]{4})*"',
+    r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?",
+    r"(?i:select|from)",
+    r"[a-zé-ü_]\w{0,3}",
+    r"\d+|\s+",
+    r"(ab|a)*c?",
+    r"[^abc]{2,3}",
+    r".x",
+    r"(?s:.)x",
+]
+ALPHABET = st.sampled_from(list('abcSELfromé日\U0001f600"\\ 0123456789.-+eE\n\t\x01xü_'))
+
+
+@lru_cache(maxsize=None)
+def _dfa(pattern: str):
+    nfa = ByteNFA()
+    s, e = nfa.add_regex(pattern)
+    return build_dfa(nfa, [s], {e: 0})
+
+
+def _matches(d, data: bytes) -> bool:
+    q = START
+    for b in data:
+        q = d.rows[q][b]
+        if q == DEAD:
+            return False
+    return bool(d.accepts[q])
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(text=st.text(ALPHABET, max_size=8))
+def test_dfa_matches_python_re(pattern: str, text: str) -> None:
+    d = _dfa(pattern)
+    assert _matches(d, text.encode()) == bool(re.fullmatch(pattern, text))
+
+
+def test_only_valid_utf8() -> None:
+    d = _dfa(r"(?s:.)")
+    for cp in [0, 0x7F, 0x80, 0x7FF, 0x800, 0xD7FF, 0xE000, 0xFFFF, 0x10000, 0x10FFFF]:
+        assert _matches(d, chr(cp).encode())
+    for bad in [b"\xed\xa0\x80", b"\xc0\x80", b"\xe0\x80\x80", b"\xf4\x90\x80\x80", b"\xff", b"\x80"]:
+        assert not _matches(d, bad)
+
+
+def test_utf8_sequences_cover_exactly() -> None:
+    for lo, hi in [(0, 0x10FFFF), (0x7F, 0x801), (0xD000, 0xE100), (0x1F600, 0x1F64F)]:
+        seqs = utf8_sequences(lo, hi)
+        count = 0
+        for seq in seqs:
+            n = 1
+            for a, b in seq:
+                n *= b - a + 1
+            count += n
+        surrogates = max(0, min(hi, 0xDFFF) - max(lo, 0xD800) + 1)
+        assert count == hi - lo + 1 - surrogates
+
+
+@pytest.mark.parametrize("pattern", [r"a(?=b)", r"(?<!a)b", r"a*?", r"(a)\1", r"^a", r"a$"])
+def test_unsupported_constructs_raise(pattern: str) -> None:
+    with pytest.raises(RegexError):
+        ByteNFA().add_regex(pattern)

@@ -1,0 +1,75 @@
+"""The transformers adapter: greedy decoding equals ``generate()``, the cache rolls back, bad paths fail clearly."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from decoding import decode
+from decoding.adapters.hf import HFCausalLM, resolve_source
+from decoding.adapters.text_lm import load_text_lm
+from decoding.processes.autoregressive import Autoregressive
+from tests.text.conftest import tiny_llama
+from tests.text.test_llama_native import left_padded
+
+
+def test_greedy_equals_transformers_generate_on_a_ragged_batch() -> None:
+    hf = tiny_llama(seed=1)
+    batch = left_padded(64, [7, 3, 5], seed=2)
+    ref = hf.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"].long(), do_sample=False,
+                      max_new_tokens=12, min_new_tokens=12, pad_token_id=2)
+    out = decode(HFCausalLM(hf), Autoregressive(greedy=True, pad_token_id=2), batch, steps=12)
+    assert torch.equal(out.x, ref)
+
+
+def test_cache_rolls_back_to_a_shorter_state() -> None:
+    model = HFCausalLM(tiny_llama(seed=2))
+    proc = Autoregressive()
+    states = [proc.init(left_padded(64, [5, 2]), None)]
+    logits = []
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(4):
+        pred = model(states[-1])
+        logits.append(pred.logits)
+        states.append(proc.step(states[-1], pred, torch.tensor(0), gen))
+    torch.testing.assert_close(model(states[1]).logits, logits[1], atol=1e-5, rtol=1e-5)
+
+
+def test_smollm2_engines_agree_with_generate(smollm2_native, smollm2_hf) -> None:
+    batch = smollm2_hf.encode(["The capital of France is", "Water boils at"], chat=False)
+    ref = smollm2_hf.model.model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"].long(),
+                                          do_sample=False, max_new_tokens=6, min_new_tokens=6, pad_token_id=2)
+    for lm in (smollm2_hf, smollm2_native):
+        out = decode(lm.model, Autoregressive(greedy=True, pad_token_id=2), batch, steps=6)
+        assert torch.equal(out.x, ref), lm.engine
+
+
+def test_bad_model_paths(tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match="not found"):
+        resolve_source(tmp_path / "missing")
+    with pytest.raises(ValueError, match="no config.json"):
+        resolve_source(tmp_path)
+    (tmp_path / "weights.bin").write_bytes(b"x")
+    with pytest.raises(ValueError, match="not a .gguf"):
+        resolve_source(tmp_path / "weights.bin")
+    vit = tmp_path / "vit"
+    vit.mkdir()
+    (vit / "config.json").write_text(json.dumps({"model_type": "vit"}))
+    with pytest.raises(ValueError, match="not a decoder-only causal LM"):
+        load_text_lm(vit)
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "config.json").write_text("{not json")
+    with pytest.raises(ValueError, match="is not a transformers causal LM"):
+        load_text_lm(junk)
+    with pytest.raises(ValueError, match="unknown engine"):
+        load_text_lm("smollm2", engine="fast")
+
+
+def test_engine_choice(tiny_llama_dir) -> None:
+    assert load_text_lm(tiny_llama_dir).engine == "native"
+    assert load_text_lm(tiny_llama_dir, engine="hf").engine == "hf"
+    cfg = json.loads((tiny_llama_dir / "config.json").read_text())
+    assert cfg["model_type"] == "llama"

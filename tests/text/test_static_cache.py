@@ -1,0 +1,117 @@
+"""The static-KV-cache model and the fused generator compute exactly what the plain loop computes."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+from decoding import decode
+from decoding.adapters.fused_generate import fused_generate
+from decoding.adapters.native import NativeCausalLM
+from decoding.adapters.static_cache import StaticCausalLM
+from decoding.core.loop import NonFiniteLogitsError
+from decoding.nn.transformer import Transformer, TransformerConfig
+from decoding.processes.autoregressive import Autoregressive
+from decoding.processors import standard_processors
+
+V = 40
+
+
+@pytest.fixture(scope="module")
+def net() -> Transformer:
+    torch.manual_seed(0)
+    return Transformer(TransformerConfig(vocab_size=V, dim=32, n_layers=2, n_heads=4, n_kv_heads=2, max_len=256)).eval()
+
+
+def prompt() -> dict[str, torch.Tensor]:
+    ids = torch.randint(0, V, (4, 6), generator=torch.Generator().manual_seed(5))
+    mask = torch.ones(4, 6, dtype=torch.bool)
+    mask[0, :4] = False
+    mask[2, :1] = False
+    return {"input_ids": ids.masked_fill(~mask, 0), "attention_mask": mask}
+
+
+PROCS = standard_processors(temperature=0.9, top_k=30, top_p=0.95, min_p=0.01, typical=0.9, repetition_penalty=1.2)
+
+
+@pytest.mark.parametrize("greedy", [False, True])
+def test_static_cache_equals_concat_cache(net, greedy: bool) -> None:
+    proc = Autoregressive(eos_token_id=[3, 7], pad_token_id=0, greedy=greedy)
+    a = decode(NativeCausalLM(net), proc, prompt(), steps=25, processors=PROCS, seed=2)
+    b = decode(StaticCausalLM(net, capacity=8), proc, prompt(), steps=25, processors=PROCS, seed=2)  # grows twice
+    assert torch.equal(a.x, b.x)
+    assert torch.equal(a.nfe, b.nfe)
+
+
+@pytest.mark.parametrize("check_every", [1, 5, 64])
+@pytest.mark.parametrize("greedy", [False, True])
+def test_fused_equals_the_decode_loop(net, greedy: bool, check_every: int) -> None:
+    lm = StaticCausalLM(net, capacity=32)
+    proc = Autoregressive(eos_token_id=[3, 7], pad_token_id=0, greedy=greedy)
+    ref = decode(lm, proc, prompt(), steps=25, processors=PROCS, seed=4)
+    out = fused_generate(lm, prompt(), max_new_tokens=25, processors=PROCS, eos_token_id=[3, 7], pad_token_id=0,
+                         greedy=greedy, seed=4, check_every=check_every)
+    assert torch.equal(out.x, ref.x)
+    assert torch.equal(out.nfe, ref.nfe)
+    assert out.steps == ref.steps
+    assert torch.equal(out.state.done, ref.state.done)
+    assert torch.equal(out.state.memory["attention_mask"], ref.state.memory["attention_mask"])
+    again = fused_generate(lm, prompt(), max_new_tokens=25, processors=PROCS, eos_token_id=[3, 7], pad_token_id=0,
+                           greedy=greedy, seed=4, check_every=check_every)  # the cached plan is reset properly
+    assert torch.equal(again.x, ref.x)
+
+
+def test_rollback_gives_the_logits_of_a_fresh_prefix(net) -> None:
+    lm = StaticCausalLM(net, capacity=32)
+    proc = Autoregressive()
+    state = proc.init(prompt(), None)
+    gen = torch.Generator().manual_seed(0)
+    states, logits = [state], []
+    for _ in range(5):
+        pred = lm(states[-1])
+        logits.append(pred.logits)
+        states.append(proc.step(states[-1], pred, torch.tensor(0), gen))
+    again = lm(states[2])  # back two tokens: the session rolls back
+    torch.testing.assert_close(again.logits, logits[2], atol=1e-5, rtol=1e-5)
+    fresh = StaticCausalLM(net, capacity=32)(proc.init({"input_ids": states[2].x, "attention_mask": states[2].memory["attention_mask"]}, None))
+    torch.testing.assert_close(fresh.logits, logits[2], atol=1e-5, rtol=1e-5)
+
+
+def test_a_state_from_an_older_prompt_is_refused(net) -> None:
+    lm = StaticCausalLM(net, capacity=32)
+    proc = Autoregressive()
+    old = proc.init(prompt(), None)
+    old = proc.step(old, lm(old), torch.tensor(0), torch.Generator().manual_seed(0))
+    lm(proc.init(prompt(), None))  # a new prompt claims the cache
+    with pytest.raises(ValueError, match="claimed by a newer prompt"):
+        lm(old)
+
+
+class NaNAt:
+    """Wraps a model: NaN logits from the ``k``-th call on."""
+
+    def __init__(self, lm: StaticCausalLM, k: int) -> None:
+        self.lm, self.k, self.calls = lm, k, 0
+
+    def __call__(self, state):
+        pred = self.lm(state)
+        self.calls += 1
+        if self.calls > self.k:
+            logits = pred.logits.clone()
+            logits[1, 3] = float("nan")
+            pred = replace(pred, logits=logits)
+        return pred
+
+
+def test_nan_logits_are_reported_with_the_step(net) -> None:
+    lm = StaticCausalLM(net, capacity=32)
+    with pytest.raises(NonFiniteLogitsError, match="step 3"):
+        decode(NaNAt(lm, 3), Autoregressive(), prompt(), steps=10, seed=0)
+    bad = Transformer(net.cfg).eval()
+    bad.load_state_dict(net.state_dict())
+    with torch.no_grad():
+        bad.norm.weight.fill_(float("nan"))
+    with pytest.raises(NonFiniteLogitsError, match="step 0"):
+        fused_generate(StaticCausalLM(bad), prompt(), max_new_tokens=4, seed=0)

@@ -117,17 +117,48 @@ def add_ppl(report: dict[str, Any], device: str) -> None:
 def print_table(report: dict[str, Any]) -> None:
     print(f"\nASSD vs sequential any-order infilling ({report['model']}, {report['device_name']}, {report['num']} sequences of "
           f"{report['seq_len']} tokens, batch {report['batch']})")
-    print(f"{'masked':>7} {'method':>14} {'NFE/token':>10} {'vs seq':>7} {'seconds':>8} {'vs seq':>7} {'accept':>7} {'SmolLM2 ppl':>16}")
+    print(f"{'masked':>7} {'method':>22} {'NFE/token':>10} {'seconds':>8} {'time vs seq':>11} {'accept':>7} {'SmolLM2 ppl':>17} {'z vs seq':>8}")
     for rate in report["rates"]:
         rows = report["results"][rate]
         base = rows["sequential"]
         for name, r in rows.items():
-            ppl = f"{r['smollm2_ppl']:.1f} (+-{2 * r['smollm2_nll_se'] * r['smollm2_ppl']:.1f})" if "smollm2_ppl" in r else "-"
+            ppl, z = "-", "-"
+            if "smollm2_ppl" in r:
+                ppl = f"{r['smollm2_ppl']:.1f} (+-{2 * r['smollm2_nll_se'] * r['smollm2_ppl']:.1f})"
+                if r is not base:  # Welch z of the mean NLL difference; |z| < 2: no detectable difference
+                    z = f"{(r['smollm2_nll'] - base['smollm2_nll']) / math.hypot(r['smollm2_nll_se'], base['smollm2_nll_se']):+.2f}"
             acc = f"{r['acceptance']:.2f}" if r.get("acceptance") is not None else "-"
-            print(f"{float(rate):>7.0%} {name:>14} {r['nfe_per_token']:>10.3f} {r['nfe_per_token'] / base['nfe_per_token']:>7.3f} "
-                  f"{r['seconds']:>8.2f} {r['seconds'] / base['seconds']:>7.3f} {acc:>7} {ppl:>16}")
+            print(f"{float(rate):>7.0%} {name:>22} {r['nfe_per_token']:>10.3f} {r['seconds']:>8.2f} "
+                  f"{r['seconds'] / base['seconds']:>11.3f} {acc:>7} {ppl:>17} {z:>8}")
         if "original_ppl" in report and rate in report["original_ppl"]:
-            print(f"{'':>7} {'original text':>14} {'':>10} {'':>7} {'':>8} {'':>7} {'':>7} {report['original_ppl'][rate]:>16.1f}")
+            print(f"{'':>7} {'original text':>22} {'':>10} {'':>8} {'':>11} {'':>7} {report['original_ppl'][rate]:>17.1f}")
+
+
+def plot(report: dict[str, Any], path: str) -> None:
+    """Bars of NFE per generated token and of wall time relative to sequential, per masking rate."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rates = report["rates"]
+    names = list(report["results"][rates[0]])
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    width = 0.8 / len(names)
+    for j, name in enumerate(names):
+        xs = [i + j * width for i in range(len(rates))]
+        rows = [report["results"][r] for r in rates]
+        axes[0].bar(xs, [row[name]["nfe_per_token"] for row in rows], width, label=name)
+        axes[1].bar(xs, [row[name]["seconds"] / row["sequential"]["seconds"] for row in rows], width, label=name)
+    for ax, title in zip(axes, ("NFE per generated token", "wall time / sequential"), strict=True):
+        ax.set_xticks([i + 0.4 - width / 2 for i in range(len(rates))], [f"{float(r):.0%} masked" for r in rates])
+        ax.set_title(title)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"ASSD vs sequential any-order infilling ({report['device_name']})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -147,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ppl-device", default="cpu")
     ap.add_argument("--ppl-from", default=None, help="score the texts of a saved report and print its table")
     ap.add_argument("--out", default=None, help="write the report (with texts) as JSON")
+    ap.add_argument("--plot", default=None, help="write a PNG of NFE per token and relative wall time")
     a = ap.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -156,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
         report["original_ppl"] = {r: math.exp(_mean_se(smollm2_nll(report["originals"][r], a.ppl_device))[0]) for r in report["rates"]}
         Path(a.out or a.ppl_from).write_text(json.dumps(report, indent=1))
         print_table(report)
+        if a.plot:
+            plot(report, a.plot)
         return 0
     model, tok, cfg = load_as_arm(a.model, device=a.device)
     seq_len = int(cfg["seq_len"])
@@ -187,6 +221,8 @@ def main(argv: list[str] | None = None) -> int:
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)
         Path(a.out).write_text(json.dumps(report, indent=1))
     print_table(report)
+    if a.plot:
+        plot(report, a.plot)
     return 0
 
 

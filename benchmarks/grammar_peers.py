@@ -171,7 +171,7 @@ def run_outlines(tok, grammar: str, texts: list[str], docs, eos: int, vocab_byte
         run.error = "regular languages only (nested parentheses are not regular)"
         return run
     regex = build_regex_from_schema("{}")
-    keep = [ids for text, ids in zip(texts, docs) if re.fullmatch(regex, text)]
+    keep = [ids for text, ids in zip(texts, docs, strict=False) if re.fullmatch(regex, text)]
     table: dict[bytes, list[int]] = {}
     for i, b in enumerate(vocab_bytes):
         if b and i != eos:
@@ -191,9 +191,26 @@ def run_outlines(tok, grammar: str, texts: list[str], docs, eos: int, vocab_byte
     def reset():
         state["g"] = oc.Guide(index)
 
-    _replay(run, keep, mask, lambda t: state["g"].advance(t), reset, max_tokens)
+    _replay(run, keep, mask, lambda t: None if t == eos else state["g"].advance(t), reset, max_tokens)
     run.error = f"ran the {len(keep)} of {len(docs)} documents its regex accepts" if len(keep) < len(docs) else ""
     return run
+
+
+def _tcfg_tokenizer(tok):
+    """transformers-cfg 0.2.7 predates transformers 5: give it the class it knows (GPT2TokenizerFast),
+    GPT-2's byte table (it would download the 'gpt2' tokenizer for it) and report a slow tokenizer
+    (it would reload one from the hub). The token ids and bytes are SmolLM2's own."""
+    from transformers import GPT2TokenizerFast
+
+    from decoding.tokenizers import byte_level_decoder
+
+    t2 = GPT2TokenizerFast(tokenizer_object=tok.backend_tokenizer, eos_token=tok.eos_token, bos_token=tok.bos_token,
+                           unk_token=tok.unk_token, name_or_path=str(getattr(tok, "name_or_path", "")))
+    dec = byte_level_decoder()
+    t2.byte_decoder = dec
+    t2.byte_encoder = {b: c for c, b in dec.items()}
+    type(t2).is_fast = property(lambda self: False)
+    return t2
 
 
 def run_transformers_cfg(tok, grammar: str, docs, eos: int, max_tokens=None) -> PeerRun:
@@ -202,8 +219,9 @@ def run_transformers_cfg(tok, grammar: str, docs, eos: int, max_tokens=None) -> 
 
     run = PeerRun("transformers-cfg", grammar)
     text = TCFG_JSON if grammar == "json" else TCFG_ARITHMETIC
+    tok = _tcfg_tokenizer(tok)
     start = time.perf_counter()
-    constraint = IncrementalGrammarConstraint(text, "root", tok)
+    IncrementalGrammarConstraint(text, "root", tok)
     run.compile_s = time.perf_counter() - start
     scores = torch.zeros(1, len(tok))
     state: dict = {}

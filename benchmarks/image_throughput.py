@@ -68,7 +68,9 @@ def diffusers_peer(net: UNet, prediction: str, device: torch.device, compile_net
     from diffusers import ConfigMixin, DPMSolverMultistepScheduler, ModelMixin
     from diffusers.configuration_utils import register_to_config
     from diffusers.models.unets.unet_2d import UNet2DOutput
+    from diffusers.utils import logging as diffusers_logging
 
+    diffusers_logging.set_verbosity_error()
     scheduler = DPMSolverMultistepScheduler(
         num_train_timesteps=TRAIN_SCHEDULE["num_train_timesteps"], beta_schedule=TRAIN_SCHEDULE["beta_schedule"],
         prediction_type="v_prediction" if prediction == "v" else "epsilon", algorithm_type="dpmsolver++",
@@ -79,9 +81,9 @@ def diffusers_peer(net: UNet, prediction: str, device: torch.device, compile_net
         """Our UNet behind diffusers' model interface: integer timesteps -> lambda of the scheduler."""
 
         @register_to_config
-        def __init__(self, unet: dict, num_train_timesteps: int = 1000) -> None:
+        def __init__(self, unet_config: dict, num_train_timesteps: int = 1000) -> None:
             super().__init__()
-            self.unet = UNet(type(net.cfg).from_dict(unet))
+            self.unet = UNet(type(net.cfg).from_dict(unet_config))
             ac = scheduler.alphas_cumprod.double()
             self.register_buffer("lambdas", (0.5 * (ac.log() - (1 - ac).log())).float(), persistent=False)
 
@@ -90,8 +92,10 @@ def diffusers_peer(net: UNet, prediction: str, device: torch.device, compile_net
             out = self.runner(sample, self.lambdas[t], class_labels)
             return UNet2DOutput(sample=out) if return_dict else (out,)
 
-    wrapped = DiffusersUNet(unet=net.cfg.to_dict())
+    wrapped = DiffusersUNet(unet_config=net.cfg.to_dict())
     wrapped.unet.load_state_dict(net.state_dict())
+    for ours, theirs in zip(net.attention_layers(), wrapped.unet.attention_layers(), strict=True):
+        theirs.backend = ours.backend
     wrapped = wrapped.to(device, next(net.parameters()).dtype).eval()
     if device.type == "cuda":
         wrapped = wrapped.to(memory_format=torch.channels_last)
@@ -169,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--peer-compile", action="store_true", help="torch.compile the peer's network too")
     p.add_argument("--compile-mode", default="max-autotune-no-cudagraphs")
     p.add_argument("--peer", default="auto", choices=["auto", "diffusers", "plain"])
+    p.add_argument("--attention", default=None, choices=["xformers", "sdpa", "naive"],
+                   help="attention backend of both sides (default: automatic)")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
@@ -183,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError:
             peer = "plain"
     net, prediction = build_net(args, device, dtype)
+    net.set_attention_backend(args.attention)
     schedule = schedule_from_config(TRAIN_SCHEDULE)
     engine_model = ImageDiffusionModel(net, schedule, prediction)
     engine_model.forward = maybe_compile(net, args.compile, args.compile_mode)
@@ -192,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     if peer == "diffusers":
         scheduler, wrapped = diffusers_peer(net, prediction, device, args.peer_compile, args.compile_mode)
     else:
-        peer_runner = maybe_compile(copy.deepcopy(net), args.peer_compile, args.compile_mode)
+        peer_runner = maybe_compile(copy.deepcopy(net), args.peer_compile, args.compile_mode)  # same backend (deepcopy)
     rows = []
     for nfe in args.nfe:
         if peer == "diffusers":
@@ -230,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     result = {
         "benchmark": "image_throughput", "model": args.model, "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
-        "dtype": args.dtype, "peer": peer, "engine_compile": args.compile, "peer_compile": args.peer_compile,
+        "dtype": args.dtype, "peer": peer, "attention": args.attention or "auto", "engine_compile": args.compile, "peer_compile": args.peer_compile,
         "compile_mode": args.compile_mode if (args.compile or args.peer_compile) else None,
         "torch": torch.__version__, "command": "python benchmarks/image_throughput.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "rows": rows,

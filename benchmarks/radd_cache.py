@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from decoding.core.loop import decode  # noqa: E402
-from decoding.nn.radd import RADDModel, RADDNet, load_radd  # noqa: E402
+from decoding.nn.radd import RADDModel, RADDNet, cast, load_radd  # noqa: E402
 from decoding.processes.masked import Masked  # noqa: E402
 from decoding.wrappers.cache import CachedModel  # noqa: E402
 
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         source = args.model
     else:
         torch.manual_seed(0)
-        net = RADDNet(4096, dim=256, n_layers=8, n_heads=4, max_len=args.length).to(device=device, dtype=dtype).eval()
+        net = cast(RADDNet(4096, dim=256, n_layers=8, n_heads=4, max_len=args.length), device, dtype).eval()
         source = "random init (dim 256, 8 layers, 4 heads, V 4096): no trained model at " + args.model
     plain = RADDModel(net)
     cached = CachedModel(plain)

@@ -8,8 +8,9 @@
 Every image goes through the one decode loop (:func:`decoding.decode`) with the continuous
 process (:class:`~decoding.processes.continuous.ContinuousProcess`), a named solver
 (:mod:`decoding.solvers.registry`) and the model's own noise schedule. The starting noise of all
-``n`` images is drawn first from one generator seeded with ``seed`` on ``device``, so the same
-seed on the same device gives the same images for any ``batch_size`` (deterministic solvers).
+``n`` images is drawn first from one generator seeded with ``seed`` on ``device``: the same seed
+on the same device gives the same images, and another ``batch_size`` the same starting noise
+(deterministic solvers then agree up to floating-point rounding of the batched kernels).
 :func:`write_samples` writes the PNG grid and a JSON of the settings atomically.
 """
 

@@ -195,11 +195,15 @@ def _run(
     if fused:
         from decoding.adapters.fused_generate import fused_generate
 
+        lm.model.capacity = batch["input_ids"].shape[1] + max_new_tokens + 1
+
         return fused_generate(
             lm.model, batch, max_new_tokens=max_new_tokens, processors=procs, eos_token_id=eos,
             pad_token_id=lm.pad_token_id, greedy=greedy, generator=generator,
         )
     p = batch["input_ids"].shape[1]
+    if hasattr(lm.model, "capacity"):  # static KV cache: room for exactly this generation (rounded up)
+        lm.model.capacity = p + max_new_tokens + 1
     stopper = StopStrings(lm.tokenizer, stops, p) if stops else None
     process = Autoregressive(eos_token_id=eos, pad_token_id=lm.pad_token_id, greedy=greedy, stop=stopper)
     constraint = grammar(lm, batch["input_ids"].shape[0]) if callable(grammar) and not isinstance(grammar, Constraint) else grammar

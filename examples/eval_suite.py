@@ -26,7 +26,9 @@ def main() -> None:
     for task in summary["tasks"]:
         print(f"{task['name']} ({task['decoder']} on {task['model']}):")
         for c in task["configs"]:
-            main_numbers = ", ".join(f"{k} {c[k]:.4g}" for k in task["primary"] if isinstance(c.get(k), (int, float)))
+            main_numbers = ", ".join(
+                f"{k} {c[k]:.4g}" for k in task["primary"] if isinstance(c.get(k), (int, float))
+            )
             print(f"  {c['label']:<32} NFE {c['nfe']:.3g}  {main_numbers}")
     print(f"report: {args.out}/report.md")
 

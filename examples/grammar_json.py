@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> list[str]:
     constraint = grammar.constraint(args.samples)
     result = decode(model, Autoregressive(eos_token_id=eos), prompt, steps=args.max_tokens,
                     constraint=constraint, seed=args.seed)
-    texts = []
+    texts, complete = [], 0
     for row, ids in enumerate(generated_tokens(result.state)):
         finished = bool(ids) and ids[-1] == eos
         text = grammar.vocab.decode([i for i in ids if i != eos]).decode("utf-8", "replace")
@@ -72,6 +72,9 @@ def main(argv: list[str] | None = None) -> list[str]:
         status = "complete" if finished else "stopped at --max-tokens (incomplete)"
         print(f"[{row}] {status}: {text}")
         texts.append(text)
+        complete += finished
+    check = " (each parses with json.loads)" if args.grammar == "json" else ""
+    print(f"{complete} of {len(texts)} samples complete{check}; {result.seconds:.1f} s")
     return texts
 
 

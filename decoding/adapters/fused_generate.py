@@ -16,6 +16,7 @@ outside the graph so that any ``torch.Generator`` works.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -27,6 +28,8 @@ from decoding.core.loop import NonFiniteLogitsError
 from decoding.core.protocols import Processor
 from decoding.core.types import Result, State
 from decoding.processes.autoregressive import Autoregressive
+
+MAX_PLANS = 4
 
 
 @torch.inference_mode()
@@ -70,9 +73,12 @@ def fused_generate(
     n = int(max_new_tokens)
     key = (b, p, n, tuple(processors), tuple(_ids(eos_token_id)), int(pad_token_id), bool(greedy))
     plans: dict = lm.__dict__.setdefault("_fused_plans", {})
-    plan = plans.get(key)
+    plan = plans.pop(key, None)
     if plan is None:
-        plan = plans[key] = _Plan(lm, b, p, n, tuple(processors), _ids(eos_token_id), int(pad_token_id), greedy)
+        plan = _Plan(lm, b, p, n, tuple(processors), _ids(eos_token_id), int(pad_token_id), greedy)
+    plans[key] = plan  # most recently used last; keep a few (each holds a KV cache and a graph)
+    while len(plans) > MAX_PLANS:
+        plans.pop(next(iter(plans)))
     return plan.run(state0, generator, check_every, start)
 
 
@@ -93,7 +99,7 @@ class _Plan:
         dev = lm.device
         self.lm, self.p, self.n, self.width = lm, p, n, p + n
         self.processors, self.pad, self.greedy = processors, pad, greedy
-        self.sess = lm.session(b, self.width + 1)
+        self.sess = lm.new_session(b, self.width + 1)  # private: the pool serves the loop path
         self.eos = torch.tensor(eos, dtype=torch.long, device=dev)
         # columns past the width are scratch space for the graph's warm-up runs
         self.x = torch.full((b, self.width + SCRATCH), pad, dtype=torch.long, device=dev)
@@ -105,6 +111,7 @@ class _Plan:
         self.noise = torch.ones(b, lm.vocab_size, dtype=torch.float32, device=dev)
         self.view = State(x=self.x, t=self.t, done=self.done, memory={"attention_mask": self.am, "prompt_length": p})
         self.graph: torch.cuda.CUDAGraph | None = None
+        self.no_graph = False
 
     def sample_and_append(self, logits: Tensor) -> None:
         """Processors, sampling and the append of one step; no host synchronisation (graph-safe)."""
@@ -130,8 +137,8 @@ class _Plan:
         self.sess.valid.index_copy_(1, self.col, live[:, None])
         self.col.add_(1)
 
-    def full_step(self) -> Tensor:
-        self.sample_and_append(self.lm._step_fn(self.sess))
+    def full_step(self, upto: int | None = None) -> Tensor:
+        self.sample_and_append(self.lm.step_fn(self.sess, upto))
         return self.col
 
     def _capture(self) -> None:
@@ -141,15 +148,17 @@ class _Plan:
         self.sess.extras.update(x=self.x, am=self.am, done=self.done, t=self.t, col=self.col, bad=self.bad)
         try:
             self.graph, _ = self.lm.capture(self.sess, self.full_step)
+        except Exception as e:  # e.g. a custom processor that cannot be captured: run the steps eagerly
+            warnings.warn(f"CUDA graph capture of the fused step failed ({type(e).__name__}: {str(e)[:200]}); "
+                          "running it eagerly", stacklevel=3)
+            self.graph, self.no_graph = None, True
         finally:
             self.sess.extras.clear()
-        self.col.copy_(real)
+            self.col.copy_(real)
 
     def run(self, state0: State, generator: torch.Generator, check_every: int, start: float) -> Result:
         p, n, lm, sess = self.p, self.n, self.lm, self.sess
-        claimed = lm.session(state0.batch_size, self.width + 1)
-        if claimed is not sess:
-            raise RuntimeError("static session changed under a fused plan")
+        sess.valid.zero_()
         self.x.fill_(self.pad)
         self.x[:, :p] = state0.x
         self.am.zero_()
@@ -161,7 +170,7 @@ class _Plan:
         logits0 = lm.prefill(sess, state0.x, state0.memory["attention_mask"], 0)
         self._noise(generator)
         self.sample_and_append(logits0)
-        if lm.cuda_graphs and n > 1 and self.graph is None:
+        if lm.cuda_graphs and n > 1 and self.graph is None and not self.no_graph:
             self._capture()
         steps_run = 1
         for i in range(1, n):
@@ -170,8 +179,8 @@ class _Plan:
             self._noise(generator)
             if self.graph is not None:
                 self.graph.replay()
-            else:
-                self.full_step()
+            else:  # eager: attend only to the written slots (the new token sits at column p + i - 1)
+                self.full_step(upto=p + i)
             steps_run += 1
         _all_done_or_bad(self.bad, self.done)
         sess.length = p + steps_run

@@ -18,6 +18,7 @@ claims it (an epoch counter), and a state from an older claim is refused with a 
 from __future__ import annotations
 
 import importlib.util
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -42,6 +43,7 @@ def static_forward(
     mask: Tensor,
     backend: str | None,
     qkv: list[Tensor] | None = None,
+    upto: int | None = None,
 ) -> Tensor:
     """Run ``tokens`` through ``net``, writing their keys/values into the static cache.
 
@@ -52,6 +54,8 @@ def static_forward(
         mask: bool ``(B, 1, n, S)``, True where a query may attend to a slot.
         backend: attention backend (see :mod:`decoding.nn.attention`).
         qkv: optional per-layer ``[q; kv]`` weights ``((H + 2 Hkv) D, dim)``: one matmul instead of two.
+        upto: attend only to slots ``< upto`` (all later slots must be empty); ``None`` keeps the
+            static shape that compilation and CUDA graphs need.
 
     Returns:
         logits of the last position, ``(B, V)`` in the weights' dtype.
@@ -62,6 +66,8 @@ def static_forward(
     cos = net.rope_cos[positions][:, None]
     sin = net.rope_sin[positions][:, None]
     x = net.embed(tokens)
+    if upto is not None:
+        mask = mask[..., :upto]
     for i, blk in enumerate(net.blocks):
         h = blk.attn_norm(x)
         if qkv is None:
@@ -73,7 +79,8 @@ def static_forward(
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         k_cache[i].index_copy_(2, slots, k)
         v_cache[i].index_copy_(2, slots, v)
-        a = attention(q, k_cache[i], v_cache[i], mask=mask, backend=backend)
+        kc, vc = (k_cache[i], v_cache[i]) if upto is None else (k_cache[i][:, :, :upto], v_cache[i][:, :, :upto])
+        a = attention(q, kc, vc, mask=mask, backend=backend)
         x = x + blk.o(a.transpose(1, 2).reshape(b, n, -1))
         g, u = blk.gate_up(blk.mlp_norm(x)).chunk(2, dim=-1)
         x = x + blk.down(F.silu(g) * u)
@@ -119,7 +126,8 @@ class StaticCausalLM:
 
     Args:
         net: a causal transformer (e.g. from :func:`decoding.adapters.llama.load_native_llama`).
-        capacity: cache slots per row (prompt + new tokens); grown by doubling when exceeded.
+        capacity: cache slots per row (prompt + new tokens); grown by doubling when exceeded. Set it
+            to the longest sequence you will decode (the text API does): attention reads every slot.
         backend: attention backend override (default: xformers on CUDA, SDPA on CPU).
         compile: ``torch.compile`` the one-token step (default: on CUDA when triton is installed).
         cuda_graphs: replay the one-token step as a CUDA graph (default: on CUDA).
@@ -146,11 +154,12 @@ class StaticCausalLM:
         self.cuda_graphs = cuda if cuda_graphs is None else bool(cuda_graphs)
         if self.cuda_graphs and not cuda:
             raise ValueError("cuda_graphs=True needs the model on a CUDA device")
-        self._sessions: dict[tuple[int, int], StaticSession] = {}
+        self._sessions: dict[tuple[int, int], StaticSession] = {}  # (batch, capacity) -> session
+        self.max_sessions = 4
         self.refresh_weights()
-        self._step_fn: Callable[[StaticSession], Tensor] = self._decode_step
+        self._compiled: Callable[[StaticSession], Tensor] | None = None
         if self.compile:
-            self._step_fn = torch.compile(self._decode_step, dynamic=False)
+            self._compiled = torch.compile(self._decode_step, dynamic=False)
 
     def refresh_weights(self) -> None:
         """Rebuild the fused ``[q; kv]`` weights (call after changing the attention weights of ``net``)."""
@@ -170,21 +179,27 @@ class StaticCausalLM:
         return self.net.cfg.vocab_size
 
     # --- sessions -------------------------------------------------------------------------
+    def _round(self, needed: int) -> int:
+        return -(-max(self.capacity, needed) // 64) * 64  # multiples of 64: fewer shapes to compile
+
     def session(self, batch: int, needed: int) -> StaticSession:
         """A session for ``batch`` rows with room for ``needed`` slots (new or pooled), claimed anew."""
-        cap = max(self.capacity, needed)
-        cap = -(-cap // 64) * 64
+        cap = self._round(needed)
         key = (batch, cap)
-        sess = self._sessions.get(key)
+        sess = self._sessions.pop(key, None)
         if sess is None:
-            sess = self._new_session(batch, cap)
-            self._sessions[key] = sess
+            sess = self.new_session(batch, needed)
+        self._sessions[key] = sess  # most recently used last
+        while len(self._sessions) > self.max_sessions:  # drop the least recently used shape
+            self._sessions.pop(next(iter(self._sessions)))
         sess.epoch += 1
         sess.length = 0
         sess.valid.zero_()
         return sess
 
-    def _new_session(self, batch: int, cap: int) -> StaticSession:
+    def new_session(self, batch: int, needed: int) -> StaticSession:
+        """A fresh session outside the pool (for callers that keep their own, like the fused generator)."""
+        cap = self._round(needed)
         cfg = self.net.cfg
         hd = cfg.dim // cfg.n_heads
         s = cap + SCRATCH
@@ -221,22 +236,51 @@ class StaticCausalLM:
         causal = keys <= q_slot[:, None]  # (n, S)
         own = keys == q_slot[:, None]  # a padding query sees itself: no fully masked rows, no NaN
         mask = ((causal[None] & sess.valid[:, None, :]) | own[None])[:, None]  # (B, 1, n, S)
-        logits = static_forward(self.net, tokens, positions, sess.k, sess.v, q_slot, mask, self.backend, self._qkv)
+        logits = static_forward(self.net, tokens, positions, sess.k, sess.v, q_slot, mask, self.backend, self._qkv,
+                                upto=start + n)
         sess.length = start + n
         return logits
 
-    def _decode_step(self, sess: StaticSession) -> Tensor:
-        """One token per row: ``sess.tok`` at ``sess.slot`` (its ``valid`` bit already set). Graph-safe."""
+    def _decode_step(self, sess: StaticSession, upto: int | None = None) -> Tensor:
+        """One token per row: ``sess.tok`` at ``sess.slot`` (its ``valid`` bit already set).
+
+        Graph-safe with ``upto=None``; eager callers that know the slot pass ``upto = slot + 1``
+        so attention reads only the written slots.
+        """
         positions = sess.valid.long().sum(-1, keepdim=True) - 1
         mask = sess.valid[:, None, None, :]
-        return static_forward(self.net, sess.tok, positions, sess.k, sess.v, sess.slot, mask, self.backend, self._qkv)
+        return static_forward(self.net, sess.tok, positions, sess.k, sess.v, sess.slot, mask, self.backend, self._qkv,
+                              upto=upto)
 
-    def decode_step(self, sess: StaticSession) -> Tensor:
+    def step_fn(self, sess: StaticSession, upto: int | None = None) -> Tensor:
+        """The one-token step, compiled when enabled; falls back to eager (with a warning) if compilation fails.
+
+        ``upto`` (eager only): attend to slots ``< upto``; ignored when compiled (static shapes).
+        """
+        if self._compiled is not None:
+            try:
+                return self._compiled(sess)
+            except Exception as e:  # compilation problems surface on the first call
+                warnings.warn(
+                    f"torch.compile of the decode step failed ({type(e).__name__}: {str(e)[:200]}); running it eagerly",
+                    stacklevel=2,
+                )
+                self._compiled = None
+                self.compile = False
+        return self._decode_step(sess, upto)
+
+    def decode_step(self, sess: StaticSession, upto: int | None = None) -> Tensor:
         """Run the one-token step (as a CUDA graph when enabled); returns ``(B, V)`` logits (shared buffer)."""
         if not self.cuda_graphs:
-            return self._step_fn(sess)
+            return self.step_fn(sess, upto)
         if sess.graph is None:
-            self.capture(sess)
+            try:
+                self.capture(sess)
+            except Exception as e:  # an op that cannot be captured: keep going without graphs
+                warnings.warn(f"CUDA graph capture failed ({type(e).__name__}: {str(e)[:200]}); running eagerly",
+                              stacklevel=2)
+                self.cuda_graphs = False
+                return self.step_fn(sess, upto)
         sess.graph.replay()
         return sess.graph_logits
 
@@ -249,21 +293,23 @@ class StaticCausalLM:
         (a buffer that every replay refills).
         """
         default = body is None
-        fn = body if body is not None else (lambda: self._step_fn(sess))
+        fn = body if body is not None else (lambda: self.step_fn(sess))
         saved = [(sess.valid, sess.valid.clone()), (sess.tok, sess.tok.clone()), (sess.slot, sess.slot.clone())]
         saved += [(t, t.clone()) for t in sess.extras.values() if isinstance(t, Tensor)]
         sess.slot.fill_(sess.capacity)  # scratch slot
-        stream = torch.cuda.Stream()
-        stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream):
-            for _ in range(3):
-                fn()
-        torch.cuda.current_stream().wait_stream(stream)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            out = fn()
-        for target, value in saved:
-            target.copy_(value)
+        try:
+            stream = torch.cuda.Stream()
+            stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(stream):
+                for _ in range(3):
+                    fn()
+            torch.cuda.current_stream().wait_stream(stream)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                out = fn()
+        finally:
+            for target, value in saved:
+                target.copy_(value)
         if default:
             sess.graph, sess.graph_logits = graph, out
         return graph, out
@@ -294,7 +340,7 @@ class StaticCausalLM:
             sess.tok.copy_(state.x[:, kv_len:])
             sess.slot.fill_(kv_len)
             sess.valid[:, kv_len] = am[:, kv_len]
-            logits = self.decode_step(sess)
+            logits = self.decode_step(sess, upto=total)
             sess.length = total
         else:
             logits = self.prefill(sess, state.x[:, kv_len:], am, kv_len)

@@ -102,7 +102,7 @@ def load_text_lm(
     engine: str = "auto",
     compile: bool | None = None,
     cuda_graphs: bool | None = None,
-    capacity: int = 512,
+    capacity: int = 256,
 ) -> TextLM:
     """Load a causal LM for text generation (local files only).
 

@@ -8,10 +8,17 @@ distribution conditioned on the grammar.
 """
 
 from decoding.aligned.asap import AlignedSession, ASAp, SessionConstraint
-from decoding.aligned.exact import LanguageDistributions, distributions, empirical, kl_divergence
+from decoding.aligned.exact import (
+    LanguageDistributions,
+    distributions,
+    empirical,
+    enumerate_language,
+    kl_divergence,
+)
 from decoding.aligned.finite import FiniteConstraint, FiniteLanguage
 from decoding.aligned.sample import AlignedResult, AlignedRun, generate_aligned, sample_aligned
 from decoding.aligned.store import FORMAT, VERSION, load_trie, save_trie
+from decoding.aligned.text import AlignedText, aligned_text, trie_signature
 from decoding.aligned.trie import Node, PrefixTrie
 
 __all__ = [
@@ -21,17 +28,21 @@ __all__ = [
     "AlignedResult",
     "AlignedRun",
     "AlignedSession",
+    "AlignedText",
     "FiniteConstraint",
     "FiniteLanguage",
     "LanguageDistributions",
     "Node",
     "PrefixTrie",
     "SessionConstraint",
+    "aligned_text",
     "distributions",
     "empirical",
+    "enumerate_language",
     "generate_aligned",
     "kl_divergence",
     "load_trie",
     "sample_aligned",
     "save_trie",
+    "trie_signature",
 ]

@@ -183,10 +183,12 @@ class AlignedSession:
     """ASAp for one ``decode`` call: a logits processor plus :attr:`constraint` for the loop.
 
     As a processor (put it last among the processors) it records the model's probabilities in
-    the trie and returns float32 logits with ``log c(u v)`` added for every visited child ``v``
-    of each row's prefix ``u``; the loop then masks them with :attr:`constraint`, so the loop
-    samples exactly ``Q(v | u) ∝ P(v | u) c(u v) 1[v allowed]``. It needs an autoregressive
-    process (one new token per row per step). Call :meth:`finish` once after ``decode``.
+    the trie and adds ``log c(u v)`` to the logit of every visited child ``v`` of each row's
+    prefix ``u`` (unvisited children have ``c = 1``: nothing to add); the loop then masks with
+    :attr:`constraint`, so it samples exactly ``Q(v | u) ∝ P(v | u) c(u v) 1[v allowed]``.
+    It needs an autoregressive process (one new token per row per step). Call :meth:`finish`
+    once after ``decode``. (A row whose allowed children all had estimate 0, impossible with a
+    sound mask unless probabilities underflow, would fall back to the loop's masked raw logits.)
     """
 
     def __init__(self, asap: ASAp, constraint: Constraint) -> None:
@@ -197,7 +199,7 @@ class AlignedSession:
         self._nodes: list[Node] = []
         self._tokens: list[list[int]] = []
         self._finished: list[bool] = []
-        self._last_logp: Tensor | None = None
+        self._last_logp: tuple[Tensor, dict[int, float]] | None = None  # (B, V) float64, row -> logsumexp
         self._closed = False
 
     def _start(self, state: State) -> None:
@@ -229,20 +231,28 @@ class AlignedSession:
                 "ASAp needs exactly one new token per row per step (an autoregressive process) and a "
                 "model call before it; did the state skip a step?"
             )
-        idx = torch.tensor(pending, device=state.x.device)
-        toks = state.x[idx, length - 1]
-        logp = self._last_logp[idx.to(self._last_logp.device), toks.to(self._last_logp.device)]
+        toks = state.x[:, length - 1].tolist()
+        ld, lse = self._last_logp
         done = state.done.tolist()
         eos = self.asap.eos_token_ids
-        for b, t, lp in zip(pending, toks.tolist(), logp.tolist(), strict=True):
-            node = self._nodes[b].child(t, math.exp(lp), t in eos)
+        for b in pending:
+            t = toks[b]
+            node = self._nodes[b].children.get(t)
+            if node is None:  # a new child: its raw probability P(t | prefix) from the last logits
+                if b not in lse:
+                    lse[b] = float(torch.logsumexp(ld[b], dim=-1))
+                node = self._nodes[b].child(t, math.exp(float(ld[b, t]) - lse[b]), t in eos)
             self._nodes[b] = node
             self._tokens[b].append(t)
             if node.terminal or done[b]:
                 self._finished[b] = True
 
     def __call__(self, logits: Tensor, state: State) -> Tensor:
-        """``logits`` ``(B, V)`` -> ``(B, V)`` float32 reweighted logits (a new tensor)."""
+        """``logits`` ``(B, V)`` -> ``(B, V)`` reweighted logits.
+
+        A new float32 tensor when some row has a visited child with estimate below 1, else
+        ``logits`` itself (never modified).
+        """
         if self._closed:
             raise ValueError("this ASAp session is finished; start a new one with asap.session(constraint)")
         if logits.dim() != 2:
@@ -260,17 +270,23 @@ class AlignedSession:
             )
         self._sync(state)
         allowed = self.constraint.mask(state).to(logits.device)
-        logp = torch.log_softmax(logits.to(torch.float64), dim=-1)
+        ld = logits.to(torch.float64, copy=True)  # kept for the next step's new children
         live = [b for b, f in enumerate(self._finished) if not f]
         need = [b for b in live if not self._nodes[b].evaluated]
+        lse: dict[int, float] = {}
         if need:
-            idx = torch.tensor(need, device=logits.device)
-            a = allowed[idx]
-            masses = (logp[idx].exp() * a).sum(-1).tolist()
-            counts = a.sum(-1).tolist()
-            for b, m, c in zip(need, masses, counts, strict=True):
+            if len(need) == ld.shape[0]:
+                a, row = allowed, ld
+            else:
+                idx = torch.tensor(need, device=logits.device)
+                a, row = allowed[idx], ld[idx]
+            full = torch.logsumexp(row, dim=-1)
+            masses = ((row - full[:, None]).exp() * a).sum(-1).tolist()  # (masked_fill is slower on CPU)
+            counts = torch.count_nonzero(a, dim=-1).tolist()
+            for b, m, c, f in zip(need, masses, counts, full.tolist(), strict=True):
                 self._nodes[b].record(m, c)
-        out = logits.to(torch.float32, copy=True)
+                lse[b] = f
+        self._last_logp = (ld, lse)
         rows, toks, vals = [], [], []
         for b in live:
             adj = self._nodes[b].adjustments()
@@ -278,12 +294,13 @@ class AlignedSession:
                 rows.append(torch.full_like(adj[0], b))
                 toks.append(adj[0])
                 vals.append(adj[1])
-        if rows:
-            dev = out.device
-            out.index_put_(
-                (torch.cat(rows).to(dev), torch.cat(toks).to(dev)), torch.cat(vals).to(dev), accumulate=True
-            )
-        self._last_logp = logp
+        if not rows:
+            return logits
+        out = logits.to(torch.float32, copy=True)
+        dev = out.device
+        out.index_put_(
+            (torch.cat(rows).to(dev), torch.cat(toks).to(dev)), torch.cat(vals).to(dev), accumulate=True
+        )
         return out
 
     def finish(self, state: State) -> list[list[int]]:

@@ -19,6 +19,8 @@ from torch import Tensor
 
 from decoding.aligned.asap import ASAp
 from decoding.aligned.finite import FiniteLanguage, Prefix
+from decoding.core.protocols import Constraint
+from decoding.core.types import State
 
 NextLogprobs = Callable[[Prefix], Tensor]
 
@@ -123,3 +125,49 @@ def empirical(sequences: Sequence[Sequence[int]], language: FiniteLanguage) -> T
             raise ValueError(f"sample {list(seq)} is not a sentence of the language")
         counts[index[s]] += 1
     return counts / max(len(sequences), 1)
+
+
+def enumerate_language(
+    constraint: Constraint, eos_token_id: int, *, max_length: int = 64, max_sentences: int = 100_000
+) -> FiniteLanguage:
+    """Every token sequence a batch-1 ``constraint`` accepts, by depth-first search over its masks.
+
+    Uses only the ``Constraint`` protocol (``mask``, ``fork``, ``advance``), so it turns any
+    grammar with a finite language (e.g. a compiled lark grammar) into a :class:`FiniteLanguage`,
+    all tokenizations of every string included. Sentences come in depth-first order, children by id.
+
+    Raises:
+        ValueError: the language has sentences longer than ``max_length`` tokens (or is
+            infinite), or more than ``max_sentences`` sentences.
+    """
+    sentences: list[Prefix] = []
+    vocab_size = -1
+    stack: list[tuple[Prefix, Constraint]] = [((), constraint)]
+    while stack:
+        prefix, c = stack.pop()
+        state = State(
+            x=torch.zeros(1, len(prefix) + 1, dtype=torch.long),
+            t=torch.zeros(1),
+            done=torch.zeros(1, dtype=torch.bool),
+        )
+        m = c.mask(state)
+        if m.dim() != 2 or m.shape[0] != 1:
+            raise ValueError(
+                f"enumerate_language needs a batch-1 constraint, its mask has shape {tuple(m.shape)}"
+            )
+        vocab_size = m.shape[1]
+        ids = torch.nonzero(m[0]).flatten().tolist()
+        if eos_token_id in ids:
+            sentences.append(prefix)
+            if len(sentences) > max_sentences:
+                raise ValueError(f"the language has more than {max_sentences} sentences; raise max_sentences")
+        nxt = [i for i in ids if i != eos_token_id]
+        if nxt and len(prefix) >= max_length:
+            raise ValueError(f"the language has sentences longer than {max_length} tokens (or is infinite)")
+        for i in reversed(nxt):
+            f = c.fork()
+            f.advance(torch.tensor([i]))
+            stack.append(((*prefix, i), f))
+    if vocab_size < 0 or not sentences:
+        raise ValueError("the constraint accepts no sentence")
+    return FiniteLanguage(sentences, vocab_size=vocab_size, eos_token_id=eos_token_id)

@@ -109,3 +109,11 @@ def mean(values: Sequence[float]) -> float:
 def per_sample_mean(records: list[dict[str, Any]], key: str) -> float:
     """Mean of ``record["metrics"][key]`` over the records that hold it."""
     return mean([r["metrics"][key] for r in records if key in r.get("metrics", {})])
+
+
+def take_args(where: str, args: dict[str, Any], allowed: dict[str, Any]) -> dict[str, Any]:
+    """``allowed`` (name -> default) overlaid with ``args``; an unknown name is a ValueError naming ``where``."""
+    bad = sorted(set(args) - set(allowed))
+    if bad:
+        raise ValueError(f"{where}: unknown argument(s) {bad}; accepted: {sorted(allowed)}")
+    return {**allowed, **args}

@@ -77,7 +77,9 @@ class ClassGaussianModel:
         return Prediction(x0=x0.to(state.x.dtype), eps=eps.to(state.x.dtype))
 
 
-def fit_class_gaussians(images: Tensor, labels: Tensor, num_classes: int, min_var: float = 1e-4) -> tuple[Tensor, Tensor]:
+def fit_class_gaussians(
+    images: Tensor, labels: Tensor, num_classes: int, min_var: float = 1e-4
+) -> tuple[Tensor, Tensor]:
     """Per-class pixel means and variances ``(K, C, H, W)`` of float ``images`` ``(N, C, H, W)``."""
     means, variances = [], []
     for c in range(num_classes):

@@ -81,7 +81,9 @@ def denoising_errors(
         raise ValueError(f"n_samples must be >= 1, got {n_samples}")
     lo, hi = t_range
     if not 0.0 <= lo < hi <= 1.0:
-        raise ValueError(f"t_range must satisfy 0 <= t_min < t_max <= 1 (fractions of the schedule), got {t_range}")
+        raise ValueError(
+            f"t_range must satisfy 0 <= t_min < t_max <= 1 (fractions of the schedule), got {t_range}"
+        )
     sched = model.schedule
     t_min = sched.t_min + lo * (sched.t_max - sched.t_min)
     t_max = sched.t_min + hi * (sched.t_max - sched.t_min)
@@ -126,7 +128,9 @@ def _eps_of(pred: Prediction, xt: Tensor, alpha: Tensor, sigma: Tensor) -> Tenso
     raise ValueError("the diffusion classifier needs a model that predicts eps or x0")
 
 
-def predictions_by_n(errors: Tensor, ns: Sequence[int], classes: Sequence[int] | None = None) -> dict[int, list[int]]:
+def predictions_by_n(
+    errors: Tensor, ns: Sequence[int], classes: Sequence[int] | None = None
+) -> dict[int, list[int]]:
     """Predicted labels using the first ``n`` draws, for each ``n`` in ``ns``.
 
     Args:
@@ -149,5 +153,7 @@ def predictions_by_n(errors: Tensor, ns: Sequence[int], classes: Sequence[int] |
 def accuracy_curve(records: list[dict[str, Any]]) -> dict[str, Any]:
     """Accuracy against ``n`` from stored records with ``output = {"label", "pred": {n: label}}``."""
     ns = sorted({int(n) for r in records for n in r["output"]["pred"]})
-    acc = [sum(r["output"]["pred"][str(n)] == r["output"]["label"] for r in records) / len(records) for n in ns]
+    acc = [
+        sum(r["output"]["pred"][str(n)] == r["output"]["label"] for r in records) / len(records) for n in ns
+    ]
     return {"x": ns, "y": acc, "xlabel": "noise samples per image", "ylabel": "accuracy", "logx": True}

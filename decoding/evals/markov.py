@@ -107,7 +107,9 @@ def joint_table(chain: MarkovLM, start: int, length: int, limit: int = 1_000_000
     """``(V,) * length`` float64 table of ``P(x_1..x_L | x_0 = start)`` (EOS treated as a plain token)."""
     v = chain.vocab_size
     if v**length > limit:
-        raise ValueError(f"a joint over {v}^{length} sequences is too large (limit {limit}); shorten the length")
+        raise ValueError(
+            f"a joint over {v}^{length} sequences is too large (limit {limit}); shorten the length"
+        )
     table = chain.transition[start].clone()
     for _ in range(length - 1):
         table = table[..., None] * chain.transition  # new[..., i, j] = table[..., i] * P[i, j]

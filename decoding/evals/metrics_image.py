@@ -13,16 +13,9 @@ from typing import Any
 
 import torch
 
-from decoding.evals.base import Artifacts, Batch, Job, mean
+from decoding.evals.base import Artifacts, Batch, Job, mean, take_args
 from decoding.evals.diffusion_classifier import accuracy_curve
 from decoding.evals.suite import TaskSpec
-
-
-def _args(name: str, args: dict[str, Any], allowed: dict[str, Any]) -> dict[str, Any]:
-    bad = sorted(set(args) - set(allowed))
-    if bad:
-        raise ValueError(f"metric {name}: unknown argument(s) {bad}; accepted: {sorted(allowed)}")
-    return {**allowed, **args}
 
 
 class ImageMetric:
@@ -33,11 +26,13 @@ class ImageMetric:
     primary: tuple[str, ...] = ()
 
     def __init__(self, args: dict[str, Any], task: TaskSpec, suite_dir: Path | None) -> None:
-        _args(self.name, args, {})
+        take_args(f"metric {self.name}", args, {})
 
     def check(self, job: Job) -> None:
         if job.kind not in self.kinds:
-            raise ValueError(f"metric {self.name} applies to task kind(s) {list(self.kinds)}, not {job.kind!r}")
+            raise ValueError(
+                f"metric {self.name} applies to task kind(s) {list(self.kinds)}, not {job.kind!r}"
+            )
 
     def score(self, job: Job, batch: Batch) -> list[dict[str, float]]:
         return []
@@ -74,7 +69,7 @@ class FID(ImageMetric):
     primary = ("fid",)
 
     def __init__(self, args: dict[str, Any], task: TaskSpec, suite_dir: Path | None) -> None:
-        a = _args(self.name, args, {"reference": None})
+        a = take_args(f"metric {self.name}", args, {"reference": None})
         self.reference = a["reference"]
         if self.reference is not None:
             from decoding.evals.grammar_check import find_file
@@ -105,7 +100,9 @@ class ClassAccuracy(ImageMetric):
     primary = ("class_accuracy",)
 
     def __init__(self, args: dict[str, Any], task: TaskSpec, suite_dir: Path | None) -> None:
-        self.classifier_name = _args(self.name, args, {"classifier": "fashion-classifier"})["classifier"]
+        self.classifier_name = take_args(f"metric {self.name}", args, {"classifier": "fashion-classifier"})[
+            "classifier"
+        ]
         self._net: Any = None
 
     def check(self, job: Job) -> None:
@@ -125,7 +122,10 @@ class ClassAccuracy(ImageMetric):
         from decoding.evals.classifier import predict
 
         pred = predict(self._load(job.device), batch.tensors["images"])
-        return [{"class_correct": float(p == o["class"])} for p, o in zip(pred.tolist(), batch.outputs, strict=True)]
+        return [
+            {"class_correct": float(p == o["class"])}
+            for p, o in zip(pred.tolist(), batch.outputs, strict=True)
+        ]
 
     def summarize(self, job: Job, records: list[dict[str, Any]], artifacts: Artifacts) -> dict[str, Any]:
         return {"class_accuracy": mean([r["metrics"]["class_correct"] for r in records])}
@@ -142,7 +142,7 @@ class TrajectoryError(ImageMetric):
     primary = ("trajectory_error",)
 
     def __init__(self, args: dict[str, Any], task: TaskSpec, suite_dir: Path | None) -> None:
-        self.steps = int(_args(self.name, args, {"steps": 200})["steps"])
+        self.steps = int(take_args(f"metric {self.name}", args, {"steps": 200})["steps"])
         if self.steps < 1:
             raise ValueError(f"metric trajectory_error: steps must be >= 1, got {self.steps}")
         self._cache: dict[str, torch.Tensor] = {}
@@ -153,14 +153,18 @@ class TrajectoryError(ImageMetric):
         from decoding.evals.tasks_image import WithCond
         from decoding.solvers.reference import reference_solve
 
-        blob = noise.detach().cpu().numpy().tobytes() + (b"" if labels is None else labels.cpu().numpy().tobytes())
+        blob = noise.detach().cpu().numpy().tobytes() + (
+            b"" if labels is None else labels.cpu().numpy().tobytes()
+        )
         key = hashlib.sha256(blob).hexdigest()
         if key not in self._cache:
             if len(self._cache) > 64:
                 self._cache.clear()
             sched = job.schedule
             model = WithCond(job.model, labels)
-            self._cache[key] = reference_solve(model, sched, noise, [sched.t_max, sched.t_end], steps=self.steps)[-1].float()
+            self._cache[key] = reference_solve(
+                model, sched, noise, [sched.t_max, sched.t_end], steps=self.steps
+            )[-1].float()
         return self._cache[key]
 
     def score(self, job: Job, batch: Batch) -> list[dict[str, float]]:

@@ -14,16 +14,9 @@ from typing import Any
 
 import torch
 
-from decoding.evals.base import Artifacts, Batch, Job, mean
+from decoding.evals.base import Artifacts, Batch, Job, mean, take_args
 from decoding.evals.grammar_check import grammar_from
 from decoding.evals.suite import TaskSpec
-
-
-def _args(name: str, args: dict[str, Any], allowed: dict[str, Any]) -> dict[str, Any]:
-    bad = sorted(set(args) - set(allowed))
-    if bad:
-        raise ValueError(f"metric {name}: unknown argument(s) {bad}; accepted: {sorted(allowed)}")
-    return {**allowed, **args}
 
 
 def _need_text(name: str, job: Job) -> None:
@@ -54,7 +47,7 @@ class Validity(TextMetric):
     primary = ("validity",)
 
     def __init__(self, args: dict[str, Any], task: TaskSpec, suite_dir: Path | None) -> None:
-        _args(self.name, args, {"grammar": None, "grammar_text": None, "start": None})
+        take_args(f"metric {self.name}", args, {"grammar": None, "grammar_text": None, "start": None})
         self.checker = grammar_from(args, task.data, suite_dir, "metric validity")
 
     def score(self, job: Job, batch: Batch) -> list[dict[str, float]]:
@@ -79,7 +72,7 @@ class KLExact(TextMetric):
     primary = ("kl",)
 
     def __init__(self, args: dict[str, Any], task: TaskSpec, suite_dir: Path | None) -> None:
-        a = _args(self.name, args, {"condition": "none", "top": 16, "limit": 1_000_000})
+        a = take_args(f"metric {self.name}", args, {"condition": "none", "top": 16, "limit": 1_000_000})
         if a["condition"] not in ("none", "grammar"):
             raise ValueError(
                 f"metric kl_exact: condition must be 'none' or 'grammar', got {a['condition']!r}"
@@ -185,7 +178,7 @@ class Perplexity(TextMetric):
     primary = ("perplexity",)
 
     def __init__(self, args: dict[str, Any], task: TaskSpec, suite_dir: Path | None) -> None:
-        a = _args(self.name, args, {"ref": "self"})
+        a = take_args(f"metric {self.name}", args, {"ref": "self"})
         if a["ref"] not in ("self", "smollm2"):
             raise ValueError(f"metric perplexity: ref must be 'self' or 'smollm2', got {a['ref']!r}")
         self.ref = a["ref"]
@@ -251,7 +244,7 @@ class Repetition(TextMetric):
     name = "repetition"
 
     def __init__(self, args: dict[str, Any], task: TaskSpec, suite_dir: Path | None) -> None:
-        self.n = int(_args(self.name, args, {"n": 4})["n"])
+        self.n = int(take_args(f"metric {self.name}", args, {"n": 4})["n"])
         if self.n < 1:
             raise ValueError(f"metric repetition: n must be >= 1, got {self.n}")
         self.primary = (f"rep_{self.n}",)
@@ -274,7 +267,7 @@ class DistinctN(TextMetric):
     name = "distinct_n"
 
     def __init__(self, args: dict[str, Any], task: TaskSpec, suite_dir: Path | None) -> None:
-        ns = _args(self.name, args, {"n": [1, 2]})["n"]
+        ns = take_args(f"metric {self.name}", args, {"n": [1, 2]})["n"]
         self.ns = [int(x) for x in (ns if isinstance(ns, list) else [ns])]
         self.primary = (f"distinct_{max(self.ns)}",)
 
@@ -292,7 +285,7 @@ class NFEPerToken(TextMetric):
     name = "nfe_per_token"
 
     def __init__(self, args: dict[str, Any], task: TaskSpec, suite_dir: Path | None) -> None:
-        _args(self.name, args, {})
+        take_args(f"metric {self.name}", args, {})
 
     def score(self, job: Job, batch: Batch) -> list[dict[str, float]]:
         return [
@@ -311,7 +304,7 @@ class TokensPerSecond(TextMetric):
     name = "tokens_per_s"
 
     def __init__(self, args: dict[str, Any], task: TaskSpec, suite_dir: Path | None) -> None:
-        _args(self.name, args, {})
+        take_args(f"metric {self.name}", args, {})
 
     def summarize(self, job: Job, records: list[dict[str, Any]], artifacts: Artifacts) -> dict[str, Any]:
         secs = sum(r["seconds"] for r in records)

@@ -8,25 +8,17 @@ as accuracy against the number of noise samples; image grids for image tasks.
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from decoding.evals.storage import atomic_write_text
+from decoding.evals.storage import atomic_write_bytes, atomic_write_text
 from decoding.evals.suite import Plot, Suite
 
-COST_KEYS = (
-    "nfe",
-    "seconds",
-    "samples_per_s",
-    "tokens_per_s",
-    "images_per_s",
-    "nfe_per_token",
-    "samples",
-    "config",
-)
 STEP_KEYS = ("steps", "nfe")
+MAX_PANELS = 6
 
 
 def _pyplot() -> Any:
@@ -36,6 +28,13 @@ def _pyplot() -> Any:
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _save(fig: Any, path: Path) -> None:
+    """Write ``fig`` as a PNG atomically."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def _fmt(v: Any) -> str:
@@ -108,18 +107,21 @@ def line_plot(path: Path, configs: list[dict[str, Any]], plot: Plot, task: str) 
     if len(groups) > 1 or next(iter(groups)) != "all":
         ax.legend(fontsize=7)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    _save(fig, path)
     plt.close(fig)
     return True
 
 
 def distribution_plot(path: Path, configs: list[dict[str, Any]], key: str, task: str) -> bool:
-    """Observed vs target probability of the most likely outcomes, one panel per config."""
+    """Observed vs target probability of the most likely outcomes, one panel per config (at most
+    :data:`MAX_PANELS`, evenly spaced over the configs)."""
     plt = _pyplot()
     items = [c for c in configs if isinstance(c.get(key), dict) and "target" in c[key]]
     if not items:
         return False
+    if len(items) > MAX_PANELS:  # evenly spaced configs, first and last included
+        step = (len(items) - 1) / (MAX_PANELS - 1)
+        items = [items[round(i * step)] for i in range(MAX_PANELS)]
     fig, axes = plt.subplots(len(items), 1, figsize=(7, 2.4 * len(items)), dpi=110, squeeze=False)
     for ax, c in zip(axes[:, 0], items, strict=True):
         d = c[key]
@@ -138,8 +140,7 @@ def distribution_plot(path: Path, configs: list[dict[str, Any]], key: str, task:
     axes[0, 0].legend(fontsize=7)
     fig.suptitle(f"{task}: distribution of outputs", fontsize=10)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    _save(fig, path)
     plt.close(fig)
     return True
 
@@ -162,8 +163,7 @@ def curve_plot(path: Path, configs: list[dict[str, Any]], key: str, task: str) -
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    _save(fig, path)
     plt.close(fig)
     return True
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -133,7 +132,7 @@ def build(suite: Suite, device: torch.device) -> list[BuiltTask]:
     return out
 
 
-def describe(path: Path | None = None) -> str:
+def describe() -> str:
     """A human-readable list of the available names (for ``decoding eval --list``)."""
     av = available()
     lines = []

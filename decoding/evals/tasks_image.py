@@ -20,16 +20,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from decoding.evals.base import Batch
+from decoding.evals.base import Batch, take_args
 from decoding.evals.diffusion_classifier import denoising_errors, predictions_by_n
 from decoding.evals.suite import TaskSpec
-
-
-def _take(where: str, args: dict[str, Any], allowed: dict[str, Any]) -> dict[str, Any]:
-    bad = sorted(set(args) - set(allowed))
-    if bad:
-        raise ValueError(f"{where}: unknown argument(s) {bad}; accepted: {sorted(allowed)}")
-    return {**allowed, **args}
 
 
 @dataclass
@@ -48,7 +41,7 @@ def class_gaussian_model(args: dict[str, Any], device: torch.device) -> ImageMod
     """Exact per-class diagonal Gaussians fitted to Fashion-MNIST (:mod:`decoding.evals.closed_form`)."""
     from decoding.evals.closed_form import fashion_class_gaussians
 
-    a = _take("model class-gaussian", args, {"min_var": 1e-4})
+    a = take_args("model class-gaussian", args, {"min_var": 1e-4})
     m = fashion_class_gaussians(float(a["min_var"])).to(device)
     return ImageModel("class-gaussian", m, device, m.num_classes)
 
@@ -61,7 +54,7 @@ def unet_model(args: dict[str, Any], device: torch.device) -> ImageModel:
     """
     from decoding.models.image import load_image_model
 
-    a = _take("model unet", args, {"checkpoint": None, "dtype": None})
+    a = take_args("model unet", args, {"checkpoint": None, "dtype": None})
     if not a["checkpoint"]:
         raise ValueError("model unet needs model_args.checkpoint (a folder, or a name in models/)")
     dtype = None if a["dtype"] is None else getattr(torch, str(a["dtype"]))
@@ -88,19 +81,33 @@ class DiffusionClassifierSettings:
     max_rows: int
 
 
-def diffusion_classifier_decoder(settings: dict[str, Any], spec: TaskSpec | None = None, suite_dir: Path | None = None) -> DiffusionClassifierSettings:
+def diffusion_classifier_decoder(
+    settings: dict[str, Any], spec: TaskSpec | None = None, suite_dir: Path | None = None
+) -> DiffusionClassifierSettings:
     """Settings: ``n_samples`` (noise draws per image), ``ns`` (the prefixes to report; default
     1, 2, 5, 10, ... up to ``n_samples``), ``t_min``/``t_max``, ``max_rows`` (model batch)."""
-    s = _take("decoder diffusion_classifier", settings, {"n_samples": None, "ns": None, "t_min": 0.0, "t_max": 1.0, "max_rows": 2048})
+    s = take_args(
+        "decoder diffusion_classifier",
+        settings,
+        {"n_samples": None, "ns": None, "t_min": 0.0, "t_max": 1.0, "max_rows": 2048},
+    )
     n = s["n_samples"]
     if not isinstance(n, int) or n < 1:
-        raise ValueError(f"decoder diffusion_classifier: settings.n_samples must be an integer >= 1, got {n!r}")
+        raise ValueError(
+            f"decoder diffusion_classifier: settings.n_samples must be an integer >= 1, got {n!r}"
+        )
     ns = s["ns"] or [k for k in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000) if k < n] + [n]
     if any(not isinstance(k, int) or not 1 <= k <= n for k in ns):
-        raise ValueError(f"decoder diffusion_classifier: every ns entry must be an integer in 1..n_samples ({n}), got {ns}")
+        raise ValueError(
+            f"decoder diffusion_classifier: every ns entry must be an integer in 1..n_samples ({n}), got {ns}"
+        )
     if not 0.0 <= float(s["t_min"]) < float(s["t_max"]) <= 1.0:
-        raise ValueError(f"decoder diffusion_classifier: need 0 <= t_min < t_max <= 1, got {s['t_min']}, {s['t_max']}")
-    return DiffusionClassifierSettings(n, tuple(sorted(set(ns))), float(s["t_min"]), float(s["t_max"]), int(s["max_rows"]))
+        raise ValueError(
+            f"decoder diffusion_classifier: need 0 <= t_min < t_max <= 1, got {s['t_min']}, {s['t_max']}"
+        )
+    return DiffusionClassifierSettings(
+        n, tuple(sorted(set(ns))), float(s["t_min"]), float(s["t_max"]), int(s["max_rows"])
+    )
 
 
 @dataclass
@@ -122,7 +129,9 @@ class ClassifyJob:
         images = (x[list(indices)].float()[:, None] / 127.5 - 1.0).to(self.device)
         s = self.settings
         start = time.perf_counter()
-        errors = denoising_errors(self.im.model, images, s.n_samples, generator, t_range=(s.t_min, s.t_max), max_rows=s.max_rows)
+        errors = denoising_errors(
+            self.im.model, images, s.n_samples, generator, t_range=(s.t_min, s.t_max), max_rows=s.max_rows
+        )
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         seconds = time.perf_counter() - start
@@ -131,13 +140,22 @@ class ClassifyJob:
         outputs = [
             {"label": int(y[i]), "pred": {str(n): preds[n][j] for n in s.ns}} for j, i in enumerate(indices)
         ]
-        return Batch(outputs=outputs, nfe=[float(s.n_samples * k)] * len(indices), seconds=seconds, data={"errors": errors})
+        return Batch(
+            outputs=outputs,
+            nfe=[float(s.n_samples * k)] * len(indices),
+            seconds=seconds,
+            data={"errors": errors},
+        )
 
 
-def _make_classify(spec: TaskSpec, im: ImageModel, dec: DiffusionClassifierSettings, suite_dir: Path | None) -> ClassifyJob:
-    d = _take(f"task {spec.name}: data", dict(spec.data), {"dataset": "fashion_mnist", "split": "test"})
+def _make_classify(
+    spec: TaskSpec, im: ImageModel, dec: DiffusionClassifierSettings, suite_dir: Path | None
+) -> ClassifyJob:
+    d = take_args(f"task {spec.name}: data", dict(spec.data), {"dataset": "fashion_mnist", "split": "test"})
     if d["dataset"] != "fashion_mnist":
-        raise ValueError(f"the diffusion classifier runs on data.dataset = 'fashion_mnist', got {d['dataset']!r}")
+        raise ValueError(
+            f"the diffusion classifier runs on data.dataset = 'fashion_mnist', got {d['dataset']!r}"
+        )
     if d["split"] not in ("train", "test"):
         raise ValueError(f"data.split must be 'train' or 'test', got {d['split']!r}")
     n = 60000 if d["split"] == "train" else 10000
@@ -159,7 +177,9 @@ class SolverSettings:
     options: dict[str, Any]
 
 
-def solver_decoder(settings: dict[str, Any], spec: TaskSpec | None = None, suite_dir: Path | None = None) -> SolverSettings:
+def solver_decoder(
+    settings: dict[str, Any], spec: TaskSpec | None = None, suite_dir: Path | None = None
+) -> SolverSettings:
     """Sampling with a continuous-diffusion solver of :mod:`decoding.solvers.registry`.
 
     Settings: ``solver`` (name), ``steps``, ``spacing`` (``logsnr``, ``time``, ``karras``),
@@ -170,11 +190,24 @@ def solver_decoder(settings: dict[str, Any], spec: TaskSpec | None = None, suite
     from decoding.image_api import solver_name
     from decoding.solvers.registry import get_solver
 
-    s = _take("decoder solver", settings, {"solver": "dpmpp_2m", "steps": None, "spacing": "logsnr", "classes": "all", "guidance": 1.0, "options": {}})
+    s = take_args(
+        "decoder solver",
+        settings,
+        {
+            "solver": "dpmpp_2m",
+            "steps": None,
+            "spacing": "logsnr",
+            "classes": "all",
+            "guidance": 1.0,
+            "options": {},
+        },
+    )
     if not isinstance(s["steps"], int) or s["steps"] < 1:
         raise ValueError(f"decoder solver: settings.steps must be an integer >= 1, got {s['steps']!r}")
     if s["spacing"] not in ("logsnr", "time", "karras"):
-        raise ValueError(f"decoder solver: spacing must be 'logsnr', 'time' or 'karras', got {s['spacing']!r}")
+        raise ValueError(
+            f"decoder solver: spacing must be 'logsnr', 'time' or 'karras', got {s['spacing']!r}"
+        )
     classes = s["classes"]
     if not (classes in ("all", "none") or isinstance(classes, int) and not isinstance(classes, bool)):
         raise ValueError(f"decoder solver: classes must be 'all', 'none' or a class number, got {classes!r}")
@@ -192,7 +225,9 @@ class WithCond:
     def __call__(self, state: Any) -> Any:
         from dataclasses import replace
 
-        return self.model(state if self.cond is None else replace(state, memory={**state.memory, "cond": self.cond}))
+        return self.model(
+            state if self.cond is None else replace(state, memory={**state.memory, "cond": self.cond})
+        )
 
 
 @dataclass
@@ -215,9 +250,13 @@ class ImageJob:
             self.model.guidance = self.settings.guidance
         c = self.settings.classes
         if isinstance(c, int) and not 0 <= c < self.im.num_classes:
-            raise ValueError(f"settings.classes = {c} is outside the model's classes 0..{self.im.num_classes - 1}")
+            raise ValueError(
+                f"settings.classes = {c} is outside the model's classes 0..{self.im.num_classes - 1}"
+            )
         if c == "none" and not self.im.info.get("unet"):
-            raise ValueError(f"model {self.im.name} is class-conditional only: use classes = 'all' or a class number")
+            raise ValueError(
+                f"model {self.im.name} is class-conditional only: use classes = 'all' or a class number"
+            )
         self.conditional = c != "none"
         self.schedule = self.model.schedule
 
@@ -245,7 +284,10 @@ class ImageJob:
             torch.cuda.synchronize(self.device)
         seconds = time.perf_counter() - start
         final = res.x.float()
-        outputs = [{"class": None if labels is None else int(y)} for y in (labels.tolist() if labels is not None else [None] * len(indices))]
+        outputs = [
+            {"class": None if labels is None else int(y)}
+            for y in (labels.tolist() if labels is not None else [None] * len(indices))
+        ]
         return Batch(
             outputs=outputs,
             nfe=res.nfe.tolist(),

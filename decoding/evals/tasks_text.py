@@ -17,7 +17,7 @@ from torch import Tensor
 
 from decoding.core.loop import decode
 from decoding.core.protocols import Constraint, Model, Processor
-from decoding.evals.base import Batch
+from decoding.evals.base import Batch, take_args
 from decoding.evals.markov import MarkovLM, random_chain
 from decoding.evals.suite import TaskSpec
 from decoding.processes.autoregressive import Autoregressive, generated_tokens
@@ -25,7 +25,7 @@ from decoding.processors import standard_processors
 
 
 @dataclass
-class TextLM:
+class EvalLM:
     """A language model with what the evals need around it.
 
     Attributes:
@@ -58,18 +58,10 @@ class TextLM:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def _take(where: str, args: dict[str, Any], allowed: dict[str, Any]) -> dict[str, Any]:
-    """``allowed`` (name -> default) overlaid with ``args``; unknown names are an error."""
-    bad = sorted(set(args) - set(allowed))
-    if bad:
-        raise ValueError(f"{where}: unknown argument(s) {bad}; accepted: {sorted(allowed)}")
-    return {**allowed, **args}
-
-
 # ---------------------------------------------------------------------------------------------- models
 
 
-def markov_model(args: dict[str, Any], device: torch.device) -> TextLM:
+def markov_model(args: dict[str, Any], device: torch.device) -> EvalLM:
     """A closed-form Markov chain (:class:`~decoding.evals.markov.MarkovLM`).
 
     Args (suite ``model_args``): ``alphabet`` (string, one character per token; default
@@ -77,7 +69,7 @@ def markov_model(args: dict[str, Any], device: torch.device) -> TextLM:
     (explicit ``(V, V)`` rows) or ``seed`` + ``concentration`` (random Dirichlet rows), ``start``
     (the start token's character, default the first one).
     """
-    a = _take(
+    a = take_args(
         "model markov",
         args,
         {"alphabet": "abc$", "eos": "$", "transition": None, "seed": 0, "concentration": 1.0, "start": None},
@@ -107,7 +99,7 @@ def markov_model(args: dict[str, Any], device: torch.device) -> TextLM:
     def logprobs(prompts: list[list[int]], conts: list[list[int]]) -> list[list[float]]:
         return [chain.logprob(p[-1], c) for p, c in zip(prompts, conts, strict=True)]
 
-    return TextLM(
+    return EvalLM(
         name="markov",
         model=chain,
         vocab_size=chain.vocab_size,
@@ -124,7 +116,7 @@ def markov_model(args: dict[str, Any], device: torch.device) -> TextLM:
     )
 
 
-def tiny_transformer_model(args: dict[str, Any], device: torch.device) -> TextLM:
+def tiny_transformer_model(args: dict[str, Any], device: torch.device) -> EvalLM:
     """A randomly initialised byte-level :class:`~decoding.nn.transformer.Transformer` (seeded).
 
     Exercises the real KV-cached model path at no download cost. Vocabulary: 256 bytes + BOS (256).
@@ -134,7 +126,7 @@ def tiny_transformer_model(args: dict[str, Any], device: torch.device) -> TextLM
     from decoding.adapters.native import NativeCausalLM
     from decoding.nn.transformer import Transformer, TransformerConfig
 
-    a = _take(
+    a = take_args(
         "model tiny-transformer",
         args,
         {"dim": 64, "layers": 2, "heads": 4, "max_len": 256, "seed": 0, "init_std": 0.02},
@@ -164,7 +156,7 @@ def tiny_transformer_model(args: dict[str, Any], device: torch.device) -> TextLM
                 out.append(lp.gather(-1, ids[0, len(p) :, None])[:, 0].tolist())
         return out
 
-    return TextLM(
+    return EvalLM(
         name="tiny-transformer",
         model=lm,
         vocab_size=257,
@@ -178,7 +170,7 @@ def tiny_transformer_model(args: dict[str, Any], device: torch.device) -> TextLM
     )
 
 
-def causal_lm_model(args: dict[str, Any], device: torch.device) -> TextLM:
+def causal_lm_model(args: dict[str, Any], device: torch.device) -> EvalLM:
     """A real causal LM through :func:`decoding.adapters.text_lm.load_text_lm` (local files only).
 
     Args: ``name`` (``"smollm2"``, a transformers folder or a ``.gguf`` file), ``engine``
@@ -186,7 +178,7 @@ def causal_lm_model(args: dict[str, Any], device: torch.device) -> TextLM:
     """
     from decoding.adapters.text_lm import load_text_lm
 
-    a = _take("model lm", args, {"name": "smollm2", "engine": "auto", "dtype": None})
+    a = take_args("model lm", args, {"name": "smollm2", "engine": "auto", "dtype": None})
     lm = load_text_lm(a["name"], device=device, dtype=a["dtype"], engine=a["engine"])
     tok = lm.tokenizer
     bos = [tok.bos_token_id] if tok.bos_token_id is not None else []
@@ -194,7 +186,7 @@ def causal_lm_model(args: dict[str, Any], device: torch.device) -> TextLM:
     def encode(text: str) -> list[int]:
         return tok(text, add_special_tokens=False)["input_ids"] if text else []
 
-    return TextLM(
+    return EvalLM(
         name=f"lm:{a['name']}",
         model=lm.model,
         vocab_size=len(tok),
@@ -209,7 +201,7 @@ def causal_lm_model(args: dict[str, Any], device: torch.device) -> TextLM:
     )
 
 
-MODELS: dict[str, Callable[[dict[str, Any], torch.device], TextLM]] = {
+MODELS: dict[str, Callable[[dict[str, Any], torch.device], EvalLM]] = {
     "markov": markov_model,
     "tiny-transformer": tiny_transformer_model,
     "lm": causal_lm_model,
@@ -233,7 +225,7 @@ class TextDecoder:
 
     name: str
     max_new_tokens: int
-    generate: Callable[[TextLM, list[list[int]], torch.Generator], tuple[list[list[int]], list[float]]]
+    generate: Callable[[EvalLM, list[list[int]], torch.Generator], tuple[list[list[int]], list[float]]]
     processors: list[Processor] | None = None
     save_state: Callable[[], bytes] | None = None
     load_state: Callable[[bytes | None], None] | None = None
@@ -258,7 +250,7 @@ def autoregressive_decoder(
     settings: dict[str, Any],
     spec: TaskSpec | None = None,
     suite_dir: Path | None = None,
-    constraint_factory: Callable[[TextLM, int], Constraint] | None = None,
+    constraint_factory: Callable[[EvalLM, int], Constraint] | None = None,
 ) -> TextDecoder:
     """Left-to-right sampling through :func:`decoding.decode` with the standard processor chain.
 
@@ -267,7 +259,7 @@ def autoregressive_decoder(
     :func:`decoding.processors.standard_processors` (``temperature``, ``top_k``, ``top_p``,
     ``min_p``, ``typical``, ``repetition_penalty``).
     """
-    s = _take(
+    s = take_args(
         "decoder autoregressive",
         settings,
         {"max_new_tokens": None, "greedy": False, "constrain": False, **dict.fromkeys(PROCESSOR_KEYS)},
@@ -285,7 +277,7 @@ def autoregressive_decoder(
         constraint_factory = grammar_constraints(spec, suite_dir)
 
     def generate(
-        lm: TextLM, prompts: list[list[int]], generator: torch.Generator
+        lm: EvalLM, prompts: list[list[int]], generator: torch.Generator
     ) -> tuple[list[list[int]], list[float]]:
         process = Autoregressive(
             eos_token_id=lm.eos_token_id, pad_token_id=lm.pad_token_id, greedy=bool(s["greedy"])
@@ -317,7 +309,7 @@ DECODERS: dict[str, Callable[[dict[str, Any], TaskSpec | None, Path | None], Tex
 class TextJob:
     """Draws text samples: sample ``i`` continues prompt ``i mod len(prompts)``."""
 
-    lm: TextLM
+    lm: EvalLM
     decoder: TextDecoder
     prompts: list[str]
     data: dict[str, Any] = field(default_factory=dict)
@@ -354,7 +346,7 @@ class TextJob:
         )
 
 
-def make_job(spec: TaskSpec, lm: TextLM, decoder: TextDecoder, suite_dir: Path | None) -> TextJob:
+def make_job(spec: TaskSpec, lm: EvalLM, decoder: TextDecoder, suite_dir: Path | None) -> TextJob:
     """The job of one config: ``prompts`` from the task (default: one empty prompt after BOS)."""
     if not all(isinstance(p, str) for p in spec.prompts):
         raise ValueError("prompts of a text task must be strings")

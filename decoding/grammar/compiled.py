@@ -23,7 +23,6 @@ llguidance (token trie + lexer DFA + parser checks at lexeme ends) and XGrammar
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,34 +32,18 @@ import torch
 from decoding.grammar.dfa import DEAD, START, ByteDFA, build_dfa
 from decoding.grammar.lalr import LalrDriver
 from decoding.grammar.loader import GrammarError, grammar_source
+from decoding.grammar.mask_tree import MaskComputation, State, _Node
 from decoding.grammar.regex_bytes import ByteNFA, RegexError
-from decoding.grammar.tokens import RunResult, token_matrix
+from decoding.grammar.tokens import token_matrix
 from decoding.tokenizers.vocab import Vocabulary, vocabulary
 
-State = tuple[int, int]  # (parser stack id, lexer DFA state); stack id -1 = failed
+# Terminals of lark's common.lark written with look-behind / lazy quantifiers, and the same
+# language without them: ESCAPED_STRING is '"', then characters other than newline where a
+# backslash escapes the next one, then the first unescaped '"'.
+KNOWN_REWRITES = {'".*?(?<!\\\\)(\\\\\\\\)*?"': r'"(?:[^"\\\n]|\\[^\n])*"'}
 
 
-class _Node:
-    """Tokens run through one lexer DFA from one state (cached; independent of the parser stack).
-
-    The root node of ``(context, state)`` holds every token from offset 0; a child holds the
-    tokens whose lexeme ended inside them in DFA state ``s``, run on from the byte that ended it
-    through the next context's DFA. Which children are visited, and which ``end`` states are
-    live, is what depends on the parser stack.
-    """
-
-    __slots__ = ("ids", "end", "groups", "children", "allowed", "members")
-
-    def __init__(self, ids: np.ndarray | None, end: np.ndarray, groups: list) -> None:
-        self.ids = ids  # token ids (None: the whole vocabulary, by id)
-        self.end = end  # state after the token, 0 where the lexeme ended inside it
-        self.groups = groups  # [(state the lexeme ended in, common restart offset or -1, ids, offsets)]
-        self.children: dict[tuple[int, int, int], _Node] = {}
-        self.allowed: dict[tuple[int, int], tuple[bool, np.ndarray]] = {}  # (ctx, ok) -> ids / (V,) bool
-        self.members: dict[int, np.ndarray] = {}  # group index -> (V,) bool membership
-
-
-class CompiledGrammar:
+class CompiledGrammar(MaskComputation):
     """A grammar compiled for one vocabulary; shared (and its caches reused) by all its matchers.
 
     Args:
@@ -88,7 +71,7 @@ class CompiledGrammar:
         self._tag: dict[int, int] = {}
         for i, t in enumerate(self.terminals):
             try:
-                s, e = self._nfa.add_regex(t.pattern.to_regexp())
+                s, e = self._nfa.add_regex(KNOWN_REWRITES.get(t.pattern.to_regexp(), t.pattern.to_regexp()))
             except RegexError as err:
                 raise GrammarError(f"terminal {t.name} ({t.pattern.to_regexp()!r}): {err}") from err
             self._starts.append(s)
@@ -244,134 +227,6 @@ class CompiledGrammar:
         sid2 = self._complete(sid, q)
         return sid2 >= 0 and self.parser.accepts_end(sid2)
 
-    # --- masks -------------------------------------------------------------------------------
-    def _root(self, ctx: int, q: int, offset: int = 0) -> _Node:
-        """Every token run from DFA state ``q`` of context ``ctx``, starting at byte ``offset``."""
-        key = (ctx, q, offset)
-        node = self._roots.get(key)
-        if node is None:
-            res = self.tokens.run_all(self.dfa(ctx).delta, q, offset)
-            node = self._roots[key] = _Node(None, res.end, _group(res, None))
-        return node
-
-    def _child(self, node: _Node, s: int, k: int, ids: np.ndarray, pos: np.ndarray, ctx: int) -> _Node:
-        """The tokens of one group of ``node`` run on through context ``ctx`` from their offsets."""
-        key = (s, k, ctx)
-        child = node.children.get(key)
-        if child is None:
-            res = self.tokens.run(self.dfa(ctx).delta, START, ids, pos)
-            child = node.children[key] = _Node(ids, res.end, _group(res, ids))
-        return child
-
-    def _member(self, node: _Node, g: int) -> np.ndarray:
-        """``(V,)`` bool membership of group ``g`` of a root node (cached)."""
-        m = node.members.get(g)
-        if m is None:
-            m = np.zeros(self.vocab_size, dtype=bool)
-            m[node.groups[g][2]] = True
-            node.members[g] = m
-        return m
-
-    def _allowed(self, node: _Node, ctx: int, ok: int, live: np.ndarray) -> tuple[bool, np.ndarray]:
-        """Tokens of ``node`` whose lexeme is still open and live: ``(is_bool_mask, array)``."""
-        key = (ctx, ok)
-        out = node.allowed.get(key)
-        if out is None:
-            hit = live[node.end]
-            if node.ids is None:
-                out = (True, hit)
-            else:
-                idx = node.ids[hit]
-                if idx.size > self.vocab_size // 16:
-                    full = np.zeros(self.vocab_size, dtype=bool)
-                    full[idx] = True
-                    out = (True, full)
-                else:
-                    out = (False, idx)
-            node.allowed[key] = out
-        return out
-
-    def _collect(self, node: _Node, sid: int, out: np.ndarray, filt: np.ndarray | None = None) -> None:
-        """Set ``out[id] = True`` for every token of ``node`` (within ``filt``) that keeps the text viable.
-
-        Groups of a whole-vocabulary node that restart at a common offset ``k`` continue in the
-        next context's whole-vocabulary run from offset ``k``, restricted by a membership filter;
-        other groups continue in a cached run over just their tokens.
-        """
-        ctx = self.ctx_of(sid)
-        ok = self.ok_bits(sid)
-        live, choice = self.ok_tables(ctx, ok)
-        is_bool, arr = self._allowed(node, ctx, ok, live)
-        if is_bool:
-            if filt is None:
-                out |= arr
-            else:
-                out |= arr & filt
-        elif arr.size:
-            out[arr if filt is None else arr[filt[arr]]] = True
-        for g, (s, k, ids, pos) in enumerate(node.groups):
-            t = choice[s]
-            if t < 0:
-                continue
-            sid2 = sid if self.ignore_mask >> t & 1 else self.parser.feed(sid, self.term_names[t])
-            if sid2 < 0:
-                continue
-            ctx2 = self.ctx_of(sid2)
-            if node.ids is None and k >= 0 and (k == 0 or ids.size > SLICE_MIN or (ctx2, START, k) in self._roots):
-                member = self._member(node, g)
-                self._collect(self._root(ctx2, START, k), sid2, out, member if filt is None else member & filt)
-            else:
-                self._collect(self._child(node, s, k, ids, pos, ctx2), sid2, out, filt)
-
-    def mask_entry(self, state: State) -> tuple[torch.Tensor, bool]:
-        """``(mask (V,) bool, anything allowed)`` for ``state``, cached.
-
-        Two cache levels: by exact state, and by ``(DFA state, top k parser states)`` where ``k``
-        is how deep into the stack the computation had to read (the mask depends on nothing else).
-        """
-        entry = self._masks.get(state)
-        if entry is not None:
-            self._masks.move_to_end(state)
-            self.stats["mask_hits"] += 1
-            return entry
-        sid, q = state
-        parser = self.parser
-        top = (q, parser.top(sid))
-        for k in self._depths.get(top, ()):
-            entry = self._shared.get((q, parser.top_states(sid, k)))
-            if entry is not None:
-                self.stats["mask_shared_hits"] += 1
-                break
-        else:
-            self.stats["mask_misses"] += 1
-            depth = parser.depth(sid)
-            parser.low = depth
-            full = np.zeros(self.vocab_size, dtype=bool)
-            self._collect(self._root(self.ctx_of(sid), q), sid, full)
-            if self.eos_token_id is not None:
-                full[self.eos_token_id] = self.is_complete(state)
-            entry = (torch.from_numpy(full), bool(full.any()))
-            k = depth - parser.low + 1
-            if len(self._shared) >= 4 * self.mask_cache_size:
-                self._shared.clear()
-                self._depths.clear()
-            self._shared[(q, parser.top_states(sid, k))] = entry
-            ks = self._depths.setdefault(top, [])
-            if k not in ks:
-                ks.append(k)
-                ks.sort()
-        self._masks[state] = entry
-        if len(self._masks) > self.mask_cache_size:
-            self._masks.popitem(last=False)
-        return entry
-
-    def mask(self, state: State) -> torch.Tensor:
-        """``(V,)`` bool: tokens allowed after ``state`` (EOS exactly when the text is complete).
-
-        The returned tensor is shared with the cache: do not modify it in place.
-        """
-        return self.mask_entry(state)[0]
-
     def expected(self, state: State) -> str:
         """What the grammar expects at ``state``: terminals and the rules they appear in (for errors)."""
         sid, q = state
@@ -383,6 +238,14 @@ class CompiledGrammar:
         shown = [r for r in rules if not r.startswith("_")] or rules
         where = f" (in rule {', '.join(repr(r) for r in shown)})" if shown else ""
         return f"the grammar expects one of the terminals {terms}{where}"
+
+    def clear_caches(self) -> None:
+        """Drop every cached mask, memo and vocabulary run (results are unchanged; for tests)."""
+        self._masks.clear()
+        self._shared.clear()
+        self._depths.clear()
+        self._roots.clear()
+        self._step.clear()
 
     def warm_up(self, seconds: float = 1.0) -> int:
         """Precompute the vocabulary runs from every lexer state (start states first).
@@ -417,36 +280,6 @@ class CompiledGrammar:
         from decoding.grammar.matcher import GrammarMatcher
 
         return GrammarMatcher(self)
-
-
-SLICE_OFFSETS = 3  # tokens restarting at byte 0, 1 or 2 may reuse a whole-vocabulary run from that offset
-SLICE_MIN = 2000  # ... when the group is at least this large (or that run already exists)
-
-
-def _group(res: RunResult, ids: np.ndarray | None) -> list[tuple[int, int, np.ndarray, np.ndarray]]:
-    """Group the tokens whose lexeme ended inside them by (DFA state it ended in, restart offset).
-
-    Offsets below :data:`SLICE_OFFSETS` get a group each; larger ones share a group with offset -1.
-    """
-    died = np.flatnonzero((res.end == DEAD) & (res.die_state != DEAD))
-    if not died.size:
-        return []
-    states = res.die_state[died]
-    if ids is not None:  # a subset: one group per state (its children are run, never sliced)
-        out = []
-        for s in np.unique(states).tolist():
-            sel = died[states == s]
-            out.append((int(s), -1, ids[sel], res.die_pos[sel]))
-        return out
-    where = np.minimum(res.die_pos[died], SLICE_OFFSETS)
-    out = []
-    for s in np.unique(states).tolist():
-        in_s = states == s
-        for k in np.unique(where[in_s]).tolist():
-            sel = died[in_s & (where == k)]
-            kk = -1 if k == SLICE_OFFSETS else int(k)
-            out.append((int(s), kk, sel if ids is None else ids[sel], res.die_pos[sel]))
-    return out
 
 
 def compile_grammar(

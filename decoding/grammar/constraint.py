@@ -59,7 +59,7 @@ class GrammarConstraint:
         if len(ids) != self.batch_size:
             raise ValueError(f"advance got {len(ids)} tokens for a batch of {self.batch_size}")
         took = []
-        for m, t in zip(self.matchers, ids):
+        for m, t in zip(self.matchers, ids, strict=False):
             if t >= 0:
                 m.accept_token(t)
             took.append(t >= 0)
@@ -74,7 +74,7 @@ class GrammarConstraint:
         if n < 0 or n > len(self.steps):
             raise ValueError(f"cannot roll back {n} steps: {len(self.steps)} taken")
         for _ in range(n):
-            for m, took in zip(self.matchers, self.steps.pop()):
+            for m, took in zip(self.matchers, self.steps.pop(), strict=False):
                 if took:
                     m.rollback(1)
 

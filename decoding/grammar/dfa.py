@@ -70,7 +70,7 @@ def build_dfa(nfa: ByteNFA, starts: Sequence[int], tag_of_accept: dict[int, int]
         edges = [e for s in cur for e in nfa.edges[s]]
         bounds = sorted({lo for lo, _, _ in edges} | {hi + 1 for _, hi, _ in edges})
         row: list[tuple[int, int, int]] = []
-        for a, b in zip(bounds, bounds[1:]):
+        for a, b in zip(bounds, bounds[1:], strict=False):
             targets = [d for lo, hi, d in edges if lo <= a and hi >= b - 1]
             if not targets:
                 continue

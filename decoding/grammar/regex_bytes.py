@@ -15,7 +15,7 @@ lazy or possessive quantifiers, atomic groups, conditionals.
 from __future__ import annotations
 
 import sys
-from functools import lru_cache
+from functools import cache
 
 if sys.version_info >= (3, 11):
     import re._constants as _c
@@ -61,7 +61,7 @@ def complement(iv: Intervals) -> Intervals:
     return out
 
 
-@lru_cache(maxsize=None)
+@cache
 def _category(name: str, ascii_only: bool) -> tuple[tuple[int, int], ...]:
     top = 0x80 if ascii_only else MAX_CP + 1
     test = {

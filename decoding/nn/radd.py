@@ -100,4 +100,12 @@ def load_radd(folder: str | Path, device: str | torch.device = "cpu", dtype: tor
     net = RADDNet(cfg["vocab_size"], **cfg["transformer"])
     state, _ = load_file(path / "model.safetensors")
     net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
-    return net.to(device=device, dtype=dtype).eval()
+    return cast(net, device, dtype).eval()
+
+
+def cast(net: RADDNet, device: str | torch.device, dtype: torch.dtype) -> RADDNet:
+    """Move ``net`` to ``device`` with weights in ``dtype``; the rotary tables stay float32 (bf16 cos/sin lose precision)."""
+    net = net.to(device=device, dtype=dtype)
+    net.net.rope_cos = net.net.rope_cos.float()
+    net.net.rope_sin = net.net.rope_sin.float()
+    return net

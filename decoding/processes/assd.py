@@ -34,7 +34,6 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from decoding.core.sampling import sample_categorical
 from decoding.core.types import Prediction, State
 from decoding.nn.any_subset import AnySubsetQuery
 from decoding.processes.any_order import ORDERS, AnyOrder, build_query, check_prediction
@@ -45,8 +44,11 @@ def _probs(logits: Tensor) -> Tensor:
     return torch.softmax(logits if logits.dtype == torch.float64 else logits.float(), dim=-1)
 
 
-def _log(p: Tensor) -> Tensor:
-    return p.clamp(min=0).log()
+def _sample(p: Tensor, generator: torch.Generator) -> Tensor:
+    """One index per row of unnormalised probabilities ``p`` ``(..., V)`` (exponential race, as
+    :func:`decoding.core.sampling.sample_categorical`, without the log / softmax round trip)."""
+    race = torch.empty_like(p).exponential_(1.0, generator=generator)
+    return (p / race).argmax(dim=-1)
 
 
 @dataclass(frozen=True)
@@ -130,7 +132,7 @@ class ASSD(AnyOrder):
             p_a, q_a = chain[rows, ai], qprobs[rows, ai]
             resid = (p_a - q_a).clamp(min=0)
             resid = torch.where(resid.sum(-1, keepdim=True) > 0, resid, p_a)
-            res_tok = sample_categorical(_log(resid), generator)
+            res_tok = _sample(resid, generator)
         else:
             block = torch.zeros(b, 0, dtype=torch.long, device=dev)
             a = torch.zeros(b, dtype=torch.long, device=dev)
@@ -145,7 +147,7 @@ class ASSD(AnyOrder):
         avail = s < (m + n_drafts)[:, None]
         bank_idx = torch.where(s < m[:, None], s, nc + s - m[:, None]).clamp(max=nc + cap - 1)
         bank = probs[rows[:, None], bank_idx]  # (B, cap, V)
-        draws = sample_categorical(_log(bank), generator)  # (B, cap)
+        draws = _sample(bank, generator)  # (B, cap)
 
         # 2. commit: accepted drafts, then the residual token (rejected) or the free exact token
         free = ~rejected & avail[:, 0] & live

@@ -45,7 +45,7 @@ def lagrange_compensation(x0s: Sequence[Tensor], ts: Sequence[float], tau: float
     return out
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class DCSolver:
     """UniPC with dynamic compensation, as a :class:`~decoding.solvers.base.Solver`.
 
@@ -154,7 +154,7 @@ def search_dc_ratios(
         reference: the reference states at every time of ``ts`` (``len == N + 1``), e.g. from
             :func:`~decoding.solvers.reference.reference_solve`.
         lo, hi, grid, refine: candidates ``linspace(lo, hi, grid)`` (plus 1.0), then golden-section
-            refinement around the best.
+            refinement around the best, inside ``[lo, hi]``.
 
     Returns:
         ``N`` ratios (1.0 for the first ``dc_order`` steps, where there is nothing to interpolate).
@@ -175,7 +175,7 @@ def search_dc_ratios(
             x1, h1 = solver.step(x, pred, info, hist, ratio=rho)
             if nxt_info is not None and solver.corrector:
                 m1 = model(_state(x1, t_next, schedule))
-                x1, _, _ = solver.base.begin(x1, m1, nxt_info, h1, keep=solver.dc_order + 1)
+                _, x1, _ = solver.base.begin(x1, m1, nxt_info, h1, keep=solver.dc_order + 1)
             return float(((x1 - target) ** 2).mean())
 
         if i < solver.dc_order:
@@ -186,7 +186,7 @@ def search_dc_ratios(
             k = min(range(len(cands)), key=losses.__getitem__)
             best, best_loss = cands[k], losses[k]
             step = (hi - lo) / max(grid - 1, 1)
-            r, r_loss = _golden(loss, cands[k] - step, cands[k] + step, refine)
+            r, r_loss = _golden(loss, max(lo, cands[k] - step), min(hi, cands[k] + step), refine)
             if r_loss < best_loss:
                 best = r
         ratios.append(best)
@@ -204,11 +204,16 @@ class CascadePolynomialRegression:
 
     Args:
         degrees: ``(step, cfg, nfe)`` polynomial degrees (the paper uses 2 for each).
+        bounds: predictions are clipped to this range (the search's candidate range): a quadratic
+            in NFE extrapolated far outside the fitted NFEs otherwise gives ratios that diverge.
     """
 
-    def __init__(self, degrees: tuple[int, int, int] = (2, 2, 2), dc_order: int = 2) -> None:
+    def __init__(
+        self, degrees: tuple[int, int, int] = (2, 2, 2), dc_order: int = 2, bounds: tuple[float, float] = (0.0, 2.0)
+    ) -> None:
         self.degrees = tuple(int(d) for d in degrees)
         self.dc_order = int(dc_order)
+        self.bounds = (float(bounds[0]), float(bounds[1]))
         self.coef: Tensor | None = None
 
     def _features(self, step: Tensor, nfe: Tensor, cfg: Tensor) -> Tensor:
@@ -240,7 +245,7 @@ class CascadePolynomialRegression:
             raise ValueError("CascadePolynomialRegression is not fitted; call fit() or load()")
         steps = torch.arange(1, nfe + 1, dtype=torch.float64)
         feats = self._features(steps, torch.full_like(steps, float(nfe)), torch.full_like(steps, float(cfg)))
-        pred = (feats @ self.coef).tolist()
+        pred = (feats @ self.coef).clamp(*self.bounds).tolist()
         return tuple(1.0 if k < self.dc_order else float(p) for k, p in enumerate(pred))
 
     def save(self, path: str | Path) -> Path:
@@ -248,7 +253,7 @@ class CascadePolynomialRegression:
             raise ValueError("nothing to save: the regression is not fitted")
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        meta = {"degrees": json.dumps(self.degrees), "dc_order": str(self.dc_order)}
+        meta = {"degrees": json.dumps(self.degrees), "dc_order": str(self.dc_order), "bounds": json.dumps(self.bounds)}
         save_file({"coef": self.coef.contiguous()}, str(path), metadata=meta)
         return path
 
@@ -258,6 +263,10 @@ class CascadePolynomialRegression:
 
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
-        out = cls(tuple(json.loads(meta.get("degrees", "[2, 2, 2]"))), int(meta.get("dc_order", "2")))
+        out = cls(
+            tuple(json.loads(meta.get("degrees", "[2, 2, 2]"))),
+            int(meta.get("dc_order", "2")),
+            tuple(json.loads(meta.get("bounds", "[0.0, 2.0]"))),
+        )
         out.coef = load_file(str(path))["coef"]
         return out

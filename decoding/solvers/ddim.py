@@ -10,7 +10,7 @@ diffusers' ``DDIMScheduler`` (``clip_sample=False``, ``set_alpha_to_one=True``).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from torch import Tensor
@@ -51,7 +51,7 @@ class DDIM:
     """
 
     eta: float = 0.0
-    order: int = 1
+    order: int = field(default=1, init=False)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.eta <= 1.0 or math.isnan(self.eta):

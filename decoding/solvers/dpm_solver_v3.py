@@ -40,6 +40,21 @@ _GL_X, _GL_W = (torch.tensor(v, dtype=torch.float64) for v in np.polynomial.lege
 MAX_PANEL = 0.05
 
 
+def _partial_weights() -> Tensor:
+    """``W[i, j] = int_{-1}^{x_i} L_j``: integrals up to each Gauss-Legendre node of the Lagrange basis on the nodes.
+
+    ``int_{-1}^{x_i} f ≈ sum_j W[i, j] f(x_j)`` (exact for polynomials of degree < 8).
+    """
+    leg = np.polynomial.legendre
+    x = _GL_X.numpy()
+    coef = np.linalg.inv(leg.legvander(x, 7))  # column j: Legendre coefficients of L_j
+    anti = leg.legint(coef, axis=0)
+    return torch.tensor(leg.legval(x, anti).T - leg.legval(-1.0, anti)[None, :], dtype=torch.float64)
+
+
+_GL_PARTIAL = _partial_weights()
+
+
 class _Stats:
     """Piecewise-linear ``l, s, b`` ``(K + 1, D)`` on increasing knots and their exact integrals ``L, S``."""
 
@@ -162,11 +177,9 @@ def _c_term(
     eb = torch.exp(-(st.integral("s", nodes) - s_s)) * st.value("b", nodes)  # (M, D)
     per_panel = (weights[:, None] * eb).reshape(edges.numel() - 1, _GL_X.numel(), -1).sum(1)
     at_edges = torch.cat([torch.zeros_like(per_panel[:1]), torch.cumsum(per_panel, 0)])
-    start = edges[panel]
-    sub = 0.5 * (nodes - start)[:, None] * (_GL_X[None] + 1.0) + start[:, None]  # (M, 8)
-    f_sub = torch.exp(-(st.integral("s", sub.reshape(-1)) - s_s)) * st.value("b", sub.reshape(-1))
-    w_sub = (0.5 * (nodes - start)[:, None] * _GL_W[None]).reshape(-1, 1)
-    partial = (w_sub * f_sub).reshape(nodes.numel(), _GL_X.numel(), -1).sum(1)
+    half = (0.5 * (edges[1:] - edges[:-1]))[:, None, None]  # (P, 1, 1)
+    partial = (half * torch.einsum("ij,pjd->pid", _GL_PARTIAL, eb.reshape(edges.numel() - 1, _GL_X.numel(), -1)))
+    partial = partial.reshape(nodes.numel(), -1)
     return (weights[:, None] * expo * (at_edges[panel] + partial)).sum(0)
 
 
@@ -214,7 +227,7 @@ class V3History:
     last_order: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class DPMSolverV3:
     """DPM-Solver-v3 as a :class:`~decoding.solvers.base.Solver`.
 

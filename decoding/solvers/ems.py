@@ -37,7 +37,7 @@ from decoding.solvers.schedules import VPSchedule
 EMS_FILENAME = "dpm_solver_v3_ems.safetensors"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class EMS:
     """Statistics on an increasing ``lambda`` grid.
 
@@ -143,6 +143,8 @@ def compute_ems(
     model_name: str = "",
     device: torch.device | str = "cpu",
     progress: bool = False,
+    noise: Tensor | None = None,
+    ridge: float = 1e-3,
 ) -> EMS:
     """Estimate ``l, s, b`` on ``knots + 1`` points uniform in ``lambda`` over ``[t_max, t_min]``.
 
@@ -154,6 +156,10 @@ def compute_ems(
         probes: Rademacher probes per sample for the Jacobian diagonal (ignored if ``exact_jacobian``).
         exact_jacobian: probe along every basis vector (exact diagonal; ``D`` probes, small ``D`` only).
         fd_eps: finite-difference step for Jacobian-vector products (relative to 1).
+        noise: the starting points ``(n_samples, *shape)`` (default: drawn from ``generator``).
+        ridge: the regression for ``s`` divides by ``Var(f) + ridge * median_d Var(f)``: dimensions
+            where ``f`` barely varies (e.g. pixels that are background in every image) get ``s ≈ 0``
+            instead of a ratio of two tiny numbers, which would make ``e^{int s}`` overflow.
 
     Returns:
         :class:`EMS` with ``schedule_key`` and ``model`` set.
@@ -169,7 +175,11 @@ def compute_ems(
     dim = 1
     for v in shape:
         dim *= int(v)
-    noise = torch.randn(n_samples, *shape, generator=g, dtype=torch.float64).to(device)
+    if noise is None:
+        noise = torch.randn(n_samples, *shape, generator=g, dtype=torch.float64)
+    elif tuple(noise.shape) != (n_samples, *shape):
+        raise ValueError(f"noise must have shape {(n_samples, *shape)}, got {tuple(noise.shape)}")
+    noise = noise.to(device, torch.float64)
     if exact_jacobian:
         basis = torch.eye(dim, dtype=torch.float64, device=device).reshape(dim, *shape)
     rademacher = (torch.randint(0, 2, (n_samples, max(probes, 1), *shape), generator=g) * 2 - 1).to(device, torch.float64)
@@ -232,8 +242,11 @@ def compute_ems(
     mf, md = sums["f"] / count, sums["d"] / count
     var = sums["ff"] / count - mf * mf
     cov = sums["fd"] / count - mf * md
+    var = var.clamp_min(0.0)
+    flat = var.reshape(knots + 1, -1)
+    reg = ridge * flat.median(dim=1).values.reshape(knots + 1, *([1] * len(shape)))
     tiny = 1e-10 * (1.0 + mf * mf)
-    s_stat = torch.where(var > tiny, cov / var.clamp_min(1e-300), torch.zeros_like(var))
+    s_stat = torch.where(var + reg > tiny, cov / (var + reg).clamp_min(1e-300), torch.zeros_like(var))
     b_stat = md - s_stat * mf
     info = json.dumps({"n_samples": n_samples, "knots": knots, "probes": "exact" if exact_jacobian else probes})
     return EMS(lams, l_stat.cpu(), s_stat.cpu(), b_stat.cpu(), schedule.key, model_name, info)

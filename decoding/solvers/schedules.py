@@ -155,7 +155,7 @@ class DiscreteVPSchedule(VPSchedule):
         if bool(((betas <= 0) | (betas >= 1)).any()):
             raise ValueError("betas must lie in (0, 1)")
         if trained_betas is None:
-            name = f"{beta_schedule}:{beta_start}:{beta_end}"
+            name = beta_schedule if beta_schedule == "squaredcos_cap_v2" else f"{beta_schedule}:{beta_start}:{beta_end}"
         else:
             name = f"trained:{hash(tuple(betas.tolist()))}"
         self.betas = betas

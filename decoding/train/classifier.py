@@ -37,7 +37,7 @@ def random_shift(x: Tensor, generator: torch.Generator, max_shift: int = 2) -> T
 
 def train_classifier(
     epochs: int = 4, batch_size: int = 128, lr: float = 3e-3, seed: int = 0, limit: int | None = None,
-    data_root: str | None = None, threads: int | None = None,
+    data_root: str | None = None, threads: int | None = None, test_limit: int | None = None,
 ) -> tuple[FashionCNN, dict]:
     """Train on the 60k training images; return the network and a log with test accuracy per epoch."""
     if epochs < 1:
@@ -50,6 +50,8 @@ def train_classifier(
     test_images, test_labels = load_fashion_mnist("test", data_root)
     if limit:
         images, labels = images[:limit], labels[:limit]
+    if test_limit:
+        test_images, test_labels = test_images[:test_limit], test_labels[:test_limit]
     x = to_model_range(images)
     net = FashionCNN()
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)

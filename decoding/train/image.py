@@ -103,6 +103,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "cuda"
     compile: bool = False
+    attention: str | None = None
     log_every: int = 25
     calibrate_steps: int = 30
     data_root: str | None = None
@@ -166,6 +167,7 @@ class Trainee:
         torch.manual_seed(cfg.seed)  # the initial weights
         self.size = size
         self.net = UNet(copy.deepcopy(SIZES[size])).to(device).to(memory_format=torch.channels_last)
+        self.net.set_attention_backend(cfg.attention)
         self.ema = copy.deepcopy(self.net).eval().requires_grad_(False)
         fused = device.type == "cuda"
         self.opt = torch.optim.AdamW(
@@ -224,10 +226,16 @@ def load_data(cfg: TrainConfig, device: torch.device) -> tuple[Tensor, Tensor]:
 
 
 def plot_losses(history: list[tuple[int, float]], path: Path, title: str) -> None:
-    """Loss curve PNG (matplotlib, Agg backend), written atomically."""
+    """Loss curve PNG (matplotlib, Agg backend), written atomically. Without matplotlib it prints how
+    to draw it later (``python -m decoding.train.image --replot FOLDER``) and returns."""
     import io
 
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        print(f"matplotlib is not installed: no {path}; draw it later with "
+              f"`python -m decoding.train.image --replot {path.parent}`", file=sys.stderr)
+        return
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -357,6 +365,8 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--device", default=d.device)
     p.add_argument("--compile", action="store_true", help="torch.compile the networks")
+    p.add_argument("--attention", default=None, choices=["xformers", "sdpa", "naive"],
+                   help="attention backend (default: automatic, xformers on CUDA when installed)")
     p.add_argument("--log-every", type=int, default=d.log_every)
     p.add_argument("--data-root", default=None, help="folder with the Fashion-MNIST IDX files")
     p.add_argument("--limit-data", type=int, default=None, help="train on the first N images only (tests)")
@@ -365,12 +375,26 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     return TrainConfig(
         sizes=list(a.size), out=a.out, steps=a.steps, minutes=minutes, batch_size=a.batch_size, lr=a.lr,
         warmup=a.warmup, ema_decay=a.ema_decay, label_dropout=a.label_dropout, prediction=a.prediction,
-        seed=a.seed, device=a.device, compile=a.compile, log_every=a.log_every, data_root=a.data_root,
+        seed=a.seed, device=a.device, compile=a.compile, attention=a.attention, log_every=a.log_every, data_root=a.data_root,
         limit_data=a.limit_data,
     )
 
 
+def replot(folder: str | Path) -> Path:
+    """Redraw ``loss.png`` of a finished run from its ``train_log.json``."""
+    folder = Path(folder)
+    log = json.loads((folder / "train_log.json").read_text())
+    history = [(int(s), float(v)) for s, v in log["loss_history"]]
+    plot_losses(history, folder / "loss.png", f"{folder.name}: {log['steps']} steps, batch {log['config']['batch_size']}")
+    return folder / "loss.png"
+
+
 def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["--replot"]:
+        for folder in args[1:]:
+            print(f"wrote {replot(folder)}")
+        return 0
     cfg = parse_args(argv)
     try:
         outs = train(cfg, argv)

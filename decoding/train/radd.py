@@ -12,7 +12,7 @@ The network (:class:`decoding.nn.radd.RADDNet`) never sees ``t``.
 
 Torch only on the GPU machine (data from ``python -m decoding.data.text_corpus``, weights written
 by :mod:`decoding.data.safetensors_lite`). Writes ``models/radd-<name>/``: ``config.json``,
-``model.safetensors`` (float16, the EMA weights with the best validation loss), ``tokenizer.model``,
+``model.safetensors`` (float16, the EMA or raw weights with the best validation loss), ``tokenizer.model``,
 ``log.json``, ``loss.png`` (needs matplotlib; else ``--plot-only`` later) and ``README.md``.
 
 GPU (one H100, about 7 minutes)::
@@ -129,7 +129,7 @@ def evaluate(net: RADDNet, windows: Tensor, cfg: TrainConfig, autocast: bool) ->
 
 
 def train(cfg: TrainConfig) -> dict[str, Any]:
-    """Train, keep the EMA weights with the best validation loss, write the model folder; returns the log."""
+    """Train, keep the (EMA or raw) weights with the best validation loss, write the model folder; returns the log."""
     if cfg.minutes <= 0 or cfg.max_steps < 1:
         raise ValueError(f"minutes must be > 0 and max_steps >= 1, got {cfg.minutes} and {cfg.max_steps}")
     if not 0.0 <= cfg.ema < 1.0:
@@ -173,11 +173,11 @@ def _train(cfg: TrainConfig, dev: torch.device) -> dict[str, Any]:
     g = torch.Generator(device=dev).manual_seed(cfg.seed)
     budget = cfg.minutes * 60.0
     log: dict[str, Any] = {"train": [], "valid": []}
-    best: tuple[float, dict[str, Tensor] | None, int] = (math.inf, None, 0)
+    best: tuple[float, dict[str, Tensor] | None, int, str] = (math.inf, None, 0, "ema")
     start = time.perf_counter()
     bar = tqdm(total=cfg.max_steps, desc="radd", disable=not cfg.progress, mininterval=2.0)
     step, tokens_seen = 0, 0
-    best = _eval_and_keep(cfg, ema, valid, autocast, step, start, log, best)
+    best = _eval_and_keep(cfg, net, ema, valid, autocast, step, start, log, best)
     ema_p, net_p = list(ema.parameters()), list(net.parameters())
     while step < cfg.max_steps:
         elapsed = time.perf_counter() - start
@@ -204,11 +204,11 @@ def _train(cfg: TrainConfig, dev: torch.device) -> dict[str, Any]:
             log["train"].append({"step": step, "loss": value, "lr": lr, "seconds": round(time.perf_counter() - start, 2)})
             bar.set_postfix(loss=f"{value:.3f}", lr=f"{lr:.2e}")
         if step % cfg.eval_every == 0:
-            best = _eval_and_keep(cfg, ema, valid, autocast, step, start, log, best)
+            best = _eval_and_keep(cfg, net, ema, valid, autocast, step, start, log, best)
         bar.update(1)
     bar.close()
     if not log["valid"] or log["valid"][-1]["step"] != step:
-        best = _eval_and_keep(cfg, ema, valid, autocast, step, start, log, best)
+        best = _eval_and_keep(cfg, net, ema, valid, autocast, step, start, log, best)
     seconds = time.perf_counter() - start
     if best[1] is not None:
         ema.load_state_dict(best[1])
@@ -221,6 +221,7 @@ def _train(cfg: TrainConfig, dev: torch.device) -> dict[str, Any]:
         "best_valid_loss": best[0],
         "best_valid_ppl_bound": math.exp(best[0]) if best[0] < 50 else None,
         "best_step": best[2],
+        "best_weights": best[3],
         "params": n_params,
         "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu",
         "torch": torch.__version__,
@@ -230,11 +231,15 @@ def _train(cfg: TrainConfig, dev: torch.device) -> dict[str, Any]:
     return log
 
 
-def _eval_and_keep(cfg, ema, valid, autocast, step, start, log, best):  # noqa: ANN001, ANN202
-    val = evaluate(ema, valid, cfg, autocast)
-    log["valid"].append({"step": step, "loss": val, "seconds": round(time.perf_counter() - start, 2)})
+def _eval_and_keep(cfg, net, ema, valid, autocast, step, start, log, best):  # noqa: ANN001, ANN202
+    """Evaluate the EMA and the raw weights; keep the better of the two if it beats the best so far."""
+    val_ema = evaluate(ema, valid, cfg, autocast)
+    val_raw = evaluate(net, valid, cfg, autocast)
+    log["valid"].append({"step": step, "loss": min(val_ema, val_raw), "loss_ema": val_ema, "loss_raw": val_raw,
+                         "seconds": round(time.perf_counter() - start, 2)})
+    val, src, kind = (val_ema, ema, "ema") if val_ema <= val_raw else (val_raw, net, "raw")
     if val < best[0]:
-        return (val, {k: v.detach().to("cpu", copy=True) for k, v in ema.state_dict().items()}, step)
+        return (val, {k: v.detach().to("cpu", copy=True) for k, v in src.state_dict().items()}, step, kind)
     return best
 
 
@@ -273,7 +278,9 @@ def plot_loss(folder: str | Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(6, 4))
     tr, va = log["train"], log["valid"]
     ax.plot([r["step"] for r in tr], [r["loss"] for r in tr], lw=0.8, label="train (one batch)")
-    ax.plot([r["step"] for r in va], [r["loss"] for r in va], "o-", ms=3, label="valid (EMA weights)")
+    ax.plot([r["step"] for r in va], [r.get("loss_ema", r["loss"]) for r in va], "o-", ms=3, label="valid (EMA weights)")
+    if any("loss_raw" in r for r in va):
+        ax.plot([r["step"] for r in va], [r["loss_raw"] for r in va], "^-", ms=3, label="valid (raw weights)")
     ax.set_xlabel("step")
     ax.set_ylabel("DCE bound (nats / token)")
     ax.set_title(f"RADD {Path(folder).name}")
@@ -319,7 +326,7 @@ masked position; the sampler's output cache is exact because the network ignores
   in {s['seconds']} s on {s['device']} (torch {s['torch']}), AdamW lr {c['lr']} (warmup {c['warmup']}, cosine to
   {c['min_lr_ratio']}x over the time budget), EMA {c['ema']}, bf16 autocast on CUDA, seed {c['seed']}.
 - Result: best validation DCE bound {s['best_valid_loss']:.4f} nats/token (perplexity bound
-  {f"{ppl:.1f}" if ppl else "n/a"}) at step {s['best_step']} (EMA weights kept); curves in `loss.png`,
+  {f"{ppl:.1f}" if ppl else "n/a"}) at step {s['best_step']} ({s.get('best_weights', 'ema')} weights kept); curves in `loss.png`,
   numbers in `log.json`.
 
 Retrain (one H100, about {c['minutes']} minutes):

@@ -40,7 +40,10 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys):
     assert err.startswith("decoding eval: error: ") and "malformed TOML" in err and "line 7" in err
     suite.write_text(SUITE.replace('decoder = "autoregressive"', 'decoder = "nucleus"'))
     assert main(["eval", str(suite), "--out", str(tmp_path / "o")]) == 2
-    assert "unknown text decoder 'nucleus'; available: aligned, assd, autoregressive, radd" in capsys.readouterr().err
+    assert (
+        "unknown text decoder 'nucleus'; available: aligned, assd, autoregressive, radd"
+        in capsys.readouterr().err
+    )
     assert main(["eval", str(tmp_path / "missing.toml"), "--out", str(tmp_path / "o")]) == 2
     assert "not found" in capsys.readouterr().err
     assert main(["eval", str(suite)]) == 2
@@ -50,4 +53,8 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys):
 def test_list_names(capsys):
     assert main(["eval", "--list"]) == 0
     out = capsys.readouterr().out
-    assert "kind text: models: lm, markov, tiny-transformer" in out and "diffusion_classifier" in out and "kl_exact" in out
+    assert (
+        "kind text: models: lm, markov, tiny-transformer" in out
+        and "diffusion_classifier" in out
+        and "kl_exact" in out
+    )

@@ -51,7 +51,15 @@ settings = { max_new_tokens = 3, steps = 3, cache = true }
 def _run(cmd: list[str], out: Path) -> list[dict]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     args = cmd + ["--out", str(out), "--no-progress", "--no-report"]
-    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        args,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         _, err = proc.communicate(timeout=120)
     except subprocess.TimeoutExpired:
@@ -59,7 +67,10 @@ def _run(cmd: list[str], out: Path) -> list[dict]:
         proc.communicate()
         raise
     assert proc.returncode == 0, err[-3000:]
-    return [{k: v for k, v in json.loads(x).items() if k not in TIME_KEYS} for x in (out / "results.jsonl").read_text().splitlines()]
+    return [
+        {k: v for k, v in json.loads(x).items() if k not in TIME_KEYS}
+        for x in (out / "results.jsonl").read_text().splitlines()
+    ]
 
 
 def test_one_and_two_processes_give_identical_results(tmp_path):

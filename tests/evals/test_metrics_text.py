@@ -40,7 +40,10 @@ def _records(job, batch: Batch, metrics) -> list[dict]:
         for s, v in zip(scores, m.score(job, batch) or [{}] * len(scores), strict=True):
             s.update(v)
     per = batch.seconds / len(batch.outputs)
-    return [{"output": o, "nfe": n, "seconds": per, "metrics": s} for o, n, s in zip(batch.outputs, batch.nfe, scores, strict=True)]
+    return [
+        {"output": o, "nfe": n, "seconds": per, "metrics": s}
+        for o, n, s in zip(batch.outputs, batch.nfe, scores, strict=True)
+    ]
 
 
 def test_sequence_distribution_is_exact():
@@ -53,7 +56,9 @@ def test_sequence_distribution_is_exact():
     assert (1, 2, 0) not in dist  # nothing follows EOS
     nobos = MarkovLM(chain.transition, "abc")
     table = joint_table(nobos, 0, 3)
-    assert all(math.isclose(float(table[s]), q, rel_tol=1e-12) for s, q in nobos.sequence_distribution(0, 3).items())
+    assert all(
+        math.isclose(float(table[s]), q, rel_tol=1e-12) for s, q in nobos.sequence_distribution(0, 3).items()
+    )
 
 
 def test_kl_of_exact_sampling_is_at_the_floor_and_a_wrong_target_is_not():
@@ -75,7 +80,10 @@ def test_kl_of_exact_sampling_is_at_the_floor_and_a_wrong_target_is_not():
 
 
 def test_kl_conditioned_on_a_grammar():
-    text = SUITE.replace('metric_args = { repetition = { n = 2 } }', 'metric_args = { repetition = { n = 2 }, kl_exact = { condition = "grammar" } }')
+    text = SUITE.replace(
+        "metric_args = { repetition = { n = 2 } }",
+        'metric_args = { repetition = { n = 2 }, kl_exact = { condition = "grammar" } }',
+    )
     task, job = _task(text)
     kl = next(m for m in task.metrics if isinstance(m, KLExact))
     target = kl.target(job)
@@ -97,9 +105,15 @@ def test_per_sample_metrics_by_hand():
     assert records[0]["metrics"]["rep_2"] == pytest.approx(0.5)  # bigrams ab ba ab ba: 2 of 4 unique
     assert records[1]["metrics"]["rep_2"] == pytest.approx(0.0)
     d = by["distinct_n"].summarize(job, records, None)
-    assert d["distinct_1"] == pytest.approx(3 / 9) and d["distinct_2"] == pytest.approx(4 / 7)  # 01 10 01 10 + 00 01 12
+    assert d["distinct_1"] == pytest.approx(3 / 9) and d["distinct_2"] == pytest.approx(
+        4 / 7
+    )  # 01 10 01 10 + 00 01 12
     p = job.lm.markov.transition
-    lp = sum(math.log(float(p[a, b])) for seq in ([0, 0, 1, 0, 1, 0], [0, 0, 0, 1, 2]) for a, b in zip(seq, seq[1:]))
+    lp = sum(
+        math.log(float(p[a, b]))
+        for seq in ([0, 0, 1, 0, 1, 0], [0, 0, 0, 1, 2])
+        for a, b in zip(seq[:-1], seq[1:], strict=True)
+    )
     assert by["perplexity"].summarize(job, records, None)["perplexity"] == pytest.approx(math.exp(-lp / 9))
     assert by["nfe_per_token"].summarize(job, records, None)["nfe_per_token"] == 1.0
     assert by["tokens_per_s"].summarize(job, records, None)["tokens_per_s"] == pytest.approx(4.5)
@@ -111,13 +125,15 @@ def test_metric_argument_errors():
         METRICS["repetition"]({"m": 3}, spec, None)
     with pytest.raises(ValueError, match="condition must be 'none' or 'grammar'"):
         METRICS["kl_exact"]({"condition": "x"}, spec, None)
-    nogrammar = parse_suite(SUITE.replace("data = { grammar_text = 'start: \"a\"+ \"b\"*' }\n", "")).tasks[0]
+    nogrammar = parse_suite(SUITE.replace('data = { grammar_text = \'start: "a"+ "b"*\' }\n', "")).tasks[0]
     with pytest.raises(ValueError, match="metric validity needs a grammar"):
         METRICS["validity"]({}, nogrammar, None)
 
 
 def test_kl_exact_refuses_models_without_a_known_distribution():
-    text = SUITE.replace('model = "markov"', 'model = "tiny-transformer"').replace('model_args = { alphabet = "ab$", seed = 1 }', "")
+    text = SUITE.replace('model = "markov"', 'model = "tiny-transformer"').replace(
+        'model_args = { alphabet = "ab$", seed = 1 }', ""
+    )
     text = text.replace('"kl_exact", "validity", ', "").replace("metrics = [", 'metrics = ["kl_exact", ')
     with pytest.raises(ValueError, match="kl_exact needs a model with a known distribution"):
         _task(text)

@@ -44,7 +44,10 @@ def _suite(tmp_path, text=SUITE):
 
 
 def _lines(out) -> list[dict]:
-    return [{k: v for k, v in json.loads(x).items() if k not in TIME_KEYS} for x in (out / "results.jsonl").read_text().splitlines()]
+    return [
+        {k: v for k, v in json.loads(x).items() if k not in TIME_KEYS}
+        for x in (out / "results.jsonl").read_text().splitlines()
+    ]
 
 
 def test_full_run_writes_every_file(tmp_path):
@@ -53,7 +56,10 @@ def test_full_run_writes_every_file(tmp_path):
     lines = _lines(out)
     assert len(lines) == 2 * 24 + 12
     first = lines[0]
-    assert first["settings"] == {"max_new_tokens": 4, "temperature": 0.7} and first["nfe"] == first["output"]["n_tokens"]
+    assert (
+        first["settings"] == {"max_new_tokens": 4, "temperature": 0.7}
+        and first["nfe"] == first["output"]["n_tokens"]
+    )
     assert {"task", "config", "index", "seed", "output", "metrics"} <= set(first)
     assert json.loads((out / "summary.json").read_text()) == json.loads(json.dumps(summary))
     ar = summary["tasks"][0]["configs"]
@@ -95,7 +101,7 @@ def test_finished_results_are_never_overwritten(tmp_path):
 
 def test_errors_come_before_any_sample(tmp_path):
     out = tmp_path / "out"
-    bad = SUITE.replace('sweep = { temperature = [0.7, 1.3] }', 'sweep = { temperature = [0.7, -1.0] }')
+    bad = SUITE.replace("sweep = { temperature = [0.7, 1.3] }", "sweep = { temperature = [0.7, -1.0] }")
     with pytest.raises(ValueError, match="task 'ar': temperature must be > 0"):
         run_suite(_suite(tmp_path, bad), out, progress=False)
     assert not out.exists()

@@ -39,7 +39,10 @@ def test_parse_and_expand():
 
 
 def test_explicit_configs_times_sweep():
-    text = GOOD.replace("sweep = { temperature = [0.5, 1.0], top_k = [0, 2] }", "sweep = { temperature = [0.5, 1.0] }\nconfigs = [{ top_p = 0.9 }, { typical = 0.9 }]")
+    text = GOOD.replace(
+        "sweep = { temperature = [0.5, 1.0], top_k = [0, 2] }",
+        "sweep = { temperature = [0.5, 1.0] }\nconfigs = [{ top_p = 0.9 }, { typical = 0.9 }]",
+    )
     configs = parse_suite(text).tasks[0].expand()
     assert len(configs) == 4
     assert configs[0].label == "top_p=0.9,temperature=0.5"
@@ -58,10 +61,19 @@ def test_malformed_toml_names_the_line(tmp_path):
     [
         (("samples = 10", "samples = 0"), "samples must be >= 1"),
         (("samples = 10", 'samples = "ten"'), "'samples' must be an integer"),
-        (('decoder = "autoregressive"', 'decoder = "autoregressive"\nbogus = 1'), r"unknown key\(s\) \['bogus'\]"),
+        (
+            ('decoder = "autoregressive"', 'decoder = "autoregressive"\nbogus = 1'),
+            r"unknown key\(s\) \['bogus'\]",
+        ),
         (('name = "a"', 'name = "a b"'), "may hold only letters"),
-        (("sweep = { temperature = [0.5, 1.0], top_k = [0, 2] }", "sweep = { temperature = [] }"), "sweep.temperature must be a non-empty array"),
-        (('metrics = ["distinct_n"]', 'metrics = ["distinct_n"]\nmetric_args = { kl_exact = {} }'), "'kl_exact' is not in metrics"),
+        (
+            ("sweep = { temperature = [0.5, 1.0], top_k = [0, 2] }", "sweep = { temperature = [] }"),
+            "sweep.temperature must be a non-empty array",
+        ),
+        (
+            ('metrics = ["distinct_n"]', 'metrics = ["distinct_n"]\nmetric_args = { kl_exact = {} }'),
+            "'kl_exact' is not in metrics",
+        ),
     ],
 )
 def test_bad_suites(edit, message):
@@ -73,9 +85,18 @@ def test_bad_suites(edit, message):
     ("edit", "message"),
     [
         (('model = "markov"', 'model = "markof"'), r"unknown text model 'markof'; available: .*markov"),
-        (('decoder = "autoregressive"', 'decoder = "beam"'), r"unknown text decoder 'beam'; available: .*aligned.*autoregressive"),
-        (('metrics = ["distinct_n"]', 'metrics = ["bleu"]'), r"unknown metric 'bleu'; available: .*distinct_n"),
-        (('name = "a"', 'name = "a"\nkind = "audio"'), r"unknown kind 'audio'; available: classify, image, text"),
+        (
+            ('decoder = "autoregressive"', 'decoder = "beam"'),
+            r"unknown text decoder 'beam'; available: .*aligned.*autoregressive",
+        ),
+        (
+            ('metrics = ["distinct_n"]', 'metrics = ["bleu"]'),
+            r"unknown metric 'bleu'; available: .*distinct_n",
+        ),
+        (
+            ('name = "a"', 'name = "a"\nkind = "audio"'),
+            r"unknown kind 'audio'; available: classify, image, text",
+        ),
     ],
 )
 def test_unknown_names_list_the_available_ones(edit, message):
@@ -84,8 +105,12 @@ def test_unknown_names_list_the_available_ones(edit, message):
 
 
 def test_bad_settings_fail_at_build():
-    suite = parse_suite(GOOD.replace("settings = { max_new_tokens = 3 }", "settings = { max_new_tokens = 3, temprature = 2 }"))
-    with pytest.raises(ValueError, match=r"task 'a': decoder autoregressive: unknown argument\(s\) \['temprature'\]"):
+    suite = parse_suite(
+        GOOD.replace("settings = { max_new_tokens = 3 }", "settings = { max_new_tokens = 3, temprature = 2 }")
+    )
+    with pytest.raises(
+        ValueError, match=r"task 'a': decoder autoregressive: unknown argument\(s\) \['temprature'\]"
+    ):
         build(suite, "cpu")
 
 

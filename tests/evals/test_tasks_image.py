@@ -56,7 +56,11 @@ settings = { n_samples = 2 }
 def folders(tmp_path_factory):
     root = tmp_path_factory.mktemp("models")
     torch.manual_seed(0)
-    save_unet(UNet(copy.deepcopy(SIZES["tiny"])).eval(), root / "unet", {"prediction": "v", "schedule": TRAIN_SCHEDULE})
+    save_unet(
+        UNet(copy.deepcopy(SIZES["tiny"])).eval(),
+        root / "unet",
+        {"prediction": "v", "schedule": TRAIN_SCHEDULE},
+    )
     from decoding.evals.classifier import FashionCNN
     from decoding.train.classifier import save_classifier
 
@@ -70,7 +74,12 @@ def test_image_tasks_run_and_report(tmp_path, folders):
     out = tmp_path / "out"
     summary = run_suite(load_suite(path), out, progress=False)
     solvers, uncond, classify = summary["tasks"]
-    assert [c["label"] for c in solvers["configs"]] == ["solver=ddim,steps=2", "solver=ddim,steps=4", "solver=dpmpp_2m,steps=2", "solver=dpmpp_2m,steps=4"]
+    assert [c["label"] for c in solvers["configs"]] == [
+        "solver=ddim,steps=2",
+        "solver=ddim,steps=4",
+        "solver=dpmpp_2m,steps=2",
+        "solver=dpmpp_2m,steps=4",
+    ]
     assert [c["nfe"] for c in solvers["configs"]] == [2, 4, 2, 4]
     assert all(0 <= c["class_accuracy"] <= 1 and c["trajectory_error"] > 0 for c in solvers["configs"])
     assert uncond["configs"][0]["nfe"] == 4  # guidance: two network rows per step
@@ -79,7 +88,9 @@ def test_image_tasks_run_and_report(tmp_path, folders):
     lines = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
     assert [x["output"]["class"] for x in lines[:4]] == [0, 1, 2, 3]
     assert [x["output"]["label"] for x in lines[-3:]] == [9, 2, 1]  # the first Fashion-MNIST test labels
-    assert (out / "plots" / "solvers-c0-samples.png").is_file() and "solvers-trajectory_error-vs-nfe.png" in (out / "report.md").read_text()
+    assert (out / "plots" / "solvers-c0-samples.png").is_file() and "solvers-trajectory_error-vs-nfe.png" in (
+        out / "report.md"
+    ).read_text()
 
 
 def test_paired_noise_makes_configs_comparable(tmp_path, folders):
@@ -108,7 +119,34 @@ def test_bad_image_settings(tmp_path, folders):
     path.write_text(text.replace("settings = { n_samples = 2 }", "settings = { n_samples = 2, ns = [3] }"))
     with pytest.raises(ValueError, match=r"ns entry must be an integer in 1..n_samples"):
         run_suite(load_suite(path), tmp_path / "o", progress=False)
-    path.write_text(text.replace('checkpoint = "' + str(folders / "unet") + '" }\nsweep', 'checkpoint = "nope" }\nsweep'))
+    path.write_text(
+        text.replace('checkpoint = "' + str(folders / "unet") + '" }\nsweep', 'checkpoint = "nope" }\nsweep')
+    )
     with pytest.raises(ValueError, match="task 'solvers': no model 'nope': not a folder"):
         run_suite(load_suite(path), tmp_path / "o", progress=False)
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_fid_metric_through_the_runner(tmp_path, folders):
+    from decoding.data.fashion_mnist import load_fashion_mnist
+    from decoding.evals.fid import feature_stats, inception_features, save_reference
+
+    real, _ = load_fashion_mnist("test")
+    mu, sigma = feature_stats(inception_features(real[:16]))
+    ref = save_reference(tmp_path / "ref.safetensors", mu, sigma, 16, "16 test images")
+    text = SUITE.replace("CKPT", str(folders / "unet")).replace("CLS", str(folders / "cls"))
+    text = text.replace(
+        'metrics = ["trajectory_error", "class_accuracy", "images_per_s", "nfe"]', 'metrics = ["fid"]'
+    )
+    text = text.replace(
+        'metric_args = { trajectory_error = { steps = 8 }, class_accuracy = { classifier = "'
+        + str(folders / "cls")
+        + '" } }',
+        f'metric_args = {{ fid = {{ reference = "{ref}" }} }}',
+    )
+    path = tmp_path / "img.toml"
+    path.write_text(text)
+    summary = run_suite(load_suite(path), tmp_path / "out", progress=False, report=False, only=["solvers"])
+    fids = [c["fid"] for c in summary["tasks"][0]["configs"]]
+    assert all(f > 0 and f == f for f in fids) and summary["tasks"][0]["configs"][0]["fid_samples"] == 4

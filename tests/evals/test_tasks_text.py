@@ -17,12 +17,21 @@ def _jobs(body: str):
 
 def _kl(task, job, n: int, seed: int = 0) -> dict:
     batch = job.run(list(range(n)), torch.Generator().manual_seed(seed))
-    records = [{"output": o, "nfe": x, "seconds": 0.0, "metrics": {}} for o, x in zip(batch.outputs, batch.nfe, strict=True)]
-    return task.metrics[0].summarize(job, records, None) | {"nfe": sum(batch.nfe) / n, "tokens": [o["tokens"] for o in batch.outputs]}
+    records = [
+        {"output": o, "nfe": x, "seconds": 0.0, "metrics": {}}
+        for o, x in zip(batch.outputs, batch.nfe, strict=True)
+    ]
+    return task.metrics[0].summarize(job, records, None) | {
+        "nfe": sum(batch.nfe) / n,
+        "tokens": [o["tokens"] for o in batch.outputs],
+    }
 
 
 def test_radd_cache_gives_the_same_samples_with_fewer_calls():
-    task, (plain, cached) = _jobs(MARKOV + 'decoder = "radd"\nsamples = 1\nmetrics = ["kl_exact"]\nsettings = { max_new_tokens = 3, steps = 12 }\nsweep = { cache = [false, true] }\n')
+    task, (plain, cached) = _jobs(
+        MARKOV
+        + 'decoder = "radd"\nsamples = 1\nmetrics = ["kl_exact"]\nsettings = { max_new_tokens = 3, steps = 12 }\nsweep = { cache = [false, true] }\n'
+    )
     a, b = _kl(task, plain, 400), _kl(task, cached, 400)
     assert a["tokens"] == b["tokens"]
     assert b["nfe"] <= 4 < a["nfe"]  # <= L + 1 calls per row with the cache; ~steps without
@@ -30,7 +39,10 @@ def test_radd_cache_gives_the_same_samples_with_fewer_calls():
 
 
 def test_assd_is_exact_and_commits_several_tokens_per_call():
-    task, (job,) = _jobs(MARKOV + 'decoder = "assd"\nsamples = 1\nmetrics = ["kl_exact"]\nsettings = { max_new_tokens = 3, k = 3 }\n')
+    task, (job,) = _jobs(
+        MARKOV
+        + 'decoder = "assd"\nsamples = 1\nmetrics = ["kl_exact"]\nsettings = { max_new_tokens = 3, k = 3 }\n'
+    )
     out = _kl(task, job, 3000)
     assert out["kl"] < 2 * out["kl_floor"], out
     assert out["nfe"] < 3
@@ -39,7 +51,7 @@ def test_assd_is_exact_and_commits_several_tokens_per_call():
 def test_aligned_decoding_beats_constrained_decoding_on_the_conditional():
     body = (
         'model = "markov"\nmodel_args = { alphabet = "ab$", seed = 1 }\nsamples = 1\nmetrics = ["kl_exact"]\n'
-        "data = { grammar_text = 'start: \"a\"+ \"b\"*' }\nmetric_args = { kl_exact = { condition = \"grammar\" } }\n"
+        'data = { grammar_text = \'start: "a"+ "b"*\' }\nmetric_args = { kl_exact = { condition = "grammar" } }\n'
         "settings = { max_new_tokens = 4 }\n"
     )
     task, (constrained,) = _jobs(body + 'decoder = "autoregressive"\nsweep = { constrain = [true] }\n')

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import runpy
 import sys
+from pathlib import Path
 
 from tests.any_subset.tiny import tiny_model
 
+ROOT = Path(__file__).resolve().parents[2]
+
 
 def _run(path: str, args: list[str], capsys) -> str:  # noqa: ANN001
+    path = str(ROOT / path)
     old = sys.argv
     sys.argv = [path, *args]
     try:

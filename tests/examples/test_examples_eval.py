@@ -17,7 +17,9 @@ def _run(path: str, args: list[str], capsys) -> str:  # noqa: ANN001
 
 
 def test_eval_suite_example(tmp_path, capsys):
-    out = _run("examples/eval_suite.py", ["--out", str(tmp_path / "q"), "--only", "assd", "--limit", "100"], capsys)
+    out = _run(
+        "examples/eval_suite.py", ["--out", str(tmp_path / "q"), "--only", "assd", "--limit", "100"], capsys
+    )
     assert "assd (assd on markov):" in out and "k=4" in out and (tmp_path / "q" / "report.md").is_file()
 
 

@@ -23,7 +23,7 @@ from tests.grammar.grammar_fixtures import GRAMMARS, TOKENIZERS, get_compiled, g
 from tests.grammar.grammar_oracle import Oracle
 from tests.grammar.grammar_samples import SEEDS
 
-EXAMPLES = int(os.environ.get("GRAMMAR_ORACLE_EXAMPLES", "5"))
+EXAMPLES = int(os.environ.get("GRAMMAR_ORACLE_EXAMPLES", "8"))
 PER_KIND = int(os.environ.get("GRAMMAR_ORACLE_TOKENS", "40"))
 _oracles: dict[str, Oracle] = {}
 

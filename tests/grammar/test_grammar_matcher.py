@@ -173,3 +173,35 @@ def test_grammar_errors_are_clear() -> None:
         compile_grammar('start: WORD\nWORD: /a(?=b)/\n', v)
     with pytest.raises(GrammarError, match="does not exist"):
         compile_grammar("no/such/file.lark", v)
+
+
+def test_cached_masks_equal_fresh_masks() -> None:
+    """Masks served from the caches (exact, shared by top-of-stack, memoised subtrees) equal fresh ones."""
+    tok = get_tokenizer("smollm2")
+    for name, texts in [
+        ("arithmetic", ["((1 + 2) * -3)", "(((4 - ---5)))", "(7 * (8 / 9)) - 1"]),
+        ("json", ['{"a": [1, {"b": [[2]]}], "c": "x"}', '[[{"a": "b"}], [], {"c": [1]}]']),
+    ]:
+        warm = compile_grammar(name, tok, warm_seconds=0)
+        fresh = compile_grammar(name, tok, warm_seconds=0)
+        for text in texts:
+            mw, mf = warm.matcher(), fresh.matcher()
+            for t in tok.encode(text):
+                fresh.clear_caches()
+                assert torch.equal(mw.mask(), mf.mask()), (name, mw.text())
+                mw.accept_token(t)
+                mf.accept_token(t)
+        assert warm.stats["mask_shared_hits"] + warm.stats["mask_hits"] > 0
+
+
+def test_lark_common_escaped_string_is_supported() -> None:
+    """common.ESCAPED_STRING uses look-behind and a lazy quantifier; it is compiled to an equal DFA."""
+    g = compile_grammar('%import common.ESCAPED_STRING\nstart: ESCAPED_STRING ("," ESCAPED_STRING)*\n', _byte_vocab(), warm_seconds=0)
+    for text, ok in [('"a\\"b"', True), ('"a","b"', True), ('"a"b"', False), ('"x\\\\"', True), ('"x\\\\"y"', False)]:
+        m = g.matcher()
+        try:
+            m.accept_bytes(text.encode())
+            got = m.is_complete()
+        except ValueError:
+            got = False
+        assert got is ok, text

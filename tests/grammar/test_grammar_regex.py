@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+from functools import cache
 
 import pytest
 from hypothesis import given, settings
@@ -26,7 +26,7 @@ PATTERNS = [
 ALPHABET = st.sampled_from(list('abcSELfromé日\U0001f600"\\ 0123456789.-+eE\n\t\x01xü_'))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _dfa(pattern: str):
     nfa = ByteNFA()
     s, e = nfa.add_regex(pattern)

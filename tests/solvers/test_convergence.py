@@ -101,3 +101,14 @@ def test_order_on_gaussian_mixture_against_rk4_reference(mix, solver, order):
     ns = [16, 32, 64]
     errors = [rmse(_final(model, solver, x, n), ref) for n in ns]
     assert abs(slope(ns, errors) - order) < 0.45, errors
+
+
+def test_rk4_reference_matches_the_exact_gaussian_map():
+    data = gaussian()
+    x = noise(64, data.dim)
+    a0, s0 = float(SCHEDULE.alpha(1.0)), float(SCHEDULE.sigma(1.0))
+    times = [1.0, 0.3, T_STOP]
+    out = reference_solve(ClosedFormModel(data), SCHEDULE, x, times, steps=100)
+    for t, got in zip(times, out, strict=True):
+        exact = data.ode_map(x, a0, s0, float(SCHEDULE.alpha(t)), float(SCHEDULE.sigma(t)))
+        assert rmse(got, exact) < 1e-6, t  # 2.3e-7 measured; RK4: 16x smaller per doubling of steps

@@ -20,9 +20,9 @@ from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, UniPCMultistep
 
 from decoding import decode  # noqa: E402
 from decoding.core.types import State  # noqa: E402
+from decoding.processes.continuous import ContinuousProcess  # noqa: E402
 from decoding.solvers import DDIM, DiscreteVPSchedule, DPMSolverPP, StepInfo, UniPC  # noqa: E402
 from decoding.solvers.parameterization import NetworkModel, bcast  # noqa: E402
-from decoding.processes.continuous import ContinuousProcess  # noqa: E402
 from tests.solvers.problems import mixture, noise  # noqa: E402
 
 TOL = 1e-5

@@ -80,3 +80,15 @@ def test_rejects_non_positional_logits() -> None:
     model = CachedModel(lambda s: Prediction(logits=torch.zeros(1, 3)), assume_time_independent=True)
     with pytest.raises(ValueError, match=r"\(B, L, V\)"):
         decode(model, Masked(mask_id=3, length=2), 1, steps=2)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_cached_equals_uncached_on_cuda(sampler) -> None:
+    dev = torch.device("cuda")
+    model = JointConditionals(random_joint(3, 4, torch.Generator().manual_seed(3)))
+    proc = Masked(mask_id=3, length=4, sampler=sampler)
+    plain = decode(model, proc, 300, steps=64, generator=torch.Generator(dev).manual_seed(1))
+    cached = decode(CachedModel(model), proc, 300, steps=64, generator=torch.Generator(dev).manual_seed(1))
+    assert plain.x.is_cuda and torch.equal(plain.x, cached.x)
+    assert float(cached.nfe.max()) <= 5

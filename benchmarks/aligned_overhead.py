@@ -156,7 +156,9 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--memory-samples", type=int, default=1000)
-    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: steadier on a shared CPU)")
+    ap.add_argument(
+        "--threads", type=int, default=1, help="torch CPU threads (default 1: steadier on a shared CPU)"
+    )
     ap.add_argument("--quick", action="store_true", help="tiny settings (free model only) for the tests")
     ap.add_argument("--out", type=Path, help="write the results as JSON here")
     args = ap.parse_args()

@@ -82,10 +82,16 @@ def run_ours(tok, grammar: str, docs: list[list[int]], warm_seconds: float) -> t
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="4 documents per grammar, peers capped (for tests)")
-    ap.add_argument("--peers", default="llguidance,xgrammar,outlines,transformers-cfg", help="comma list, or 'none'")
+    ap.add_argument(
+        "--peers", default="llguidance,xgrammar,outlines,transformers-cfg", help="comma list, or 'none'"
+    )
     ap.add_argument("--peers-dir", type=Path, default=None, help="where peers are pip-installed (--target)")
-    ap.add_argument("--install-peers", action="store_true", help="pip install the peers into --peers-dir first")
-    ap.add_argument("--tcfg-tokens", type=int, default=400, help="tokens replayed through transformers-cfg (slow)")
+    ap.add_argument(
+        "--install-peers", action="store_true", help="pip install the peers into --peers-dir first"
+    )
+    ap.add_argument(
+        "--tcfg-tokens", type=int, default=400, help="tokens replayed through transformers-cfg (slow)"
+    )
     ap.add_argument("--warm-seconds", type=float, default=1.0, help="our compile-time warm-up budget")
     ap.add_argument("--json-out", type=Path, default=None, help="write the results as JSON here")
     args = ap.parse_args(argv)
@@ -143,8 +149,12 @@ def main(argv: list[str] | None = None) -> dict:
         base = stats(ours.times_us)
         cpu = stats(ours_cpu[grammar])
         print(f"\n## {grammar}: {len(docs[grammar])} documents, {sum(map(len, docs[grammar]))} tokens")
-        print(f"ours, CPU time per mask (thread_time): median {cpu['median']:.1f} us, p99 {cpu['p99']:.1f} us, max {cpu['max']:.1f} us")
-        print("| engine | compile s | masks | median us | p90 us | p99 us | max us | median vs ours | p99 vs ours | note |")
+        print(
+            f"ours, CPU time per mask (thread_time): median {cpu['median']:.1f} us, p99 {cpu['p99']:.1f} us, max {cpu['max']:.1f} us"
+        )
+        print(
+            "| engine | compile s | masks | median us | p90 us | p99 us | max us | median vs ours | p99 vs ours | note |"
+        )
         print("|---|---|---|---|---|---|---|---|---|---|")
         for r in (r for r in runs if r.grammar == grammar):
             s = stats(r.times_us)
@@ -155,8 +165,17 @@ def main(argv: list[str] | None = None) -> dict:
                 f"| {r.name} | {r.compile_s:.3f} | {len(r.times_us)} | {s['median']:.1f} | {s['p90']:.1f} | "
                 f"{s['p99']:.1f} | {s['max']:.1f} | {ratio:.2f}x | {ratio99:.2f}x | {note} |"
             )
-            report["rows"].append({"engine": r.name, "grammar": grammar, "compile_s": r.compile_s, "masks": len(r.times_us),
-                                   "refused": r.refused, "error": r.error, **s})
+            report["rows"].append(
+                {
+                    "engine": r.name,
+                    "grammar": grammar,
+                    "compile_s": r.compile_s,
+                    "masks": len(r.times_us),
+                    "refused": r.refused,
+                    "error": r.error,
+                    **s,
+                }
+            )
         report[f"ours_cpu_{grammar}"] = cpu
     if args.json_out:
         args.json_out.write_text(json.dumps(report, indent=2))

@@ -77,7 +77,17 @@ def ensure_peers(target: Path, install: bool) -> list[str]:
     notes = []
     target.mkdir(parents=True, exist_ok=True)
     if install:
-        cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--target", str(target), "--no-deps", *PACKAGES]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--target",
+            str(target),
+            "--no-deps",
+            *PACKAGES,
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             notes.append(f"pip install failed: {proc.stderr.strip()[-400:]}")
@@ -90,8 +100,14 @@ def _bit(words: np.ndarray, i: int) -> bool:
     return bool((int(words[i // 32]) >> (i % 32)) & 1)
 
 
-def _replay(run: PeerRun, docs: list[list[int]], mask: Callable[[], Callable[[int], bool]], accept: Callable[[int], None],
-            reset: Callable[[], None], max_tokens: int | None) -> None:
+def _replay(
+    run: PeerRun,
+    docs: list[list[int]],
+    mask: Callable[[], Callable[[int], bool]],
+    accept: Callable[[int], None],
+    reset: Callable[[], None],
+    max_tokens: int | None,
+) -> None:
     budget = max_tokens if max_tokens is not None else 1 << 60
     for ids in docs:
         if budget <= 0:
@@ -144,7 +160,11 @@ def run_xgrammar(tok, grammar: str, lark_text: str | None, docs, eos: int, max_t
     info = xgr.TokenizerInfo.from_huggingface(tok, vocab_size=len(tok))
     compiler = xgr.GrammarCompiler(info)
     start = time.perf_counter()
-    compiled = compiler.compile_grammar(xgr.Grammar.from_lark(lark_text)) if lark_text else compiler.compile_builtin_json_grammar()
+    compiled = (
+        compiler.compile_grammar(xgr.Grammar.from_lark(lark_text))
+        if lark_text
+        else compiler.compile_builtin_json_grammar()
+    )
     run.compile_s = time.perf_counter() - start
     bm = xgr.allocate_token_bitmask(1, len(tok))
     state = {"m": xgr.GrammarMatcher(compiled)}
@@ -161,7 +181,9 @@ def run_xgrammar(tok, grammar: str, lark_text: str | None, docs, eos: int, max_t
     return run
 
 
-def run_outlines(tok, grammar: str, texts: list[str], docs, eos: int, vocab_bytes, max_tokens=None) -> PeerRun:
+def run_outlines(
+    tok, grammar: str, texts: list[str], docs, eos: int, vocab_bytes, max_tokens=None
+) -> PeerRun:
     """outlines-core (the engine of outlines): regex of JSON Schema ``{}`` (bounded depth, single spaces)."""
     import outlines_core as oc
     from outlines_core.json_schema import build_regex_from_schema
@@ -192,7 +214,9 @@ def run_outlines(tok, grammar: str, texts: list[str], docs, eos: int, vocab_byte
         state["g"] = oc.Guide(index)
 
     _replay(run, keep, mask, lambda t: None if t == eos else state["g"].advance(t), reset, max_tokens)
-    run.error = f"ran the {len(keep)} of {len(docs)} documents its regex accepts" if len(keep) < len(docs) else ""
+    run.error = (
+        f"ran the {len(keep)} of {len(docs)} documents its regex accepts" if len(keep) < len(docs) else ""
+    )
     return run
 
 
@@ -204,8 +228,13 @@ def _tcfg_tokenizer(tok):
 
     from decoding.tokenizers import byte_level_decoder
 
-    t2 = GPT2TokenizerFast(tokenizer_object=tok.backend_tokenizer, eos_token=tok.eos_token, bos_token=tok.bos_token,
-                           unk_token=tok.unk_token, name_or_path=str(getattr(tok, "name_or_path", "")))
+    t2 = GPT2TokenizerFast(
+        tokenizer_object=tok.backend_tokenizer,
+        eos_token=tok.eos_token,
+        bos_token=tok.bos_token,
+        unk_token=tok.unk_token,
+        name_or_path=str(getattr(tok, "name_or_path", "")),
+    )
     dec = byte_level_decoder()
     t2.byte_decoder = dec
     t2.byte_encoder = {b: c for c, b in dec.items()}

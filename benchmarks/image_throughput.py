@@ -85,11 +85,15 @@ def diffusers_peer(net: UNet, prediction: str, device: torch.device, compile_net
             super().__init__()
             self.unet = UNet(type(net.cfg).from_dict(unet_config))
             ac = scheduler.alphas_cumprod.double()
-            self.register_buffer("lambdas", (0.5 * (ac.log() - (1 - ac).log())).float(), persistent=False)
+            # a plain attribute, not a buffer: .to(bfloat16) must not round the noise levels
+            self.lambda_table = {torch.device("cpu"): (0.5 * (ac.log() - (1 - ac).log())).float()}
 
         def forward(self, sample: Tensor, timestep: Tensor | int, class_labels: Tensor, return_dict: bool = True):
+            table = self.lambda_table.get(sample.device)
+            if table is None:
+                table = self.lambda_table[sample.device] = self.lambda_table[torch.device("cpu")].to(sample.device)
             t = torch.as_tensor(timestep, device=sample.device).long().expand(sample.shape[0])
-            out = self.runner(sample, self.lambdas[t], class_labels)
+            out = self.runner(sample, table[t], class_labels)
             return UNet2DOutput(sample=out) if return_dict else (out,)
 
     wrapped = DiffusersUNet(unet_config=net.cfg.to_dict())

@@ -22,7 +22,10 @@ Every engine samples with the same processors (each ``--configs`` entry; transfo
 top-k 50 is switched off) and ignores EOS, so all do the same work: ``batch x new_tokens`` tokens.
 Each engine runs once per batch and config to warm up (compilation, graph capture), then
 ``--reps`` times, interleaved with the others; the table shows the median tokens/s and the ratio
-to the best transformers engine of the same batch and config.
+to the best transformers engine of the same batch and config. On CPU it also shows tokens per
+CPU-second of this process (``time.process_time``): on a shared machine wall time swings with
+the other jobs' load, while CPU time measures the work each engine does (equal to wall time on
+an idle machine with ``--threads 1``).
 """
 
 from __future__ import annotations
@@ -187,24 +190,29 @@ def measure(fns: dict[str, Callable[[int], int]], reps: int, device: torch.devic
         try:
             fn(0)
             sync(device)
-            rows[name] = {"warmup_s": time.perf_counter() - t, "tok_s": [], "error": None}
+            rows[name] = {"warmup_s": time.perf_counter() - t, "tok_s": [], "tok_per_cpu_s": [], "error": None}
         except Exception as e:  # report and go on with the other engines
-            rows[name] = {"warmup_s": None, "tok_s": [], "error": f"{type(e).__name__}: {e}"[:400]}
+            rows[name] = {"warmup_s": None, "tok_s": [], "tok_per_cpu_s": [], "error": f"{type(e).__name__}: {e}"[:400]}
             print(f"  {name}: failed: {rows[name]['error']}", file=sys.stderr)
     for r in range(reps):
         for name, fn in fns.items():
             if rows[name]["error"]:
                 continue
             sync(device)
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             tokens = fn(r + 1)
             sync(device)
             rows[name]["tok_s"].append(tokens / (time.perf_counter() - t))
+            rows[name]["tok_per_cpu_s"].append(tokens / max(time.process_time() - c, 1e-9))
     for row in rows.values():
         row["median_tok_s"] = statistics.median(row["tok_s"]) if row["tok_s"] else None
+        row["median_tok_per_cpu_s"] = statistics.median(row["tok_per_cpu_s"]) if row["tok_per_cpu_s"] else None
     best = max((r["median_tok_s"] or 0 for k, r in rows.items() if k in ("hf", "hf-static")), default=0) or None
+    best_cpu = max((r["median_tok_per_cpu_s"] or 0 for k, r in rows.items() if k in ("hf", "hf-static")), default=0)
     for row in rows.values():
         row["ratio_to_hf_best"] = row["median_tok_s"] / best if (best and row["median_tok_s"]) else None
+        row["cpu_ratio_to_hf_best"] = (row["median_tok_per_cpu_s"] / best_cpu
+                                       if (best_cpu and row["median_tok_per_cpu_s"]) else None)
     return rows
 
 
@@ -312,7 +320,9 @@ def print_table(results: dict) -> None:
     m = results["meta"]
     print(f"\n{m['model']} | {m['device']} {m['gpu'] or m['cpu']} | {m['dtype']} | prompt {m['prompt_len']} | "
           f"new {m['new_tokens']} | torch {m['torch']} | transformers {m['transformers']}")
-    print(f"{'batch':>5}  {'processors':<28} {'engine':<18} {'tok/s (median)':>15} {'x HF best':>10} {'warm-up s':>10}")
+    cpu = m["device"] == "cpu"
+    extra = f" {'tok/CPU-s':>10} {'x HF':>6}" if cpu else ""
+    print(f"{'batch':>5}  {'processors':<28} {'engine':<18} {'tok/s (median)':>15} {'x HF best':>10} {'warm-up s':>10}{extra}")
     for run in results["runs"]:
         for name, r in run["engines"].items():
             head = f"{run['batch']:>5}  {run['config'][:28]:<28} {name:<18}"
@@ -320,7 +330,11 @@ def print_table(results: dict) -> None:
                 print(f"{head} failed: {r['error'][:80]}")
                 continue
             ratio = f"{r['ratio_to_hf_best']:.2f}" if r["ratio_to_hf_best"] else "-"
-            print(f"{head} {r['median_tok_s']:>15.1f} {ratio:>10} {r['warmup_s']:>10.1f}")
+            tail = ""
+            if cpu:
+                cr = f"{r['cpu_ratio_to_hf_best']:.2f}" if r["cpu_ratio_to_hf_best"] else "-"
+                tail = f" {r['median_tok_per_cpu_s']:>10.1f} {cr:>6}"
+            print(f"{head} {r['median_tok_s']:>15.1f} {ratio:>10} {r['warmup_s']:>10.1f}{tail}")
 
 
 if __name__ == "__main__":

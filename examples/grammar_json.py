@@ -34,9 +34,15 @@ class RandomLM:
 
 def main(argv: list[str] | None = None) -> list[str]:
     ap = argparse.ArgumentParser(description="grammar-constrained generation")
-    ap.add_argument("--grammar", default="json", help="built-in name (json, arithmetic, csv, sql_select, binary) or .lark path")
+    ap.add_argument(
+        "--grammar",
+        default="json",
+        help="built-in name (json, arithmetic, csv, sql_select, binary) or .lark path",
+    )
     ap.add_argument("--model", default="smollm2", help="'smollm2' (or a model folder) or 'random'")
-    ap.add_argument("--prompt", default="Describe a book as a JSON object with a title, an author and a year.")
+    ap.add_argument(
+        "--prompt", default="Describe a book as a JSON object with a title, an author and a year."
+    )
     ap.add_argument("--samples", type=int, default=4)
     ap.add_argument("--max-tokens", type=int, default=96)
     ap.add_argument("--seed", type=int, default=0)
@@ -61,8 +67,14 @@ def main(argv: list[str] | None = None) -> list[str]:
 
     grammar = compile_grammar(args.grammar, tokenizer, eos_token_id=eos)
     constraint = grammar.constraint(args.samples)
-    result = decode(model, Autoregressive(eos_token_id=eos), prompt, steps=args.max_tokens,
-                    constraint=constraint, seed=args.seed)
+    result = decode(
+        model,
+        Autoregressive(eos_token_id=eos),
+        prompt,
+        steps=args.max_tokens,
+        constraint=constraint,
+        seed=args.seed,
+    )
     texts, complete = [], 0
     for row, ids in enumerate(generated_tokens(result.state)):
         finished = bool(ids) and ids[-1] == eos

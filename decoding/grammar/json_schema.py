@@ -131,7 +131,7 @@ class _Builder:
         pairs = []
         for k in keys:
             value = self.schema(props[k], f"{path}/{k}")
-            pairs.append(self.add(self.fresh(f"{k}_pair"), f"{_regex_literal(json.dumps(k))} \":\" {value}"))
+            pairs.append(self.add(self.fresh(f"{k}_pair"), f'{_regex_literal(json.dumps(k))} ":" {value}'))
         # F_i: a non-empty run of members from key i on, first one without a comma;
         # R_i: the same with a leading comma. A run may stop only when no required key is left.
         n = len(keys)
@@ -183,8 +183,10 @@ class _Builder:
             except RegexError as e:
                 raise ValueError(f"pattern {pat!r} at {path} is not supported: {e}") from e
             if re.search(r'"|\\\\|\\x00|\\n', core):
-                raise ValueError(f"pattern {pat!r} at {path} may match quotes, backslashes or control characters")
-            return self.add(name, "/\"(?:" + core.replace("/", "\\/") + ")\"/")
+                raise ValueError(
+                    f"pattern {pat!r} at {path} may match quotes, backslashes or control characters"
+                )
+            return self.add(name, '/"(?:' + core.replace("/", "\\/") + ')"/')
         lo = int(s.get("minLength", 0))
         hi = s.get("maxLength")
         if "minLength" not in s and hi is None:

@@ -156,9 +156,15 @@ class MaskComputation:
             if sid2 < 0:
                 continue
             ctx2 = self.ctx_of(sid2)
-            if node.ids is None and k >= 0 and (k == 0 or ids.size > SLICE_MIN or (ctx2, START, k) in self._roots):
+            if (
+                node.ids is None
+                and k >= 0
+                and (k == 0 or ids.size > SLICE_MIN or (ctx2, START, k) in self._roots)
+            ):
                 member = self._member(node, g)
-                self._collect(self._root(ctx2, START, k), sid2, out, member if filt is None else member & filt)
+                self._collect(
+                    self._root(ctx2, START, k), sid2, out, member if filt is None else member & filt
+                )
             else:
                 self._collect(self._child(node, s, k, ids, pos, ctx2), sid2, out, filt)
 

@@ -70,7 +70,9 @@ class GrammarMatcher:
             raise ValueError(f"token {token_id} after EOS: the sequence is finished (roll back first)")
         if token_id == g.eos_token_id:
             if not g.is_complete(self.state):
-                raise ValueError(f"EOS is not allowed: {self.text()!r} is not a complete sentence of {g.name}")
+                raise ValueError(
+                    f"EOS is not allowed: {self.text()!r} is not a complete sentence of {g.name}"
+                )
             self._push(self.state, b"")
             self.finished = True
             return

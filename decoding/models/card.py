@@ -2,7 +2,7 @@
 
     python -m decoding.models.card models/fashion-large models/fashion-small
 
-Reads ``config.json``, ``train_log.json`` and, when present, ``eval.json`` (from
+Reads ``config.json``, ``train_log.json`` and, when present, ``eval.json`` or ``eval_fid.json`` (from
 ``python -m decoding.evals.fid model ... --out <folder>/eval.json``) and ``samples.png``, and
 writes ``README.md`` into each folder (atomically).
 """
@@ -58,7 +58,7 @@ def render_card(folder: str | Path) -> str:
     folder = Path(folder)
     config = json.loads((folder / "config.json").read_text())
     log = _read(folder / "train_log.json") or {}
-    ev = _read(folder / "eval.json")
+    ev = _read(folder / "eval.json") or _read(folder / "eval_fid.json")
     params, gflops = flops_per_image(folder)
     name = folder.name
     unet = config["unet"]
@@ -89,7 +89,7 @@ def render_card(folder: str | Path) -> str:
             f"- command: `{log.get('command')}`",
             f"- {log.get('steps')} steps of batch {log.get('config', {}).get('batch_size')} "
             f"({log.get('epochs')} epochs), {log.get('seconds')} s on {log.get('device')} (torch {log.get('torch')}), "
-            f"trained alongside {log.get('trained_alongside') or 'nothing'}",
+            f"trained alongside {', '.join(log.get('trained_alongside') or []) or 'nothing'} in the same process",
             f"- AdamW lr {log.get('config', {}).get('lr')} (warmup {log.get('config', {}).get('warmup')}, cosine decay), "
             f"EMA {log.get('config', {}).get('ema_decay')}, bf16 autocast on CUDA, seed {log.get('config', {}).get('seed')}",
             f"- final training loss (mean of the last {log.get('config', {}).get('log_every')} steps): {log.get('final_loss'):.4f}"
@@ -103,6 +103,8 @@ def render_card(folder: str | Path) -> str:
         lines += [
             f"{ev.get('note')}. Command: `{ev.get('command')}` on {ev.get('device_name')}.",
             "",
+            "images/s: sampling wall time of the run in batches of 1000, first-call warm-up included.",
+            "",
             "| solver | NFE | guidance | samples | FID | class accuracy (our classifier) | images/s |",
             "|---|---|---|---|---|---|---|",
         ]
@@ -114,7 +116,15 @@ def render_card(folder: str | Path) -> str:
         lines += ["Not measured yet: run `python -m decoding.evals.fid model --model "
                   f"{folder} --nfe 10 20 50 --device cuda --out {folder}/eval.json`.", ""]
     if (folder / "samples.png").is_file():
-        lines += ["![samples: one row per class](samples.png)", ""]
+        meta = _read(folder / "samples.json") or {}
+        lines += [
+            f"Samples (`samples.png`): one row per class, {meta.get('solver', '?')} with {meta.get('steps', '?')} steps, "
+            f"seed {meta.get('seed', '?')}, {meta.get('device', '?')} {meta.get('dtype', '')} "
+            f"(`python -m decoding.models.card --samples {folder}`):",
+            "",
+            "![samples: one row per class](samples.png)",
+            "",
+        ]
     lines += [
         "## Use",
         "",

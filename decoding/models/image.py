@@ -16,6 +16,7 @@ arXiv:2202.00512) is converted by :func:`decoding.solvers.parameterization.to_pr
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -232,6 +233,7 @@ class ImageDiffusionModel:
         self.prediction = prediction
         self.guidance = float(guidance)
         self.forward = torch.compile(net) if compile else net
+        self._label_cache: tuple[Any, Any, Tensor] | None = None
 
     @property
     def num_classes(self) -> int:
@@ -275,15 +277,46 @@ class ImageDiffusionModel:
             xin = xin.contiguous(memory_format=torch.channels_last)
         return self.forward(xin, lam.float(), labels).float()
 
+    def _times(self, state: State) -> Tensor:
+        """``(B,)`` float64 CPU times of ``state``, without a device sync when possible.
+
+        The continuous process keeps its grid (CPU) in ``state.memory["grid"]`` and moves every
+        row to ``grid[state.step]``; reading the grid avoids copying ``state.t`` from the GPU at
+        every step (a sync that stalls the launch of the next network call).
+        """
+        b = state.batch_size
+        grid = state.memory.get("grid")
+        if isinstance(grid, Tensor) and grid.device.type == "cpu" and state.step < grid.numel():
+            return grid[state.step].to(torch.float64).expand(b)
+        t = state.t.to(torch.float64).cpu()
+        return t.expand(b) if t.dim() == 0 else t
+
+    def _cached_labels(self, cond: Any, b: int, device: torch.device) -> Tensor:
+        """:meth:`labels`, validated once per ``cond`` object (the loop passes the same one every step)."""
+        key = (id(cond), b, device)
+        if self._label_cache is not None and self._label_cache[0] == key and self._label_cache[1] is cond:
+            return self._label_cache[2]
+        y = self.labels(cond, b, device)
+        self._label_cache = (key, cond, y)
+        return y
+
     @torch.inference_mode()
     def __call__(self, state: State) -> Prediction:
-        check_schedule(self.schedule, state)
+        if state.memory.get("schedule") is not self.schedule:
+            check_schedule(self.schedule, state)
         x = state.x
         b = x.shape[0]
-        t = state.t.to(torch.float64).cpu()
-        t = t.expand(b) if t.dim() == 0 else t
-        lam = self.schedule.lambda_(t).to(x.device, torch.float32)
-        y = self.labels(state.memory.get("cond"), b, x.device)
+        t = self._times(state)
+        y = self._cached_labels(state.memory.get("cond"), b, x.device)
+        if bool((t == t[0]).all()):  # one time for the whole batch: scalars, no per-row tensors
+            lam0 = float(self.schedule.lambda_(t[:1]))
+            lam = torch.full((b,), lam0, device=x.device)
+            # alpha^2 = sigmoid(2 lambda), sigma^2 = sigmoid(-2 lambda), as the schedule defines them
+            alpha, sigma = math.sqrt(1.0 / (1.0 + math.exp(-2 * lam0))), math.sqrt(1.0 / (1.0 + math.exp(2 * lam0)))
+        else:
+            lam = self.schedule.lambda_(t).to(x.device, torch.float32)
+            alpha = self.schedule.alpha(t).to(x.device, torch.float32)
+            sigma = self.schedule.sigma(t).to(x.device, torch.float32)
         nfe = None
         if self.guidance != 1.0:
             null = torch.full_like(y, self.net.cfg.null_class)
@@ -292,8 +325,6 @@ class ImageDiffusionModel:
             nfe = torch.full((b,), 2.0)
         else:
             out = self.network(x, lam, y)
-        alpha = self.schedule.alpha(t).to(x.device, torch.float32)
-        sigma = self.schedule.sigma(t).to(x.device, torch.float32)
         pred = to_prediction(out, self.prediction, x.float(), alpha, sigma)
         return Prediction(x0=pred.x0.to(x.dtype), eps=pred.eps.to(x.dtype), nfe=nfe)
 

@@ -30,13 +30,16 @@ class NoiseLevelEmbedding(nn.Module):
         if dim % 2:
             raise ValueError(f"embedding dim must be even, got {dim}")
         half = dim // 2
-        # kept as Python floats, not a buffer: casting the network to bfloat16 must not round them
+        # not a buffer: casting the network to bfloat16 must not round them (float32, cached per device)
         self.freqs = [2 * math.pi / (max_period * (min_period / max_period) ** (i / max(half - 1, 1))) for i in range(half)]
+        self._freqs_on: dict[torch.device, Tensor] = {}
         self.mlp = nn.Sequential(nn.Linear(dim, out_dim), nn.SiLU(), nn.Linear(out_dim, out_dim))
 
     def forward(self, lam: Tensor) -> Tensor:
         """``lam`` ``(B,)`` half log-SNR -> ``(B, out_dim)``."""
-        freqs = torch.tensor(self.freqs, dtype=torch.float32, device=lam.device)
+        freqs = self._freqs_on.get(lam.device)
+        if freqs is None:
+            freqs = self._freqs_on[lam.device] = torch.tensor(self.freqs, dtype=torch.float32, device=lam.device)
         arg = lam.float()[:, None] * freqs[None, :]
         features = torch.cat([torch.sin(arg), torch.cos(arg)], dim=-1)  # float32 (B, dim)
         return self.mlp(features.to(self.mlp[0].weight.dtype))

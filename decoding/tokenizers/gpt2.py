@@ -31,7 +31,18 @@ def gpt2_ranks_path() -> Path:
     if target.is_file():
         return target
     with tempfile.TemporaryDirectory(prefix="gpt2-ranks.") as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "openai-whisper", "-d", tmp]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--no-binary",
+            ":all:",
+            "openai-whisper",
+            "-d",
+            tmp,
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         archives = sorted(Path(tmp).glob("openai*whisper*.tar.gz"))
         if proc.returncode != 0 or not archives:

@@ -72,7 +72,7 @@ def train_classifier(
             loss.backward()
             opt.step()
             sched.step()
-            total += float(loss) * idx.numel()
+            total += float(loss.detach()) * idx.numel()
         net.eval()
         acc = float((predict(net, test_images) == test_labels).float().mean())
         log["epochs"].append({"epoch": epoch + 1, "train_loss": round(total / x.shape[0], 4), "test_accuracy": round(acc, 4),
@@ -90,6 +90,7 @@ def save_classifier(net: FashionCNN, out: str | Path, log: dict) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / ".model.safetensors.tmp"
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp), metadata={"format": CLASSIFIER_FORMAT})
+    tmp.chmod(0o644)
     tmp.replace(out / "model.safetensors")
     config = {"format": CLASSIFIER_FORMAT, "model": net.config, "classes": list(CLASSES), "input_range": [-1.0, 1.0],
               "test_accuracy": log["test_accuracy"]}

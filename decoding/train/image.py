@@ -16,7 +16,9 @@ model trains the same alone or next to another.
     python -m decoding.train.image --size large small --minutes 7 --device cuda --out 'models/fashion-{size}'
 
 Writes into each output folder: ``config.json``, ``model.safetensors`` (EMA weights, <= 16 MB),
-``loss.png`` (loss curve) and ``train_log.json``.
+``loss.png`` (loss curve) and ``train_log.json``. ``--profile`` instead times a few iterations
+under ``torch.profiler`` and prints where the time goes (nothing is saved); ``--replot FOLDER``
+redraws a finished run's loss curve.
 """
 
 from __future__ import annotations
@@ -104,6 +106,7 @@ class TrainConfig:
     device: str = "cuda"
     compile: bool = False
     attention: str | None = None
+    channels_last: bool = True
     log_every: int = 25
     calibrate_steps: int = 30
     data_root: str | None = None
@@ -139,6 +142,7 @@ def diffusion_loss(
     label_dropout: float,
     null_class: int,
     autocast: bool,
+    channels_last: bool = True,
 ) -> Tensor:
     """Mean squared error of the network's eps or v on noised images.
 
@@ -153,7 +157,9 @@ def diffusion_loss(
     lam = levels.sample(b, generator)
     alpha, sigma = (a.view(b, 1, 1, 1) for a in alpha_sigma(lam))
     eps = torch.randn(x0.shape, generator=generator, device=dev)
-    xt = (alpha * x0 + sigma * eps).contiguous(memory_format=torch.channels_last)
+    xt = alpha * x0 + sigma * eps
+    if channels_last:
+        xt = xt.contiguous(memory_format=torch.channels_last)
     target = eps if prediction == "eps" else alpha * eps - sigma * x0
     with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast):
         out = net(xt, lam, labels)
@@ -166,7 +172,9 @@ class Trainee:
     def __init__(self, size: str, cfg: TrainConfig, device: torch.device) -> None:
         torch.manual_seed(cfg.seed)  # the initial weights
         self.size = size
-        self.net = UNet(copy.deepcopy(SIZES[size])).to(device).to(memory_format=torch.channels_last)
+        self.net = UNet(copy.deepcopy(SIZES[size])).to(device)
+        if cfg.channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
         self.net.set_attention_backend(cfg.attention)
         self.ema = copy.deepcopy(self.net).eval().requires_grad_(False)
         fused = device.type == "cuda"
@@ -184,7 +192,7 @@ class Trainee:
         idx = torch.randint(data.shape[0], (cfg.batch_size,), generator=self.gen, device=data.device)
         loss = diffusion_loss(
             self.forward, data[idx], labels[idx], levels, self.gen, cfg.prediction, cfg.label_dropout,
-            self.net.cfg.null_class, data.device.type == "cuda",
+            self.net.cfg.null_class, data.device.type == "cuda", cfg.channels_last,
         )
         for group in self.opt.param_groups:
             group["lr"] = lr
@@ -221,7 +229,9 @@ def load_data(cfg: TrainConfig, device: torch.device) -> tuple[Tensor, Tensor]:
     images, labels = load_fashion_mnist("train", cfg.data_root)
     if cfg.limit_data:
         images, labels = images[: cfg.limit_data], labels[: cfg.limit_data]
-    x = images.to(device)[:, None].float().div(127.5).sub(1.0).contiguous(memory_format=torch.channels_last)
+    x = images.to(device)[:, None].float().div(127.5).sub(1.0)
+    if cfg.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
     return x, labels.to(device)
 
 
@@ -367,6 +377,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p.add_argument("--compile", action="store_true", help="torch.compile the networks")
     p.add_argument("--attention", default=None, choices=["xformers", "sdpa", "naive"],
                    help="attention backend (default: automatic, xformers on CUDA when installed)")
+    p.add_argument("--no-channels-last", action="store_true", help="keep NCHW memory format")
     p.add_argument("--log-every", type=int, default=d.log_every)
     p.add_argument("--data-root", default=None, help="folder with the Fashion-MNIST IDX files")
     p.add_argument("--limit-data", type=int, default=None, help="train on the first N images only (tests)")
@@ -375,9 +386,50 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     return TrainConfig(
         sizes=list(a.size), out=a.out, steps=a.steps, minutes=minutes, batch_size=a.batch_size, lr=a.lr,
         warmup=a.warmup, ema_decay=a.ema_decay, label_dropout=a.label_dropout, prediction=a.prediction,
-        seed=a.seed, device=a.device, compile=a.compile, attention=a.attention, log_every=a.log_every, data_root=a.data_root,
+        seed=a.seed, device=a.device, compile=a.compile, attention=a.attention,
+        channels_last=not a.no_channels_last, log_every=a.log_every, data_root=a.data_root,
         limit_data=a.limit_data,
     )
+
+
+def profile(cfg: TrainConfig, steps: int = 10, rows: int = 25) -> str:
+    """Time ``steps`` training iterations under ``torch.profiler`` (after 5 warm-up steps); nothing is saved.
+
+    Returns the profiler's table of the most expensive operators (device time on CUDA) and prints
+    the mean wall time per iteration: a one-minute check of where a training step's time goes.
+    """
+    cfg.check()
+    device = torch.device(cfg.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    data, labels = load_data(cfg, device)
+    schedule = schedule_from_config(TRAIN_SCHEDULE)
+    assert isinstance(schedule, DiscreteVPSchedule)
+    levels = NoiseLevels(schedule, device)
+    trainees = [Trainee(size, cfg, device) for size in cfg.sizes]
+
+    def run(n: int) -> None:
+        for i in range(n):
+            for tr in trainees:
+                tr.step(data, labels, levels, cfg, cfg.lr, i)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    run(5)
+    start = time.perf_counter()
+    run(steps)
+    per_step = (time.perf_counter() - start) / steps
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    with torch.profiler.profile(activities=activities) as prof:
+        run(steps)
+    key = "cuda_time_total" if device.type == "cuda" else "cpu_time_total"
+    table = prof.key_averages().table(sort_by=key, row_limit=rows)
+    print(table)
+    print(f"{'+'.join(cfg.sizes)}: {per_step * 1e3:.1f} ms per iteration (batch {cfg.batch_size}, "
+          f"channels_last={cfg.channels_last}, attention={cfg.attention or 'auto'}, compile={cfg.compile})")
+    return table
 
 
 def replot(folder: str | Path) -> Path:
@@ -394,6 +446,10 @@ def main(argv: list[str] | None = None) -> int:
     if args[:1] == ["--replot"]:
         for folder in args[1:]:
             print(f"wrote {replot(folder)}")
+        return 0
+    if "--profile" in args:
+        rest = [a for a in args if a != "--profile"]
+        profile(parse_args(rest))
         return 0
     cfg = parse_args(argv)
     try:

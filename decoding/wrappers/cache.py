@@ -7,7 +7,9 @@ sampler. :class:`CachedModel` keeps the last input and output per row in ``State
 (carried by the process from ``Prediction.memory``) and calls the wrapped model only on the
 rows whose ``x`` differs, in one sub-batch. The samples are identical to uncached sampling
 whenever the model is row-wise and batch-invariant (a row's output depends only on that row;
-true for the exact-joint test model and, on CPU, for our transformer); the cost drops to at most
+true for the exact-joint test model and, on CPU in float32, for our transformer; on CUDA in bf16 a
+row's logits can depend on the sub-batch shape, and on an H100 cached and uncached tokens differed
+at batch 32 / 1024 steps, see docs/perf/radd.md); the cost drops to at most
 ``min(steps, L + 1)`` evaluations per row (one at the start, then one per step that filled at
 least one of its ``<= L`` blanks). ``Prediction.nfe`` reports ``(B,)`` 1/0 per row so the loop
 counts exactly the rows that ran.

@@ -103,3 +103,36 @@ def test_bad_arguments(kwargs, match):
     prompt = args.pop("prompt")
     with pytest.raises(ValueError, match=match):
         generate_aligned(UniformModel(3), binary_language().constraint, prompt, **args)
+
+
+class _ToyLM:
+    """What :func:`aligned_text` needs from a TextLM: a uniform model over the bytes "0", "1" and EOS."""
+
+    name = "toy"
+    tokenizer = [b"0", b"1", None]
+    eos_token_ids = (BIN_EOS,)
+    pad_token_id = BIN_EOS
+    device = torch.device("cpu")
+    model = UniformModel(3)
+
+    def encode(self, prompts, chat=None):
+        return {"input_ids": torch.zeros(len(prompts), 1, dtype=torch.long)}
+
+    def decode(self, ids):
+        return "".join(str(t) for t in ids if t != BIN_EOS)
+
+
+def test_aligned_text_for_the_cli(tmp_path):
+    pytest.importorskip("decoding.grammar")
+    from decoding.aligned import aligned_text
+
+    path = tmp_path / "trie.safetensors"
+    seen = []
+    out = aligned_text(_ToyLM(), "binary", "a binary string", n=6, max_new_tokens=8, trie=path, batch_size=3,
+                       on_sample=seen.append)  # fmt: skip
+    assert out.texts == seen and len(seen) == 6 and all(out.run.complete)
+    assert all(t == "00000" or (len(t) == 5 and t[0] == "1") for t in out.texts)
+    again = aligned_text(_ToyLM(), "binary", "a binary string", n=2, max_new_tokens=8, trie=path)
+    assert again.run.asap.samples == 8
+    with pytest.raises(ValueError, match="belongs to"):  # another grammar text: another distribution
+        aligned_text(_ToyLM(), 'start: "0" | "1"\n', "a binary string", n=1, max_new_tokens=4, trie=path)

@@ -7,7 +7,7 @@ import pytest
 from decoding.grammar import compile_grammar
 from decoding.grammar.compiled import CompiledGrammar
 
-GRAMMARS = ["json", "arithmetic", "csv", "sql_select", "binary"]
+GRAMMARS = ["json", "json_rfc", "arithmetic", "csv", "sql_select", "binary"]
 TOKENIZERS = ["smollm2", "gpt2"]
 
 _compiled: dict[tuple[str, str], CompiledGrammar] = {}

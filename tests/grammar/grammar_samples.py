@@ -5,11 +5,13 @@ ACCEPT = {
         '{"a": 1}',
         "[]",
         "{}",
-        '  [1, -2.5e+3, 0.25, true, false, null, "x\\n\\u00e9"]  ',
+        '[1, -2.5e+3, 0.25, true, false, null, "x\\n\\u00e9"]',
+        '{\n  "a": [\n    1,\n    {\n      "b": null\n    }\n  ],\n  "c": {}\n}',
         '{"name": "Ünïcode 日本 🎉", "nested": {"list": [[], [{}]], "n": -0}}',
         '"just a string"',
         "42",
     ],
+    "json_rfc": ['  [1, -2.5e+3, {"a" : "x\\n\\u00e9"} ,\t null]  ', "{}", '\n"s"\n'],
     "arithmetic": ["1", "1+2", "(1 + 2.5) * -3 / (4 - 5)", "--7", "((((0))))", "12 * 3 - 4 / 5"],
     "csv": ["a,b,c\n", 'name,"quoted, with comma","say ""hi"""\r\n1,,3\n', "\n", "x\ny\n"],
     "sql_select": [
@@ -23,7 +25,22 @@ ACCEPT = {
 }
 
 REJECT = {
-    "json": ['{"a" 1}', "[1,]", "{'a': 1}", '"unterminated', "01", "[1 2]", '{"a":1}}', "tru", '"\x01"', ""],
+    "json": [
+        '{"a" 1}',
+        "[1,]",
+        "{'a': 1}",
+        '"unterminated',
+        "01",
+        "[1 2]",
+        '{"a":1}}',
+        "tru",
+        '"\x01"',
+        "",
+        "[1 ,2]",
+        " [1]",
+        "[" + " " * 129 + "]",
+    ],
+    "json_rfc": ['{"a" 1}', "[1,]", "01", ""],
     "arithmetic": ["1+", "(1", "1 2", "+1", "1..2", "", "a"],
     "csv": ["a,b", 'a,"b\n', "", 'a"b\n'],
     "sql_select": [
@@ -40,8 +57,11 @@ REJECT = {
 # Documents whose tokenizations seed random reachable prefixes in the property tests.
 SEEDS = {
     "json": ['{"id": 7, "tags": ["a", "b"], "ok": true, "score": -1.5e-3, "note": "café ☕ \\"q\\""}'],
+    "json_rfc": ['[ {"k" : [ 1 , 2 ] } ,\n "v" ]'],
     "arithmetic": ["(3 + 4.25) * -2 / (10 - 7)"],
     "csv": ['id,name,note\n1,"Smith, J.","said ""hi"""\n2,,x\n'],
-    "sql_select": ["SELECT a, COUNT(*) AS n FROM t JOIN u ON t.id = u.id WHERE a >= 1.5 GROUP BY a ORDER BY n DESC LIMIT 3;"],
+    "sql_select": [
+        "SELECT a, COUNT(*) AS n FROM t JOIN u ON t.id = u.id WHERE a >= 1.5 GROUP BY a ORDER BY n DESC LIMIT 3;"
+    ],
     "binary": ["10110", "00000"],
 }

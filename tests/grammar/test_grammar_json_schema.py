@@ -76,7 +76,10 @@ def test_schema_grammar_accepts_valid_and_rejects_invalid() -> None:
         ({"type": "integer", "minimum": 3}, "minimum"),
         ({"oneOf": [{"type": "string"}]}, "oneOf"),
         ({"$ref": "#/defs/x"}, "$ref"),
-        ({"type": "object", "properties": {"a": {"type": "string"}}, "additionalProperties": True}, "additionalProperties"),
+        (
+            {"type": "object", "properties": {"a": {"type": "string"}}, "additionalProperties": True},
+            "additionalProperties",
+        ),
         ({"type": "string", "pattern": "(?=a)b"}, "pattern"),
     ],
 )

@@ -29,7 +29,11 @@ _oracles: dict[str, Oracle] = {}
 
 
 def _encode(tok: object, text: str) -> list[int]:
-    return list(tok.encode(text, add_special_tokens=False) if hasattr(tok, "convert_ids_to_tokens") else tok.encode(text))
+    return list(
+        tok.encode(text, add_special_tokens=False)
+        if hasattr(tok, "convert_ids_to_tokens")
+        else tok.encode(text)
+    )
 
 
 def _check_point(g, oracle: Oracle, m, cfg, pending: bytes, rng: random.Random) -> None:
@@ -97,5 +101,10 @@ def test_oracle_rejects_what_lark_rejects() -> None:
     """The oracle itself: complete exactly on lark's sentences for a few hand-picked strings."""
     g = get_compiled("smollm2", "json")
     oracle = Oracle(g.lark)
-    for text, ok in [('{"a": [1, 2]}', True), ('{"a": [1, 2]', False), ("[1, 2,]", False), ('"\\u00e9"', True)]:
+    for text, ok in [
+        ('{"a": [1, 2]}', True),
+        ('{"a": [1, 2]', False),
+        ("[1, 2,]", False),
+        ('"\\u00e9"', True),
+    ]:
         assert oracle.is_sentence(text.encode()) is ok, text

@@ -63,18 +63,18 @@ def test_bad_options() -> None:
 
 @needs_data
 def test_tiny_training_run_writes_a_checkpoint_and_is_reproducible(tmp_path: Path) -> None:
-    common = dict(sizes=["tiny"], steps=30, minutes=None, batch_size=16, lr=2e-3, warmup=5, device="cpu",
-                  log_every=5, limit_data=64, seed=1)
-    a = train(TrainConfig(out=str(tmp_path / "a-{size}"), **common))["tiny"]
-    b = train(TrainConfig(out=str(tmp_path / "b-{size}"), **common))["tiny"]
+    common = dict(sizes=["tiny"], minutes=None, batch_size=16, lr=3e-3, warmup=4, device="cpu", limit_data=64, seed=1)
+    a = train(TrainConfig(out=str(tmp_path / "a-{size}"), steps=24, log_every=4, **common))["tiny"]
     assert {p.name for p in a.iterdir()} == {"config.json", "model.safetensors", "loss.png", "train_log.json"}
-    wa, wb = load_file(str(a / "model.safetensors")), load_file(str(b / "model.safetensors"))
-    assert all(torch.equal(wa[k], wb[k]) for k in wa)
     log = json.loads((a / "train_log.json").read_text())
     losses = [v for _, v in log["loss_history"]]
-    assert log["steps"] == 30 and len(losses) == 6
-    assert losses[-1] < 0.7 * losses[0]  # starts near 1 (v of unit variance), falls fast
+    assert log["steps"] == 24 and len(losses) == 6
+    assert losses[-1] < 0.85 * losses[0]  # it learns (a wrong target or noising would not fall)
     config = json.loads((a / "config.json").read_text())
-    assert config["prediction"] == "v" and config["schedule"] == TRAIN_SCHEDULE
-    assert config["training"]["steps"] == 30
+    assert config["prediction"] == "v" and config["schedule"] == TRAIN_SCHEDULE and config["training"]["steps"] == 24
     assert (a / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # same seed, same weights
+    b = train(TrainConfig(out=str(tmp_path / "b-{size}"), steps=3, log_every=3, **common))["tiny"]
+    c = train(TrainConfig(out=str(tmp_path / "c-{size}"), steps=3, log_every=3, **common))["tiny"]
+    wb, wc = load_file(str(b / "model.safetensors")), load_file(str(c / "model.safetensors"))
+    assert all(torch.equal(wb[k], wc[k]) for k in wb)

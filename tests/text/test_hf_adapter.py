@@ -73,3 +73,13 @@ def test_engine_choice(tiny_llama_dir) -> None:
     assert load_text_lm(tiny_llama_dir, engine="hf").engine == "hf"
     cfg = json.loads((tiny_llama_dir / "config.json").read_text())
     assert cfg["model_type"] == "llama"
+
+
+@pytest.mark.slow
+def test_gguf_file_loads_through_transformers(smollm2_folder) -> None:
+    from decoding.adapters.smollm2 import gguf_path
+    from decoding.text_api import generate
+
+    lm = load_text_lm(gguf_path())  # dequantised on load (minutes): the native engine takes folders
+    assert lm.engine == "hf" and lm.has_chat_template
+    assert "Paris" in generate(lm, ["What is the capital of France?"], max_new_tokens=6, greedy=True)[0].text

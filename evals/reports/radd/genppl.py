@@ -161,7 +161,7 @@ def score_stage(args: argparse.Namespace) -> None:
                  "gen_ppl_hi": math.exp(total / count + 2 * se), "windows": len(windows), "smollm2_tokens": count,
                  "unigram_entropy": sum(_unigram_entropy(w) for w in windows) / len(windows)}
     out = {**{k: v for k, v in data.items() if k != "runs"}, "date": args.date, "reference": reference, "results": results,
-           "samples_file": _rel(args.samples_file), "scored_on": f"CPU ({torch.get_num_threads()} threads), torch {torch.__version__}"}
+           "samples_file": _rel(args.samples_file), "scored_on": f"CPU (torch {torch.__version__}, {torch.get_num_threads()} thread(s))"}
     folder = Path(args.out_dir)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "results.json").write_text(json.dumps(out, indent=1) + "\n")
@@ -229,6 +229,14 @@ def _report(out: dict, folder: Path) -> None:
         f"Reference: {ref['windows']} held-out Brown windows of the same length: PPL {ref['gen_ppl']:.1f} "
         f"({ref['gen_ppl_lo']:.1f}-{ref['gen_ppl_hi']:.1f}), unigram entropy {ref['unigram_entropy']:.3f}.",
         "",
+        f"NFE / sample: network evaluations per row as counted by the loop. ms / sample: wall time of a batch of "
+        f"{out['batch']} on the sampling device divided by its rows.",
+        "",
+        *(["Cached and uncached samples differ at some settings: on CUDA in bf16 a row's logits can depend on the "
+           "shape of the (sub-)batch it is computed in, so a near-tie draw can flip and the trajectory diverges "
+           "(both are samples of the same model). On CPU in float32 they are bit-identical (tests/wrappers). "
+           "See docs/perf/radd.md.", ""]
+          if any(r.get("rows_identical_to_other_cache_setting", out["samples"]) < out["samples"] for r in out["results"]) else []),
         "![gen PPL, NFE and time vs steps](genppl.png)",
         "",
         "Commands:",

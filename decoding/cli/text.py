@@ -205,8 +205,9 @@ def run_aligned(args: argparse.Namespace, prompts: list[str]) -> int:
     for prompt in prompts:
         out = aligned_text(lm, args.grammar, prompt, n=args.n, max_new_tokens=args.max_new_tokens, trie=args.trie,
                            processors=procs, chat=args.chat, seed=args.seed)
-        for text, nfe in zip(out.texts, getattr(out.run, "nfe", [None] * len(out.texts)), strict=False):
-            rows.append({"prompt": prompt, "text": text, "nfe": nfe, "grammar": args.grammar, "aligned": True})
+        for text, seq, done in zip(out.texts, out.run.sequences, out.run.complete, strict=True):
+            rows.append({"prompt": prompt, "text": text, "new_tokens": len(seq), "complete": done,
+                         "nfe": len(seq), "grammar": args.grammar, "aligned": True})
     _emit(args, rows)
     return 0
 
@@ -224,12 +225,19 @@ def run_autoregressive(args: argparse.Namespace, prompts: list[str]) -> int:
     if stream:
         p = lm.encode(prompts, args.chat)["input_ids"].shape[1]
         on_step = Streamer(lm.decode, p, args.stop)
+    grammar = None
+    if args.grammar is not None:
+        from decoding.grammar import compile_grammar
+
+        width = getattr(lm.model, "vocab_size", None)
+        compiled = compile_grammar(args.grammar, lm.tokenizer, eos_token_id=lm.eos_token_ids[0], vocab_size=width)
+        grammar = lambda _lm, b: compiled.constraint(b, lm.device)  # noqa: E731
     try:
         results = generate(
             lm, prompts, n=args.n, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
             top_k=args.top_k, top_p=args.top_p, min_p=args.min_p, typical=args.typical,
             repetition_penalty=args.repetition_penalty, greedy=args.greedy, stop=args.stop, chat=args.chat,
-            seed=args.seed, batch_size=args.batch_size, on_step=on_step,
+            seed=args.seed, batch_size=args.batch_size, on_step=on_step, grammar=grammar,
         )
     except NonFiniteLogitsError as e:
         raise UsageError(str(e)) from None

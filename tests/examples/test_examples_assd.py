@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-import runpy
-import sys
 from pathlib import Path
 
 from tests.any_subset.tiny import tiny_model
+from tests.examples.runner import run_example as _run
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _run(path: str, args: list[str], capsys) -> str:  # noqa: ANN001
-    path = str(ROOT / path)
-    old = sys.argv
-    sys.argv = [path, *args]
-    try:
-        runpy.run_path(path, run_name="__main__")
-    finally:
-        sys.argv = old
-    return capsys.readouterr().out
 
 
 def test_assd_exact_joint_example(capsys):

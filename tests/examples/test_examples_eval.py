@@ -2,18 +2,7 @@
 
 from __future__ import annotations
 
-import runpy
-import sys
-
-
-def _run(path: str, args: list[str], capsys) -> str:  # noqa: ANN001
-    old = sys.argv
-    sys.argv = [path, *args]
-    try:
-        runpy.run_path(path, run_name="__main__")
-    finally:
-        sys.argv = old
-    return capsys.readouterr().out
+from tests.examples.runner import run_example as _run
 
 
 def test_eval_suite_example(tmp_path, capsys):

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-import runpy
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,20 +11,10 @@ import torch
 
 from decoding.models.image import SIZES, TRAIN_SCHEDULE, save_unet
 from decoding.nn.unet import UNet
+from tests.examples.runner import run_example as _run
 
 ROOT = Path(__file__).resolve().parents[2]
 HAVE_DATA = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").is_file()
-
-
-def _run(path: str, args: list[str], capsys) -> str:  # noqa: ANN001
-    path = str(ROOT / path)
-    old = sys.argv
-    sys.argv = [path, *args]
-    try:
-        runpy.run_path(path, run_name="__main__")
-    finally:
-        sys.argv = old
-    return capsys.readouterr().out
 
 
 @pytest.fixture(scope="module")

@@ -2,20 +2,8 @@
 
 from __future__ import annotations
 
-import runpy
-import sys
-
+from tests.examples.runner import run_example as _run
 from tests.text.test_text_masked_api import tiny_radd
-
-
-def _run(path: str, args: list[str], capsys) -> str:  # noqa: ANN001
-    old = sys.argv
-    sys.argv = [path, *args]
-    try:
-        runpy.run_path(path, run_name="__main__")
-    finally:
-        sys.argv = old
-    return capsys.readouterr().out
 
 
 def test_radd_exact_joint_example(capsys) -> None:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import runpy
-import sys
-
 import pytest
 import torch
+
+from tests.examples.runner import run_example as _run
 
 
 @pytest.fixture(autouse=True)
@@ -15,16 +14,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
-
-
-def _run(path: str, args: list[str], capsys) -> str:  # noqa: ANN001
-    old = sys.argv
-    sys.argv = [path, *args]
-    try:
-        runpy.run_path(path, run_name="__main__")
-    finally:
-        sys.argv = old
-    return capsys.readouterr().out
 
 
 def _fashion_mnist() -> None:

@@ -8,7 +8,7 @@ of each peer to ours, all measured in the same run.
 
     python benchmarks/grammar_mask.py                    # peers from the cache folder if installed
     python benchmarks/grammar_mask.py --install-peers    # pip install --target the peers first
-    python benchmarks/grammar_mask.py --quick            # 4 documents per grammar (used by the test)
+    python benchmarks/grammar_mask.py --quick            # 4 documents per grammar, peers capped
 """
 
 from __future__ import annotations
@@ -92,7 +92,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument(
         "--tcfg-tokens", type=int, default=400, help="tokens replayed through transformers-cfg (slow)"
     )
-    ap.add_argument("--warm-seconds", type=float, default=1.0, help="our compile-time warm-up budget")
+    ap.add_argument(
+        "--warm-seconds", type=float, default=1.5, help="our compile-time warm-up budget (CPU seconds)"
+    )
     ap.add_argument("--json-out", type=Path, default=None, help="write the results as JSON here")
     args = ap.parse_args(argv)
 

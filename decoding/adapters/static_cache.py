@@ -68,6 +68,10 @@ def static_forward(
     x = net.embed(tokens)
     if upto is not None:
         mask = mask[..., :upto]
+    groups = cfg.n_heads // cfg.n_kv_heads
+    group_mask = mask
+    if groups > 1:
+        group_mask = mask[:, :, None].expand(b, 1, groups, n, mask.shape[-1]).reshape(b, 1, groups * n, -1)
     for i, blk in enumerate(net.blocks):
         h = blk.attn_norm(x)
         if qkv is None:
@@ -80,7 +84,10 @@ def static_forward(
         k_cache[i].index_copy_(2, slots, k)
         v_cache[i].index_copy_(2, slots, v)
         kc, vc = (k_cache[i], v_cache[i]) if upto is None else (k_cache[i][:, :, :upto], v_cache[i][:, :, :upto])
-        a = attention(q, kc, vc, mask=mask, backend=backend)
+        # grouped-query attention as Hkv heads with G * n queries each: the G query heads that share
+        # a key/value head see the same keys and mask, so no copy of the cache per query head
+        qg = q.reshape(b, cfg.n_kv_heads, groups * n, hd)
+        a = attention(qg, kc, vc, mask=group_mask, backend=backend).reshape(b, cfg.n_heads, n, hd)
         x = x + blk.o(a.transpose(1, 2).reshape(b, n, -1))
         g, u = blk.gate_up(blk.mlp_norm(x)).chunk(2, dim=-1)
         x = x + blk.down(F.silu(g) * u)

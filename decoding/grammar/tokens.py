@@ -65,18 +65,36 @@ class TokenMatrix:
         state = np.full(v, q0, dtype=np.int32)
         die_state = np.zeros(v, dtype=np.int32)
         die_pos = np.zeros(v, dtype=np.int32)
+        alive: np.ndarray | None = None  # once most tokens are dead: the rows still running
         for j in range(offset, self.width):
             m = int(self.active_count[j])
             if m == 0:
                 break
-            cur = state[:m]
-            ns = flat[(cur << 8) | self.cols[j, :m]]
-            dead = (ns == 0) & (cur != 0)
-            if dead.any():
-                d = np.flatnonzero(dead)
-                die_state[d] = cur[d]
-                die_pos[d] = j
-            state[:m] = ns
+            if alive is None:
+                cur = state[:m]
+                ns = flat[(cur << 8) | self.cols[j, :m]]
+                dead = (ns == 0) & (cur != 0)
+                if dead.any():
+                    d = np.flatnonzero(dead)
+                    die_state[d] = cur[d]
+                    die_pos[d] = j
+                state[:m] = ns
+                live = np.flatnonzero(ns)
+                if live.size * 4 < m:
+                    alive = live
+            else:
+                alive = alive[alive < m]  # rows are sorted by length: the long enough ones
+                if not alive.size:
+                    break
+                cur = state[alive]
+                ns = flat[(cur << 8) | self.cols[j, alive]]
+                dead = ns == 0
+                if dead.any():
+                    d = alive[dead]
+                    die_state[d] = cur[dead]
+                    die_pos[d] = j
+                state[alive] = ns
+                alive = alive[~dead]
         inv = np.empty(v, dtype=np.int64)
         inv[self.order] = np.arange(v)
         end = state[inv]

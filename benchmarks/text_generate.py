@@ -121,7 +121,8 @@ def ours(args: argparse.Namespace, net: Transformer) -> dict[str, tuple[str, Sta
         base, _, variant = name.partition("-")
         if base not in ("fused", "loop"):
             continue
-        opts = dict(backend=backend, compile=flag[args.compile], cuda_graphs=flag[args.cuda_graphs])
+        opts = dict(backend=backend, compile=flag[args.compile], cuda_graphs=flag[args.cuda_graphs],
+                    compile_mode=args.compile_mode)
         for v in filter(None, variant.split("-")):
             if v in ("sdpa", "xformers", "naive"):
                 opts["backend"] = v
@@ -257,6 +258,7 @@ def main(argv: list[str] | None = None) -> dict:
                    "CUDA, fused,loop,hf-adapter,hf on CPU")
     p.add_argument("--attention", default="auto", help="attention backend of our engines: auto, xformers, sdpa, naive")
     p.add_argument("--compile", default="auto", choices=["auto", "on", "off"])
+    p.add_argument("--compile-mode", default=None, help="torch.compile mode of our step, e.g. max-autotune-no-cudagraphs")
     p.add_argument("--cuda-graphs", default="auto", choices=["auto", "on", "off"])
     p.add_argument("--skip-hf", action="store_true")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -280,7 +282,8 @@ def main(argv: list[str] | None = None) -> dict:
         "torch": torch.__version__, "transformers": _tf_version(),
         "model": ("tiny random" if args.tiny else "random SmolLM2-135M arch") if args.random_weights else args.model,
         "prompt_len": args.prompt_len, "new_tokens": args.new_tokens, "reps": args.reps,
-        "attention": args.attention, "compile": args.compile, "cuda_graphs": args.cuda_graphs,
+        "attention": args.attention, "compile": args.compile, "compile_mode": args.compile_mode,
+        "cuda_graphs": args.cuda_graphs,
         "command": "python " + " ".join(sys.argv),
     }
     results: dict = {"meta": meta, "runs": []}
@@ -290,7 +293,11 @@ def main(argv: list[str] | None = None) -> dict:
         for ci, config in enumerate(configs):
             fns = runners(args, models, hf, prompt, config)
             print(f"batch {b}, {args.configs[ci]}: {', '.join(fns)} ...", file=sys.stderr)
-            results["runs"].append({"batch": b, "config": args.configs[ci], "engines": measure(fns, args.reps, device)})
+            rows = measure(fns, args.reps, device)
+            for name, (_, lm) in models.items():  # what actually ran (compilation may have fallen back)
+                if name in rows:
+                    rows[name].update(compiled=lm.compile, cuda_graphs=lm.cuda_graphs, decode_backend=lm.decode_backend)
+            results["runs"].append({"batch": b, "config": args.configs[ci], "engines": rows})
         fused_names = [k for k, (base, _) in models.items() if base == "fused"]
         if args.profile and fused_names:
             prof = profile_fused(models[fused_names[0]][1], device, prompt, configs[0], args.new_tokens)
@@ -325,7 +332,8 @@ def print_table(results: dict) -> None:
     print(f"{'batch':>5}  {'processors':<28} {'engine':<18} {'tok/s (median)':>15} {'x HF best':>10} {'warm-up s':>10}{extra}")
     for run in results["runs"]:
         for name, r in run["engines"].items():
-            head = f"{run['batch']:>5}  {run['config'][:28]:<28} {name:<18}"
+            label = name + (" (eager)" if m["device"] != "cpu" and r.get("compiled") is False else "")
+            head = f"{run['batch']:>5}  {run['config'][:28]:<28} {label:<18}"
             if r["error"]:
                 print(f"{head} failed: {r['error'][:80]}")
                 continue

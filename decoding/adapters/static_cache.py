@@ -44,6 +44,7 @@ def static_forward(
     backend: str | None,
     qkv: list[Tensor] | None = None,
     upto: int | None = None,
+    split_mlp: bool = False,
 ) -> Tensor:
     """Run ``tokens`` through ``net``, writing their keys/values into the static cache.
 
@@ -56,6 +57,8 @@ def static_forward(
         qkv: optional per-layer ``[q; kv]`` weights ``((H + 2 Hkv) D, dim)``: one matmul instead of two.
         upto: attend only to slots ``< upto`` (all later slots must be empty); ``None`` keeps the
             static shape that compilation and CUDA graphs need.
+        split_mlp: compute gate and up as two matmuls on the halves of the fused weight (faster
+            with MKL on CPU for SmolLM2's shapes; one matmul is fewer kernels on GPU).
 
     Returns:
         logits of the last position, ``(B, V)`` in the weights' dtype.
@@ -81,15 +84,20 @@ def static_forward(
         q = q.reshape(b, n, cfg.n_heads, hd).transpose(1, 2)
         k, v = kv.reshape(b, n, 2, cfg.n_kv_heads, hd).permute(2, 0, 3, 1, 4)
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        k_cache[i].index_copy_(2, slots, k)
-        v_cache[i].index_copy_(2, slots, v)
+        k_cache[i][:, :, slots] = k  # index_put_: the form inductor updates in place (as in gpt-fast)
+        v_cache[i][:, :, slots] = v
         kc, vc = (k_cache[i], v_cache[i]) if upto is None else (k_cache[i][:, :, :upto], v_cache[i][:, :, :upto])
         # grouped-query attention as Hkv heads with G * n queries each: the G query heads that share
         # a key/value head see the same keys and mask, so no copy of the cache per query head
         qg = q.reshape(b, cfg.n_kv_heads, groups * n, hd)
         a = attention(qg, kc, vc, mask=group_mask, backend=backend).reshape(b, cfg.n_heads, n, hd)
         x = x + blk.o(a.transpose(1, 2).reshape(b, n, -1))
-        g, u = blk.gate_up(blk.mlp_norm(x)).chunk(2, dim=-1)
+        h = blk.mlp_norm(x)
+        if split_mlp:
+            w = blk.gate_up.weight
+            g, u = F.linear(h, w[: cfg.hidden]), F.linear(h, w[cfg.hidden :])
+        else:
+            g, u = blk.gate_up(h).chunk(2, dim=-1)
         x = x + blk.down(F.silu(g) * u)
     x = net.norm(x[:, -1])
     w = net.embed.weight if net.head is None else net.head.weight
@@ -135,9 +143,12 @@ class StaticCausalLM:
         net: a causal transformer (e.g. from :func:`decoding.adapters.llama.load_native_llama`).
         capacity: cache slots per row (prompt + new tokens); grown by doubling when exceeded. Set it
             to the longest sequence you will decode (the text API does): attention reads every slot.
-        backend: attention backend override (default: xformers on CUDA, SDPA on CPU).
+        backend: attention backend override (default: xformers on CUDA, SDPA on CPU; the compiled
+            one-token step uses SDPA unless a backend is given).
         compile: ``torch.compile`` the one-token step (default: on CUDA when triton is installed).
         cuda_graphs: replay the one-token step as a CUDA graph (default: on CUDA).
+        compile_mode: ``torch.compile`` mode, e.g. ``"max-autotune-no-cudagraphs"`` (we capture the
+            graphs ourselves, so modes that add CUDA graphs are not useful).
 
     On CUDA the attention projections are fused into one ``[q; kv]`` weight per layer at
     construction; call :meth:`refresh_weights` after changing them in ``net``.
@@ -150,6 +161,7 @@ class StaticCausalLM:
         backend: str | None = None,
         compile: bool | None = None,
         cuda_graphs: bool | None = None,
+        compile_mode: str | None = None,
     ) -> None:
         if not net.cfg.causal:
             raise ValueError("StaticCausalLM needs a causal transformer (TransformerConfig(causal=True))")
@@ -164,17 +176,24 @@ class StaticCausalLM:
         self._sessions: dict[tuple[int, int], StaticSession] = {}  # (batch, capacity) -> session
         self.max_sessions = 4
         self.refresh_weights()
+        # The compiled one-token step uses SDPA unless a backend is forced: inductor cannot compile
+        # xformers' Triton split-K decode kernel (measured on the H100, torch 2.11 / xformers 0.0.35:
+        # the compile failed and the step ran eagerly). SDPA needs no key/value copy here because
+        # the query heads are grouped by key/value head (see static_forward).
+        self.decode_backend = backend if (backend is not None or not self.compile) else "sdpa"
         self._compiled: Callable[[StaticSession], Tensor] | None = None
         if self.compile:
-            self._compiled = torch.compile(self._decode_step, dynamic=False)
+            self._compiled = torch.compile(self._decode_step, dynamic=False, mode=compile_mode)
 
     def refresh_weights(self) -> None:
         """Rebuild the fused ``[q; kv]`` weights (call after changing the attention weights of ``net``).
 
         Only on CUDA, where one matmul instead of two saves a kernel per layer; on CPU (MKL) the
-        two separate products measured faster (SmolLM2 shapes, batch 1-50).
+        separate products measured faster for SmolLM2's shapes (batch 1-50), and so does splitting
+        the fused gate|up product (``benchmarks/text_decode_step.py``).
         """
         self._qkv = None
+        self._split_mlp = self.device.type != "cuda"
         if self.device.type == "cuda":
             with torch.no_grad():
                 self._qkv = [torch.cat([blk.q.weight, blk.kv.weight], dim=0) for blk in self.net.blocks]
@@ -250,7 +269,7 @@ class StaticCausalLM:
         own = keys == q_slot[:, None]  # a padding query sees itself: no fully masked rows, no NaN
         mask = ((causal[None] & sess.valid[:, None, :]) | own[None])[:, None]  # (B, 1, n, S)
         logits = static_forward(self.net, tokens, positions, sess.k, sess.v, q_slot, mask, self.backend, self._qkv,
-                                upto=start + n)
+                                upto=start + n, split_mlp=self._split_mlp)
         sess.length = start + n
         return logits
 
@@ -262,8 +281,9 @@ class StaticCausalLM:
         """
         positions = sess.valid.long().sum(-1, keepdim=True) - 1
         mask = sess.valid[:, None, None, :]
-        return static_forward(self.net, sess.tok, positions, sess.k, sess.v, sess.slot, mask, self.backend, self._qkv,
-                              upto=upto)
+        return static_forward(self.net, sess.tok, positions, sess.k, sess.v, sess.slot, mask, self.decode_backend,
+                              self._qkv,
+                              upto=upto, split_mlp=self._split_mlp)
 
     def step_fn(self, sess: StaticSession, upto: int | None = None) -> Tensor:
         """The one-token step, compiled when enabled; falls back to eager (with a warning) if compilation fails.
@@ -280,6 +300,7 @@ class StaticCausalLM:
                 )
                 self._compiled = None
                 self.compile = False
+                self.decode_backend = self.backend
         return self._decode_step(sess, upto)
 
     def decode_step(self, sess: StaticSession, upto: int | None = None) -> Tensor:

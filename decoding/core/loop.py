@@ -110,6 +110,7 @@ def decode(
     nfe = torch.zeros(state.batch_size, dtype=torch.float64)
     bar = tqdm(total=len(ts) - 1, disable=not progress, desc="decode", leave=False)
     ran = 0
+    checked = None  # the logits tensor last checked: a cache wrapper returns the same one again
     for i in range(len(ts) - 1):
         if bool(state.done.all()):
             break
@@ -117,7 +118,9 @@ def decode(
         live = (~state.done).to("cpu", torch.float64)
         nfe += live if pred.nfe is None else pred.nfe.to("cpu", torch.float64) * live
         if pred.logits is not None:
-            _check_finite(pred.logits, state.step)
+            if pred.logits is not checked:
+                _check_finite(pred.logits, state.step)
+                checked = pred.logits
             if processors or constraint is not None:
                 pred = replace(pred, logits=apply_processors(pred.logits, state, processors, constraint))
         state = process.step(state, pred, ts[i + 1], generator)

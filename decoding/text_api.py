@@ -24,6 +24,7 @@ from decoding.adapters.text_lm import TextLM, load_text_lm
 from decoding.core.loop import decode
 from decoding.core.protocols import Constraint, Processor
 from decoding.core.types import Result, State, new_generator
+from decoding.grammar.compiled import CompiledGrammar
 from decoding.processes.autoregressive import Autoregressive, generated_tokens
 from decoding.processors.chain import standard_processors
 
@@ -41,6 +42,9 @@ class TextResult:
         finish_reason: ``"eos"``, ``"stop"`` (a stop string) or ``"length"``.
         nfe: model evaluations this sample used.
         seconds: wall time of the batch it was decoded in.
+        budget_limited: a grammar's budget guard removed tokens near ``max_new_tokens`` so that
+            the sample could still finish as a sentence of the grammar (see
+            :class:`~decoding.grammar.budget.BudgetGuard`).
     """
 
     prompt: str
@@ -53,6 +57,7 @@ class TextResult:
     finish_reason: str
     nfe: float
     seconds: float
+    budget_limited: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -107,7 +112,7 @@ def generate(
     seed: int | None = 0,
     device: str | torch.device = "cpu",
     dtype: str | torch.dtype | None = None,
-    grammar: Constraint | Callable[[TextLM, int], Constraint] | None = None,
+    grammar: CompiledGrammar | Constraint | Callable[[TextLM, int], Constraint] | None = None,
     batch_size: int | None = None,
     fused: bool | None = None,
     on_step: Callable[[int, State], None] | None = None,
@@ -128,7 +133,10 @@ def generate(
         chat: wrap prompts in the model's chat template (default: when it has one).
         seed: random seed (same seed, device and settings -> same samples); None: random.
         device, dtype: used when ``model`` is a name or path.
-        grammar: a token :class:`~decoding.core.protocols.Constraint` for the batch, or a factory
+        grammar: a :class:`~decoding.grammar.CompiledGrammar` (every sample then finishes as a
+            sentence of it within ``max_new_tokens`` whenever that is possible: see
+            :class:`~decoding.grammar.budget.BudgetGuard`), a token
+            :class:`~decoding.core.protocols.Constraint` for the batch, or a factory
             ``grammar(lm, batch_size) -> Constraint`` (built once per batch).
         batch_size: rows per batch (default: all ``len(prompts) * n`` at once).
         fused: run the whole step as one CUDA graph (default: on CUDA with the native engine,
@@ -173,8 +181,11 @@ def generate(
                 f"prompt ({p} tokens) + max_new_tokens ({max_new_tokens}) exceeds the context of {lm.name} "
                 f"({lm.max_context} tokens); lower max_new_tokens or shorten the prompt"
             )
-        res = _run(lm, batch, procs, max_new_tokens, greedy, stops, grammar, generator, use_fused, on_step, progress)
-        results.extend(_texts(lm, prompts, chunk, batch, res, stops))
+        res, constraint = _run(
+            lm, batch, procs, max_new_tokens, greedy, stops, grammar, generator, use_fused, on_step, progress
+        )
+        limited = getattr(constraint, "limited", None) or [False] * len(chunk)
+        results.extend(_texts(lm, prompts, chunk, batch, res, stops, limited))
     return results
 
 
@@ -190,7 +201,8 @@ def _run(
     fused: bool,
     on_step: Callable[[int, State], None] | None,
     progress: bool,
-) -> Result:
+) -> tuple[Result, Any]:
+    """Decode one batch: ``(result, the constraint used or None)``."""
     eos = list(lm.eos_token_ids) or None
     if fused:
         from decoding.adapters.fused_generate import fused_generate
@@ -200,18 +212,25 @@ def _run(
         return fused_generate(
             lm.model, batch, max_new_tokens=max_new_tokens, processors=procs, eos_token_id=eos,
             pad_token_id=lm.pad_token_id, greedy=greedy, generator=generator,
-        )
+        ), None
     p = batch["input_ids"].shape[1]
     if hasattr(lm.model, "capacity"):  # static KV cache: room for exactly this generation (rounded up)
         lm.model.capacity = p + max_new_tokens + 1
     stopper = StopStrings(lm.tokenizer, stops, p) if stops else None
     process = Autoregressive(eos_token_id=eos, pad_token_id=lm.pad_token_id, greedy=greedy, stop=stopper)
-    constraint = grammar(lm, batch["input_ids"].shape[0]) if callable(grammar) and not isinstance(grammar, Constraint) else grammar
+    rows = batch["input_ids"].shape[0]
+    if isinstance(grammar, CompiledGrammar):
+        constraint = grammar.constraint(rows, lm.device, max_tokens=max_new_tokens)
+    elif callable(grammar) and not isinstance(grammar, Constraint):
+        constraint = grammar(lm, rows)
+    else:
+        constraint = grammar
     callback = None if on_step is None else (lambda i, state, pred: on_step(i, state))
-    return decode(
+    res = decode(
         lm.model, process, batch, steps=max_new_tokens, processors=procs, constraint=constraint,
         generator=generator, callback=callback, progress=progress,
     )
+    return res, constraint
 
 
 def _texts(
@@ -221,6 +240,7 @@ def _texts(
     batch: dict[str, Tensor],
     res: Result,
     stops: list[str],
+    limited: list[bool],
 ) -> list[TextResult]:
     out = []
     prompt_lens = batch["attention_mask"].sum(-1).tolist()
@@ -232,6 +252,7 @@ def _texts(
             TextResult(
                 prompt=prompts[i], index=i, sample=j, text=text, tokens=tokens, prompt_tokens=int(prompt_lens[r]),
                 new_tokens=len(tokens), finish_reason=reason, nfe=float(res.nfe[r]), seconds=res.seconds,
+                budget_limited=bool(limited[r]),
             )
         )
     return out

@@ -4,9 +4,12 @@
     python examples/grammar_json.py --grammar arithmetic --prompt "Write a sum:"
     python examples/grammar_json.py --model random --samples 3 --max-tokens 40   # no weights needed
 
-Every sample is a prefix of a sentence of the grammar; samples that finished (EOS) parse.
-``--model random`` draws logits at random over SmolLM2's vocabulary (a deterministic toy model)
-to show that even a model that knows nothing is kept inside the grammar.
+Every sample is a sentence of the grammar (for JSON: ``json.loads`` accepts it). Near
+``--max-tokens`` only tokens after which the text can still be completed in time are allowed
+(``grammar.constraint(..., max_tokens=N)``); ``--no-budget`` turns that off, and samples may then
+stop at the budget as incomplete prefixes. ``--model random`` draws logits at random over
+SmolLM2's vocabulary (a deterministic toy model) to show that even a model that knows nothing
+is kept inside the grammar and finishes in time.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ def main(argv: list[str] | None = None) -> list[str]:
     ap.add_argument("--samples", type=int, default=4)
     ap.add_argument("--max-tokens", type=int, default=96)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-budget", action="store_true", help="let samples stop incomplete at --max-tokens")
     args = ap.parse_args(argv)
 
     if args.model == "random":
@@ -66,7 +70,7 @@ def main(argv: list[str] | None = None) -> list[str]:
         prompt = torch.tensor([tokenizer.encode(text)] * args.samples)
 
     grammar = compile_grammar(args.grammar, tokenizer, eos_token_id=eos)
-    constraint = grammar.constraint(args.samples)
+    constraint = grammar.constraint(args.samples, max_tokens=None if args.no_budget else args.max_tokens)
     result = decode(
         model,
         Autoregressive(eos_token_id=eos),
@@ -82,10 +86,12 @@ def main(argv: list[str] | None = None) -> list[str]:
         if finished and args.grammar == "json":
             json.loads(text)  # a finished sample is valid JSON
         status = "complete" if finished else "stopped at --max-tokens (incomplete)"
+        if finished and args.max_tokens and not args.no_budget and constraint.limited[row]:
+            status += " (closed near the token budget)"
         print(f"[{row}] {status}: {text}")
         texts.append(text)
         complete += finished
-    check = " (each parses with json.loads)" if args.grammar == "json" else ""
+    check = " (each complete one parses with json.loads)" if args.grammar == "json" else ""
     print(f"{complete} of {len(texts)} samples complete{check}; {result.seconds:.1f} s")
     return texts
 

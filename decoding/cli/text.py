@@ -59,6 +59,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     g.add_argument("--grammar", help="a built-in grammar name (json, arithmetic, csv, sql_select, binary) or a .lark file")
     g.add_argument("--aligned", action="store_true", help="grammar-aligned decoding (ASAp, arXiv 2405.21047)")
     g.add_argument("--trie", type=Path, help="ASAp trie file: loaded if present, saved after sampling")
+    g.add_argument("--no-budget-close", action="store_true",
+                   help="let --grammar samples stop incomplete at --max-new-tokens (default: near the budget, only "
+                        "tokens after which the text can still be completed in time are allowed; --aligned never "
+                        "restricts: ASAp's estimates assume the grammar's own mask)")
     g = p.add_argument_group("RADD models (absorbing discrete diffusion, arXiv 2406.03736) and AS-ARM models (ASSD)")
     g.add_argument("--steps", type=int, default=128, help="RADD sampling steps (default 128)")
     g.add_argument("--sampler", default="tweedie", help="RADD sampler: tweedie, euler, exact_rate or any_order")
@@ -231,7 +235,9 @@ def run_autoregressive(args: argparse.Namespace, prompts: list[str]) -> int:
 
         width = getattr(lm.model, "vocab_size", None)
         compiled = compile_grammar(args.grammar, lm.tokenizer, eos_token_id=lm.eos_token_ids[0], vocab_size=width)
-        grammar = lambda _lm, b: compiled.constraint(b, lm.device)  # noqa: E731
+        grammar = compiled
+        if args.no_budget_close:
+            grammar = lambda _lm, b: compiled.constraint(b, lm.device)  # noqa: E731
     try:
         results = generate(
             lm, prompts, n=args.n, max_new_tokens=args.max_new_tokens, temperature=args.temperature,

@@ -287,11 +287,38 @@ class CompiledGrammar(MaskComputation):
                     todo.append((c, q2, 0))
         return built
 
-    def constraint(self, batch_size: int, device: torch.device | str | None = None) -> Any:
-        """A :class:`~decoding.grammar.constraint.GrammarConstraint` with one matcher per row."""
+    @property
+    def completer(self) -> Any:
+        """Shortest completions of viable prefixes (:class:`~decoding.grammar.completion.Completer`), built once."""
+        c = self.__dict__.get("_completer")
+        if c is None:
+            from decoding.grammar.completion import Completer
+
+            c = self._completer = Completer(self)
+        return c
+
+    def constraint(
+        self,
+        batch_size: int,
+        device: torch.device | str | None = None,
+        *,
+        max_tokens: int | None = None,
+        reserve: int = 16,
+    ) -> Any:
+        """A :class:`~decoding.grammar.constraint.GrammarConstraint` with one matcher per row.
+
+        Args:
+            batch_size: rows ``B``.
+            device: where masks are returned.
+            max_tokens: the rows' token budget (EOS included). When given, the last ``reserve``
+                tokens before the budget runs out only allow tokens after which the text can still
+                be completed in time (:class:`~decoding.grammar.budget.BudgetGuard`), so every row
+                ends with a sentence of the grammar. ``None``: rows may stop incomplete.
+            reserve: see :class:`~decoding.grammar.budget.BudgetGuard`.
+        """
         from decoding.grammar.constraint import GrammarConstraint
 
-        return GrammarConstraint(self, batch_size, device=device)
+        return GrammarConstraint(self, batch_size, device=device, max_tokens=max_tokens, reserve=reserve)
 
     def matcher(self) -> Any:
         """A fresh single-sequence :class:`~decoding.grammar.matcher.GrammarMatcher`."""

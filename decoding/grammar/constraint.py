@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 
 from decoding.core.types import State
+from decoding.grammar.budget import BudgetGuard
 from decoding.grammar.compiled import CompiledGrammar
 from decoding.grammar.matcher import GrammarMatcher
 
@@ -17,26 +18,58 @@ class GrammarConstraint:
     every call is one step for :meth:`rollback`, whatever each row did. Masks are cached per
     grammar state on ``device``, so after warm-up no mask crosses from host to device.
 
+    With ``max_tokens``, every row finishes a sentence within that many tokens (EOS included)
+    whenever the budget allows its shortest completion at all: see
+    :class:`~decoding.grammar.budget.BudgetGuard`. :attr:`limited` tells which rows the guard
+    restricted.
+
     Args:
         grammar: the compiled grammar.
         batch_size: number of rows ``B``.
         device: where :meth:`mask` returns its ``(B, V)`` tensor (default CPU).
+        max_tokens: the token budget of every row, or ``None`` (rows may stop incomplete).
+        reserve: tokens before the last moment at which the guard starts checking.
     """
 
-    def __init__(self, grammar: CompiledGrammar, batch_size: int, device: torch.device | str | None = None):
+    def __init__(
+        self,
+        grammar: CompiledGrammar,
+        batch_size: int,
+        device: torch.device | str | None = None,
+        max_tokens: int | None = None,
+        reserve: int = 16,
+    ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if max_tokens is not None and max_tokens < 1:
+            raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
         self.grammar = grammar
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         self.matchers = [GrammarMatcher(grammar) for _ in range(batch_size)]
         self.steps: list[list[bool]] = []  # per advance: which rows accepted a token
         self._on_device: dict[object, Tensor] = {}
+        self.max_tokens = max_tokens
+        self.guard = BudgetGuard(grammar, reserve) if max_tokens is not None else None
+        # per row: the number of tokens it had accepted when the guard first restricted it (-1: never)
+        self._limited_at = [-1] * batch_size
+
+    @property
+    def limited(self) -> list[bool]:
+        """Per row: whether the budget guard removed a token the grammar alone would allow."""
+        return [k >= 0 for k in self._limited_at]
 
     @property
     def batch_size(self) -> int:
         return len(self.matchers)
 
-    def _row_mask(self, m: GrammarMatcher) -> Tensor:
+    def _row_mask(self, i: int, m: GrammarMatcher) -> Tensor:
+        if self.guard is not None and not m.finished:
+            used = len(m.pieces)
+            mask, changed = self.guard.filter(m.state, m.mask(), self.max_tokens - used)
+            if changed:
+                if self._limited_at[i] < 0:
+                    self._limited_at[i] = used
+                return mask.to(self.device)
         if self.device.type == "cpu":
             return m.mask()
         key = ("eos",) if m.finished else m.state
@@ -51,7 +84,7 @@ class GrammarConstraint:
         """``(B, V)`` bool on ``self.device``: True where the token is allowed next."""
         if state is not None and state.batch_size != self.batch_size:
             raise ValueError(f"state has batch size {state.batch_size}, constraint {self.batch_size}")
-        return torch.stack([self._row_mask(m) for m in self.matchers])
+        return torch.stack([self._row_mask(i, m) for i, m in enumerate(self.matchers)])
 
     def advance(self, tokens: Tensor) -> None:
         """Feed ``tokens`` ``(B,)`` (``-1`` = no token for that row)."""
@@ -77,10 +110,15 @@ class GrammarConstraint:
             for m, took in zip(self.matchers, self.steps.pop(), strict=False):
                 if took:
                     m.rollback(1)
+        for i, m in enumerate(self.matchers):
+            if self._limited_at[i] >= len(m.pieces):
+                self._limited_at[i] = -1
 
     def fork(self) -> GrammarConstraint:
         """An independent copy sharing the compiled grammar and its caches."""
         c = GrammarConstraint(self.grammar, self.batch_size, self.device)
+        c.max_tokens, c.guard = self.max_tokens, self.guard
+        c._limited_at = list(self._limited_at)
         c.matchers = [m.fork() for m in self.matchers]
         c.steps = [list(s) for s in self.steps]
         c._on_device = self._on_device

@@ -45,3 +45,18 @@ def test_grammar_and_aligned_outputs_are_in_the_language(tmp_path):
                  "--n", "3", "--max-new-tokens", "8", "--quiet", "--out", str(out2)]) == 0
     assert trie.is_file()
     assert all(r["text"] in allowed for r in _rows(out2) if r["complete"])
+
+
+def test_grammar_json_samples_all_parse_inside_a_small_budget(tmp_path):
+    out = tmp_path / "j.jsonl"
+    assert main(["text", "--grammar", "json", "--prompt", "Describe a cat as JSON.", "--n", "3",
+                 "--max-new-tokens", "10", "--quiet", "--out", str(out)]) == 0
+    rows = _rows(out)
+    assert len(rows) == 3
+    for r in rows:
+        assert r["finish_reason"] == "eos" and r["new_tokens"] <= 10, r
+        json.loads(r["text"])
+    off = tmp_path / "off.jsonl"
+    assert main(["text", "--grammar", "json", "--prompt", "Describe a cat as JSON.", "--n", "3",
+                 "--max-new-tokens", "10", "--quiet", "--out", str(off), "--no-budget-close"]) == 0
+    assert not any(r["budget_limited"] for r in _rows(off))

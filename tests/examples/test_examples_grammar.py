@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import runpy
 import sys
 
@@ -20,13 +21,17 @@ def _run(args: list[str]) -> list[str]:
 
 
 def test_grammar_example_json_stays_in_the_grammar(capsys) -> None:  # noqa: ANN001
-    texts = _run(["--model", "random", "--samples", "2", "--max-tokens", "12"])
-    out = capsys.readouterr().out
-    assert out.count("[0]") == 1 and out.count("[1]") == 1
     bytes_vocab = Vocabulary(tuple(bytes([b]) for b in range(256)) + (None,), 256)
     g = compile_grammar("json", bytes_vocab, warm_seconds=0)
-    for text in texts:  # every sample is a viable JSON prefix
+    texts = _run(["--model", "random", "--samples", "2", "--max-tokens", "12", "--no-budget"])
+    out = capsys.readouterr().out
+    assert out.count("[0]") == 1 and out.count("[1]") == 1
+    for text in texts:  # without the budget guard every sample is still a viable JSON prefix
         g.matcher().accept_bytes(text.encode())
+    texts = _run(["--model", "random", "--samples", "3", "--max-tokens", "12"])
+    assert "3 of 3 samples complete" in capsys.readouterr().out  # with it, all finish in 12 tokens and parse
+    for text in texts:
+        json.loads(text)
 
 
 def test_grammar_example_binary_completes(capsys) -> None:  # noqa: ANN001

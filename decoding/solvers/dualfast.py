@@ -17,6 +17,12 @@ reachable); the update above is our reconstruction of its "approximation-error r
 transcription of the paper's equations. ``c = 0`` recovers the wrapped solver
 exactly. On the closed-form denoisers of this project the network error is zero by construction,
 so any gain measured there is a change of the discretisation error, not of approximation error.
+
+Measured on the trained fashion-large UNet (``evals/image.toml``, 2026-12-06): this reconstruction
+does NOT converge to the ODE solution as NFE grows (RMS error to a 100-step RK4 reference 0.198 /
+0.188 / 0.244 / 0.270 at 5 / 10 / 20 / 50 steps, FID-2k about 50 against DPM-Solver++(2M)'s 17.5):
+the mixing weight decays over the grid, not with the step size, so the update solves a different
+ODE at every NFE. Treat it as an experiment, not a solver, until it is rebuilt from the paper.
 """
 
 from __future__ import annotations

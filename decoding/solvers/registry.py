@@ -6,6 +6,7 @@ exist when it does not know a name. The core never looks names up: import the cl
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -43,6 +44,14 @@ def _dc(
 
 
 def _dualfast(base: Callable[..., Solver], c: float = 0.5, **kwargs: Any) -> DualFast:
+    if c != 0:
+        warnings.warn(
+            "dualfast_* is an unverified reconstruction of DualFast (arXiv 2506.13058) that does not converge "
+            "to the ODE solution as steps grow on a trained model (see decoding/solvers/dualfast.py); "
+            "use dpmpp_2m or unipc_bh2 for results",
+            UserWarning,
+            stacklevel=3,
+        )
     return DualFast(base(**kwargs), c=c)
 
 

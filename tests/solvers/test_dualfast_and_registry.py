@@ -72,3 +72,8 @@ def test_fewer_steps_than_the_order_needs():
         sample(ClosedFormModel(mixture()), (2, 4), "dpmpp_3m", steps=2, seed=0)
     with pytest.raises(ValueError, match="needs at least 3 steps"):
         sample(ClosedFormModel(mixture()), (2, 4), "unipc_3", steps=1, seed=0)
+
+
+def test_dualfast_warns_that_it_is_unverified():
+    with pytest.warns(UserWarning, match="does not converge"):
+        get_solver("dualfast_dpmpp_2m")

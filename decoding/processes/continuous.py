@@ -64,7 +64,7 @@ class ContinuousProcess:
         return State(
             x=x,
             t=torch.full((b,), t0, dtype=torch.float64, device=x.device),
-            done=torch.zeros(b, dtype=torch.bool, device=x.device),
+            done=torch.zeros(b, dtype=torch.bool),  # CPU: set by the grid, never by data (no device sync)
             memory={"schedule": self.noise_schedule},
         )
 
@@ -100,7 +100,7 @@ class ContinuousProcess:
         return State(
             x=x.to(state.x.dtype),
             t=torch.full((b,), float(t_next), dtype=torch.float64, device=state.x.device),
-            done=torch.full((b,), last, dtype=torch.bool, device=state.x.device),
+            done=torch.full((b,), last, dtype=torch.bool),
             step=i + 1,
             memory={**state.memory, **pred.memory, "solver": history, "grid": grid},
         )

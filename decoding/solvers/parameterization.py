@@ -36,13 +36,22 @@ def bcast(v: Tensor | float, like: Tensor) -> Tensor:
     return v.reshape(v.shape[0], *([1] * (like.dim() - 1)))
 
 
+def _coef(v: Tensor | float, like: Tensor) -> Tensor | float:
+    """:func:`bcast`, except that a Python number stays one.
+
+    A device tensor made of a number is a host-to-device copy that synchronises with the GPU; the
+    solvers call these conversions at every step with the schedule's numbers.
+    """
+    return float(v) if isinstance(v, (int, float)) else bcast(v, like)
+
+
 def to_prediction(output: Tensor, kind: str, x: Tensor, alpha: Tensor | float, sigma: Tensor | float) -> Prediction:
     """Convert a network ``output`` of parameterisation ``kind`` at ``x`` ``(B, ...)`` to ``Prediction(x0, eps)``."""
     if kind not in PREDICTION_TYPES:
         raise ValueError(f"unknown prediction type {kind!r}; choose one of {PREDICTION_TYPES}")
     if output.shape != x.shape:
         raise ValueError(f"model output shape {tuple(output.shape)} != state shape {tuple(x.shape)}")
-    a, s = bcast(alpha, x), bcast(sigma, x)
+    a, s = _coef(alpha, x), _coef(sigma, x)
     if kind == "eps":
         return Prediction(x0=(x - s * output) / a, eps=output)
     if kind == "x0":
@@ -56,7 +65,7 @@ def data_prediction(pred: Prediction, x: Tensor, alpha: Tensor | float, sigma: T
         return pred.x0
     if pred.eps is None:
         raise ValueError("a continuous solver needs Prediction.x0 or Prediction.eps; the model gave neither")
-    return (x - bcast(sigma, x) * pred.eps) / bcast(alpha, x)
+    return (x - _coef(sigma, x) * pred.eps) / _coef(alpha, x)
 
 
 def noise_prediction(pred: Prediction, x: Tensor, alpha: Tensor | float, sigma: Tensor | float) -> Tensor:
@@ -65,7 +74,7 @@ def noise_prediction(pred: Prediction, x: Tensor, alpha: Tensor | float, sigma: 
         return pred.eps
     if pred.x0 is None:
         raise ValueError("a continuous solver needs Prediction.x0 or Prediction.eps; the model gave neither")
-    return (x - bcast(alpha, x) * pred.x0) / bcast(sigma, x)
+    return (x - _coef(alpha, x) * pred.x0) / _coef(sigma, x)
 
 
 class NetworkModel:

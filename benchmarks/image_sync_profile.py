@@ -16,7 +16,6 @@ import argparse
 import copy
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import torch
@@ -25,27 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import image_throughput as it  # noqa: E402
 
 from decoding.core.loop import decode  # noqa: E402
+from decoding.core.syncs import count_syncs  # noqa: E402
 from decoding.models.image import TRAIN_SCHEDULE, ImageDiffusionModel, schedule_from_config  # noqa: E402
 from decoding.processes.continuous import ContinuousProcess  # noqa: E402
 from decoding.solvers.dpm_solver_pp import DPMSolverPP  # noqa: E402
 from decoding.solvers.timesteps import make_timesteps  # noqa: E402
-
-
-def syncs_of(fn) -> dict[str, int]:
-    """``{file:line: count}`` of the host-device synchronisations one call of ``fn`` makes."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        torch.cuda.set_sync_debug_mode("warn")
-        try:
-            fn()
-        finally:
-            torch.cuda.set_sync_debug_mode(0)
-    where: dict[str, int] = {}
-    for w in caught:
-        if "synchroniz" in str(w.message):
-            key = f"{Path(w.filename).name}:{w.lineno}"
-            where[key] = where.get(key, 0) + 1
-    return where
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -84,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
                 walls.append(time.perf_counter() - t)
             wall = sorted(walls)[2]
             print(f"compile={compiled} {name}: median wall {wall * 1e3:.1f} ms ({a.batch / wall:.0f} img/s); "
-                  f"syncs {syncs_of(fn)}", flush=True)
+                  f"syncs {count_syncs(fn)}", flush=True)
 
 
 if __name__ == "__main__":

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import runpy
 import sys
 from pathlib import Path
+from types import ModuleType
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -19,3 +21,12 @@ def run_example(path: str, args: list[str], capsys) -> str:  # noqa: ANN001
     finally:
         sys.argv = old
     return capsys.readouterr().out
+
+
+def load_script(path: str, name: str | None = None) -> ModuleType:
+    """Import a script of the repository (``benchmarks/x.py``, ``examples/x.py``) as a module, without running it."""
+    file = ROOT / path
+    spec = importlib.util.spec_from_file_location(name or file.stem, file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
+
+from tests.examples.runner import load_script
 
 
 def test_grammar_validity_benchmark_quick(tmp_path) -> None:
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "grammar_validity.py"
-    spec = importlib.util.spec_from_file_location("grammar_validity_bench", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script("benchmarks/grammar_validity.py", "grammar_validity_bench")
     out = tmp_path / "v.json"
     res = bench.main(["--quick", "--threads", "1", "--out", str(out)])
     assert json.loads(out.read_text())["total"] == res["total"]

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import copy
-import warnings
 
 import pytest
 import torch
 
 from decoding.core.loop import decode
+from decoding.core.syncs import count_syncs
 from decoding.models.image import SIZES, TRAIN_SCHEDULE, ImageDiffusionModel, schedule_from_config
 from decoding.nn.unet import UNet
 from decoding.processes.continuous import ContinuousProcess
@@ -29,12 +29,5 @@ def test_image_decode_does_not_synchronise_every_step() -> None:
         decode(model, ContinuousProcess(schedule, DPMSolverPP(order=2)), noise, steps=20, cond=labels, seed=0)
 
     run()  # warm-up (first-call allocations)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        torch.cuda.set_sync_debug_mode("warn")
-        try:
-            run()
-        finally:
-            torch.cuda.set_sync_debug_mode(0)
-    syncs = [w for w in caught if "synchroniz" in str(w.message)]
-    assert len(syncs) <= 3, [f"{w.filename}:{w.lineno}" for w in syncs]  # a few per run, not per step
+    syncs = count_syncs(run)
+    assert sum(syncs.values()) <= 3, syncs  # a few per run, not per step

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
+
+from tests.examples.runner import load_script
 
 
 def test_text_benchmark_tiny(tmp_path) -> None:
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "text_generate.py"
-    spec = importlib.util.spec_from_file_location("text_generate_bench", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script("benchmarks/text_generate.py", "text_generate_bench")
     out = tmp_path / "r.json"
     res = bench.main(["--device", "cpu", "--random-weights", "--tiny", "--batch", "2", "--new-tokens", "6",
                       "--reps", "1", "--engines", "fused,loop-eager,hf,hf-adapter", "--configs",

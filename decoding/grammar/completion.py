@@ -54,6 +54,8 @@ class Completer:
             key=len,
             default=None,
         )
+        self._rhs: dict[int, list[tuple[str, bool]]] = {r: rhs for r, (_, rhs) in enumerate(self.rules)}
+        self._rhs[AUGMENTED] = [(self.start, False)]
         self.yield_cost, self.best_rule = self._shortest_yields()
         self.kernels = self._kernels()
         self._parse_memo: dict[int, tuple[int, list[str]] | None] = {}
@@ -91,13 +93,9 @@ class Completer:
             origin, rhs = self.rules[r]
             if origin in cost:
                 return
-            total = 0
-            for name, is_term in rhs:
-                c = self._term_cost(name) if is_term else cost.get(name)
-                if c is None:
-                    return
-                total += c
-            heapq.heappush(heap, (total, r, origin))
+            total = self._seq_cost(rhs, cost)
+            if total is not None:
+                heapq.heappush(heap, (total, r, origin))
 
         for r in range(len(self.rules)):
             offer(r)
@@ -120,10 +118,12 @@ class Completer:
             else:
                 stack.extend(reversed(self.rules[self.best_rule[name]][1]))
 
-    def _seq_cost(self, symbols: list[tuple[str, bool]]) -> int | None:
+    def _seq_cost(self, symbols: list[tuple[str, bool]], yields: dict[str, int] | None = None) -> int | None:
+        """Bytes of a shortest yield of ``symbols`` (nonterminals from ``yields``, default the final table)."""
+        yields = self.yield_cost if yields is None else yields
         total = 0
         for name, is_term in symbols:
-            c = self._term_cost(name) if is_term else self.yield_cost.get(name)
+            c = self._term_cost(name) if is_term else yields.get(name)
             if c is None:
                 return None
             total += c
@@ -135,8 +135,7 @@ class Completer:
         by_origin: dict[str, list[int]] = {}
         for r, (origin, _) in enumerate(self.rules):
             by_origin.setdefault(origin, []).append(r)
-        rhs_of = {r: rhs for r, (_, rhs) in enumerate(self.rules)}
-        rhs_of[AUGMENTED] = [(self.start, False)]
+        rhs_of = self._rhs
 
         def closure(kernel: frozenset[tuple[int, int]]) -> set[tuple[int, int]]:
             items = set(kernel)
@@ -165,7 +164,6 @@ class Completer:
                 if act[1] not in kernels:
                     kernels[act[1]] = sorted(nxt)
                     todo.append((act[1], nxt))
-        self._rhs = rhs_of
         return kernels
 
     # --- completions ----------------------------------------------------------------------------

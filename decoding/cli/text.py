@@ -252,7 +252,8 @@ def run_autoregressive(args: argparse.Namespace, prompts: list[str]) -> int:
         print(cut_at_stop(rest, args.stop)[0])
     elif not args.quiet:
         for r in results:
-            print(f"=== prompt {r.index} sample {r.sample} ({r.new_tokens} tokens, {r.finish_reason}) ===")
+            closed = ", closed near the token budget" if r.budget_limited else ""
+            print(f"=== prompt {r.index} sample {r.sample} ({r.new_tokens} tokens, {r.finish_reason}{closed}) ===")
             print(r.text)
     new_tokens = sum(r.new_tokens for r in results)
     step = args.batch_size or len(results)

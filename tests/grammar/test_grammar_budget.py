@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 
 import numpy as np
@@ -181,3 +182,43 @@ def test_budget_guard_on_cuda_finishes_every_row() -> None:
         assert ids[-1] == eos and len(ids) <= budget
         json.loads(g.vocab.decode(ids[:-1]).decode("utf-8"))
     assert any(constraint.limited)
+
+
+class _FixedLogits:
+    """The same next-token logits ``(V,)`` for every row and step."""
+
+    def __init__(self, logits: torch.Tensor) -> None:
+        self.logits = logits
+
+    def __call__(self, state):  # noqa: ANN001
+        from decoding.core.types import Prediction
+
+        return Prediction(logits=self.logits.expand(state.batch_size, -1))
+
+
+def test_guarded_samples_follow_the_model_renormalised_over_feasible_tokens() -> None:
+    """``start: "a"* "b"`` with 4 tokens (EOS included): the exact law of the guarded sampler.
+
+    Step 1 allows a and b; after "a", another "a" could still finish ("aab" + EOS) but after "aa"
+    only "b" can. So P(b) = pb / (pa + pb), P(ab) = pa / (pa + pb) * pb / (pa + pb), P(aab) = the rest,
+    where pa, pb are the model's probabilities; without the guard, "aaa..." rows would not finish.
+    """
+    from scipy.stats import chisquare
+
+    g = compile_grammar('start: "a"* "b"', _byte_vocab(), warm_seconds=0)
+    logits = torch.full((g.vocab_size,), -20.0)
+    logits[ord("a")], logits[ord("b")] = 1.0, 0.0
+    pa = 1 / (1 + math.exp(-1.0))
+    exact = {"b": 1 - pa, "ab": pa * (1 - pa), "aab": pa * pa}
+    n, eos = 6000, g.eos_token_id
+    constraint = g.constraint(n, max_tokens=4, reserve=0)
+    res = decode(_FixedLogits(logits), Autoregressive(eos_token_id=eos), torch.tensor([[eos]] * n),
+                 steps=4, constraint=constraint, seed=11)
+    counts = {k: 0 for k in exact}
+    for ids in generated_tokens(res.state):
+        assert ids[-1] == eos
+        counts[g.vocab.decode(ids[:-1]).decode()] += 1
+    p = chisquare([counts[k] for k in exact], [n * exact[k] for k in exact]).pvalue
+    assert p > 1e-3, (counts, exact)
+    # a guard acting one step too early (forcing "b" after "a") would never give "aab"
+    assert counts["aab"] > 0.9 * n * exact["aab"]

@@ -23,6 +23,7 @@ llguidance (token trie + lexer DFA + parser checks at lexeme ends) and XGrammar
 from __future__ import annotations
 
 from collections import OrderedDict
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -287,15 +288,12 @@ class CompiledGrammar(MaskComputation):
                     todo.append((c, q2, 0))
         return built
 
-    @property
+    @cached_property
     def completer(self) -> Any:
         """Shortest completions of viable prefixes (:class:`~decoding.grammar.completion.Completer`), built once."""
-        c = self.__dict__.get("_completer")
-        if c is None:
-            from decoding.grammar.completion import Completer
+        from decoding.grammar.completion import Completer
 
-            c = self._completer = Completer(self)
-        return c
+        return Completer(self)
 
     def constraint(
         self,

@@ -1,11 +1,17 @@
-"""Step-for-step equality with diffusers' schedulers (test-only peer), float64 samples, tolerance 1e-5.
+"""Step-for-step equality with diffusers' schedulers (test-only peer) in float64.
 
 The same closed-form eps-network and the same timesteps drive diffusers' ``step`` loop and our
 decode loop (``timesteps = scheduler.timesteps + [data]``); every intermediate sample must agree.
-diffusers computes its coefficients in float32, hence differences of ~1e-7, far below 1e-5. The
-multistep schedulers are compared on the linear and scaled-linear betas: with "squaredcos_cap_v2"
-``alphas_cumprod[999]`` is ~2e-9 and diffusers' float32 ``x0 = (x - sigma eps) / alpha`` is off by
-~1e-3 on the first step (its DDIM, which starts at t = 900, is compared on all three).
+
+Stock diffusers 0.42.1 is not a float64 peer: its schedulers keep ``alphas_cumprod`` and the
+inference ``sigmas`` in float32 (``np.concatenate(...).astype(np.float32)`` in ``set_timesteps``),
+so every step's alpha, sigma, lambda and h carry float32 rounding, and
+``DPMSolverMultistepScheduler.step`` casts the sample itself to float32 ("upcast"). Those roundings
+were the whole of the differences seen before (up to 4e-6 on this machine and 1.4e-5 on another for
+UniPC-3 without lower-order final steps, where the order-3 solve ``R[:-1, :-1] rho = b`` on the last
+step to sigma_min amplifies them; 1e-3 on "squaredcos_cap_v2", whose ``alphas_cumprod[999]`` is
+~2e-9). :func:`float64_peer` runs the same diffusers code on the same float32 betas with the
+schedule and the sample in float64; then every scheduler agrees with ours to ~1e-14 (2026-12-06).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import pytest
 import torch
 
 pytest.importorskip("diffusers")
+import diffusers.schedulers.scheduling_dpmsolver_multistep as dpm_module  # noqa: E402
 from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, UniPCMultistepScheduler  # noqa: E402
 
 from decoding import decode  # noqa: E402
@@ -25,12 +32,65 @@ from decoding.solvers import DDIM, DiscreteVPSchedule, DPMSolverPP, StepInfo, Un
 from decoding.solvers.parameterization import NetworkModel, bcast  # noqa: E402
 from tests.solvers.problems import mixture, noise  # noqa: E402
 
-TOL = 1e-5
+# Both sides compute the same formulas in float64 from the same float32 betas, so only float64
+# rounding differs. The largest amplification of a rounding is x0 = (x - sigma eps) / alpha at
+# t = 999: 1 / alpha = 2.2e4 on "squaredcos_cap_v2" (156 on "linear"); with |x| <= ~5 and a unit
+# rounding of 1.1e-16 that is ~1e-11 in x0, which enters the next state multiplied by alpha_t <= 1.
+# 1e-10 bounds it; the largest difference measured is 2.7e-14 (UniPC-3, 5 steps).
+TOL = 1e-10
 BETAS = {
     "linear": {},
     "scaled_linear": {"beta_start": 0.00085, "beta_end": 0.012},
     "squaredcos_cap_v2": {},
 }
+
+
+class _Float32AsFloat64:
+    """``torch`` as seen by diffusers' DPM-Solver module during ``step``: ``torch.float32`` is float64."""
+
+    def __getattr__(self, name: str):
+        return torch.float64 if name == "float32" else getattr(torch, name)
+
+
+def float64_peer(scheduler):
+    """Make a diffusers scheduler compute in float64 from its own (float32) betas.
+
+    ``alphas_cumprod`` (and the tables derived from it) become float64; after ``set_timesteps``
+    the inference ``sigmas`` are recomputed in float64 at the timesteps diffusers chose (checked to
+    equal its float32 grid); DPM-Solver's float32 cast of the sample in ``step`` becomes a float64
+    one. The formulas are diffusers' own.
+    """
+    ac = scheduler.alphas_cumprod.double()
+    scheduler.alphas_cumprod = ac
+    if hasattr(scheduler, "final_alpha_cumprod"):
+        scheduler.final_alpha_cumprod = torch.as_tensor(scheduler.final_alpha_cumprod, dtype=torch.float64)
+    if hasattr(scheduler, "lambda_t"):
+        scheduler.alpha_t, scheduler.sigma_t = ac.sqrt(), (1 - ac).sqrt()
+        scheduler.lambda_t = scheduler.alpha_t.log() - scheduler.sigma_t.log()
+    set_timesteps, step = scheduler.set_timesteps, scheduler.step
+
+    def set_timesteps64(num_inference_steps: int, device=None) -> None:
+        set_timesteps(num_inference_steps, device)
+        if getattr(scheduler, "sigmas", None) is None:  # DDIM: indexes alphas_cumprod directly
+            return
+        full = ((1 - ac) / ac).sqrt()
+        final = getattr(scheduler.config, "final_sigmas_type", "zero")
+        last = full[:1] if final == "sigma_min" else torch.zeros(1, dtype=torch.float64)
+        sigmas = torch.cat([full[scheduler.timesteps.long()], last])
+        assert torch.allclose(sigmas.float(), scheduler.sigmas, rtol=1e-6, atol=0), "not diffusers' grid"
+        scheduler.sigmas = sigmas
+
+    def step64(*args, **kwargs):
+        if not isinstance(scheduler, DPMSolverMultistepScheduler):
+            return step(*args, **kwargs)
+        dpm_module.torch = _Float32AsFloat64()
+        try:
+            return step(*args, **kwargs)
+        finally:
+            dpm_module.torch = torch
+
+    scheduler.set_timesteps, scheduler.step = set_timesteps64, step64
+    return scheduler
 
 
 def _eps_net(schedule: DiscreteVPSchedule):
@@ -46,6 +106,7 @@ def _eps_net(schedule: DiscreteVPSchedule):
 
 
 def _compare(scheduler, solver, steps: int, beta_schedule: str, noises=None, step_kwargs=None) -> list[float]:
+    scheduler = float64_peer(scheduler)
     schedule = DiscreteVPSchedule(beta_schedule, **BETAS[beta_schedule])
     net = _eps_net(schedule)
     scheduler.set_timesteps(steps)
@@ -101,7 +162,7 @@ def test_ddim_eta():
     ],
 )
 def test_dpm_solver_multistep(steps, kwargs, solver):
-    for beta_schedule in ("linear", "scaled_linear"):
+    for beta_schedule in BETAS:
         sched = DPMSolverMultistepScheduler(beta_schedule=beta_schedule, **BETAS[beta_schedule], **kwargs)
         assert max(_compare(sched, solver, steps, beta_schedule)) < TOL, (kwargs, beta_schedule)
 
@@ -128,7 +189,7 @@ def test_sde_dpm_solver_pp(steps):
     ],
 )
 def test_unipc(steps, kwargs, solver):
-    for beta_schedule in ("linear", "scaled_linear"):
+    for beta_schedule in BETAS:
         sched = UniPCMultistepScheduler(beta_schedule=beta_schedule, **BETAS[beta_schedule], **kwargs)
         diffs = _compare(sched, solver, steps, beta_schedule)
         assert max(diffs) < TOL, (kwargs, beta_schedule, diffs)

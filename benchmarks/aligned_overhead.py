@@ -61,9 +61,9 @@ def overhead(model, grammar, prompt: torch.Tensor, eos: tuple[int, ...], batch: 
              max_new: int, rounds: int, device: torch.device) -> dict:  # fmt: skip
     """Alternating rounds of plain constrained decoding and ASAp; medians of seconds per token.
 
-    ASAp runs as :func:`decoding.aligned.sample_aligned` does (a session as the last processor,
-    ``session.constraint`` as the constraint, ``finish`` after), with the session's own time
-    (processor calls + trie update) measured apart: ``bookkeeping_us_per_token``.
+    ASAp runs as :func:`decoding.aligned.sample_aligned` does (``asap.constraint(grammar)`` as the
+    loop's constraint, ``finish`` after), with ASAp's own time (its ``reweight`` calls + the trie
+    update) measured apart: ``bookkeeping_us_per_token``.
     """
     asap = ASAp(eos)
     ids = prompt.expand(batch, -1).contiguous().to(device)
@@ -83,19 +83,21 @@ def overhead(model, grammar, prompt: torch.Tensor, eos: tuple[int, ...], batch: 
             tp += time.perf_counter() - t
             np_ += _tokens(res.state, ids.shape[1])
             t = time.perf_counter()
-            session = asap.session(grammar.constraint(batch_size=batch, device=device))
+            aligned = asap.constraint(grammar.constraint(batch_size=batch, device=device))
             book = [0.0]
+            reweight = aligned.reweight
 
-            def timed(logits, state, session=session, book=book):
+            def timed(logits, state, reweight=reweight, book=book):
                 t0 = time.perf_counter()
-                out = session(logits, state)
+                out = reweight(logits, state)
                 book[0] += time.perf_counter() - t0
                 return out
 
-            res = decode(model, process, ids, steps=max_new, processors=[timed], constraint=session.constraint,
+            aligned.reweight = timed
+            res = decode(model, process, ids, steps=max_new, constraint=aligned,
                          generator=new_generator(seed, device))  # fmt: skip
             t0 = time.perf_counter()
-            seqs = session.finish(res.state)
+            seqs = aligned.finish()
             book[0] += time.perf_counter() - t0
             sync()
             ta += time.perf_counter() - t

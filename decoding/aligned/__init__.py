@@ -7,7 +7,8 @@ reweights the constrained next-token distribution with it, converging to the mod
 distribution conditioned on the grammar.
 """
 
-from decoding.aligned.asap import AlignedSession, ASAp, SessionConstraint
+from decoding.aligned.asap import ASAp
+from decoding.aligned.constraint import AlignedConstraint
 from decoding.aligned.exact import (
     LanguageDistributions,
     distributions,
@@ -27,14 +28,13 @@ __all__ = [
     "ASAp",
     "AlignedResult",
     "AlignedRun",
-    "AlignedSession",
+    "AlignedConstraint",
     "AlignedText",
     "FiniteConstraint",
     "FiniteLanguage",
     "LanguageDistributions",
     "Node",
     "PrefixTrie",
-    "SessionConstraint",
     "aligned_text",
     "distributions",
     "empirical",

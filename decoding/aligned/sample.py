@@ -59,7 +59,7 @@ def sample_aligned(
     Returns:
         :class:`AlignedResult`.
     """
-    session = asap.session(constraint)
+    aligned = asap.constraint(constraint)
     process = Autoregressive(
         eos_token_id=list(asap.eos_token_ids),
         pad_token_id=asap.eos_token_ids[0] if pad_token_id is None else pad_token_id,
@@ -69,13 +69,13 @@ def sample_aligned(
         process,
         prompt,
         steps=steps,
-        processors=[*processors, session],
-        constraint=session.constraint,
+        processors=processors,
+        constraint=aligned,
         generator=generator,
         seed=seed,
         progress=progress,
     )
-    return AlignedResult(result=result, sequences=session.finish(result.state))
+    return AlignedResult(result=result, sequences=aligned.finish())
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from decoding.aligned.trie import Node, PrefixTrie
+from decoding.io import atomic_path
 
 FORMAT = "decoding.aligned.trie"
 VERSION = 1
@@ -94,11 +95,8 @@ def save_trie(path: str | os.PathLike[str], data: TrieFile) -> None:
         "signature": data.signature,
         "samples": str(int(data.samples)),
     }
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    os.replace(tmp, target)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
 
 
 def load_trie(path: str | os.PathLike[str]) -> TrieFile:

@@ -13,6 +13,7 @@ from dataclasses import replace
 from typing import Any
 
 import torch
+from torch import Tensor
 from tqdm.auto import tqdm
 
 from decoding.core.protocols import Constraint, Model, Process, Processor
@@ -25,14 +26,48 @@ class NonFiniteLogitsError(FloatingPointError):
     """Raised when a model returns NaN (or +inf) logits; names the step and the rows."""
 
 
-def _check_finite(logits: torch.Tensor, step: int) -> None:
-    bad = torch.isnan(logits) | (logits == float("inf"))
-    if bad.any():
-        rows = torch.nonzero(bad.reshape(bad.shape[0], -1).any(-1)).flatten().tolist()
-        raise NonFiniteLogitsError(
-            f"model returned NaN or +inf logits at step {step} in batch rows {rows[:10]}; "
-            "check the model's dtype (try float32) and its inputs"
-        )
+class _Watch:
+    """What the loop must see on the host, kept on the device and read every ``sync_every`` steps.
+
+    ``done`` flags, non-finite logits (the first step where a row had them) and the per-row NFE
+    stay where the state lives; :meth:`check` reads them back with one transfer. On the CPU that
+    costs nothing, on CUDA it is the only host synchronisation of a step (so the loop can queue
+    the next kernels while the GPU runs the current ones).
+    """
+
+    def __init__(self, state: State) -> None:
+        dev = state.done.device
+        self.nfe = torch.zeros(state.batch_size, dtype=torch.float64, device=dev)
+        self.bad_step = torch.full((state.batch_size,), -1, dtype=torch.long, device=dev)
+        self.checked: Tensor | None = None  # the logits tensor last scanned (a cache wrapper returns it again)
+
+    def count(self, state: State, pred: Prediction) -> None:
+        live = (~state.done).to(torch.float64)
+        if pred.nfe is None:
+            self.nfe += live
+        else:
+            self.nfe += pred.nfe.to(self.nfe.device, torch.float64, non_blocking=True) * live
+
+    def scan(self, logits: Tensor, step: int) -> None:
+        if logits is self.checked:
+            return
+        self.checked = logits
+        bad = (torch.isnan(logits) | (logits == float("inf"))).reshape(logits.shape[0], -1).any(-1)
+        bad = bad.to(self.bad_step.device, non_blocking=True)
+        self.bad_step = torch.where(bad & (self.bad_step < 0), step, self.bad_step)
+
+    def check(self, state: State) -> bool:
+        """Raise on non-finite logits seen so far; True when every row is done (one host read)."""
+        flags = torch.cat([self.bad_step, state.done.to(self.bad_step.device).all().long()[None]]).tolist()
+        bad, all_done = flags[:-1], bool(flags[-1])
+        if any(s >= 0 for s in bad):
+            rows = [r for r, s in enumerate(bad) if s >= 0]
+            step = min(bad[r] for r in rows)
+            raise NonFiniteLogitsError(
+                f"model returned NaN or +inf logits at step {step} in batch rows {rows[:10]}; "
+                "check the model's dtype (try float32) and its inputs"
+            )
+        return all_done
 
 
 def apply_processors(
@@ -41,16 +76,21 @@ def apply_processors(
     processors: Sequence[Processor] = (),
     constraint: Constraint | None = None,
 ) -> torch.Tensor:
-    """Run ``processors`` in order, then mask with ``constraint`` (disallowed -> -inf).
+    """Run ``processors`` in order, then the ``constraint``: its reweighting, if it has one, then its mask.
 
     The constraint is applied last so that truncation (top-k/p, typical) is computed on the
     model's distribution and the grammar removes tokens afterwards, like every peer library.
-    Rows whose allowed set would be emptied by the processors keep the constraint's allowed set.
+    A constraint may define ``reweight(logits, state) -> logits`` (grammar-aligned decoding adds
+    its estimates there). Rows whose allowed set would be emptied by the processors keep the
+    constraint's allowed set.
     """
     out = logits
     for proc in processors:
         out = proc(out, state)
     if constraint is not None:
+        reweight = getattr(constraint, "reweight", None)
+        if reweight is not None:
+            out = reweight(out, state)
         allowed = constraint.mask(state).to(out.device)
         if allowed.shape != out.shape:
             raise ValueError(f"constraint mask has shape {tuple(allowed.shape)}, logits {tuple(out.shape)}")
@@ -75,6 +115,7 @@ def decode(
     cond: Any = None,
     callback: Callback | None = None,
     progress: bool = False,
+    sync_every: int | None = None,
 ) -> Result:
     """Decode ``prompt`` with ``model`` under ``process`` in at most ``steps`` steps.
 
@@ -90,6 +131,12 @@ def decode(
         cond: conditioning stored in ``state.memory["cond"]`` for models and guidance wrappers.
         callback: ``callback(i, state_after_step, prediction)`` after every step.
         progress: show a tqdm bar.
+        sync_every: steps between the host's looks at the device (are all rows done? non-finite
+            logits?). Default 1 on the CPU (free) and 8 on other devices, where each look is a
+            synchronisation: between looks the loop may run up to ``sync_every - 1`` steps on rows
+            that are already done (a finished row is left unchanged by every step, so the output
+            is the same; only ``Result.steps`` and the random stream's position can differ).
+            Processes, models and constraints that read the device themselves still do.
 
     Returns:
         :class:`Result` with the final state, per-row NFE ``(B,)`` and wall time.
@@ -103,24 +150,24 @@ def decode(
         else:
             generator.manual_seed(int(seed))
     start = time.perf_counter()
-    state = process.init(prompt, generator)
+    ts = process.schedule(steps)
+    state = process.init(prompt, generator).remember(grid=ts)
     if cond is not None:
         state = state.remember(cond=cond)
-    ts = process.schedule(steps)
-    nfe = torch.zeros(state.batch_size, dtype=torch.float64)
+    if sync_every is None:
+        sync_every = 1 if state.done.device.type == "cpu" else 8
+    if sync_every < 1:
+        raise ValueError(f"sync_every must be >= 1, got {sync_every}")
+    watch = _Watch(state)
     bar = tqdm(total=len(ts) - 1, disable=not progress, desc="decode", leave=False)
     ran = 0
-    checked = None  # the logits tensor last checked: a cache wrapper returns the same one again
     for i in range(len(ts) - 1):
-        if bool(state.done.all()):
+        if i % sync_every == 0 and watch.check(state):
             break
         pred = model(state)
-        live = (~state.done).to("cpu", torch.float64)
-        nfe += live if pred.nfe is None else pred.nfe.to("cpu", torch.float64) * live
+        watch.count(state, pred)
         if pred.logits is not None:
-            if pred.logits is not checked:
-                _check_finite(pred.logits, state.step)
-                checked = pred.logits
+            watch.scan(pred.logits, state.step)
             if processors or constraint is not None:
                 pred = replace(pred, logits=apply_processors(pred.logits, state, processors, constraint))
         state = process.step(state, pred, ts[i + 1], generator)
@@ -131,6 +178,8 @@ def decode(
         ran += 1
         bar.update(1)
     bar.close()
+    watch.check(state)
+    nfe = watch.nfe.cpu()
     return Result(x=state.x, state=state, nfe=nfe, steps=ran, seconds=time.perf_counter() - start)
 
 

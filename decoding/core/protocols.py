@@ -54,8 +54,10 @@ class Constraint(Protocol):
     """A batch of per-row token constraints (e.g. one grammar matcher per row).
 
     ``mask`` returns the allowed next tokens, ``advance`` feeds the tokens the last step
-    emitted (``-1`` for rows that emitted nothing), ``rollback`` undoes the last ``n`` tokens
-    of every row, ``fork`` returns an independent copy.
+    emitted (``State.emitted``; ``-1`` for rows that emitted nothing), ``rollback`` undoes the
+    last ``n`` tokens of every row, ``fork`` returns an independent copy. A constraint may also
+    define ``reweight(logits, state) -> logits``, which the loop applies before the mask
+    (:class:`~decoding.aligned.constraint.AlignedConstraint` does).
     """
 
     def mask(self, state: State) -> Tensor:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from decoding.core.types import Prediction, State
+from decoding.io import atomic_path, atomic_write_bytes
 from decoding.nn.unet import UNet, UNetConfig
 from decoding.solvers.parameterization import check_schedule, to_prediction
 from decoding.solvers.schedules import DiscreteVPSchedule, LinearVPSchedule, VPSchedule
@@ -91,20 +91,6 @@ def resolve_checkpoint(path_or_name: str | Path) -> Path:
     )
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file next to ``path``, then rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_unet(net: UNet, out_dir: str | Path, meta: dict[str, Any], dtype: torch.dtype | None = None) -> Path:
     """Write ``config.json`` and ``model.safetensors`` (atomically) into ``out_dir``.
 
@@ -122,16 +108,8 @@ def save_unet(net: UNet, out_dir: str | Path, meta: dict[str, Any], dtype: torch
         dtype = torch.float32 if 4 * n_params <= MAX_FILE_BYTES - 65536 else torch.bfloat16
     state = {k: v.detach().to("cpu", dtype).contiguous() for k, v in net.state_dict().items()}
     config = {"format": FORMAT, "unet": net.cfg.to_dict(), **meta, "weights_dtype": str(dtype).removeprefix("torch.")}
-    out.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=".model.", suffix=".safetensors.tmp")
-    os.close(fd)
-    try:
-        save_file(state, tmp, metadata={"format": FORMAT})
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out / "model.safetensors")
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(out / "model.safetensors") as tmp:
+        save_file(state, str(tmp), metadata={"format": FORMAT})
     atomic_write_bytes(out / "config.json", (json.dumps(config, indent=2) + "\n").encode())
     return out
 

@@ -86,10 +86,13 @@ class Autoregressive:
         return new
 
     def _is_eos(self, token: Tensor) -> Tensor:
+        """``(B,)`` bool; compares with each EOS id as a Python number (no host-to-device copy)."""
+        hit = torch.zeros_like(token, dtype=torch.bool)
         if self.eos_token_id is None:
-            return torch.zeros_like(token, dtype=torch.bool)
-        ids = [self.eos_token_id] if isinstance(self.eos_token_id, int) else list(self.eos_token_id)
-        return torch.isin(token, torch.tensor(ids, device=token.device))
+            return hit
+        for e in [self.eos_token_id] if isinstance(self.eos_token_id, int) else self.eos_token_id:
+            hit = hit | (token == int(e))
+        return hit
 
 
 def generated_tokens(state: State) -> list[list[int]]:

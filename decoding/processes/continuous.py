@@ -2,15 +2,16 @@
 
 ``init`` draws ``x_T ~ N(0, I)`` (or takes given noise), ``schedule(steps)`` returns the time grid
 (:mod:`decoding.solvers.timesteps`), and ``step`` calls the solver's pure step function with its
-explicit history, which lives in ``state.memory["solver"]`` next to the grid (``"grid"``) and the
-noise schedule (``"schedule"``, read by closed-form models and checked by network wrappers).
+explicit history, which lives in ``state.memory["solver"]`` next to the grid (``"grid"``, put there
+by the decode loop) and the noise schedule (``"schedule"``, read by closed-form models and checked
+by network wrappers). The process object itself keeps nothing between runs.
 ``State.t`` holds the current time of every row; ``State.x`` the latents ``(B, ...)``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -39,7 +40,6 @@ class ContinuousProcess:
     spacing: str = "logsnr"
     timesteps: Sequence[float] | Tensor | None = None
     dtype: torch.dtype = torch.float32
-    _last_grid: dict[str, Tensor] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.timesteps is not None:
@@ -77,16 +77,16 @@ class ContinuousProcess:
             grid = self.timesteps.clone()
         else:
             grid = make_timesteps(self.noise_schedule, steps, self.spacing)
-        self._last_grid["grid"] = grid
         return grid
 
     def step(self, state: State, pred: Prediction, t_next: Tensor, generator: torch.Generator) -> State:
         """One solver step from ``state.t`` to ``t_next``."""
         grid = state.memory.get("grid")
         if grid is None:
-            grid = self._last_grid.get("grid")
-            if grid is None:
-                raise ValueError("call schedule(steps) before step(): the solver needs the whole time grid")
+            raise ValueError(
+                "the state has no time grid: run the process through decode(), or put schedule(steps) "
+                "in state.memory['grid'] (the solver needs the whole grid)"
+            )
         i = state.step
         if i + 1 >= grid.numel() or abs(float(grid[i + 1]) - float(t_next)) > 1e-9 * max(1.0, abs(float(t_next))):
             raise ValueError(f"t_next={float(t_next)} is not step {i + 1} of the grid this run was scheduled with")

@@ -1,4 +1,4 @@
-"""The ASAp sampling API: sessions in the decode loop, trie files across runs, processors, bad input."""
+"""The ASAp sampling API: the aligned constraint in the decode loop, trie files across runs, processors, bad input."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 
 from decoding import decode
 from decoding.aligned import ASAp, FiniteLanguage, generate_aligned, sample_aligned
-from decoding.processes.autoregressive import Autoregressive
+from decoding.processes.autoregressive import Autoregressive, generated_tokens
 from decoding.processors.temperature import Temperature
 from tests.aligned.toy import BIN_EOS, PrefixModel, UniformModel, binary_language
 
@@ -58,33 +58,42 @@ def test_truncated_samples_are_kept_and_leave_their_prefix_unknown():
         assert asap.efg((0,), s[:2]) == pytest.approx(len(lang.allowed[tuple(s[:2])]) / 3, rel=1e-12)
 
 
-def test_session_misuse_is_reported():
+def test_aligned_constraint_misuse_is_reported():
     lang = binary_language()
     asap = ASAp(BIN_EOS)
-    session = asap.session(lang.constraint(1))
     proc = Autoregressive(eos_token_id=BIN_EOS, pad_token_id=BIN_EOS)
     prompt = torch.zeros(1, 1, dtype=torch.long)
-    with pytest.raises(ValueError, match="pass session.constraint"):
-        decode(
-            UniformModel(3),
-            proc,
-            prompt,
-            steps=6,
-            processors=[session],
-            constraint=lang.constraint(1),
-            seed=0,
-        )
-    session = asap.session(lang.constraint(1))
-    with pytest.raises(ValueError, match="never called"):
-        session.finish(None)
-    res = decode(
-        UniformModel(3), proc, prompt, steps=6, processors=[session], constraint=session.constraint, seed=0
-    )
-    session.finish(res.state)
-    with pytest.raises(ValueError, match="already called"):
-        session.finish(res.state)
-    with pytest.raises(ValueError, match="session is finished"):
-        session(torch.zeros(1, 3), res.state)
+    aligned = asap.constraint(lang.constraint(1))
+    with pytest.raises(ValueError, match="never used"):
+        aligned.finish()
+    with pytest.raises(ValueError, match="advance before reweight"):
+        aligned.advance(torch.tensor([0]))
+    decode(UniformModel(3), proc, prompt, steps=6, constraint=aligned, seed=0)
+    aligned.finish()
+    with pytest.raises(ValueError, match="is finished"):
+        aligned.finish()
+    with pytest.raises(ValueError, match="is finished"):
+        aligned.reweight(torch.zeros(1, 3), None)
+
+
+def test_rollback_and_fork():
+    """A fork taken after step 3 equals the constraint rolled back from step 5 by 2; rows match the decode."""
+    lang = binary_language()
+    asap = ASAp(BIN_EOS)
+    proc = Autoregressive(eos_token_id=BIN_EOS, pad_token_id=BIN_EOS)
+    prompt = torch.zeros(3, 1, dtype=torch.long)
+    aligned = asap.constraint(lang.constraint(3))
+    forks = {}
+    res = decode(UniformModel(3), proc, prompt, steps=5, constraint=aligned, seed=5,
+                 callback=lambda i, s, p: forks.setdefault(i, aligned.fork()))
+    assert aligned._rows.tokens == generated_tokens(res.state)
+    at3 = forks[2]._rows
+    aligned.rollback(2)
+    assert aligned._rows.tokens == at3.tokens and aligned._rows.finished == at3.finished
+    assert [len(t) for t in at3.tokens] == [min(3, len(t)) for t in generated_tokens(res.state)]
+    with pytest.raises(ValueError, match="cannot roll back 9"):
+        aligned.rollback(9)
+    assert forks[4].finish() == generated_tokens(res.state) and asap.samples == 3
 
 
 @pytest.mark.parametrize(

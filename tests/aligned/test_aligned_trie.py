@@ -35,7 +35,7 @@ def test_update_after_00000_matches_hand_computation():
     lang = binary_language()
     asap = ASAp(BIN_EOS)
     # a model that cannot say "1" first forces the first sample to be 00000 (then uniform)
-    session = asap.session(lang.constraint(1))
+    aligned = asap.constraint(lang.constraint(1))
     logits_first = torch.tensor([[0.0, -1e9, 0.0]])
 
     class Forced:
@@ -47,11 +47,10 @@ def test_update_after_00000_matches_hand_computation():
         Autoregressive(eos_token_id=BIN_EOS, pad_token_id=BIN_EOS),
         torch.tensor([PROMPT]),
         steps=8,
-        processors=[session],
-        constraint=session.constraint,
+        constraint=aligned,
         seed=0,
     )
-    assert session.finish(res.state) == [[0, 0, 0, 0, 0, BIN_EOS]]
+    assert aligned.finish() == [[0, 0, 0, 0, 0, BIN_EOS]]
     for k in range(1, 6):
         assert asap.efg(PROMPT, (0,) * k) == pytest.approx(3.0 ** -(6 - k), rel=1e-12)
     # the root was evaluated by the forced model: P(0) = 1/2, P(1) ~ 0, so c(root) = 1/2 * 3^-5

@@ -88,3 +88,46 @@ def test_nan_logits_are_reported_with_the_step():
 
     with pytest.raises(NonFiniteLogitsError, match="step 2 in batch rows \\[1\\]"):
         decode(NaNAt2(), Autoregressive(), torch.zeros(2, 1, dtype=torch.long), steps=5, seed=0)
+
+
+class EosAfter:
+    """Row r emits token 1 r times, then EOS (token 0); counts its calls."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, state):
+        self.calls += 1
+        b = state.batch_size
+        lg = torch.full((b, 3), -30.0)
+        eos = torch.arange(b) == state.step
+        lg[eos, 0] = 0.0
+        lg[~eos, 1] = 0.0
+        return Prediction(logits=lg)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 7])
+def test_sync_every_reads_flags_late_but_changes_no_output(k):
+    ref = decode(EosAfter(), Autoregressive(eos_token_id=0, pad_token_id=2), torch.zeros(4, 1, dtype=torch.long),
+                 steps=10, seed=3, sync_every=1)
+    model = EosAfter()
+    res = decode(model, Autoregressive(eos_token_id=0, pad_token_id=2), torch.zeros(4, 1, dtype=torch.long),
+                 steps=10, seed=3, sync_every=k)
+    assert generated_tokens(res.state) == generated_tokens(ref.state) == [[1] * r + [0] for r in range(4)]
+    assert res.nfe.tolist() == ref.nfe.tolist() == [1.0, 2.0, 3.0, 4.0]  # NFE counts live rows only
+    # all rows are done after step 4; the loop notices at the next multiple of k
+    assert ref.steps == 4 and res.steps == -(-4 // k) * k == model.calls
+
+
+def test_nan_logits_are_reported_with_the_step_when_checked_late():
+    class NaNAt2:
+        def __call__(self, state):
+            lg = torch.zeros(state.batch_size, 4)
+            if state.step == 2:
+                lg[1, 0] = float("nan")
+            return Prediction(logits=lg)
+
+    with pytest.raises(NonFiniteLogitsError, match="step 2 in batch rows \\[1\\]"):
+        decode(NaNAt2(), Autoregressive(), torch.zeros(2, 1, dtype=torch.long), steps=9, seed=0, sync_every=4)
+    with pytest.raises(ValueError, match="sync_every must be >= 1"):
+        decode(NaNAt2(), Autoregressive(), torch.zeros(2, 1, dtype=torch.long), steps=9, seed=0, sync_every=0)

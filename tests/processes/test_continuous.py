@@ -84,7 +84,9 @@ def test_bad_input():
         decode(model, ContinuousProcess(SCHEDULE, DDIM()), (3,), steps=3, seed=0)
     proc = ContinuousProcess(SCHEDULE, DDIM())
     state = proc.init((2, 3), torch.Generator().manual_seed(0))
-    proc.schedule(4)
+    with pytest.raises(ValueError, match="no time grid"):  # the process keeps no grid of its own
+        proc.step(state, Prediction(x0=torch.zeros(2, 3)), torch.tensor(123.0), torch.Generator())
+    state = state.remember(grid=proc.schedule(4))
     with pytest.raises(ValueError, match="not step 1"):
         proc.step(state, Prediction(x0=torch.zeros(2, 3)), torch.tensor(123.0), torch.Generator())
 

@@ -13,7 +13,7 @@ library implements ASAp with batches. Models:
 
 - ``free``: a fixed random logits row (V = 49,152): costs nothing, so the ratio shows the raw
   overhead of ASAp's bookkeeping (the worst case for the ratio);
-- ``smollm2``: the embedded SmolLM2-135M-Instruct through :func:`decoding.adapters.text_lm.load_text_lm`.
+- ``smollm2``: the embedded SmolLM2-135M-Instruct through :func:`decoding.load`.
 
 Memory: ASAp on the free model draws ``--memory-samples`` samples; the trie's Python objects are
 measured with tracemalloc (allocations made in ``decoding/aligned/trie.py`` still alive) plus
@@ -169,10 +169,10 @@ def main() -> None:
             ["free"], [2], 2, 8, 1, 16)  # fmt: skip
     device = torch.device(args.device)
     torch.set_num_threads(args.threads)
-    from decoding.adapters.text_lm import load_text_lm
+    import decoding as dc
     from decoding.grammar import compile_grammar
 
-    lm = load_text_lm("smollm2", device=device) if "smollm2" in args.models else None
+    lm = dc.load("smollm2", device=device) if "smollm2" in args.models else None
     if lm is not None:
         tok, eos = lm.tokenizer, lm.eos_token_ids
     else:

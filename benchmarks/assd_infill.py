@@ -32,10 +32,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from decoding.core.loop import decode  # noqa: E402
 from decoding.data.text_corpus import fixed_windows, load_token_file  # noqa: E402
-from decoding.processes.any_order import AnyOrder, infill  # noqa: E402
+from decoding.processes.any_order import AnyOrder, infill_steps  # noqa: E402
 from decoding.processes.assd import ASSD  # noqa: E402
-from decoding.text_assd_api import load_as_arm  # noqa: E402
 
 
 def masks_for(windows: torch.Tensor, rate: float, seed: int) -> torch.Tensor:
@@ -56,7 +56,8 @@ def run_method(model, process, windows, targets, batch: int, seed: int, device: 
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         t0 = time.perf_counter()
-        res = infill(model, process, {"input_ids": ids, "targets": tg}, seed=seed + i)
+        prompt = {"input_ids": ids, "targets": tg}
+        res = decode(model, process, prompt, steps=infill_steps(prompt), seed=seed + i)
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         secs += time.perf_counter() - t0
@@ -191,8 +192,10 @@ def main(argv: list[str] | None = None) -> int:
         if a.plot:
             plot(report, a.plot)
         return 0
-    model, tok, cfg = load_as_arm(a.model, device=a.device)
-    seq_len = int(cfg["seq_len"])
+    import decoding as dc
+
+    arm = dc.load(a.model, device=a.device)
+    model, tok, seq_len = arm.model, arm.tokenizer, arm.context
     streams, _ = load_token_file(a.data)
     windows = fixed_windows(streams["valid"], seq_len)[: a.num]
     methods: list[tuple[str, Any]] = [("sequential", AnyOrder(order=a.order))]

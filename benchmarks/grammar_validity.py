@@ -5,7 +5,7 @@
     python benchmarks/grammar_validity.py --quick                # seconds, for the test suite
 
 For each prompt both sides draw the same number of samples with the same seed and settings
-(``decoding.text_api.generate`` on the embedded SmolLM2-135M-Instruct, chat template, plain
+(``decoding.generate`` on the embedded SmolLM2-135M-Instruct, chat template, plain
 sampling): ``guard`` passes the compiled grammar (the last tokens before ``--max-new-tokens`` are
 restricted to those after which the text can still be completed, see
 :class:`decoding.grammar.budget.BudgetGuard`); ``no guard`` is plain constrained decoding, where a
@@ -45,35 +45,30 @@ def parses(text: str, grammar_name: str, lark_parser) -> bool:
 
 
 def run(args: argparse.Namespace) -> dict:
-    from decoding.adapters.text_lm import load_text_lm
-    from decoding.grammar import compile_grammar
-    from decoding.text_api import generate
+    import decoding as dc
+    from decoding.api.causal_lm import compiled_grammar
 
     torch.set_num_threads(args.threads)
-    lm = load_text_lm("smollm2", device=args.device)
-    width = getattr(lm.model, "vocab_size", None)
-    g = compile_grammar(args.grammar, lm.tokenizer, eos_token_id=lm.eos_token_ids[0], vocab_size=width)
-    sides = {
-        "guard": g,
-        "no guard": lambda _lm, b: g.constraint(b, lm.device),
-    }
+    lm = dc.load("smollm2", device=args.device)
+    g, _ = compiled_grammar(lm, args.grammar, None)
+    sides = {"guard": True, "no guard": False}
     rows = []
     for k, prompt in enumerate(PROMPTS[: args.prompts]):
-        for side, grammar in sides.items():
+        for side, close in sides.items():
             t0 = time.perf_counter()
-            res = generate(lm, [prompt], n=args.samples, max_new_tokens=args.max_new_tokens, seed=args.seed + k,
-                           batch_size=args.batch_size, grammar=grammar)
+            res = dc.generate(lm, prompt, n=args.samples, max_new_tokens=args.max_new_tokens, seed=args.seed + k,
+                              batch_size=args.batch_size, grammar=g, budget_close=close)
             dt = time.perf_counter() - t0
-            ok = [parses(r.text, args.grammar, g.lark) for r in res]
+            ok = [parses(text, args.grammar, g.lark) for text in res.text]
             reasons: dict[str, int] = {}
-            for r in res:
-                reasons[r.finish_reason] = reasons.get(r.finish_reason, 0) + 1
-            tokens = sum(r.new_tokens for r in res)
+            for r in res.finish_reason:
+                reasons[r] = reasons.get(r, 0) + 1
+            tokens = sum(map(len, res.tokens))
             row = {
                 "prompt": prompt, "side": side, "samples": len(res), "parse": sum(ok),
-                "finish": reasons, "limited": sum(r.budget_limited for r in res),
+                "finish": reasons, "limited": sum(res.info["budget_limited"]),
                 "tokens_per_sample": tokens / len(res), "ms_per_token": 1e3 * dt / max(tokens, 1),
-                "bad_examples": [r.text[-120:] for r, o in zip(res, ok, strict=True) if not o][:3],
+                "bad_examples": [t[-120:] for t, o in zip(res.text, ok, strict=True) if not o][:3],
             }
             rows.append(row)
             print(f"[{side:8s}] {prompt[:48]!r}: parse {row['parse']}/{row['samples']}, finish {reasons}, "

@@ -9,10 +9,11 @@
     python benchmarks/text_generate.py --device cpu --random-weights --tiny --batch 2 --new-tokens 8 --reps 1
 
 Ours:
-    ``fused``      whole step (model + processors + sampling) as one CUDA graph (plain calls on CPU);
-    ``loop``       the generic decode loop with the static-cache model (its step compiled + CUDA graph on GPU);
-                   both take suffixes: ``-sdpa``/``-xformers``/``-naive`` (attention backend), ``-eager``
-                   (no torch.compile), ``-nograph`` (no CUDA graph), e.g. ``fused-sdpa-eager``;
+    ``loop``       the decode loop (:func:`decoding.decode`, what ``decoding.generate`` runs) with the
+                   static-cache model (its one-token step compiled + CUDA graph on GPU); the host looks at
+                   the GPU every 8 steps. Suffixes: ``-sdpa``/``-xformers``/``-naive`` (attention backend),
+                   ``-eager`` (no torch.compile), ``-nograph`` (no CUDA graph), ``-sync1`` (the host looks
+                   every step), e.g. ``loop-sdpa-eager``;
     ``hf-adapter`` the decode loop driving the transformers model.
 Peer (only when transformers imports):
     ``hf``         ``model.generate()`` with its default dynamic cache;
@@ -44,7 +45,6 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from decoding.adapters.fused_generate import fused_generate  # noqa: E402
 from decoding.adapters.hf import parse_dtype  # noqa: E402
 from decoding.adapters.llama import SMOLLM2_135M, native_to_hf_state  # noqa: E402
 from decoding.adapters.static_cache import StaticCausalLM  # noqa: E402
@@ -112,27 +112,30 @@ def build_models(args: argparse.Namespace, device: torch.device, dtype: torch.dt
     return net, hf
 
 
-def ours(args: argparse.Namespace, net: Transformer) -> dict[str, tuple[str, StaticCausalLM]]:
-    """engine name -> (fused | loop, model); one model per engine, reused across batches and configs."""
+def ours(args: argparse.Namespace, net: Transformer) -> dict[str, tuple[int | None, StaticCausalLM]]:
+    """engine name -> (sync_every, model); one model per engine, reused across batches and configs."""
     backend = None if args.attention == "auto" else args.attention
     flag = {"auto": None, "on": True, "off": False}
     out = {}
     for name in sorted(args.engines):
         base, _, variant = name.partition("-")
-        if base not in ("fused", "loop"):
+        if base != "loop":
             continue
         opts = dict(backend=backend, compile=flag[args.compile], cuda_graphs=flag[args.cuda_graphs],
                     compile_mode=args.compile_mode)
+        sync_every = None
         for v in filter(None, variant.split("-")):
-            if v in ("sdpa", "xformers", "naive"):
+            if v == "sync1":
+                sync_every = 1
+            elif v in ("sdpa", "xformers", "naive"):
                 opts["backend"] = v
             elif v == "eager":
                 opts["compile"] = False
             elif v == "nograph":
                 opts["cuda_graphs"] = False
             else:
-                raise SystemExit(f"unknown engine {name!r} (suffixes: -sdpa, -xformers, -naive, -eager, -nograph)")
-        out[name] = (base, StaticCausalLM(net, capacity=args.prompt_len + args.new_tokens + 1, **opts))
+                raise SystemExit(f"unknown engine {name!r} (suffixes: -sdpa, -xformers, -naive, -eager, -nograph, -sync1)")
+        out[name] = (sync_every, StaticCausalLM(net, capacity=args.prompt_len + args.new_tokens + 1, **opts))
     return out
 
 
@@ -141,15 +144,11 @@ def runners(args, models, hf, prompt: torch.Tensor, config: dict) -> dict[str, C
     n = args.new_tokens
     procs = standard_processors(**config)
     out: dict[str, Callable[[int], int]] = {}
-    for name, (base, lm) in models.items():
-        if base == "fused":
+    for name, (sync_every, lm) in models.items():
 
-            def run(seed: int, lm=lm) -> int:
-                return int(fused_generate(lm, prompt, max_new_tokens=n, processors=procs, seed=seed).nfe.sum())
-        else:
-
-            def run(seed: int, lm=lm) -> int:
-                return int(decode(lm, Autoregressive(), prompt, steps=n, processors=procs, seed=seed).nfe.sum())
+        def run(seed: int, lm=lm, sync_every=sync_every) -> int:
+            res = decode(lm, Autoregressive(), prompt, steps=n, processors=procs, seed=seed, sync_every=sync_every)
+            return int(res.nfe.sum())
 
         out[name] = run
     if hf is None:
@@ -217,16 +216,16 @@ def measure(fns: dict[str, Callable[[int], int]], reps: int, device: torch.devic
     return rows
 
 
-def profile_fused(lm: StaticCausalLM, device: torch.device, prompt: torch.Tensor, config: dict, n: int) -> dict:
-    """Device kernels and time per generated token of the fused engine (torch.profiler)."""
+def profile_loop(lm: StaticCausalLM, device: torch.device, prompt: torch.Tensor, config: dict, n: int) -> dict:
+    """Device kernels and time per generated token of the decode loop (torch.profiler)."""
     from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
     procs = standard_processors(**config)
-    fused_generate(lm, prompt, max_new_tokens=n, processors=procs, seed=0)
+    decode(lm, Autoregressive(), prompt, steps=n, processors=procs, seed=0)
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with profile(activities=acts) as prof:
-        fused_generate(lm, prompt, max_new_tokens=n, processors=procs, seed=1)
+        decode(lm, Autoregressive(), prompt, steps=n, processors=procs, seed=1)
         sync(device)
     key = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
     averages = prof.key_averages()
@@ -254,19 +253,19 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--configs", nargs="+", default=["temperature=0.8,top_p=0.95"],
                    help="processor settings, one run each, e.g. 'temperature=0.8,top_p=0.95' 'typical=0.9' "
                         "'temperature=1.0' (keys: " + ", ".join(HF_NAMES) + ")")
-    p.add_argument("--engines", default=None, help="comma list (see above); default: fused,loop,hf,hf-static on "
-                   "CUDA, fused,loop,hf-adapter,hf on CPU")
+    p.add_argument("--engines", default=None, help="comma list (see above); default: loop,loop-sync1,hf,hf-static on "
+                   "CUDA, loop,hf-adapter,hf on CPU")
     p.add_argument("--attention", default="auto", help="attention backend of our engines: auto, xformers, sdpa, naive")
     p.add_argument("--compile", default="auto", choices=["auto", "on", "off"])
     p.add_argument("--compile-mode", default=None, help="torch.compile mode of our step, e.g. max-autotune-no-cudagraphs")
     p.add_argument("--cuda-graphs", default="auto", choices=["auto", "on", "off"])
     p.add_argument("--skip-hf", action="store_true")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--profile", action="store_true", help="also profile one run of the first fused engine")
+    p.add_argument("--profile", action="store_true", help="also profile one run of the first loop engine")
     p.add_argument("--out", type=Path, help="write the results as JSON here")
     args = p.parse_args(argv)
     device = torch.device(args.device)
-    default = "fused,loop,hf,hf-static" if device.type == "cuda" else "fused,loop,hf-adapter,hf"
+    default = "loop,loop-sync1,hf,hf-static" if device.type == "cuda" else "loop,hf-adapter,hf"
     args.engines = set((args.engines or default).split(","))
     configs = [parse_config(c) for c in args.configs]
     if args.threads:
@@ -298,9 +297,8 @@ def main(argv: list[str] | None = None) -> dict:
                 if name in rows:
                     rows[name].update(compiled=lm.compile, cuda_graphs=lm.cuda_graphs, decode_backend=lm.decode_backend)
             results["runs"].append({"batch": b, "config": args.configs[ci], "engines": rows})
-        fused_names = [k for k, (base, _) in models.items() if base == "fused"]
-        if args.profile and fused_names:
-            prof = profile_fused(models[fused_names[0]][1], device, prompt, configs[0], args.new_tokens)
+        if args.profile and models:
+            prof = profile_loop(next(iter(models.values()))[1], device, prompt, configs[0], args.new_tokens)
             results.setdefault("profile", {})[str(b)] = prof
             print(prof["table"])
             print(f"device kernels per token step: {prof['device_kernels_per_token_step']:.1f}, "

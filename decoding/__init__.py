@@ -1,5 +1,6 @@
 """decoding: one loop for autoregressive, discrete-diffusion and continuous-diffusion decoding."""
 
+from decoding.api import Generation, OptionError, Sampling, generate, load, zoo_names
 from decoding.core import (
     Constraint,
     Model,
@@ -12,11 +13,16 @@ from decoding.core import (
     decode,
     new_generator,
 )
+from decoding.wrappers.cfg import CFG
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CFG",
     "Constraint",
+    "Generation",
+    "OptionError",
+    "Sampling",
     "Model",
     "Prediction",
     "Process",
@@ -26,5 +32,8 @@ __all__ = [
     "__version__",
     "apply_processors",
     "decode",
+    "generate",
+    "load",
     "new_generator",
+    "zoo_names",
 ]

@@ -5,7 +5,7 @@
 
 The trie file remembers what earlier samples taught ASAp about each prefix, so later runs (and
 later samples of the same run) come closer to the model's own distribution over the grammar's
-sentences. The same as ``decoding text --grammar GRAMMAR --aligned --trie PATH``.
+sentences. The same as ``decoding generate smollm2 PROMPT --grammar GRAMMAR --aligned --trie PATH``.
 """
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from decoding.adapters.text_lm import load_text_lm
-from decoding.aligned import aligned_text
+import decoding as dc
 
 COLORS = 'start: "red" | "green" | "blue" | "yellow" | "purple" | "orange" | "black" | "white"\n'
 
@@ -34,21 +33,13 @@ def main(argv: list[str] | None = None) -> list[str]:
     )
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
-    lm = load_text_lm("smollm2")
-    out = aligned_text(
-        lm,
-        args.grammar,
-        args.prompt,
-        n=args.n,
-        max_new_tokens=args.max_new_tokens,
-        trie=args.trie,
-        batch_size=args.batch_size,
-        seed=args.seed,
-    )
-    for i, (text, complete) in enumerate(zip(out.texts, out.run.complete, strict=True)):
-        print(f"[{i}] {text!r}{'' if complete else '  (cut at max-new-tokens)'}")
-    print(f"trie {args.trie}: {out.run.asap.samples} samples so far, {out.run.asap.num_nodes} nodes")
-    return out.texts
+    lm = dc.load("smollm2", device="cpu")
+    out = dc.generate(lm, args.prompt, n=args.n, max_new_tokens=args.max_new_tokens, grammar=args.grammar,
+                      aligned=True, trie=args.trie, batch_size=args.batch_size, seed=args.seed)
+    for i, (text, reason) in enumerate(zip(out.text, out.finish_reason, strict=True)):
+        print(f"[{i}] {text!r}{'' if reason == 'eos' else '  (cut at max-new-tokens)'}")
+    print(f"trie {args.trie}: {out.settings['trie_samples']} samples so far")
+    return out.text
 
 
 if __name__ == "__main__":

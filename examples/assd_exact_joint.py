@@ -15,8 +15,9 @@ from collections import Counter
 
 import torch
 
+from decoding import decode
 from decoding.nn.any_subset import AnySubsetModel, AnySubsetQuery
-from decoding.processes.any_order import AnyOrder, infill
+from decoding.processes.any_order import AnyOrder, infill_steps
 from decoding.processes.assd import ASSD
 
 
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     direct = torch.multinomial(joint.reshape(-1), a.samples, replacement=True, generator=g)
     print(f"{'exact draws':>11}: TV distance to the joint {tv(Counter(seqs[i] for i in direct.tolist())):.4f} (sampling noise)")
     for name, proc in [("sequential", AnyOrder()), ("ASSD k=2", ASSD(k=2)), ("ASSD k=4", ASSD(k=4))]:
-        res = infill(TableModel(joint), proc, prompt, seed=a.seed + 1)
+        res = decode(TableModel(joint), proc, prompt, steps=infill_steps(prompt), seed=a.seed + 1)
         counts = Counter(tuple(r) for r in res.x.tolist())
         print(f"{name:>11}: TV distance to the joint {tv(counts):.4f}, NFE per sample {res.nfe.mean():.3f} (max {res.nfe.max():.0f} <= 4)")
 

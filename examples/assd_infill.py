@@ -2,30 +2,31 @@
 
 Both sample the same distribution (arXiv 2504.20456); ASSD needs fewer model calls (NFE).
 
-    python examples/assd_infill.py --model models/as-arm-brown --k 4 --samples 3
+    python examples/assd_infill.py --model as-arm-brown --k 4 --samples 3
 """
 
 from __future__ import annotations
 
 import argparse
 
-from decoding.text_assd_api import assd_infill
+import decoding as dc
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", default="models/as-arm-brown")
+    ap.add_argument("--model", default="as-arm-brown")
     ap.add_argument("--template", default="The ________ of the ______ was ____________ , and the ______ said that ________ .")
     ap.add_argument("--k", type=int, default=4)
     ap.add_argument("--samples", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu")
     a = ap.parse_args(argv)
+    arm = dc.load(a.model, device=a.device)
     for k in (a.k, 0):
-        out = assd_infill(a.model, a.template, k=k, num_samples=a.samples, seed=a.seed, device=a.device)
+        out = dc.generate(arm, a.template, n=a.samples, speculative=k, seed=a.seed)
         label = f"ASSD k={k}" if k else "sequential"
-        print(f"--- {label}: {out['tokens']} blank tokens, NFE per sample {out['nfe']}, {out['seconds']:.2f} s")
-        for text in out["texts"]:
+        print(f"--- {label}: {out.settings['blank_count']} blank tokens, NFE per sample {out.nfe}, {out.seconds:.2f} s")
+        for text in out.text:
             print("  ", text)
 
 

@@ -62,9 +62,9 @@ def main(argv: list[str] | None = None) -> list[str]:
         eos = int(tokenizer.eos_token_id)
         prompt = torch.tensor([[eos]] * args.samples)
     else:
-        from decoding.adapters.text_lm import load_text_lm
+        import decoding as dc
 
-        lm = load_text_lm(args.model)
+        lm = dc.load(args.model, device="cpu")
         tokenizer, model, eos = lm.tokenizer, lm.model, lm.eos_token_ids[0]
         text = lm.prompt_text(args.prompt)
         prompt = torch.tensor([tokenizer.encode(text)] * args.samples)

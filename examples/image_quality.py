@@ -12,9 +12,9 @@ import argparse
 
 import torch
 
+import decoding as dc
 from decoding.evals.classifier import class_accuracy, load_classifier
 from decoding.evals.fid import fid_small
-from decoding.image_api import sample_images
 
 
 def main() -> None:
@@ -28,10 +28,10 @@ def main() -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     a = p.parse_args()
     labels = torch.arange(a.n) % 10
-    out = sample_images(a.model, a.n, labels, a.solver, a.steps, 1.0, 0, a.device)
+    out = dc.generate(dc.load(a.model, device=a.device), n=a.n, class_label=labels, solver=a.solver, steps=a.steps, seed=0)
     acc = class_accuracy(load_classifier(a.classifier, a.device), out.images, labels)
     small = fid_small(out.images, a.reference, a.device)
-    print(f"{a.model} {a.solver} NFE {out.nfe:g}: FID {small['fid']:.2f} (n={small['n']}), class accuracy {acc:.3f}")
+    print(f"{a.model} {a.solver} NFE {max(out.nfe):g}: FID {small['fid']:.2f} (n={small['n']}), class accuracy {acc:.3f}")
 
 
 if __name__ == "__main__":

@@ -11,8 +11,8 @@ import argparse
 
 import torch
 
+import decoding as dc
 from decoding.data.fashion_mnist import CLASSES
-from decoding.image_api import sample_images, write_samples
 
 
 def main() -> None:
@@ -22,7 +22,7 @@ def main() -> None:
     p.add_argument("--n", type=int, default=16, help="images (per class with --class -1)")
     p.add_argument("--solver", default="dpmpp_2m")
     p.add_argument("--steps", type=int, default=10)
-    p.add_argument("--guidance", type=float, default=1.0)
+    p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale (1 = none)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--out", default="image_samples.png")
@@ -32,10 +32,13 @@ def main() -> None:
         nrow = a.n
     else:
         labels, nrow = torch.full((a.n,), a.class_label), None
-    out = sample_images(a.model, labels.numel(), labels, a.solver, a.steps, a.guidance, a.seed, a.device)
-    png, js = write_samples(out, a.out, nrow=nrow)
+    model = dc.load(a.model, device=a.device)
+    guidance = [dc.CFG(a.guidance)] if a.guidance != 1.0 else None
+    out = dc.generate(model, n=labels.numel(), class_label=labels, solver=a.solver, steps=a.steps, guidance=guidance,
+                      seed=a.seed)
+    png, js = out.save(a.out, nrow=nrow)
     what = "every class" if a.class_label < 0 else f"class {a.class_label} ({CLASSES[a.class_label]})"
-    print(f"{labels.numel()} images of {what}, {out.nfe:g} NFE each, {out.seconds:.2f} s -> {png}, {js}")
+    print(f"{labels.numel()} images of {what}, {max(out.nfe):g} NFE each, {out.seconds:.2f} s -> {png}, {js}")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import argparse
 
 import torch
 
-from decoding.image_api import sample_images, write_samples
+import decoding as dc
 from decoding.train.image import TrainConfig, train
 
 
@@ -28,8 +28,8 @@ def main() -> None:
     cfg = TrainConfig(sizes=[a.size], out=a.out, steps=a.steps, minutes=None, batch_size=a.batch_size, lr=1e-3,
                       warmup=min(50, a.steps), device=a.device, limit_data=a.limit_data, log_every=max(1, a.steps // 10))
     folder = train(cfg)[a.size]
-    samples = sample_images(folder, 10, torch.arange(10), "dpmpp_2m", 10, 1.0, 0, a.device)
-    png, _ = write_samples(samples, folder / "samples.png", nrow=10)
+    samples = dc.generate(dc.load(folder, device=a.device), n=10, class_label=torch.arange(10), steps=10, seed=0)
+    png, _ = samples.save(folder / "samples.png", nrow=10)
     print(f"trained {a.size} for {a.steps} steps -> {folder} (loss curve {folder / 'loss.png'}, samples {png})")
 
 

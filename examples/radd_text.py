@@ -1,7 +1,7 @@
 """Sample and infill text with a RADD model, with and without the exact cache (arXiv:2406.03736).
 
-    python examples/radd_text.py --model models/radd-brown --steps 128
-    python examples/radd_text.py --model models/radd-brown --infill "The ____ sat on the mat ." --sampler any_order
+    python examples/radd_text.py --model radd-brown --steps 128
+    python examples/radd_text.py --model radd-brown --infill "The ____ sat on the mat ." --sampler any_order
 
 The same seed gives the same text with and without caching; the cached run needs fewer network calls.
 """
@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import argparse
 
-from decoding.text_masked_api import generate_masked
+import decoding as dc
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", default="models/radd-brown")
+    ap.add_argument("--model", default="radd-brown")
     ap.add_argument("--steps", type=int, default=128)
     ap.add_argument("--sampler", default="tweedie")
     ap.add_argument("--length", type=int, default=None, help="unconditional length (default: the model's context)")
@@ -23,18 +23,18 @@ def main() -> None:
     ap.add_argument("--infill", default="The ____ sat on the mat , and the ________ .")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
+    radd = dc.load(args.model, device=args.device)
     for cache in (False, True):
-        out = generate_masked(args.model, steps=args.steps, sampler=args.sampler, cache=cache, length=args.length,
-                              num_samples=args.samples, seed=args.seed, device=args.device)
-        nfe = sum(out["nfe"]) / len(out["nfe"])
-        print(f"--- unconditional, {args.sampler}, {args.steps} steps, cache={cache}: NFE/sample {nfe:.1f}, {out['seconds']:.2f} s")
-        for text in out["texts"]:
+        out = dc.generate(radd, n=args.samples, steps=args.steps, sampler=args.sampler, cache=cache, length=args.length,
+                          seed=args.seed)
+        print(f"--- unconditional, {args.sampler}, {args.steps} steps, cache={cache}: "
+              f"NFE/sample {sum(out.nfe) / len(out):.1f}, {out.seconds:.2f} s")
+        for text in out.text:
             print(text.replace("\n", " / "))
-    out = generate_masked(args.model, steps=args.steps, sampler=args.sampler, infill=args.infill,
-                          num_samples=args.samples, seed=args.seed, device=args.device)
-    print(f"--- infill {args.infill!r}: NFE/sample {sum(out['nfe']) / len(out['nfe']):.1f}")
-    for text in out["texts"]:
+    out = dc.generate(radd, args.infill, n=args.samples, steps=args.steps, sampler=args.sampler, seed=args.seed)
+    print(f"--- infill {args.infill!r}: NFE/sample {sum(out.nfe) / len(out):.1f}")
+    for text in out.text:
         print(text)
 
 

@@ -12,8 +12,8 @@ import argparse
 
 import torch
 
+from decoding.api.generation import make_grid
 from decoding.denoisers import ClosedFormModel, fashion_mnist_data
-from decoding.image_api import make_grid
 from decoding.solvers.api import sample
 from decoding.solvers.registry import SOLVERS
 from decoding.solvers.schedules import DiscreteVPSchedule

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from decoding.adapters.text_lm import load_text_lm
-from decoding.text_api import generate
+import decoding as dc
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -17,12 +16,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
 
-    lm = load_text_lm("smollm2", device=args.device)  # converted once from the GGUF, then cached
+    lm = dc.load("smollm2", device=args.device)  # converted once from the GGUF, then cached
     prompts = ["Write a haiku about the sea.", "Give me three tips for learning to cook."]
-    results = generate(lm, prompts, n=2, max_new_tokens=args.max_new_tokens, typical=0.9, temperature=0.8, seed=0)
-    for r in results:
-        print(f"--- prompt {r.index}, sample {r.sample}: {r.new_tokens} tokens ({r.finish_reason}), NFE {r.nfe:.0f}")
-        print(r.text)
+    out = dc.generate(lm, prompts, n=2, max_new_tokens=args.max_new_tokens,
+                      sampling=dc.Sampling(typical=0.9, temperature=0.8), seed=0)
+    for row in out.rows():
+        print(f"--- prompt {row['prompt_index']}: {len(row['tokens'])} tokens ({row['finish_reason']}), NFE {row['nfe']:.0f}")
+        print(row["text"])
 
 
 if __name__ == "__main__":

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import argparse
 
+import decoding as dc
 from decoding import decode
-from decoding.adapters.text_lm import load_text_lm
 from decoding.processes.autoregressive import Autoregressive, generated_tokens
 from decoding.processors import standard_processors
 
@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--engine", default="hf")
     p.add_argument("--max-new-tokens", type=int, default=40)
     args = p.parse_args(argv)
-    lm = load_text_lm(args.model, engine=args.engine)
+    lm = dc.load(args.model, device="cpu", engine=args.engine)
 
     # the decode loop by hand: left-padded batch, KV cache carried in state.memory by the process
     batch = lm.encode(["List three colours.", "Name a large animal."])

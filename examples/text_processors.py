@@ -2,7 +2,7 @@
 
     python examples/text_processors.py [--max-new-tokens 40]
 
-Processors are plain functions of the logits; ``standard_processors`` applies them in the
+Processors are plain functions of the logits; ``decoding.Sampling`` applies them in the
 documented order (repetition penalty, temperature, top-k, top-p, min-p, typical).
 """
 
@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from decoding.adapters.text_lm import load_text_lm
-from decoding.text_api import generate
+import decoding as dc
 
 SETTINGS = {
     "greedy": dict(greedy=True),
@@ -27,11 +26,11 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--max-new-tokens", type=int, default=40)
     args = p.parse_args(argv)
-    lm = load_text_lm("smollm2")
+    lm = dc.load("smollm2", device="cpu")
     prompt = "Once upon a time, in a small village by the sea,"
     for name, kw in SETTINGS.items():
-        r = generate(lm, [prompt], max_new_tokens=args.max_new_tokens, chat=False, seed=1, **kw)[0]
-        print(f"[{name}] {prompt}{r.text}\n")
+        out = dc.generate(lm, prompt, max_new_tokens=args.max_new_tokens, chat=False, seed=1, sampling=dc.Sampling(**kw))
+        print(f"[{name}] {prompt}{out.text[0]}\n")
 
 
 if __name__ == "__main__":

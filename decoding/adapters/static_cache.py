@@ -230,7 +230,7 @@ class StaticCausalLM:
         return sess
 
     def new_session(self, batch: int, needed: int) -> StaticSession:
-        """A fresh session outside the pool (for callers that keep their own, like the fused generator)."""
+        """A fresh session outside the pool (for callers that keep their own)."""
         cap = self._round(needed)
         cfg = self.net.cfg
         hd = cfg.dim // cfg.n_heads

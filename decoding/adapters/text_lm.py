@@ -52,6 +52,7 @@ class TextLM:
     folder: Path
     device: torch.device
     dtype: torch.dtype
+    kind: str = "causal-lm"
 
     @property
     def has_chat_template(self) -> bool:

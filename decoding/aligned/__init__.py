@@ -19,7 +19,6 @@ from decoding.aligned.exact import (
 from decoding.aligned.finite import FiniteConstraint, FiniteLanguage
 from decoding.aligned.sample import AlignedResult, AlignedRun, generate_aligned, sample_aligned
 from decoding.aligned.store import FORMAT, VERSION, load_trie, save_trie
-from decoding.aligned.text import AlignedText, aligned_text, trie_signature
 from decoding.aligned.trie import Node, PrefixTrie
 
 __all__ = [
@@ -29,13 +28,11 @@ __all__ = [
     "AlignedResult",
     "AlignedRun",
     "AlignedConstraint",
-    "AlignedText",
     "FiniteConstraint",
     "FiniteLanguage",
     "LanguageDistributions",
     "Node",
     "PrefixTrie",
-    "aligned_text",
     "distributions",
     "empirical",
     "enumerate_language",
@@ -44,5 +41,4 @@ __all__ = [
     "load_trie",
     "sample_aligned",
     "save_trie",
-    "trie_signature",
 ]

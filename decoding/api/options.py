@@ -114,17 +114,10 @@ KIND_SAMPLING: dict[str, frozenset[str]] = {
 
 
 def check_options(kind: str, model_name: str, given: Mapping[str, Any]) -> None:
-    """Raise :class:`OptionError` for each option in ``given`` (not None) that ``kind`` does not take."""
-    allowed = COMMON | KIND_OPTIONS.get(kind, frozenset())
-    for name, value in given.items():
-        if value is None or name in allowed:
-            continue
-        takers = sorted(k for k, opts in KIND_OPTIONS.items() if name in opts)
-        where = f" (it is for {', '.join(takers)} models)" if takers else ""
-        raise OptionError(
-            f"option {name!r} does not apply to {kind} models like {model_name}{where}; "
-            f"options for {kind}: {', '.join(sorted(allowed))}"
-        )
+    """Raise :class:`OptionError` for each option in ``given`` (not None) that ``kind`` does not take.
+
+    Sampling settings are checked field by field (``sampling.top_p does not apply to ...``).
+    """
     sampling = given.get("sampling")
     if sampling is not None:
         ok = KIND_SAMPLING.get(kind, frozenset())
@@ -134,3 +127,13 @@ def check_options(kind: str, model_name: str, given: Mapping[str, Any]) -> None:
                     f"sampling.{name} does not apply to {kind} models like {model_name}"
                     + (f"; they take {', '.join(sorted(ok))}" if ok else "; they take no sampling settings")
                 )
+    allowed = COMMON | KIND_OPTIONS.get(kind, frozenset())
+    for name, value in given.items():
+        if value is None or name in allowed or name == "sampling":
+            continue
+        takers = sorted(k for k, opts in KIND_OPTIONS.items() if name in opts)
+        where = f" (it is for {', '.join(takers)} models)" if takers else ""
+        raise OptionError(
+            f"option {name!r} does not apply to {kind} models like {model_name}{where}; "
+            f"options for {kind}: {', '.join(sorted(allowed))}"
+        )

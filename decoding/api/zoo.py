@@ -73,6 +73,11 @@ def card_kind(card: dict[str, Any]) -> str | None:
     archs = card.get("architectures") or []
     if any(str(a).endswith("ForCausalLM") for a in archs):
         return "causal-lm"
+    if "model_type" in card:
+        from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+        if card["model_type"] in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+            return "causal-lm"
     return None
 
 

@@ -1,8 +1,11 @@
-"""``decoding image``: sample a PNG grid from an image diffusion model (see :mod:`decoding.image_api`).
+"""``decoding image``: an alias of ``decoding generate`` whose ``--model`` defaults to fashion-large."""
 
-    decoding image --model fashion-large --class 7 --n 64 --solver dpm_solver_pp --steps 10 --out grid.png
-"""
+from __future__ import annotations
 
-from decoding.image_api import add_parser, run_cli
+from typing import Any
 
-__all__ = ["add_parser", "run_cli"]
+from decoding.cli import generate
+
+
+def add_parser(subparsers: Any) -> Any:
+    return generate.add_parser(subparsers, "image", "fashion-large")

@@ -249,17 +249,18 @@ def evaluate_model(
 
     Labels cycle through the classes (``i % num_classes``), so every class gets ``n / 10`` images.
     """
+    import decoding as dc
     from decoding.evals.classifier import class_accuracy, load_classifier
-    from decoding.image_api import sample_images
-    from decoding.models.image import load_image_model
 
-    net = load_image_model(model, device)
+    handle = dc.load(model, device)
     mu_r, s_r = load_reference(reference)
     clf = load_classifier(classifier, device) if classifier else None
-    labels = torch.arange(n) % net.num_classes
+    labels = torch.arange(n) % handle.model.num_classes
     rows = []
     for nfe in nfes:
-        samples = sample_images(net, n, labels, solver, nfe, guidance, seed, device, batch_size=batch_size, progress=True)
+        samples = dc.generate(handle, n=n, class_label=labels, solver=solver, steps=nfe, seed=seed,
+                              guidance=[dc.CFG(guidance)] if guidance != 1.0 else None, batch_size=batch_size,
+                              progress=True)
         mu, s = feature_stats(inception_features(samples.images, device, progress=True))
         row = {
             "nfe": nfe, "solver": samples.settings["solver"], "steps": nfe, "guidance": guidance, "n": n, "seed": seed,
@@ -280,7 +281,7 @@ def _model_main(a: argparse.Namespace) -> int:
         rows += evaluate_model(a.model, a.nfe, a.n, a.solver, g, a.device, a.batch_size, a.seed, a.reference,
                                None if a.no_classifier else a.classifier)
     if a.out:
-        from decoding.models.image import atomic_write_bytes
+        from decoding.io import atomic_write_bytes
 
         out = {"model": str(a.model), "command": "python -m decoding.evals.fid " + " ".join(sys.argv[1:]),
                "torch": torch.__version__,

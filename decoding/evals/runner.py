@@ -298,7 +298,7 @@ def _grid(store: Store, tasks: list[BuiltTask], name: str, cfg: dict[str, Any], 
     t = next(t for t in tasks if t.spec.name == name)
     if t.spec.kind != "image":
         return None
-    from decoding.image_api import make_grid
+    from decoding.api.generation import make_grid
 
     chunks = list(range((min(n, cfg["samples"]) + t.spec.batch - 1) // t.spec.batch))
     images = store.read_tensor(name, cfg["config_id"], chunks, "images")[:n]

@@ -187,7 +187,7 @@ def solver_decoder(
     ``"none"``: unconditional), ``guidance`` (classifier-free guidance scale, UNet models only),
     ``options`` (a table passed to the solver's constructor).
     """
-    from decoding.image_api import solver_name
+    from decoding.api.image import solver_name
     from decoding.solvers.registry import get_solver
 
     s = take_args(
@@ -239,15 +239,14 @@ class ImageJob:
     kind: str = "image"
 
     def __post_init__(self) -> None:
-        import copy
+        from decoding.wrappers.cfg import CFGModel
 
         self.device = self.im.device
         self.model = self.im.model
         if self.settings.guidance != 1.0:
             if not self.im.info.get("unet"):
                 raise ValueError("settings.guidance applies to UNet models (classifier-free guidance) only")
-            self.model = copy.copy(self.model)
-            self.model.guidance = self.settings.guidance
+            self.model = CFGModel(self.model, self.settings.guidance, self.model.null_label)
         c = self.settings.classes
         if isinstance(c, int) and not 0 <= c < self.im.num_classes:
             raise ValueError(
@@ -258,7 +257,7 @@ class ImageJob:
                 f"model {self.im.name} is class-conditional only: use classes = 'all' or a class number"
             )
         self.conditional = c != "none"
-        self.schedule = self.model.schedule
+        self.schedule = self.im.model.schedule
 
     def labels(self, indices: Sequence[int]) -> Tensor | None:
         c = self.settings.classes

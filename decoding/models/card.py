@@ -17,7 +17,8 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from decoding.models.image import atomic_write_bytes, load_unet
+from decoding.io import atomic_write_bytes
+from decoding.models.image import load_unet
 
 
 def flops_per_image(folder: Path) -> tuple[int, float]:
@@ -38,14 +39,13 @@ def _schedule_text(d: dict[str, Any]) -> str:
 
 def write_samples_png(folder: str | Path, device: str = "cpu", steps: int = 20, per_class: int = 10, seed: int = 0) -> Path:
     """``samples.png`` (+ ``samples.json``): ``per_class`` samples of each class, one row per class."""
-    from decoding.image_api import sample_images, write_samples
-    from decoding.models.image import load_image_model
+    import decoding as dc
 
-    model = load_image_model(folder, device)
-    labels = torch.arange(model.num_classes).repeat_interleave(per_class)
-    out = sample_images(model, labels.numel(), labels, "dpmpp_2m", steps, 1.0, seed, device)
-    out.settings["model"] = Path(folder).name
-    png, _ = write_samples(out, Path(folder) / "samples.png", nrow=per_class, scale=2)
+    handle = dc.load(folder, device)
+    labels = torch.arange(handle.model.num_classes).repeat_interleave(per_class)
+    out = dc.generate(handle, n=labels.numel(), class_label=labels, solver="dpmpp_2m", steps=steps, seed=seed)
+    out.model = Path(folder).name
+    png, _ = out.save(Path(folder) / "samples.png", nrow=per_class, scale=2)
     return png
 
 
@@ -129,12 +129,12 @@ def render_card(folder: str | Path) -> str:
         "## Use",
         "",
         "```python",
-        "from decoding.image_api import sample_images",
-        f'out = sample_images("{name}", n=16, class_label=7, solver="dpmpp_2m", steps=10, seed=0)',
+        "import decoding as dc",
+        f'out = dc.generate(dc.load("{name}"), class_label=7, n=16, solver="dpmpp_2m", steps=10, seed=0)',
         'out.grid().save("grid.png")',
         "```",
         "",
-        f"or `decoding image --model {name} --class 7 --n 64 --solver dpm_solver_pp --steps 10 --out grid.png`.",
+        f"or `decoding generate {name} --class 7 --n 64 --solver dpmpp_2m --steps 10 --out grid.png`.",
         "",
     ]
     return "\n".join(lines)

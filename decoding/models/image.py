@@ -188,10 +188,9 @@ class ImageDiffusionModel:
         schedule: the VP schedule of the process; ``state.t`` is mapped through it to
             ``lambda = log(alpha / sigma)`` (a process with another schedule is refused).
         prediction: what the network outputs, ``"v"`` or ``"eps"``.
-        guidance: classifier-free guidance scale ``w`` (1 = plain conditional, one call):
-            ``out = out_null + w (out_cond - out_null)``, computed in one batched call of 2B rows
-            (Ho & Salimans, arXiv:2207.12598); each row then counts 2 NFE.
         compile: run the network through ``torch.compile``.
+
+    One prediction per call; guidance is a wrapper (:class:`decoding.wrappers.cfg.CFGModel`).
     """
 
     def __init__(
@@ -199,23 +198,24 @@ class ImageDiffusionModel:
         net: UNet,
         schedule: VPSchedule,
         prediction: str = "v",
-        guidance: float = 1.0,
         compile: bool = False,
     ) -> None:
         if prediction not in PREDICTIONS:
             raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
-        if guidance < 0:
-            raise ValueError(f"guidance scale must be >= 0, got {guidance}")
         self.net = net
         self.schedule = schedule
         self.prediction = prediction
-        self.guidance = float(guidance)
         self.forward = torch.compile(net) if compile else net
         self._label_cache: tuple[Any, Any, Tensor] | None = None
 
     @property
     def num_classes(self) -> int:
         return self.net.cfg.num_classes
+
+    @property
+    def null_label(self) -> int:
+        """The label of the unconditional branch (classifier-free guidance's null class)."""
+        return self.net.cfg.null_class
 
     @property
     def dtype(self) -> torch.dtype:
@@ -295,23 +295,15 @@ class ImageDiffusionModel:
             lam = self.schedule.lambda_(t).to(x.device, torch.float32)
             alpha = self.schedule.alpha(t).to(x.device, torch.float32)
             sigma = self.schedule.sigma(t).to(x.device, torch.float32)
-        nfe = None
-        if self.guidance != 1.0:
-            null = torch.full_like(y, self.net.cfg.null_class)
-            out_c, out_u = self.network(torch.cat([x, x]), torch.cat([lam, lam]), torch.cat([y, null])).chunk(2)
-            out = out_u + self.guidance * (out_c - out_u)
-            nfe = torch.full((b,), 2.0)
-        else:
-            out = self.network(x, lam, y)
+        out = self.network(x, lam, y)
         pred = to_prediction(out, self.prediction, x.float(), alpha, sigma)
-        return Prediction(x0=pred.x0.to(x.dtype), eps=pred.eps.to(x.dtype), nfe=nfe)
+        return Prediction(x0=pred.x0.to(x.dtype), eps=pred.eps.to(x.dtype))
 
 
 def load_image_model(
     path_or_name: str | Path,
     device: str | torch.device = "cpu",
     dtype: torch.dtype | None = None,
-    guidance: float = 1.0,
     compile: bool = False,
 ) -> ImageDiffusionModel:
     """Load a checkpoint folder (or zoo name such as ``"fashion-large"``) as an engine model.
@@ -327,5 +319,5 @@ def load_image_model(
     if dev.type == "cuda":
         net = net.to(memory_format=torch.channels_last)
     return ImageDiffusionModel(
-        net, schedule_from_config(config["schedule"]), prediction=config["prediction"], guidance=guidance, compile=compile
+        net, schedule_from_config(config["schedule"]), prediction=config["prediction"], compile=compile
     )

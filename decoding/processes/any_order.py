@@ -13,17 +13,15 @@ The model is any :class:`~decoding.nn.any_subset.AnySubsetModel`: the process le
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from decoding.core.loop import decode
-from decoding.core.protocols import Processor
 from decoding.core.sampling import sample_categorical
-from decoding.core.types import Prediction, Result, State
+from decoding.core.types import Prediction, State
 from decoding.nn.any_subset import HIDDEN, AnySubsetModel, AnySubsetQuery
 
 ORDERS = ("left_to_right", "random")
@@ -233,22 +231,8 @@ class AnyOrder:
         return replace(state, x=x, t=t, done=t >= mem["n_targets"], step=state.step + 1, memory=memory)
 
 
-def infill(
-    model: AnySubsetModel,
-    process: Any,
-    prompt: Tensor | Mapping[str, Any],
-    *,
-    processors: Sequence[Processor] = (),
-    generator: torch.Generator | None = None,
-    seed: int | None = None,
-    progress: bool = False,
-) -> Result:
-    """Fill every target of ``prompt`` with ``process`` (:class:`AnyOrder` or ASSD) through :func:`decode`.
-
-    The step budget is the number of targets (each call commits at least one), so the result is complete.
-    ``Result.nfe`` ``(B,)`` counts model calls per row; ``Result.x`` ``(B, L)`` is the filled sequence.
-    """
-    require_any_subset(model)
-    ids, targets, _ = parse_infill_prompt(prompt, getattr(process, "mask_token_id", None))
-    steps = max(int(targets.sum(1).max()) if ids.shape[0] else 0, 1)
-    return decode(model, process, prompt, steps=steps, processors=processors, generator=generator, seed=seed, progress=progress)
+def infill_steps(prompt: Tensor | Mapping[str, Any], mask_token_id: int | None = None) -> int:
+    """The step budget that completes an infill: its largest number of targets in a row (every
+    model call commits at least one target). Pass it as ``decode(..., steps=infill_steps(prompt))``."""
+    ids, targets, _ = parse_infill_prompt(prompt, mask_token_id)
+    return max(int(targets.sum(1).max()) if ids.shape[0] else 0, 1)

@@ -115,33 +115,37 @@ def test_bad_arguments(kwargs, match):
 
 
 class _ToyLM:
-    """What :func:`aligned_text` needs from a TextLM: a uniform model over the bytes "0", "1" and EOS."""
+    """A causal LM for ``decoding.generate``: a uniform model over the bytes "0", "1" and EOS."""
 
+    kind = "causal-lm"
     name = "toy"
+    engine = "toy"
     tokenizer = [b"0", b"1", None]
     eos_token_ids = (BIN_EOS,)
     pad_token_id = BIN_EOS
     device = torch.device("cpu")
+    dtype = torch.float32
+    max_context = 64
     model = UniformModel(3)
 
     def encode(self, prompts, chat=None):
-        return {"input_ids": torch.zeros(len(prompts), 1, dtype=torch.long)}
+        return {"input_ids": torch.zeros(len(prompts), 1, dtype=torch.long),
+                "attention_mask": torch.ones(len(prompts), 1, dtype=torch.bool)}
 
     def decode(self, ids):
         return "".join(str(t) for t in ids if t != BIN_EOS)
 
 
-def test_aligned_text_for_the_cli(tmp_path):
-    pytest.importorskip("decoding.grammar")
-    from decoding.aligned import aligned_text
+def test_generate_aligned_with_a_trie_file(tmp_path):
+    import decoding as dc
 
     path = tmp_path / "trie.safetensors"
-    seen = []
-    out = aligned_text(_ToyLM(), "binary", "a binary string", n=6, max_new_tokens=8, trie=path, batch_size=3,
-                       on_sample=seen.append)  # fmt: skip
-    assert out.texts == seen and len(seen) == 6 and all(out.run.complete)
-    assert all(t == "00000" or (len(t) == 5 and t[0] == "1") for t in out.texts)
-    again = aligned_text(_ToyLM(), "binary", "a binary string", n=2, max_new_tokens=8, trie=path)
-    assert again.run.asap.samples == 8
+    lm = _ToyLM()
+    out = dc.generate(lm, "a binary string", n=6, max_new_tokens=8, grammar="binary", aligned=True, trie=path,
+                      batch_size=3)
+    assert out.finish_reason == ["eos"] * 6 and out.settings["trie_samples"] == 6
+    assert all(t == "00000" or (len(t) == 5 and t[0] == "1") for t in out.text)
+    again = dc.generate(lm, "a binary string", n=2, max_new_tokens=8, grammar="binary", aligned=True, trie=path)
+    assert again.settings["trie_samples"] == 8
     with pytest.raises(ValueError, match="belongs to"):  # another grammar text: another distribution
-        aligned_text(_ToyLM(), 'start: "0" | "1"\n', "a binary string", n=1, max_new_tokens=4, trie=path)
+        dc.generate(lm, "a binary string", max_new_tokens=4, grammar='start: "0" | "1"\n', aligned=True, trie=path)

@@ -42,7 +42,7 @@ def test_update_after_00000_matches_hand_computation():
         def __call__(self, state):
             return Prediction(logits=torch.zeros(1, 3) if state.step else logits_first)
 
-    res = decode(
+    decode(
         Forced(),
         Autoregressive(eos_token_id=BIN_EOS, pad_token_id=BIN_EOS),
         torch.tensor([PROMPT]),

@@ -12,7 +12,7 @@ import torch
 from decoding import Prediction, State, decode
 from decoding.nn.any_subset import AnySubsetLM, AnySubsetTransformer, chain_query
 from decoding.nn.transformer import TransformerConfig
-from decoding.processes.any_order import AnyOrder, infill
+from decoding.processes.any_order import AnyOrder, infill_steps
 from decoding.processes.assd import ASSD
 from tests.any_subset.joint import JointModel, chi2_pvalue, conditional_table, random_joint
 
@@ -26,7 +26,8 @@ def _run(process, fixed: dict[int, int], seed: int):
     for i, v in fixed.items():
         ids[:, i] = v
         targets[:, i] = False
-    res = infill(JointModel(JOINT), process, {"input_ids": ids, "targets": targets}, seed=seed)
+    prompt = {"input_ids": ids, "targets": targets}
+    res = decode(JointModel(JOINT), process, prompt, steps=infill_steps(prompt), seed=seed)
     free = [i for i in range(L) if i not in fixed]
     counts = Counter(tuple(row) for row in res.x[:, free].tolist())
     assert (res.x[:, list(fixed)] == ids[:, list(fixed)]).all(), "visible tokens must never change"
@@ -92,7 +93,8 @@ def test_assd_on_the_network_samples_its_chain_joint():
     want = {tuple(c): float(p) for c, p in zip(combos.tolist(), joint, strict=True)}
     n = 8000
     ids = torch.full((n, 4), 1)
-    res = infill(model, ASSD(k=4), {"input_ids": ids, "targets": ~visible.expand(n, 4)}, seed=21)
+    prompt = {"input_ids": ids, "targets": ~visible.expand(n, 4)}
+    res = decode(model, ASSD(k=4), prompt, steps=infill_steps(prompt), seed=21)
     counts = Counter(tuple(r) for r in res.x[:, free].tolist())
     assert chi2_pvalue(counts, want) > 1e-3
     assert (res.nfe <= 3).all() and (res.x[:, 1] == 1).all()
@@ -113,8 +115,6 @@ def test_bad_inputs():
         ASSD(order="right_to_left")
     ids = torch.zeros(2, L, dtype=torch.long)
     targets = torch.ones(2, L, dtype=torch.bool)
-    with pytest.raises(ValueError, match="not an any-subset model"):
-        infill(_NextTokenModel(), ASSD(k=2), {"input_ids": ids, "targets": targets})
     with pytest.raises(ValueError, match="needs an any-subset model"):
         decode(_NextTokenModel(), ASSD(k=2), {"input_ids": ids, "targets": targets}, steps=4, seed=0)
     targets[:, 0] = False  # targets are positions 1, 2, 3
@@ -126,9 +126,9 @@ def test_bad_inputs():
     }
     for name, rows in bad_orders.items():
         with pytest.raises(ValueError, match="not a permutation"):
-            infill(JointModel(JOINT), ASSD(k=2), {"input_ids": ids, "targets": targets, "order": torch.tensor(rows)})
+            decode(JointModel(JOINT), ASSD(k=2), {"input_ids": ids, "targets": targets, "order": torch.tensor(rows)}, steps=3)
             pytest.fail(name)
     with pytest.raises(ValueError, match="mask_token_id"):
-        infill(JointModel(JOINT), ASSD(k=2), ids)
+        infill_steps(ids)
     with pytest.raises(ValueError, match="AnyOrder or"):
         JointModel(JOINT)(State(x=ids, t=torch.zeros(2), done=torch.zeros(2, dtype=torch.bool)))

@@ -25,6 +25,12 @@ def test_bad_input_exits_2_with_one_line():
         ["demo", "--device", "cuda:7", "--skip", "text", "json", "radd", "assd", "image"],
         ["image", "--model", "fashion-large", "--class", "99", "--n", "1"],
         ["text", "--model", "smollm2", "--prompt", "hi", "--typical", "1.5"],
+        ["generate", "fashion-small", "--temperature", "0.5"],
+        ["generate", "radd-brown", "The ____ sat", "--max-new-tokens", "4"],
+        ["generate", "as-arm-brown", "The ____ sat", "--grammar", "json"],
+        ["generate", "smollm2", "hi", "--steps", "4"],
+        ["generate", "smollm2", "hi", "--class", "3"],
+        ["generate", "no-such-model", "hi"],
         ["eval", "/no/such/suite.toml", "--out", "/tmp/x"],
     ]
     for argv in cases:
@@ -32,6 +38,8 @@ def test_bad_input_exits_2_with_one_line():
         assert p.returncode == 2, (argv, p.stderr)
         assert "Traceback" not in p.stderr, p.stderr
         assert len(p.stderr.strip().splitlines()) <= 2, p.stderr  # argparse: usage line + message
+        if argv[0] == "generate":  # an option of another kind names the option and the model's kind
+            assert "does not apply to" in p.stderr or "no model" in p.stderr, p.stderr
 
 
 def test_demo_quick_writes_every_output(tmp_path):
@@ -46,4 +54,4 @@ def test_demo_quick_writes_every_output(tmp_path):
         assert row["finish_reason"] == "eos", row  # the budget guard closes every sample in time
         json.loads(row["text"])
     radd = json.loads((out / "radd.json").read_text())
-    assert radd["cached"]["texts"] == radd["uncached"]["texts"]
+    assert radd["cached"]["text"] == radd["uncached"]["text"]

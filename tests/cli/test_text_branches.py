@@ -1,4 +1,4 @@
-"""`decoding text` reaches every text decoder: RADD, ASSD, grammar-constrained and grammar-aligned."""
+"""`decoding text` / `decoding generate` reach every text decoder: RADD, ASSD, grammar-constrained and grammar-aligned."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def test_assd_infill_uses_at_most_one_call_per_token(tmp_path):
     assert main(["text", "--model", "models/as-arm-brown", "--assd-k", "4", "--infill", "It was a ________ day.",
                  "--n", "2", "--quiet", "--out", str(out)]) == 0
     for r in _rows(out):
-        assert r["nfe"] <= r["tokens"] and r["text"].startswith("It was a") and r["text"].endswith("day.")
+        assert r["nfe"] <= r["settings"]["blank_count"] and r["text"].startswith("It was a") and r["text"].endswith("day.")
 
 
 def test_grammar_and_aligned_outputs_are_in_the_language(tmp_path):
@@ -44,7 +44,7 @@ def test_grammar_and_aligned_outputs_are_in_the_language(tmp_path):
     assert main(["text", "--grammar", "binary", "--aligned", "--trie", str(trie), "--prompt", "bits:", "--no-chat",
                  "--n", "3", "--max-new-tokens", "8", "--quiet", "--out", str(out2)]) == 0
     assert trie.is_file()
-    assert all(r["text"] in allowed for r in _rows(out2) if r["complete"])
+    assert all(r["text"] in allowed for r in _rows(out2) if r["finish_reason"] == "eos")
 
 
 def test_grammar_json_samples_all_parse_inside_a_small_budget(tmp_path):
@@ -54,9 +54,20 @@ def test_grammar_json_samples_all_parse_inside_a_small_budget(tmp_path):
     rows = _rows(out)
     assert len(rows) == 3
     for r in rows:
-        assert r["finish_reason"] == "eos" and r["new_tokens"] <= 10, r
+        assert r["finish_reason"] == "eos" and len(r["tokens"]) <= 10, r
         json.loads(r["text"])
     off = tmp_path / "off.jsonl"
     assert main(["text", "--grammar", "json", "--prompt", "Describe a cat as JSON.", "--n", "3",
                  "--max-new-tokens", "10", "--quiet", "--out", str(off), "--no-budget-close"]) == 0
     assert not any(r["budget_limited"] for r in _rows(off))
+
+
+def test_generate_json_schema_samples_validate(tmp_path):
+    schema = tmp_path / "s.json"
+    schema.write_text(json.dumps({"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"],
+                                  "additionalProperties": False}))
+    out = tmp_path / "js.jsonl"
+    assert main(["generate", "smollm2", "Give a number as JSON.", "--json-schema", str(schema), "--n", "2",
+                 "--max-new-tokens", "16", "--quiet", "--out", str(out)]) == 0
+    for r in _rows(out):
+        assert r["finish_reason"] == "eos" and isinstance(json.loads(r["text"])["n"], int), r

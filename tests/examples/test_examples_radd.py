@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from tests.api.fixtures import tiny_radd
 from tests.examples.runner import run_example as _run
-from tests.text.test_text_masked_api import tiny_radd
 
 
 def test_radd_exact_joint_example(capsys) -> None:

@@ -3,17 +3,10 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from tests.examples.runner import run_example as _run
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.one_thread  # tiny tensors: thread hand-offs would dominate
 
 
 def _fashion_mnist() -> None:

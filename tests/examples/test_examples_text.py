@@ -24,7 +24,7 @@ def smollm2_available():
 @pytest.mark.parametrize(
     "name, argv, expect",
     [
-        ("text_generate", ["--max-new-tokens", "4"], "prompt 1, sample 1"),
+        ("text_generate", ["--max-new-tokens", "4"], "--- prompt 1: "),
         ("text_processors", ["--max-new-tokens", "3"], "[typical 0.2]"),
         ("text_hf_model", ["--max-new-tokens", "3"], "on the hf engine"),
     ],

@@ -102,17 +102,6 @@ def test_wrapper_recovers_the_exact_x0_and_eps(prediction: str) -> None:
         assert torch.allclose(alpha * pred.x0 + sigma * pred.eps, s.x, atol=1e-4)
 
 
-def test_guidance_combines_in_one_call_and_counts_two() -> None:
-    net = random_tiny()
-    schedule = schedule_from_config(TRAIN_SCHEDULE)
-    plain = ImageDiffusionModel(net, schedule)
-    guided = ImageDiffusionModel(net, schedule, guidance=3.0)
-    s_c, s_u = state(cond=4), state(cond=None)
-    c, u, g = plain(s_c), plain(s_u), guided(s_c)
-    assert torch.allclose(g.x0, u.x0 + 3.0 * (c.x0 - u.x0), atol=1e-4)
-    assert torch.equal(g.nfe, torch.full((2,), 2.0)) and c.nfe is None
-
-
 def test_bad_labels_and_schedule_mismatch() -> None:
     model = ImageDiffusionModel(random_tiny(), schedule_from_config(TRAIN_SCHEDULE))
     with pytest.raises(ValueError, match="class label 11 out of range"):

@@ -14,13 +14,7 @@ from decoding.solvers import DDIM, DiscreteVPSchedule, DPMSolverPP, LinearVPSche
 SCHEDULE = DiscreteVPSchedule()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: thread hand-offs would dominate."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.one_thread  # tiny tensors: thread hand-offs would dominate
 
 
 def _data() -> GaussianData:

@@ -11,7 +11,7 @@ def test_text_benchmark_tiny(tmp_path) -> None:
     bench = load_script("benchmarks/text_generate.py", "text_generate_bench")
     out = tmp_path / "r.json"
     res = bench.main(["--device", "cpu", "--random-weights", "--tiny", "--batch", "2", "--new-tokens", "6",
-                      "--reps", "1", "--engines", "fused,loop-eager,hf,hf-adapter", "--configs",
+                      "--reps", "1", "--engines", "loop,loop-eager-sync1,hf,hf-adapter", "--configs",
                       "temperature=0.8,top_p=0.95", "typical=0.9", "--profile", "--out", str(out)])
     saved = json.loads(out.read_text())
     assert saved["meta"]["new_tokens"] == 6 and len(saved["runs"]) == 2

@@ -15,9 +15,9 @@ def test_streams_one_sample_and_writes_jsonl(tiny_llama_dir, tmp_path, capsys) -
                "--temperature", "0.8", "--seed", "1", "--out", str(out)])
     assert rc == 0
     row = json.loads(out.read_text().splitlines()[0])
-    assert row["new_tokens"] == len(row["tokens"]) and 1 <= row["new_tokens"] <= 5
-    assert row["nfe"] == row["new_tokens"] and row["seconds"] > 0 and row["prompt_tokens"] > 0
-    assert row["settings"]["typical"] == 0.9 and row["engine"] == "native"
+    assert 1 <= len(row["tokens"]) <= 5 and row["nfe"] == len(row["tokens"])
+    assert row["settings"]["sampling"] == {"temperature": 0.8, "typical": 0.9} and row["settings"]["engine"] == "native"
+    assert row["settings"]["seconds"] > 0 and row["settings"]["seed"] == 1
     printed = capsys.readouterr()
     assert row["text"] in printed.out
     assert "tok/s" in printed.err
@@ -31,17 +31,17 @@ def test_prompts_file_and_several_samples(tiny_llama_dir, tmp_path, capsys) -> N
                "--max-new-tokens", "3", "--top-k", "40", "--out", str(out)])
     assert rc == 0
     rows = [json.loads(x) for x in out.read_text().splitlines()]
-    assert [(r["index"], r["sample"]) for r in rows] == [(0, 0), (0, 1), (1, 0), (1, 1)]
-    assert capsys.readouterr().out.count("=== prompt") == 4
+    assert [(r["index"], r["prompt_index"]) for r in rows] == [(0, 0), (1, 0), (2, 1), (3, 1)]
+    assert capsys.readouterr().out.count("=== sample") == 4
 
 
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--typical", "1.5"], "typical mass must be in (0, 1)"),
-        (["--temperature", "-1"], "--temperature must be > 0"),
-        (["--max-new-tokens", "0"], "--max-new-tokens must be >= 1"),
-        (["--model", "/nonexistent/model"], "not found"),
+        (["--typical", "1.5"], "typical mass) must lie in (0, 1)"),
+        (["--temperature", "-1"], "temperature must be > 0"),
+        (["--max-new-tokens", "0"], "max_new_tokens must be >= 1"),
+        (["--model", "/nonexistent/model"], "no model '/nonexistent/model'"),
         (["--max-new-tokens", "500"], "exceeds the context"),
     ],
 )

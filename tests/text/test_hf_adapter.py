@@ -11,8 +11,8 @@ from decoding import decode
 from decoding.adapters.hf import HFCausalLM, resolve_source
 from decoding.adapters.text_lm import load_text_lm
 from decoding.processes.autoregressive import Autoregressive
-from tests.text.conftest import tiny_llama
 from tests.text.test_llama_native import left_padded
+from tests.text.tiny_llama import tiny_llama
 
 
 def test_greedy_equals_transformers_generate_on_a_ragged_batch() -> None:
@@ -77,9 +77,10 @@ def test_engine_choice(tiny_llama_dir) -> None:
 
 @pytest.mark.slow
 def test_gguf_file_loads_through_transformers(smollm2_folder) -> None:
+    import decoding as dc
     from decoding.adapters.smollm2 import gguf_path
-    from decoding.text_api import generate
 
-    lm = load_text_lm(gguf_path())  # dequantised on load (minutes): the native engine takes folders
+    lm = dc.load(gguf_path(), device="cpu")  # dequantised on load (minutes): the native engine takes folders
     assert lm.engine == "hf" and lm.has_chat_template
-    assert "Paris" in generate(lm, ["What is the capital of France?"], max_new_tokens=6, greedy=True)[0].text
+    out = dc.generate(lm, "What is the capital of France?", max_new_tokens=6, sampling=dc.Sampling(greedy=True))
+    assert "Paris" in out.text[0]

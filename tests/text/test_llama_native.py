@@ -16,7 +16,7 @@ from decoding.adapters.native import NativeCausalLM
 from decoding.adapters.static_cache import StaticCausalLM
 from decoding.nn.transformer import Transformer
 from decoding.processes.autoregressive import Autoregressive
-from tests.text.conftest import tiny_llama
+from tests.text.tiny_llama import tiny_llama
 
 
 def left_padded(vocab: int, lengths: list[int], seed: int = 0) -> dict[str, torch.Tensor]:

@@ -32,9 +32,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
-from decoding.adapters.text_lm import TextLM, load_text_lm  # noqa: E402
+import decoding as dc  # noqa: E402
+from decoding.adapters.text_lm import TextLM  # noqa: E402
 from decoding.core.types import Prediction, State  # noqa: E402
-from decoding.text_api import generate  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 SETTINGS: dict[str, dict] = {
@@ -101,9 +101,11 @@ def run_setting(lm: TextLM, prompts: list[str], kw: dict, max_new: int, seed: in
     wrapped = RawLogprobs(lm.model)
     view = TextLM(**{**lm.__dict__, "model": wrapped})
     t = time.perf_counter()
-    results = generate(view, prompts, max_new_tokens=max_new, seed=seed, on_step=wrapped.record, **kw)
+    greedy = kw.get("greedy", False)
+    sampling = dc.Sampling(**{k: v for k, v in kw.items() if k != "greedy"}, greedy=greedy)
+    out = dc.generate(view, prompts, max_new_tokens=max_new, seed=seed, on_step=wrapped.record, sampling=sampling)
     seconds = time.perf_counter() - t
-    tokens = [r.tokens for r in results]
+    tokens = out.tokens
     nll = [-v for lps in wrapped.logprobs for v in lps]
     reps = [x for x in (seq_rep(s, 4) for s in tokens) if x is not None]
     return {
@@ -116,10 +118,11 @@ def run_setting(lm: TextLM, prompts: list[str], kw: dict, max_new: int, seed: in
         "distinct_3": distinct(tokens, 3),
         "ppl": math.exp(sum(nll) / len(nll)),
         "mean_tokens": sum(len(s) for s in tokens) / len(tokens),
-        "eos_share": sum(r.finish_reason == "eos" for r in results) / len(results),
+        "eos_share": sum(r == "eos" for r in out.finish_reason) / len(out),
         "seconds": seconds,
-        "samples": [{"prompt": r.prompt, "text": r.text, "n_tokens": r.new_tokens, "finish": r.finish_reason,
-                     "rep_4": seq_rep(r.tokens, 4), "tokens": r.tokens} for r in results],
+        "samples": [{"prompt": prompts[i], "text": text, "n_tokens": len(ids), "finish": reason,
+                     "rep_4": seq_rep(ids, 4), "tokens": ids}
+                    for i, text, ids, reason in zip(out.prompt_index, out.text, out.tokens, out.finish_reason, strict=True)],
     }
 
 
@@ -195,7 +198,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--out", type=Path, default=HERE)
     args = p.parse_args(argv)
     prompts = [x for x in args.prompts.read_text().splitlines() if x.strip()][: args.limit]
-    lm = load_text_lm(args.model, device=args.device)
+    lm = dc.load(args.model, device=args.device)
     t0 = time.perf_counter()
     results = {}
     for name in args.settings:

@@ -42,17 +42,17 @@ class _Watch:
         self.checked: Tensor | None = None  # the logits tensor last scanned (a cache wrapper returns it again)
 
     def count(self, state: State, pred: Prediction) -> None:
-        live = (~state.done).to(torch.float64)
         if pred.nfe is None:
-            self.nfe += live
+            self.nfe += ~state.done
         else:
-            self.nfe += pred.nfe.to(self.nfe.device, torch.float64, non_blocking=True) * live
+            self.nfe += pred.nfe.to(self.nfe.device, torch.float64, non_blocking=True) * ~state.done
 
     def scan(self, logits: Tensor, step: int) -> None:
         if logits is self.checked:
             return
         self.checked = logits
-        bad = (torch.isnan(logits) | (logits == float("inf"))).reshape(logits.shape[0], -1).any(-1)
+        # NaN < inf and inf < inf are False, -inf < inf is True: a row is bad unless all its logits are < +inf
+        bad = ~(logits < float("inf")).reshape(logits.shape[0], -1).all(-1)
         bad = bad.to(self.bad_step.device, non_blocking=True)
         self.bad_step = torch.where(bad & (self.bad_step < 0), step, self.bad_step)
 

@@ -69,13 +69,14 @@ class Autoregressive:
             raise ValueError("the autoregressive process needs next-token logits of shape (B, V)")
         logits = pred.logits
         token = logits.argmax(-1) if self.greedy else sample_categorical(logits, generator)
-        token = torch.where(state.done, torch.full_like(token, self.pad_token_id), token)
-        emitted = torch.where(state.done, torch.full_like(token, -1), token)
+        live = ~state.done
+        emitted = token.masked_fill(state.done, -1)
+        token = token.masked_fill(state.done, self.pad_token_id)
         done = state.done | self._is_eos(token)
-        mask = torch.cat([state.memory["attention_mask"], (~state.done)[:, None]], dim=1)
+        mask = torch.cat([state.memory["attention_mask"], live[:, None]], dim=1)
         new = State(
             x=torch.cat([state.x, token[:, None]], dim=1),
-            t=state.t + (~state.done).long(),
+            t=state.t + live,
             done=done,
             step=state.step + 1,
             emitted=emitted,
@@ -87,10 +88,11 @@ class Autoregressive:
 
     def _is_eos(self, token: Tensor) -> Tensor:
         """``(B,)`` bool; compares with each EOS id as a Python number (no host-to-device copy)."""
-        hit = torch.zeros_like(token, dtype=torch.bool)
         if self.eos_token_id is None:
-            return hit
-        for e in [self.eos_token_id] if isinstance(self.eos_token_id, int) else self.eos_token_id:
+            return torch.zeros_like(token, dtype=torch.bool)
+        ids = [self.eos_token_id] if isinstance(self.eos_token_id, int) else list(self.eos_token_id)
+        hit = token == int(ids[0])
+        for e in ids[1:]:
             hit = hit | (token == int(e))
         return hit
 

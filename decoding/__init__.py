@@ -13,12 +13,15 @@ from decoding.core import (
     decode,
     new_generator,
 )
-from decoding.wrappers.cfg import CFG
+from decoding.wrappers.guidance import CFG, CFGPP, PAG, Stitch
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CFG",
+    "CFGPP",
+    "PAG",
+    "Stitch",
     "Constraint",
     "Generation",
     "OptionError",

@@ -25,11 +25,21 @@ from decoding.core.types import State, new_generator
 from decoding.models.image import ImageDiffusionModel, load_image_model
 from decoding.processes.continuous import ContinuousProcess
 from decoding.solvers.registry import SOLVERS, get_solver
-from decoding.wrappers.cfg import CFG
+from decoding.wrappers.guidance import (
+    CFG,
+    CFGPP,
+    PAG,
+    GuidedModel,
+    Stitch,
+    StitchModel,
+    attention_layer_indices,
+)
 
 #: Other names users type for the registry's solvers.
 SOLVER_ALIASES = {"dpm_solver_pp": "dpmpp_2m", "dpm_solver_pp_2m": "dpmpp_2m", "dpm_solver_pp_3m": "dpmpp_3m", "unipc": "unipc_bh2"}
 SPACINGS = ("logsnr", "time", "karras")
+#: The text forms of the guidance option.
+FORMS = "cfg:SCALE[,rescale=PHI][,interval=LO-HI], cfgpp:LAMBDA, pag:SCALE[,layers=A+B], stitch:SMALL_MODEL:FRACTION"
 
 
 @dataclass
@@ -60,18 +70,84 @@ def solver_name(name: str) -> str:
 
 
 def parse_guidance(spec: Any) -> Any:
-    """A guidance object from itself or its text form (``"cfg:3"``)."""
-    if hasattr(spec, "wrap"):
+    """A guidance object from itself or its text form.
+
+    Text forms: ``cfg:W`` (options ``,rescale=PHI``, ``,interval=LO-HI``), ``cfgpp:LAMBDA``,
+    ``pag:S`` (option ``,layers=NAME+NAME`` or indices), ``stitch:SMALL_MODEL:FRACTION``.
+    """
+    if isinstance(spec, CFG | CFGPP | PAG | Stitch):
         return spec
     if not isinstance(spec, str):
         raise OptionError(f"guidance entries are guidance objects (e.g. decoding.CFG(3.0)) or text like 'cfg:3', got {spec!r}")
-    name, _, arg = spec.partition(":")
-    if name == "cfg":
+    head, *opts = spec.split(",")
+    name, _, arg = head.partition(":")
+    try:
+        kw = dict(o.split("=", 1) for o in opts)
+    except ValueError:
+        raise OptionError(f"guidance {spec!r}: options are written ,key=value") from None
+    try:
+        if name == "cfg" and set(kw) <= {"rescale", "interval"}:
+            interval = None
+            if "interval" in kw:
+                lo, _, hi = kw["interval"].partition("-")
+                interval = (float(lo), float(hi))
+            return CFG(float(arg), rescale=float(kw.get("rescale", 0.0)), interval=interval)
+        if name == "cfgpp" and not kw:
+            return CFGPP(float(arg))
+        if name == "pag" and set(kw) <= {"layers"}:
+            layers = tuple(kw["layers"].split("+")) if "layers" in kw else None
+            return PAG(float(arg), layers=layers)
+        if name == "stitch" and not kw:
+            small, _, fraction = arg.rpartition(":")
+            return Stitch(small, float(fraction))
+    except ValueError as e:
+        raise OptionError(f"guidance {spec!r}: {e}; write {FORMS}") from None
+    raise OptionError(f"unknown guidance {spec!r}; known: {FORMS}")
+
+
+def guided(handle: ImageHandle, specs: Sequence[Any]) -> Model:
+    """The engine model with the guidance wrappers of ``specs`` (one batched call for CFG / CFG++ / PAG)."""
+    kinds: dict[type, Any] = {}
+    for g in specs:
+        if type(g) in kinds:
+            raise OptionError(f"guidance lists {type(g).__name__} twice; give each method once")
+        kinds[type(g)] = g
+    stitch = kinds.pop(Stitch, None)
+
+    def wrap(h: ImageHandle) -> Model:
+        if not kinds:
+            return h.model
+        pag = kinds.get(PAG)
+        layers = attention_layer_indices(h.model.net, pag.layers) if pag is not None else ()
         try:
-            return CFG(float(arg))
+            return GuidedModel(h.model, h.model.null_label, kinds.get(CFG), kinds.get(CFGPP), pag, layers)
         except ValueError as e:
-            raise OptionError(f"guidance {spec!r}: {e} (write cfg:SCALE, e.g. cfg:3)") from None
-    raise OptionError(f"unknown guidance {spec!r}; known: cfg:SCALE")
+            raise OptionError(str(e)) from None
+
+    if stitch is None:
+        return wrap(handle)
+    small = stitch.small if isinstance(stitch.small, ImageHandle) else _load_small(stitch.small, handle)
+    check_stitchable(handle, small)
+    return StitchModel(wrap(handle), wrap(small), stitch.fraction)
+
+
+def _load_small(name: Any, large: ImageHandle) -> ImageHandle:
+    from decoding.api.zoo import resolve
+
+    source = resolve(name)
+    if source.kind != "image-diffusion":
+        raise OptionError(f"T-Stitch needs an image diffusion model as the small model; {name} is {source.kind}")
+    return load_image(source, large.device, large.model.dtype)
+
+
+def check_stitchable(large: ImageHandle, small: ImageHandle) -> None:
+    """T-Stitch needs one schedule and one data space (image shape, classes) for both models."""
+    a, b = large.model, small.model
+    if a.schedule.key != b.schedule.key:
+        raise OptionError(f"T-Stitch: {small.name} uses schedule {b.schedule.key}, {large.name} {a.schedule.key}; they must share it")
+    shape = lambda m: (m.net.cfg.in_channels, m.net.cfg.image_size, m.num_classes)  # noqa: E731
+    if shape(a) != shape(b):
+        raise OptionError(f"T-Stitch: {small.name} has (channels, size, classes) {shape(b)}, {large.name} {shape(a)}")
 
 
 def labels_for(class_label: int | Sequence[int] | Tensor | None, n: int, num_classes: int) -> Tensor:
@@ -126,11 +202,9 @@ def generate_image(
     model = handle.model
     labels = labels_for(class_label, n, model.num_classes)
     specs = [parse_guidance(g) for g in (guidance or [])]
-    if specs and class_label is None:
-        raise OptionError("guidance needs class labels: give class_label (unconditional samples have nothing to guide towards)")
-    wrapped: Model = model
-    for g in specs:
-        wrapped = g.wrap(wrapped, model.null_label)
+    if any(not isinstance(g, Stitch | PAG) for g in specs) and class_label is None:
+        raise OptionError("CFG and CFG++ need class labels: give class_label (unconditional samples have nothing to guide towards)")
+    wrapped = guided(handle, specs)
     opts = dict(solver_options or {})
     if name == "dc_solver" and "cpr" in opts:  # ratios predicted for this number of steps
         opts.setdefault("steps", steps)

@@ -239,14 +239,14 @@ class ImageJob:
     kind: str = "image"
 
     def __post_init__(self) -> None:
-        from decoding.wrappers.cfg import CFGModel
+        from decoding.wrappers.guidance import CFG, GuidedModel
 
         self.device = self.im.device
         self.model = self.im.model
         if self.settings.guidance != 1.0:
             if not self.im.info.get("unet"):
                 raise ValueError("settings.guidance applies to UNet models (classifier-free guidance) only")
-            self.model = CFGModel(self.model, self.settings.guidance, self.model.null_label)
+            self.model = GuidedModel(self.model, self.model.null_label, cfg=CFG(self.settings.guidance))
         c = self.settings.classes
         if isinstance(c, int) and not 0 <= c < self.im.num_classes:
             raise ValueError(

@@ -28,6 +28,7 @@ from torch import Tensor
 from decoding.core.types import Prediction, State
 from decoding.io import atomic_path, atomic_write_bytes
 from decoding.nn.unet import UNet, UNetConfig
+from decoding.processes.continuous import state_times
 from decoding.solvers.parameterization import check_schedule, to_prediction
 from decoding.solvers.schedules import DiscreteVPSchedule, LinearVPSchedule, VPSchedule
 
@@ -190,7 +191,7 @@ class ImageDiffusionModel:
         prediction: what the network outputs, ``"v"`` or ``"eps"``.
         compile: run the network through ``torch.compile``.
 
-    One prediction per call; guidance is a wrapper (:class:`decoding.wrappers.cfg.CFGModel`).
+    One prediction per call; guidance is a wrapper (:class:`decoding.wrappers.guidance.GuidedModel`).
     """
 
     def __init__(
@@ -255,20 +256,6 @@ class ImageDiffusionModel:
             xin = xin.contiguous(memory_format=torch.channels_last)
         return self.forward(xin, lam.float(), labels).float()
 
-    def _times(self, state: State) -> Tensor:
-        """``(B,)`` float64 CPU times of ``state``, without a device sync when possible.
-
-        The continuous process keeps its grid (CPU) in ``state.memory["grid"]`` and moves every
-        row to ``grid[state.step]``; reading the grid avoids copying ``state.t`` from the GPU at
-        every step (a sync that stalls the launch of the next network call).
-        """
-        b = state.batch_size
-        grid = state.memory.get("grid")
-        if isinstance(grid, Tensor) and grid.device.type == "cpu" and state.step < grid.numel():
-            return grid[state.step].to(torch.float64).expand(b)
-        t = state.t.to(torch.float64).cpu()
-        return t.expand(b) if t.dim() == 0 else t
-
     def _cached_labels(self, cond: Any, b: int, device: torch.device) -> Tensor:
         """:meth:`labels`, validated once per ``cond`` object (the loop passes the same one every step)."""
         key = (id(cond), b, device)
@@ -284,7 +271,7 @@ class ImageDiffusionModel:
             check_schedule(self.schedule, state)
         x = state.x
         b = x.shape[0]
-        t = self._times(state)
+        t = state_times(state)
         y = self._cached_labels(state.memory.get("cond"), b, x.device)
         if bool((t == t[0]).all()):  # one time for the whole batch: scalars, no per-row tensors
             lam0 = float(self.schedule.lambda_(t[:1]))
@@ -295,7 +282,12 @@ class ImageDiffusionModel:
             lam = self.schedule.lambda_(t).to(x.device, torch.float32)
             alpha = self.schedule.alpha(t).to(x.device, torch.float32)
             sigma = self.schedule.sigma(t).to(x.device, torch.float32)
-        out = self.network(x, lam, y)
+        perturb = state.memory.get("perturb")  # PAG: (rows (B,) bool, attention layer indices)
+        if perturb is None:
+            out = self.network(x, lam, y)
+        else:
+            with self.net.perturbed_attention(rows=perturb[0], layers=perturb[1]):
+                out = self.network(x, lam, y)
         pred = to_prediction(out, self.prediction, x.float(), alpha, sigma)
         return Prediction(x0=pred.x0.to(x.dtype), eps=pred.eps.to(x.dtype))
 

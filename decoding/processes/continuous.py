@@ -104,3 +104,27 @@ class ContinuousProcess:
             step=i + 1,
             memory={**state.memory, **pred.memory, "solver": history, "grid": grid},
         )
+
+
+def state_times(state: State) -> Tensor:
+    """``(B,)`` float64 CPU times of a continuous state, without a device sync when possible.
+
+    The process keeps its grid (CPU) in ``state.memory["grid"]`` and moves every row to
+    ``grid[state.step]``; reading the grid avoids copying ``state.t`` from the GPU at every step
+    (a sync that stalls the launch of the next network call).
+    """
+    b = state.batch_size
+    grid = state.memory.get("grid")
+    if isinstance(grid, Tensor) and grid.device.type == "cpu" and state.step < grid.numel():
+        return grid[state.step].to(torch.float64).expand(b)
+    t = state.t.to(torch.float64).cpu()
+    return t.expand(b) if t.dim() == 0 else t
+
+
+def state_coefficients(state: State, schedule: VPSchedule) -> tuple[Tensor | float, Tensor | float]:
+    """``(alpha, sigma)`` of every row of ``state``: Python floats when all rows share one time, else ``(B,)``."""
+    t = state_times(state)
+    if bool((t == t[0]).all()):
+        return float(schedule.alpha(t[:1])), float(schedule.sigma(t[:1]))
+    dev = state.x.device
+    return schedule.alpha(t).to(dev, torch.float32), schedule.sigma(t).to(dev, torch.float32)

@@ -15,7 +15,7 @@ from decoding.api.generation import make_grid
 from decoding.api.image import ImageHandle, solver_name
 from decoding.core.types import State
 from decoding.models.image import TRAIN_SCHEDULE, ImageDiffusionModel, save_unet, schedule_from_config
-from decoding.wrappers.cfg import CFGModel
+from decoding.wrappers.guidance import CFG, GuidedModel
 from tests.api.fixtures import tiny_unet_model
 from tests.image.oracle import PointOracle
 
@@ -52,11 +52,11 @@ def test_cfg_wrapper_is_the_combination_of_two_predictions(tiny) -> None:
     cond = model(state)
     uncond = model(State(x=x, t=state.t, done=state.done, memory={**state.memory, "cond": None}))
     for w in (0.0, 1.0, 2.5):
-        g = CFGModel(model, w, model.null_label)(state)
+        g = GuidedModel(model, model.null_label, cfg=CFG(w))(state)
         assert torch.allclose(g.x0, uncond.x0 + w * (cond.x0 - uncond.x0), atol=1e-5)
         assert torch.allclose(g.eps, uncond.eps + w * (cond.eps - uncond.eps), atol=1e-5)
         assert g.nfe.tolist() == [2.0] * 3
-    assert torch.allclose(CFGModel(model, 1.0, model.null_label)(state).x0, cond.x0, atol=1e-5)
+    assert torch.allclose(GuidedModel(model, model.null_label, cfg=CFG(1.0))(state).x0, cond.x0, atol=1e-5)
 
 
 def test_seed_reproduces_for_any_batch_size(tiny) -> None:
@@ -80,8 +80,14 @@ def test_seed_reproduces_for_any_batch_size(tiny) -> None:
         (None, dict(n=0), "n must be a whole number >= 1"),
         (None, dict(n=3, class_label=[1, 2]), "one class label or n=3"),
         (None, dict(spacing="cubic"), "unknown spacing"),
-        (None, dict(guidance=["cfg:2"]), "guidance needs class labels"),
-        (None, dict(class_label=1, guidance=["pag:2"]), "unknown guidance 'pag:2'"),
+        (None, dict(guidance=["cfg:2"]), "need class labels"),
+        (None, dict(class_label=1, guidance=["pagg:2"]), "unknown guidance 'pagg:2'"),
+        (None, dict(class_label=1, guidance=["cfg:2", "cfg:3"]), "lists CFG twice"),
+        (None, dict(class_label=1, guidance=["cfg:2", "cfgpp:0.5"]), "does not combine"),
+        (None, dict(class_label=1, guidance=["pag:2,layers=mid"]), "no self-attention layer named 'mid'"),
+        (None, dict(class_label=1, guidance=["cfg:2,scale=3"]), "unknown guidance"),
+        (None, dict(class_label=1, guidance=["cfgpp:1.5"]), r"lambda must lie in \[0, 1\]"),
+        (None, dict(class_label=1, guidance=["stitch:radd-brown:0.5"]), "needs an image diffusion model"),
         (None, dict(class_label=1, guidance=["cfg:x"]), "write cfg:SCALE"),
         (None, dict(class_label=1, guidance=[dc.CFG(2.0)], solver_options={"warp": 2}), "bad options for solver 'dpmpp_2m'"),
         ("a cat", {}, "takes class_label=..., not a prompt"),

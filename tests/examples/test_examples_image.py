@@ -59,3 +59,10 @@ def test_image_quality_example(tiny_checkpoint: Path, tmp_path: Path, capsys) ->
     text = _run("examples/image_quality.py", ["--model", str(tiny_checkpoint), "--n", "4", "--steps", "2", "--device", "cpu",
                                               "--reference", str(ref), "--classifier", str(clf)], capsys)
     assert "FID" in text and "(n=4)" in text and "class accuracy" in text
+
+
+def test_image_guidance_example(tiny_checkpoint: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    out = tmp_path / "g.png"
+    text = _run("examples/image_guidance.py", ["--model", str(tiny_checkpoint), "--small", str(tiny_checkpoint),
+                                               "--steps", "2", "--device", "cpu", "--out", str(out)], capsys)
+    assert "CFG 2 + PAG 1.5" in text and "NFE    6" in text and "T-Stitch" in text and out.is_file()

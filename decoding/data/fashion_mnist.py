@@ -2,8 +2,9 @@
 
 The files come from the Debian package ``dataset-fashion-mnist``, which installs
 ``/usr/share/datasets/fashion-mnist/{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz``.
-Plain (uncompressed) IDX files are read too. The environment variable
-``DECODING_FASHION_MNIST`` or the ``root`` argument points at another folder.
+Plain (uncompressed) IDX files are read too. The ``root`` argument (``decoding train ... --data DIR``)
+or the environment variable ``DECODING_FASHION_MNIST`` points at another folder, e.g. a copy of the
+four ``.gz`` files inside the repository on a machine without the package or internet.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ CLASSES: tuple[str, ...] = (
 _PREFIX = {"train": "train", "test": "t10k"}
 _INSTALL = (
     "install it with `sudo apt-get install dataset-fashion-mnist` (Debian/Ubuntu; files land in "
-    f"{DEFAULT_ROOT}), or pass root=/path/to/folder (or set DECODING_FASHION_MNIST) pointing at the "
+    f"{DEFAULT_ROOT}), or pass root=/path/to/folder (`decoding train ... --data DIR`; or set "
+    "DECODING_FASHION_MNIST) pointing at the "
     "IDX files train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], t10k-images-idx3-ubyte[.gz], "
     "t10k-labels-idx1-ubyte[.gz]"
 )

@@ -211,11 +211,11 @@ def save_token_file(
     """Encode the train and valid splits of ``corpus`` and save them as a safetensors file.
 
     The file holds ``train`` and ``valid`` ``(N,)`` int32 streams (:func:`token_stream`) and
-    metadata (corpus, tokenizer file and hash, vocabulary size, end-of-text id, token counts), so
-    trainers need only torch (:mod:`decoding.data.safetensors_lite`) on the GPU machine.
+    metadata (corpus, tokenizer file and hash, vocabulary size, end-of-text id, token counts); the
+    trainers read it without the corpus or the tokenizer library.
     """
-    from decoding.data.safetensors_lite import save_file
     from decoding.data.tokenizer import TextTokenizer
+    from decoding.data.weights import save_tensors
 
     tok = TextTokenizer(tokenizer_path)
     streams = {s: token_stream(load_corpus(corpus, s, **corpus_kwargs), tok.encode, tok.eos_id) for s in ("train", "valid")}
@@ -231,7 +231,7 @@ def save_token_file(
     if corpus == "brown":
         meta["source"] = f"npm {BROWN_PACKAGE}@{BROWN_VERSION}"
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    save_file(streams, path, metadata=meta)
+    save_tensors(streams, path, metadata=meta)
     return meta
 
 
@@ -244,17 +244,36 @@ def _repo_relative(path: Path) -> str:
         return str(path)
 
 
-def load_token_file(path: str | Path) -> tuple[dict[str, Tensor], dict[str, str]]:
-    """``({"train": (N,) int32, "valid": (M,) int32}, metadata)`` from :func:`save_token_file`'s output (torch only)."""
-    from decoding.data.safetensors_lite import load_file
+#: Default location of the Brown token file (``make setup`` writes it; ``/data/`` is git-ignored).
+DEFAULT_TOKEN_FILE = Path(__file__).resolve().parents[2] / "data" / "brown-sp4k-tokens.safetensors"
+TOKEN_FILE_ENV = "DECODING_BROWN_TOKENS"
 
-    p = Path(path)
+
+def resolve_token_file(path: str | Path | None = None) -> Path:
+    """The token file: ``path``, else ``$DECODING_BROWN_TOKENS``, else ``<repo>/data/brown-sp4k-tokens.safetensors``.
+
+    Raises:
+        FileNotFoundError: the file does not exist (the message says how to pass or make one).
+    """
+    given = path if path is not None else os.environ.get(TOKEN_FILE_ENV)
+    p = Path(given) if given else DEFAULT_TOKEN_FILE
     if not p.is_file():
         raise FileNotFoundError(
-            f"token file {p} does not exist; make it with "
-            "`python -m decoding.data.text_corpus --corpus brown --out data/brown-sp4k-tokens.safetensors`"
+            f"token file {p} does not exist; pass --data FILE (or set {TOKEN_FILE_ENV}) pointing at a copy, "
+            "or make it with `python -m decoding.data.text_corpus --corpus brown --out data/brown-sp4k-tokens.safetensors`"
         )
-    tensors, meta = load_file(p)
+    return p
+
+
+def load_token_file(path: str | Path | None = None) -> tuple[dict[str, Tensor], dict[str, str]]:
+    """``({"train": (N,) int32, "valid": (M,) int32}, metadata)`` from :func:`save_token_file`'s output.
+
+    ``path`` as :func:`resolve_token_file` takes it.
+    """
+    from decoding.data.weights import load_tensors
+
+    p = resolve_token_file(path)
+    tensors, meta = load_tensors(p)
     for key in ("train", "valid"):
         if key not in tensors:
             raise ValueError(f"{p} has no {key!r} token stream; remake it with python -m decoding.data.text_corpus")

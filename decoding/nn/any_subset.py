@@ -38,7 +38,7 @@ import torch
 from torch import Tensor, nn
 
 from decoding.core.types import Prediction, State
-from decoding.data.safetensors_lite import load_file, save_file
+from decoding.data.weights import load_tensors, save_model_folder
 from decoding.nn.transformer import Transformer, TransformerConfig
 
 HIDDEN = 1 << 30
@@ -248,15 +248,8 @@ def save_any_subset(
     net: AnySubsetTransformer, folder: str | Path, extra: dict[str, Any] | None = None, dtype: torch.dtype | None = None
 ) -> Path:
     """Write ``config.json`` and ``model.safetensors`` (weights in ``dtype``, default their own) into ``folder``."""
-    out = Path(folder)
-    out.mkdir(parents=True, exist_ok=True)
     cfg = {**config_dict(net), **(extra or {})}
-    if dtype is not None:
-        cfg["dtype"] = str(dtype).removeprefix("torch.")
-    state = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v) for k, v in net.state_dict().items()}
-    save_file(state, out / "model.safetensors", metadata={"format": "pt", "model_type": "as-arm"})
-    (out / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
-    return out
+    return save_model_folder(folder, net.state_dict(), cfg, dtype, metadata={"format": "pt", "model_type": "as-arm"})
 
 
 def load_any_subset(path: str | Path, device: str | torch.device = "cpu") -> tuple[AnySubsetTransformer, dict]:
@@ -268,6 +261,6 @@ def load_any_subset(path: str | Path, device: str | torch.device = "cpu") -> tup
     if cfg.get("model_type") != "as-arm":
         raise ValueError(f"{folder}/config.json has model_type {cfg.get('model_type')!r}, expected 'as-arm'")
     net = AnySubsetTransformer(TransformerConfig(vocab_size=cfg["vocab_size"], causal=False, **cfg["transformer"]))
-    state, _ = load_file(folder / "model.safetensors")
+    state, _ = load_tensors(folder / "model.safetensors")
     net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     return net.to(device).eval(), cfg

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from decoding.core.types import Prediction, State
-from decoding.data.safetensors_lite import load_file, save_file
+from decoding.data.weights import load_tensors, save_model_folder
 from decoding.nn.transformer import Transformer, TransformerConfig
 
 
@@ -78,15 +78,8 @@ class RADDModel:
 
 def save_radd(net: RADDNet, folder: str | Path, extra: dict[str, Any] | None = None, dtype: torch.dtype | None = None) -> Path:
     """Write ``config.json`` and ``model.safetensors`` (in ``dtype``, default the weights' own) into ``folder``."""
-    out = Path(folder)
-    out.mkdir(parents=True, exist_ok=True)
     cfg = {**net.config_dict(), **(extra or {})}
-    if dtype is not None:
-        cfg["dtype"] = str(dtype).removeprefix("torch.")
-    state = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v) for k, v in net.state_dict().items()}
-    save_file(state, out / "model.safetensors", metadata={"format": "pt", "model_type": "radd"})
-    (out / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
-    return out
+    return save_model_folder(folder, net.state_dict(), cfg, dtype, metadata={"format": "pt", "model_type": "radd"})
 
 
 def load_radd(folder: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> RADDNet:
@@ -98,7 +91,7 @@ def load_radd(folder: str | Path, device: str | torch.device = "cpu", dtype: tor
     if cfg.get("model_type") != "radd":
         raise ValueError(f"{path}/config.json has model_type {cfg.get('model_type')!r}, expected 'radd'")
     net = RADDNet(cfg["vocab_size"], **cfg["transformer"])
-    state, _ = load_file(path / "model.safetensors")
+    state, _ = load_tensors(path / "model.safetensors")
     net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     return cast(net, device, dtype).eval()
 

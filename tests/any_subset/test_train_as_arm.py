@@ -8,19 +8,11 @@ import math
 import pytest
 import torch
 
-from decoding.data.safetensors_lite import save_file
+from decoding.cli.train import train_main
 from decoding.nn.any_subset import HIDDEN, AnySubsetLM
-from decoding.train.as_arm import TrainConfig, train, training_batch
-
-
-def _token_file(path, vocab=16):
-    g = torch.Generator().manual_seed(0)
-    # a stream with structure: runs of an ascending pattern with random starting points
-    starts = torch.randint(0, vocab, (4000,), generator=g)
-    stream = ((starts[:, None] + torch.arange(8)) % vocab).flatten().to(torch.int32)
-    meta = {"corpus": "synthetic", "vocab_size": str(vocab), "eot_id": "2", "tokenizer": "none"}
-    save_file({"train": stream[:28000], "valid": stream[28000:]}, path, metadata=meta)
-    return path
+from decoding.train.as_arm import AsArmConfig, training_batch
+from decoding.train.task import TrainOptions
+from tests.train.helpers import token_file
 
 
 def test_training_batch_is_a_valid_split():
@@ -42,25 +34,29 @@ def test_training_batch_is_a_valid_split():
 
 
 def test_train_learns_and_writes_the_folder(tmp_path):
-    data = _token_file(tmp_path / "tokens.safetensors")
+    data = token_file(tmp_path / "tokens.safetensors")
     out = tmp_path / "as-arm-test"
-    cfg = TrainConfig(data=str(data), out=str(out), minutes=2, max_steps=40, seq_len=16, batch=16, dim=32, layers=2,
-                      heads=2, lr=1e-2, warmup=5, eval_every=20, eval_windows=32, device="cpu", threads=1, progress=False)
-    log = train(cfg)
-    assert abs(log["valid"][0]["loss"] - math.log(16)) < 0.3  # untrained: about uniform
-    assert log["valid"][-1]["loss"] < log["valid"][0]["loss"] - 0.7 and log["summary"]["steps"] == 40
-    for name in ("config.json", "model.safetensors", "log.json", "README.md"):
+    args = ["--data", str(data), "--out", str(out), "--checkpoint", str(tmp_path / "ck"), "--steps", "40", "--seq-len", "16",
+            "--batch-size", "16", "--dim", "32", "--layers", "2", "--heads", "2", "--lr", "1e-2", "--warmup", "5",
+            "--val-every", "20", "--eval-windows", "32", "--device", "cpu", "--threads", "1", "--no-progress",
+            "--no-keep-best", "--ema-decay", "0.5"]
+    assert train_main("as-arm-brown", args) == 0
+    log = json.loads((out / "train_log.json").read_text())
+    valid = log["history"]["valid"]
+    assert abs(valid[0]["loss"] - math.log(16)) < 0.3  # untrained: about uniform
+    assert valid[-1]["loss"] < valid[0]["loss"] - 0.7 and log["steps"] == 40
+    for name in ("config.json", "model.safetensors", "train_log.json", "README.md"):
         assert (out / name).is_file()
         assert (out / name).stat().st_size <= 16 * 2**20
     card = (out / "README.md").read_text()
-    assert "python -m decoding.train.as_arm" in card and "40 steps" in card
+    assert "decoding train as-arm-brown" in card and "40 steps" in card
     assert json.loads((out / "config.json").read_text())["model_type"] == "as-arm"
     model = AnySubsetLM.from_pretrained(out)
     assert model.vocab_size == 16
 
 
-def test_bad_training_options(tmp_path):
-    with pytest.raises(ValueError, match="l2r_fraction"):
-        train(TrainConfig(data="x", l2r_fraction=2.0))
-    with pytest.raises(FileNotFoundError, match="token file"):
-        train(TrainConfig(data=str(tmp_path / "missing.safetensors")))
+def test_bad_training_options():
+    with pytest.raises(ValueError, match="--l2r-fraction"):
+        AsArmConfig(l2r_fraction=2.0).check()
+    with pytest.raises(ValueError, match="--keep-best"):
+        TrainOptions(steps=1, keep_best=True).check()

@@ -1,12 +1,9 @@
-"""The shipped Brown SentencePiece tokenizer and the torch-only safetensors I/O."""
+"""The shipped Brown SentencePiece tokenizer."""
 
 from __future__ import annotations
 
 import pytest
-import safetensors.torch as st
-import torch
 
-from decoding.data.safetensors_lite import load_file, save_file
 from decoding.data.tokenizer import TextTokenizer, default_tokenizer_path, file_sha256, train_sentencepiece
 
 SHA = "89d93faf878275d024d59acce58cdc7a2b9abf6ab69eb9e9099693709445ac44"
@@ -30,22 +27,3 @@ def test_train_is_deterministic(tmp_path) -> None:
     assert a.read_bytes() == b.read_bytes()
     with pytest.raises(ValueError, match="no text"):
         train_sentencepiece(["", " "], tmp_path / "c", vocab_size=300)
-
-
-def test_safetensors_lite_matches_reference(tmp_path) -> None:
-    ts = {
-        "a": torch.randn(3, 4),
-        "b": torch.arange(7, dtype=torch.int32),
-        "c": torch.randn(2, 5).to(torch.bfloat16),
-        "d": torch.tensor([True, False]),
-        "e": torch.zeros(0, 3),
-    }
-    save_file(ts, tmp_path / "x.safetensors", metadata={"k": "v"})
-    ref = st.load_file(str(tmp_path / "x.safetensors"))
-    ours, meta = load_file(tmp_path / "x.safetensors")
-    assert meta == {"k": "v"}
-    for k, v in ts.items():
-        assert torch.equal(ref[k], v) and torch.equal(ours[k], v) and ours[k].dtype == v.dtype
-    st.save_file(ts, str(tmp_path / "y.safetensors"), metadata={"k": "v"})
-    back, _ = load_file(tmp_path / "y.safetensors")
-    assert all(torch.equal(back[k], v) for k, v in ts.items())

@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from decoding.cli.train import train_main
 from decoding.evals.classifier import FashionCNN, class_accuracy, load_classifier, predict, to_model_range
 from decoding.models.image import CheckpointError, models_root
-from decoding.train.classifier import random_shift, save_classifier, train_classifier
+from decoding.train.classifier import random_shift, save_classifier
+from tests.train.helpers import fashion_folder
 
 HAVE_DATA = Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz").is_file()
 SHIPPED = models_root() / "fashion-classifier"
@@ -34,15 +36,19 @@ def test_random_shift_moves_content_and_fills_background() -> None:
     assert ((pos - 14).abs() <= 2).all()
 
 
-@pytest.mark.skipif(not HAVE_DATA, reason="apt-get install dataset-fashion-mnist")
 def test_training_smoke_and_save_load(tmp_path: Path) -> None:
-    net, log = train_classifier(epochs=1, batch_size=64, limit=512, test_limit=200, threads=None)
-    assert 0.0 <= log["test_accuracy"] <= 1.0 and log["test_images"] == 200
-    save_classifier(net, tmp_path / "clf", log)
+    data = fashion_folder(tmp_path / "data", n_train=256, n_test=64)
+    args = ["--data", str(data), "--steps", "8", "--batch-size", "64", "--val-every", "4", "--device", "cpu",
+            "--no-progress", "--checkpoint", str(tmp_path / "ck"), "--out", str(tmp_path / "clf")]
+    assert train_main("fashion-classifier", args) == 0
+    cfg = json.loads((tmp_path / "clf" / "config.json").read_text())
+    log = json.loads((tmp_path / "clf" / "train_log.json").read_text())
+    assert 0.0 <= cfg["test_accuracy"] <= 1.0 and cfg["test_accuracy"] == log["history"]["valid"][-1]["accuracy"]
     loaded = load_classifier(tmp_path / "clf")
     x = torch.randint(0, 256, (5, 28, 28), dtype=torch.uint8)
-    assert torch.equal(predict(loaded, x), predict(net.eval(), x))
-    cfg = json.loads((tmp_path / "clf" / "config.json").read_text())
+    assert predict(loaded, x).shape == (5,)
+    save_classifier(loaded, tmp_path / "again", {"test_accuracy": 0.5})
+    assert torch.equal(predict(load_classifier(tmp_path / "again"), x), predict(loaded, x))
     cfg["model"]["width"] = 16
     (tmp_path / "clf" / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(CheckpointError, match="does not match its config.json"):

@@ -8,14 +8,16 @@ import math
 import pytest
 import torch
 
+from decoding.cli.train import train_main
 from decoding.core.loop import decode
-from decoding.data.safetensors_lite import save_file
 from decoding.data.text_corpus import load_python_stdlib, token_stream
 from decoding.data.tokenizer import TextTokenizer
+from decoding.data.weights import save_tensors
 from decoding.nn.radd import RADDModel, load_radd
 from decoding.processes.masked import Masked
 from decoding.processes.masked_joint import JointConditionals, random_joint
-from decoding.train.radd import TrainConfig, dce_loss, main, stratified_times, train
+from decoding.train.radd import RaddConfig, dce_loss, stratified_times
+from decoding.train.task import TrainOptions
 from decoding.wrappers.cache import CachedModel
 
 
@@ -49,27 +51,30 @@ def test_tiny_cpu_training_run(tmp_path) -> None:
     data = tmp_path / "tokens.safetensors"
     meta = {"corpus": "python-stdlib", "tokenizer": str(tok.path), "tokenizer_sha256": tok.sha256,
             "vocab_size": str(tok.vocab_size), "eot_id": str(tok.eos_id)}
-    save_file(streams, data, metadata=meta)
+    save_tensors(streams, data, metadata=meta)
     out = tmp_path / "radd-tiny"
-    log = train(TrainConfig(data=str(data), out=str(out), max_steps=4, seq_len=32, batch=4, dim=32, layers=1,
-                            heads=2, eval_every=2, eval_windows=4, eval_repeats=1, device="cpu", progress=False))
-    assert log["summary"]["steps"] == 4 and math.isfinite(log["summary"]["best_valid_loss"])
-    assert len(log["valid"]) == 3
-    for name in ("config.json", "model.safetensors", "tokenizer.model", "log.json", "README.md"):
+    args = ["--data", str(data), "--out", str(out), "--checkpoint", str(tmp_path / "ck"), "--steps", "4", "--seq-len", "32",
+            "--batch-size", "4", "--dim", "32", "--layers", "1", "--heads", "2", "--val-every", "2", "--eval-windows", "4",
+            "--eval-repeats", "1", "--device", "cpu", "--no-progress"]
+    assert train_main("radd-brown", args) == 0
+    log = json.loads((out / "train_log.json").read_text())
+    assert log["steps"] == 4 and math.isfinite(log["final_valid_loss"]) and len(log["history"]["valid"]) == 3
+    for name in ("config.json", "model.safetensors", "tokenizer.model", "train_log.json", "README.md", "loss.png"):
         assert (out / name).is_file(), name
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["mask_id"] == 4096 and cfg["seq_len"] == 32 and cfg["dtype"] == "float16"
-    assert "python -m decoding.train.radd" in (out / "README.md").read_text()
+    card = (out / "README.md").read_text()
+    assert "# radd-brown" in card and "decoding train radd-brown" in card and "4 steps" in card
     net = load_radd(out)
     model = CachedModel(RADDModel(net))
     res = decode(model, Masked(mask_id=net.mask_id, length=16), 2, steps=8, seed=0)
     assert res.x.shape == (2, 16) and not bool((res.x == net.mask_id).any())
 
 
-def test_bad_options(tmp_path) -> None:
-    with pytest.raises(ValueError, match="ema"):
-        train(TrainConfig(ema=1.0))
-    with pytest.raises(FileNotFoundError, match="python -m decoding.data.text_corpus"):
-        train(TrainConfig(data=str(tmp_path / "none.safetensors"), device="cpu"))
-    with pytest.raises(SystemExit):
-        main(["--save-dtype", "int8"])
+def test_bad_options() -> None:
+    with pytest.raises(ValueError, match="--eps"):
+        RaddConfig(eps=1.0).check()
+    with pytest.raises(ValueError, match="multiple of --heads"):
+        RaddConfig(dim=30, heads=4).check()
+    with pytest.raises(ValueError, match="--ema-decay"):
+        TrainOptions(steps=1, ema_decay=1.0).check()

@@ -108,3 +108,31 @@ def load_fashion_mnist(split: str = "train", root: str | Path | None = None) -> 
     if images.ndim != 3 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
         raise ValueError(f"Fashion-MNIST {split}: images {images.shape} and labels {labels.shape} do not match")
     return torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64))
+
+
+def _model_range(images: Tensor, device: torch.device | str, channels_last: bool) -> Tensor:
+    """uint8 ``(N, 28, 28)`` -> float ``(N, 1, 28, 28)`` in [-1, 1] on ``device``."""
+    x = images.to(device)[:, None].float().div(127.5).sub(1.0)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+def fashion_splits(
+    root: str | Path | None = None, limit_train: int | None = None, limit_test: int | None = None,
+    device: torch.device | str = "cpu", channels_last: bool = False,
+) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor], dict[str, object]]:
+    """Training and test sets on ``device``, as trainers use them.
+
+    Returns:
+        ``(images, labels)`` of the train split and of the test split (the first ``limit_*``
+        examples when given): images float ``(N, 1, 28, 28)`` in [-1, 1] (channels_last when asked),
+        labels int64 ``(N,)``; and a JSON description (folder, sizes).
+    """
+    out = []
+    for split, limit in (("train", limit_train), ("test", limit_test)):
+        images, labels = load_fashion_mnist(split, root)
+        if limit:
+            images, labels = images[:limit], labels[:limit]
+        out.append((_model_range(images, device, channels_last), labels.to(device)))
+    info = {"dataset": "Fashion-MNIST", "folder": str(resolve_root(root)), "train_images": int(out[0][0].shape[0]),
+            "valid_images": int(out[1][0].shape[0]), "valid_split": "test"}
+    return out[0], out[1], info

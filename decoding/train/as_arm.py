@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from decoding.nn.any_subset import AnySubsetQuery, AnySubsetTransformer, chain_query, save_any_subset
 from decoding.nn.transformer import TransformerConfig
+from decoding.train.task import require_each
 from decoding.train.text import TextConfig, TextTask
 
 _VALID_SEED = 1
@@ -77,8 +78,7 @@ class AsArmConfig(TextConfig):
 
     def check(self) -> None:
         super().check()
-        if not 0.0 <= self.l2r_fraction <= 1.0:
-            raise ValueError(f"--l2r-fraction must lie in [0, 1], got {self.l2r_fraction}")
+        require_each(self, ("l2r_fraction",), lambda v: 0.0 <= v <= 1.0, "lie in [0, 1]")
 
 
 class AsArmTask(TextTask):

@@ -156,16 +156,15 @@ def has_checkpoint(folder: str | Path) -> bool:
 def read_state(folder: str | Path) -> dict[str, Any]:
     """The ``state.json`` of a checkpoint (no tensors read, nothing verified but the format)."""
     path = Path(folder) / STATE_FILE
-    if not path.is_file():
-        raise CheckpointNotFoundError(f"no checkpoint in {folder} (no {STATE_FILE})")
     try:
         doc = json.loads(path.read_text())
+    except (FileNotFoundError, NotADirectoryError):
+        raise CheckpointNotFoundError(f"no checkpoint in {folder} (no {STATE_FILE})") from None
     except json.JSONDecodeError as e:
         raise CheckpointCorruptError(f"{path} is not valid JSON ({e}); copy the checkpoint again") from None
-    if doc.get("format") != FORMAT:
-        raise CheckpointCorruptError(f"{path}: format is {doc.get('format')!r}, expected {FORMAT!r}")
-    if doc.get("version") != VERSION:
-        raise CheckpointCorruptError(f"{path}: checkpoint version {doc.get('version')} is not {VERSION}")
+    wrong = {k: doc.get(k) for k, want in (("format", FORMAT), ("version", VERSION)) if doc.get(k) != want}
+    if wrong:
+        raise CheckpointCorruptError(f"{path}: {wrong} instead of format {FORMAT!r}, version {VERSION}")
     return doc
 
 

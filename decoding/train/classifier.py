@@ -16,11 +16,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from decoding.data.fashion_mnist import CLASSES, load_fashion_mnist, resolve_root
+from decoding.data.fashion_mnist import CLASSES, fashion_splits
 from decoding.data.weights import save_model_folder
-from decoding.evals.classifier import CLASSIFIER_FORMAT, FashionCNN, to_model_range
+from decoding.evals.classifier import CLASSIFIER_FORMAT, FashionCNN
 from decoding.io import atomic_write_bytes
-from decoding.train.task import Task
+from decoding.train.task import Task, require_each
 
 
 def random_shift(x: Tensor, generator: torch.Generator, max_shift: int = 2) -> Tensor:
@@ -75,10 +75,9 @@ class ClassifierConfig:
     val_limit: int | None = None
 
     def check(self) -> None:
-        if self.width < 1 or self.hidden < 1 or self.max_shift < 0:
-            raise ValueError("--width and --hidden must be >= 1 and --max-shift >= 0")
-        if not 0.0 <= self.label_smoothing < 1.0 or not 0.0 <= self.dropout < 1.0:
-            raise ValueError("--label-smoothing and --dropout must lie in [0, 1)")
+        require_each(self, ("width", "hidden", "limit_data", "val_limit"), lambda v: v is None or v >= 1, "be >= 1")
+        require_each(self, ("max_shift",), lambda v: v >= 0, "be >= 0")
+        require_each(self, ("label_smoothing", "dropout"), lambda v: 0.0 <= v < 1.0, "lie in [0, 1)")
 
 
 class ClassifierTask(Task):
@@ -94,16 +93,8 @@ class ClassifierTask(Task):
 
     def setup(self, device: torch.device) -> dict[str, Any]:
         c = self.config
-        images, labels = load_fashion_mnist("train", c.data)
-        test_images, test_labels = load_fashion_mnist("test", c.data)
-        if c.limit_data:
-            images, labels = images[: c.limit_data], labels[: c.limit_data]
-        if c.val_limit:
-            test_images, test_labels = test_images[: c.val_limit], test_labels[: c.val_limit]
-        self.x, self.y = to_model_range(images).to(device), labels.to(device)
-        self.val_x, self.val_y = to_model_range(test_images).to(device), test_labels.to(device)
-        return {"dataset": "Fashion-MNIST", "folder": str(resolve_root(c.data)), "train_images": int(self.x.shape[0]),
-                "valid_images": int(self.val_x.shape[0]), "valid_split": "test"}
+        (self.x, self.y), (self.val_x, self.val_y), info = fashion_splits(c.data, c.limit_data, c.val_limit, device)
+        return info
 
     @property
     def num_examples(self) -> int:

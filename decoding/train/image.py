@@ -34,12 +34,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from decoding.data.fashion_mnist import CLASSES, load_fashion_mnist, resolve_root
+from decoding.data.fashion_mnist import CLASSES, fashion_splits
 from decoding.data.weights import dtype_from_name
 from decoding.models.image import SIZES, TRAIN_SCHEDULE, save_unet, schedule_from_config
 from decoding.nn.unet import UNet, UNetConfig
 from decoding.solvers.schedules import DiscreteVPSchedule
-from decoding.train.task import Task
+from decoding.train.task import Task, require_each
 
 __all__ = ["TRAIN_SCHEDULE", "ImageConfig", "ImageTask", "NoiseLevels", "alpha_sigma", "cosine_log_snr", "diffusion_loss"]
 
@@ -179,22 +179,10 @@ class ImageConfig:
 
     def check(self) -> None:
         self.unet_config()
-        if self.prediction not in ("v", "eps"):
-            raise ValueError(f"--prediction must be 'v' or 'eps', got {self.prediction!r}")
-        if not 0.0 <= self.label_dropout < 1.0:
-            raise ValueError(f"--label-dropout must lie in [0, 1), got {self.label_dropout}")
-        if self.noise_levels not in NOISE_LEVELS:
-            raise ValueError(f"--noise-levels must be one of {', '.join(NOISE_LEVELS)}, got {self.noise_levels!r}")
-        for name in ("limit_data", "val_limit", "val_batch"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
-
-
-def _to_model_range(images: Tensor, device: torch.device, channels_last: bool) -> Tensor:
-    """uint8 ``(N, 28, 28)`` -> float ``(N, 1, 28, 28)`` in [-1, 1] on ``device``."""
-    x = images.to(device)[:, None].float().div(127.5).sub(1.0)
-    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+        require_each(self, ("prediction",), lambda v: v in ("v", "eps"), "be 'v' or 'eps'")
+        require_each(self, ("label_dropout",), lambda v: 0.0 <= v < 1.0, "lie in [0, 1)")
+        require_each(self, ("noise_levels",), lambda v: v in NOISE_LEVELS, f"be one of {', '.join(NOISE_LEVELS)}")
+        require_each(self, ("limit_data", "val_limit", "val_batch"), lambda v: v is None or v >= 1, "be >= 1")
 
 
 class ImageTask(Task):
@@ -213,18 +201,11 @@ class ImageTask(Task):
 
     def setup(self, device: torch.device) -> dict[str, Any]:
         c = self.config
-        images, labels = load_fashion_mnist("train", c.data)
-        test_images, test_labels = load_fashion_mnist("test", c.data)
-        if c.limit_data:
-            images, labels = images[: c.limit_data], labels[: c.limit_data]
-        if c.val_limit:
-            test_images, test_labels = test_images[: c.val_limit], test_labels[: c.val_limit]
+        train, valid, info = fashion_splits(c.data, c.limit_data, c.val_limit, device, c.channels_last)
+        (self.x, self.y), (self.val_x, self.val_y) = train, valid
         self.device = device
-        self.x, self.y = _to_model_range(images, device, c.channels_last), labels.to(device)
-        self.val_x, self.val_y = _to_model_range(test_images, device, c.channels_last), test_labels.to(device)
         self.levels = NoiseLevels(self.schedule, device, c.noise_levels, c.p_mean, c.p_std)
-        return {"dataset": "Fashion-MNIST", "folder": str(resolve_root(c.data)), "train_images": int(self.x.shape[0]),
-                "valid_images": int(self.val_x.shape[0]), "valid_split": "test"}
+        return info
 
     @property
     def num_examples(self) -> int:

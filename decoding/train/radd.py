@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from decoding.nn.radd import RADDNet, save_radd
+from decoding.train.task import require_each
 from decoding.train.text import TextConfig, TextTask
 
 _VALID_SEED = 1
@@ -68,10 +69,8 @@ class RaddConfig(TextConfig):
 
     def check(self) -> None:
         super().check()
-        if not 0.0 < self.eps < 1.0:
-            raise ValueError(f"--eps must lie in (0, 1), got {self.eps}")
-        if self.eval_repeats < 1:
-            raise ValueError(f"--eval-repeats must be >= 1, got {self.eval_repeats}")
+        require_each(self, ("eps",), lambda v: 0.0 < v < 1.0, "lie in (0, 1)")
+        require_each(self, ("eval_repeats",), lambda v: v >= 1, "be >= 1")
 
 
 class RaddTask(TextTask):

@@ -86,34 +86,31 @@ class TrainOptions:
         """Raise ValueError naming the first bad option."""
         if self.steps is None and self.minutes is None:
             raise ValueError("give --steps (the run's length) or --minutes (a time budget), or both")
-        positive = {"steps": self.steps, "minutes": self.minutes, "batch_size": self.batch_size, "lr": self.lr,
-                    "log_every": self.log_every, "val_every": self.val_every, "checkpoint_minutes": self.checkpoint_minutes,
-                    "shard_mb": self.shard_mb, "calibrate_steps": self.calibrate_steps, "stop_at": self.stop_at}
-        for name, value in positive.items():
-            if value is not None and value <= 0:
-                raise ValueError(f"--{name.replace('_', '-')} must be > 0, got {value}")
-        if self.warmup < 0 or self.weight_decay < 0 or self.grad_clip < 0:
-            raise ValueError("--warmup, --weight-decay and --grad-clip must be >= 0")
-        if not 0.0 <= self.min_lr_ratio <= 1.0:
-            raise ValueError(f"--min-lr-ratio must lie in [0, 1], got {self.min_lr_ratio}")
-        if not (0.0 <= self.beta1 < 1.0 and 0.0 <= self.beta2 < 1.0):
-            raise ValueError(f"--beta1 and --beta2 must lie in [0, 1), got {self.beta1}, {self.beta2}")
+        require_each(self, ("steps", "minutes", "stop_at", "batch_size", "lr", "log_every", "val_every", "checkpoint_minutes",
+                            "shard_mb", "calibrate_steps"), lambda v: v is None or v > 0, "be > 0")
+        require_each(self, ("warmup", "weight_decay", "grad_clip"), lambda v: v >= 0, "be >= 0")
+        require_each(self, ("min_lr_ratio",), lambda v: 0.0 <= v <= 1.0, "lie in [0, 1]")
+        require_each(self, ("beta1", "beta2", "ema_decay"), lambda v: v is None or 0.0 <= v < 1.0, "lie in [0, 1)")
+        require_each(self, ("checkpoint_weights", "checkpoint_moments"), lambda v: v in ("float32", "bfloat16"),
+                     "be float32 or bfloat16")
+        require_each(self, ("save_dtype",), lambda v: v in ("bfloat16", "float16", "float32"),
+                     "be bfloat16, float16 or float32")
+        require_each(self, ("shard_mb",), lambda v: v * 1e6 <= 16 * 2**20, "stay under the 16 MiB per-file transfer limit")
         if self.ema_decay is not None and self.ema_std is not None:
             raise ValueError("give --ema-decay or --ema-std, not both")
-        if self.ema_decay is not None and not 0.0 <= self.ema_decay < 1.0:
-            raise ValueError(f"--ema-decay must lie in [0, 1), got {self.ema_decay}")
         if self.keep_best and self.ema_decay is None and self.ema_std is None:
             raise ValueError("--keep-best keeps the best EMA weights: give --ema-decay or --ema-std")
-        for name in ("checkpoint_weights", "checkpoint_moments"):
-            if getattr(self, name) not in ("float32", "bfloat16"):
-                raise ValueError(f"--{name.replace('_', '-')} must be float32 or bfloat16, got {getattr(self, name)!r}")
-        if self.save_dtype not in ("bfloat16", "float16", "float32"):
-            raise ValueError(f"--save-dtype must be bfloat16, float16 or float32, got {self.save_dtype!r}")
-        if self.shard_mb * 1e6 > 16 * 2**20:
-            raise ValueError(f"--shard-mb {self.shard_mb} is over the 16 MiB per-file transfer limit")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def require_each(cfg: Any, names: tuple[str, ...], ok: Callable[[Any], bool], rule: str) -> None:
+    """Raise ``ValueError("--name must <rule>, got <value>")`` for the first field of ``cfg`` in ``names`` not ``ok``."""
+    for name in names:
+        value = getattr(cfg, name)
+        if not ok(value):
+            raise ValueError(f"--{name.replace('_', '-')} must {rule}, got {value!r}")
 
 
 def config_dict(cfg: Any) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from decoding.data.text_corpus import fixed_windows, load_token_file, resolve_to
 from decoding.data.tokenizer import REPO_ROOT
 from decoding.data.weights import dtype_from_name
 from decoding.io import atomic_write_bytes
-from decoding.train.task import Task
+from decoding.train.task import Task, require_each
 
 
 @dataclass
@@ -45,9 +45,7 @@ class TextConfig:
     eval_batch: int = 256
 
     def check(self) -> None:
-        for name in ("seq_len", "dim", "layers", "heads", "eval_windows", "eval_batch"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        require_each(self, ("seq_len", "dim", "layers", "heads", "eval_windows", "eval_batch"), lambda v: v >= 1, "be >= 1")
         if self.dim % self.heads:
             raise ValueError(f"--dim {self.dim} must be a multiple of --heads {self.heads}")
 

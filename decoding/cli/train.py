@@ -95,7 +95,7 @@ def _field_help(cls: type) -> dict[str, str]:
                 out[n] += " " + line.strip()
         elif not line.strip():
             current = []
-    return out
+    return {k: re.sub(r":\w+:`~?([^`]+)`", r"\1", v).replace("``", "") for k, v in out.items()}
 
 
 def _add_fields(group: argparse._ArgumentGroup, cls: type, preset: dict[str, Any], skip: set[str]) -> set[str]:

@@ -161,7 +161,7 @@ class Trainer:
         self.forward = self.net
         if opts.compile:
             try:
-                self.forward = torch.compile(self.net)
+                self.forward = torch.compile(self.net, mode=opts.compile_mode)
             except Exception as e:  # pragma: no cover - depends on the installation
                 self._warn(f"torch.compile is unavailable ({type(e).__name__}: {e}); training eagerly")
         self._compile_checked = not opts.compile
@@ -212,6 +212,7 @@ class Trainer:
         """The first step through ``torch.compile``; on failure, warn and redo it eagerly (same draws)."""
         gen_state = self.gen.get_state()
         cpu_state = torch.get_rng_state()
+        cuda_state = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
         try:
             loss = self._loss(idx)
             loss.backward()
@@ -220,6 +221,8 @@ class Trainer:
             self.forward = self.net
             self.gen.set_state(gen_state)
             torch.set_rng_state(cpu_state)
+            if cuda_state is not None:
+                torch.cuda.set_rng_state(cuda_state, self.device)
             self.opt.zero_grad(set_to_none=True)
             loss = self._loss(idx)
             loss.backward()
@@ -516,6 +519,8 @@ class Trainer:
                 self._sync()
                 per_step = (time.perf_counter() - timer_start) / (self.step - timer_step)
                 left = budget - (time.perf_counter() - start) - self._reserve(budget)
+                if opts.total_minutes is not None:  # the whole run, over sessions
+                    left = opts.total_minutes * 60.0 - self.seconds_before - (time.perf_counter() - start)
                 self.total = self.step + max(1, int(0.97 * left / per_step))
                 self._bar.total = self.total
                 self._write(f"{per_step * 1e3:.1f} ms per step: the run is fixed at {self.total} steps "

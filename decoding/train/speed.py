@@ -28,7 +28,9 @@ def variants(task: Task, options: TrainOptions) -> list[tuple[str, dict[str, Any
     out: list[tuple[str, dict[str, Any], dict[str, Any]]] = [("eager", {"compile": False}, {})]
     if getattr(task.config, "channels_last", None) is True:
         out.append(("eager, NCHW", {"compile": False}, {"channels_last": False}))
-    out.append(("torch.compile", {"compile": True}, {}))
+    out.append(("torch.compile", {"compile": True, "compile_mode": "default"}, {}))
+    if torch.device(options.device).type == "cuda":
+        out.append(("torch.compile reduce-overhead", {"compile": True, "compile_mode": "reduce-overhead"}, {}))
     return out
 
 

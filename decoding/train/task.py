@@ -23,9 +23,12 @@ class TrainOptions:
     """Options of the training skeleton, shared by every model (CLI flags of ``decoding train``).
 
     Attributes:
-        steps: total optimizer steps of the run; fixes the learning-rate schedule. ``None`` with
-            ``minutes``: measured from the first steps to fit the budget (then recorded).
+        steps: total optimizer steps of the run; fixes the learning-rate schedule. ``None``: chosen
+            from the speed of the first steps so that the run fits ``total_minutes`` (or this
+            session's ``minutes``), then recorded in the checkpoint.
         minutes: wall-clock budget of this process (this session); a checkpoint is written at the end.
+        total_minutes: training time of the whole run over all its sessions, used only to choose
+            ``steps`` when it is not given.
         stop_at: end this session after this global step (a checkpoint is written).
         batch_size, lr, warmup, min_lr_ratio, weight_decay, beta1, beta2, grad_clip: AdamW and its schedule
             (weight decay on weights of dimension >= 2 only).
@@ -34,6 +37,8 @@ class TrainOptions:
         seed: weights, data order and noise.
         device: ``cpu``, ``cuda``, ``cuda:1``... (bf16 autocast and fused AdamW on CUDA).
         compile: ``torch.compile`` the training forward (falls back to eager if compiling fails).
+        compile_mode: ``torch.compile`` mode: ``default``, ``reduce-overhead`` (CUDA graphs: for small,
+            launch-bound models) or ``max-autotune-no-cudagraphs``.
         log_every: steps between reads of the training loss (the only host syncs of a step).
         val_every: steps between validation losses (and at the last step).
         checkpoint_minutes: minutes between resume checkpoints.
@@ -50,6 +55,7 @@ class TrainOptions:
 
     steps: int | None = None
     minutes: float | None = None
+    total_minutes: float | None = None
     stop_at: int | None = None
     batch_size: int = 64
     lr: float = 1e-3
@@ -64,6 +70,7 @@ class TrainOptions:
     seed: int = 0
     device: str = "cpu"
     compile: bool = False
+    compile_mode: str = "default"
     log_every: int = 25
     val_every: int = 500
     checkpoint_minutes: float = 5.0
@@ -78,15 +85,17 @@ class TrainOptions:
 
     #: Options that may differ between the sessions of one run (they do not change the weights).
     SESSION: ClassVar[frozenset[str]] = frozenset({
-        "minutes", "stop_at", "device", "compile", "log_every", "checkpoint_minutes", "checkpoint_weights",
+        "minutes", "stop_at", "device", "compile", "compile_mode", "log_every", "checkpoint_minutes", "checkpoint_weights",
         "checkpoint_moments", "shard_mb", "calibrate_steps", "progress", "threads",
     })
 
     def check(self) -> None:
         """Raise ValueError naming the first bad option."""
-        if self.steps is None and self.minutes is None:
-            raise ValueError("give --steps (the run's length) or --minutes (a time budget), or both")
-        require_each(self, ("steps", "minutes", "stop_at", "batch_size", "lr", "log_every", "val_every", "checkpoint_minutes",
+        if self.steps is None and self.minutes is None and self.total_minutes is None:
+            raise ValueError("give --steps (the run's length) or --minutes / --total-minutes (a time budget)")
+        require_each(self, ("compile_mode",), lambda v: v in ("default", "reduce-overhead", "max-autotune-no-cudagraphs"),
+                     "be default, reduce-overhead or max-autotune-no-cudagraphs")
+        require_each(self, ("steps", "minutes", "total_minutes", "stop_at", "batch_size", "lr", "log_every", "val_every", "checkpoint_minutes",
                             "shard_mb", "calibrate_steps"), lambda v: v is None or v > 0, "be > 0")
         require_each(self, ("warmup", "weight_decay", "grad_clip"), lambda v: v >= 0, "be >= 0")
         require_each(self, ("min_lr_ratio",), lambda v: 0.0 <= v <= 1.0, "lie in [0, 1]")

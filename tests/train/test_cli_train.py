@@ -72,3 +72,15 @@ def test_export_only_rebuilds_the_shipped_model(fashion: Path, tmp_path: Path) -
     assert all(torch.equal(a[k], b[k]) for k in a) and all(v.dtype == torch.bfloat16 for v in a.values())
     for name in ("config.json", "train_log.json", "loss.png"):
         assert (tmp_path / "b" / name).is_file()
+
+
+def test_benchmark_prints_steps_per_second(fashion: Path, monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture) -> None:
+    from decoding.train import speed
+
+    full = speed.variants
+    monkeypatch.setattr(speed, "variants", lambda task, opts: [v for v in full(task, opts) if not v[1]["compile"]])
+    assert main(["train", "fashion-tiny", "--benchmark", "--benchmark-steps", "2", "--device", "cpu", "--data", str(fashion),
+                 "--batch-size", "8", "--val-limit", "8"]) == 0
+    out = capsys.readouterr().out
+    assert "steps/s" in out and "eager, NCHW" in out and "1.00" in out

@@ -86,12 +86,32 @@ def test_checkpoint_shards_and_the_printed_size(data: dict[str, Path], tmp_path:
     assert not (tmp_path / "model").exists()
 
 
-def test_time_budget_fixes_the_schedule_and_resumes(data: dict[str, Path], tmp_path: Path) -> None:
-    args = [*_args("fashion-tiny", data["image"]), "--minutes", "0.04", "--calibrate-steps", "3",
+@pytest.mark.parametrize("budget", [["--minutes", "0.04"], ["--total-minutes", "0.06", "--minutes", "0.03"]])
+def test_time_budget_fixes_the_schedule_and_resumes(data: dict[str, Path], tmp_path: Path, budget: list[str]) -> None:
+    args = [*_args("fashion-tiny", data["image"]), *budget, "--calibrate-steps", "3",
             "--checkpoint", str(tmp_path / "ck"), "--out", str(tmp_path / "out")]
     assert train_main("fashion-tiny", args) == 0
     state = read_state(tmp_path / "ck")
-    assert isinstance(state["total"], int) and state["planned_by"] == "time" and state["step"] >= 1
+    assert isinstance(state["total"], int) and state["planned_by"] == "time" and 1 <= state["step"] <= state["total"]
     assert train_main("fashion-tiny", ["--resume", "--checkpoint", str(tmp_path / "ck"), "--out", str(tmp_path / "out"),
                                        "--minutes", "0.5"]) == 0
     assert read_state(tmp_path / "ck")["step"] == state["total"]
+
+
+def test_a_failing_compile_falls_back_to_the_same_eager_run(data: dict[str, Path], tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture) -> None:
+    _run("fashion-tiny", data["image"], tmp_path / "eager", 4, [])
+
+    def broken_compile(net: torch.nn.Module, **kwargs: object):  # what a missing compiler looks like
+        def call(*args: object, **kw: object) -> torch.Tensor:
+            torch.randn(3)  # it may even have drawn random numbers before failing
+            raise RuntimeError("no C compiler")
+        return call
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    _run("fashion-tiny", data["image"], tmp_path / "compiled", 4, [], ("--compile",))
+    assert "torch.compile failed (RuntimeError: no C compiler); training eagerly" in capsys.readouterr().err
+    a, _ = read_checkpoint(tmp_path / "eager" / "ck")
+    b, _ = read_checkpoint(tmp_path / "compiled" / "ck")
+    assert all(torch.equal(a[k], b[k]) for k in a)

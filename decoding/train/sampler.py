@@ -45,8 +45,10 @@ class EpochSampler:
         """The next ``(batch,)`` indices; advances the state."""
         if self.position + self.batch > self.n:
             self.epoch, self.position, self._perm = self.epoch + 1, 0, None
-        if self._perm is None:
-            self._perm = self.permutation(self.epoch).to(self.device)
+        if self._perm is None:  # once per epoch; pinned + non_blocking: the host does not wait for the device
+            perm = self.permutation(self.epoch)
+            cuda = self.device.type == "cuda"
+            self._perm = (perm.pin_memory() if cuda else perm).to(self.device, non_blocking=cuda)
         idx = self._perm[self.position : self.position + self.batch]
         self.position += self.batch
         return idx

@@ -11,7 +11,7 @@ import torch
 
 from decoding.cli.train import train_main
 from decoding.models.image import TRAIN_SCHEDULE, load_unet, schedule_from_config
-from decoding.train.image import ImageConfig, NoiseLevels, diffusion_loss
+from decoding.train.image import ImageConfig, NoiseLevels, alpha_sigma, diffusion_loss
 from tests.image.oracle import PointOracle
 from tests.train.helpers import fashion_folder
 
@@ -55,6 +55,30 @@ def test_exact_network_has_zero_loss(prediction: str, kind: str) -> None:
     assert float(loss) < 1e-8
     wrong = PointOracle(target, "eps" if prediction == "v" else "v")
     assert float(diffusion_loss(wrong, x0, torch.zeros(16, dtype=torch.long), levels(kind), g, prediction, 0.1, 10)) > 1e-2
+
+
+def test_sigma_data_weight_is_edm_s_x0_weight() -> None:
+    """Weighted v-error == EDM's lambda(sigma_e) * |D(x) - x0|^2 with D = alpha x_t - sigma v (arXiv:2206.00364, eq. 8)."""
+    seen: dict[str, torch.Tensor] = {}
+
+    def net(xt: torch.Tensor, lam: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        seen["xt"], seen["lam"] = xt, lam
+        seen["out"] = torch.randn(xt.shape, generator=torch.Generator().manual_seed(7))
+        return seen["out"]
+
+    x0 = torch.rand(64, 1, 28, 28, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    labels = torch.zeros(64, dtype=torch.long)
+    sd = 0.706
+    loss = diffusion_loss(net, x0, labels, levels("lognormal"), torch.Generator().manual_seed(2), "v", 0.0, 10, sigma_data=sd)
+    alpha, sigma = (a.view(-1, 1, 1, 1).double() for a in alpha_sigma(seen["lam"]))
+    x0_hat = alpha * seen["xt"].double() - sigma * seen["out"].double()
+    sigma_e = sigma / alpha
+    edm = ((sigma_e**2 + sd**2) / (sigma_e * sd) ** 2 * (x0_hat - x0.double()) ** 2).mean()
+    assert float(loss) == pytest.approx(float(edm), rel=1e-5)
+    plain = diffusion_loss(net, x0, labels, levels(), torch.Generator().manual_seed(2), "v", 0.0, 10)
+    assert float(plain) != pytest.approx(float(loss), rel=1e-3)
+    with pytest.raises(ValueError, match="--sigma-data"):
+        ImageConfig(prediction="eps", sigma_data=0.7).check()
 
 
 def test_bad_options() -> None:

@@ -135,6 +135,7 @@ def build_parser(model: str) -> tuple[argparse.ArgumentParser, set[str], set[str
     run.add_argument("--export-only", action="store_true", help="write --out from --checkpoint, no training, no data")
     run.add_argument("--benchmark", action="store_true", help="time training steps (eager vs compiled); nothing is saved")
     run.add_argument("--benchmark-steps", type=int, default=20, help="timed steps per benchmark variant (default: %(default)s)")
+    run.add_argument("--benchmark-profile", action="store_true", help="with --benchmark: print where the reference's step time goes")
     task_group = p.add_argument_group(f"{model} ({r.task_cls.__name__})")
     task_names = _add_fields(task_group, r.config_cls, r.config, skip=set())
     opt_group = p.add_argument_group("training (every model)")
@@ -184,11 +185,13 @@ def train_main(model: str, argv: Sequence[str]) -> int:
     checkpoint = Path(args.checkpoint)
     resume = args.resume or args.export_only
     options, config = _settings(model, given, opt_names, task_names, resume, checkpoint)
+    if args.export_only and "device" not in given:
+        options.device = "cpu"  # a checkpoint written on a GPU is exported anywhere
     task = r.make_task(config)
     if args.benchmark:
         from decoding.train.speed import benchmark
 
-        benchmark(model, task, options, steps=args.benchmark_steps)
+        benchmark(model, task, options, steps=args.benchmark_steps, profile=args.benchmark_profile)
         return 0
     command = "decoding train " + " ".join(shlex.quote(a) for a in [model, *argv])
     out = None if args.no_export else Path(args.out)

@@ -41,6 +41,7 @@ from decoding.train.task import Task, TrainOptions, config_dict
 
 MAX_SHIPPED_BYTES = 16 * 2**20
 _RESERVE_S = 10.0  # seconds kept for the final checkpoint and export before the first save is timed
+_COMPILE_TRIALS = 3  # steps guarded against torch.compile failures (compiling, recording CUDA graphs)
 
 
 @dataclass
@@ -164,7 +165,7 @@ class Trainer:
                 self.forward = torch.compile(self.net, mode=opts.compile_mode)
             except Exception as e:  # pragma: no cover - depends on the installation
                 self._warn(f"torch.compile is unavailable ({type(e).__name__}: {e}); training eagerly")
-        self._compile_checked = not opts.compile
+        self._compile_trials = _COMPILE_TRIALS if opts.compile else 0
         if self.resume:
             self._load()
 
@@ -188,11 +189,11 @@ class Trainer:
         for group in self.opt.param_groups:
             group["lr"] = lr
         self.opt.zero_grad(set_to_none=True)
-        if self._compile_checked:
+        if self._compile_trials:
+            loss = self._guarded_compiled_step(idx)
+        else:
             loss = self._loss(idx)
             loss.backward()
-        else:
-            loss = self._first_compiled_step(idx)
         if opts.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.params, opts.grad_clip)
         self.opt.step()
@@ -208,8 +209,9 @@ class Trainer:
         self.loss_acc += loss.detach().float()
         self.loss_count += 1
 
-    def _first_compiled_step(self, idx: Tensor) -> Tensor:
-        """The first step through ``torch.compile``; on failure, warn and redo it eagerly (same draws)."""
+    def _guarded_compiled_step(self, idx: Tensor) -> Tensor:
+        """One of the first steps through ``torch.compile`` (compilation, CUDA-graph recording); on a
+        failure, warn and redo the step eagerly with the same random draws, and stay eager."""
         gen_state = self.gen.get_state()
         cpu_state = torch.get_rng_state()
         cuda_state = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
@@ -226,7 +228,8 @@ class Trainer:
             self.opt.zero_grad(set_to_none=True)
             loss = self._loss(idx)
             loss.backward()
-        self._compile_checked = True
+            self._compile_trials = 1
+        self._compile_trials -= 1
         return loss
 
     # ---- logging and validation --------------------------------------------------------------
@@ -428,8 +431,8 @@ class Trainer:
             "shipped_valid": shipped,
             "best_valid": self.best,
             "parameters": self.n_params,
-            "device": device_name(self.device),
-            "torch": torch.__version__,
+            "device": sessions[-1]["device"] if sessions else device_name(self.device),
+            "torch": sessions[-1]["torch"] if sessions else torch.__version__,
             "shipped_weights": "best EMA" if self.best_state is not None else ("EMA" if self.ema is not None else "raw"),
         }
 

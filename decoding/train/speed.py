@@ -63,8 +63,22 @@ def time_steps(trainer: Trainer, steps: int, warmup: int = 3) -> dict[str, float
             "syncs_per_step": syncs / steps}
 
 
-def benchmark(name: str, task: Task, options: TrainOptions, steps: int = 20) -> list[dict[str, Any]]:
-    """Time the variants of :func:`variants`; print a table with the ratio to the first; return the rows."""
+def profile_steps(trainer: Trainer, steps: int = 5, rows: int = 25) -> str:
+    """``torch.profiler`` table of ``steps`` more training steps of a built trainer (device time first)."""
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if trainer.device.type == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    with torch.profiler.profile(activities=activities) as prof:
+        for _ in range(steps):
+            trainer._train_step()
+        trainer._sync()
+    key = "cuda_time_total" if trainer.device.type == "cuda" else "cpu_time_total"
+    return prof.key_averages().table(sort_by=key, row_limit=rows)
+
+
+def benchmark(name: str, task: Task, options: TrainOptions, steps: int = 20, profile: bool = False) -> list[dict[str, Any]]:
+    """Time the variants of :func:`variants`; print a table with the ratio to the first (and, with
+    ``profile``, the profiler's table of the reference's steps); return the rows."""
     if steps < 1:
         raise ValueError(f"--benchmark-steps must be >= 1, got {steps}")
     rows: list[dict[str, Any]] = []
@@ -77,6 +91,8 @@ def benchmark(name: str, task: Task, options: TrainOptions, steps: int = 20) -> 
         with tempfile.TemporaryDirectory() as tmp:
             trainer = Trainer(name, variant_task, opts, tmp, out=None)
             timing = time_steps(trainer, steps)
+            if profile and not rows:
+                print(f"profile of the reference ({label}):\n{profile_steps(trainer)}")
         compiled = trainer.forward is not trainer.net
         del trainer
         gc.collect()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -65,6 +66,9 @@ def test_resume_needs_a_checkpoint_and_keeps_its_options(capsys: pytest.CaptureF
 def test_export_only_rebuilds_the_shipped_model(fashion: Path, tmp_path: Path) -> None:
     ck = tmp_path / "ck"
     assert main([*_tiny(fashion, ck), "--steps", "3", "--out", str(tmp_path / "a")]) == 0
+    state = json.loads((ck / "state.json").read_text())  # as if written on a GPU machine
+    state["options"]["device"], state["device_type"], state["sessions"][-1]["device"] = "cuda", "cuda", "NVIDIA H100"
+    (ck / "state.json").write_text(json.dumps(state))
     assert main(["train", "fashion-tiny", "--export-only", "--checkpoint", str(ck), "--out", str(tmp_path / "b"),
                  "--data", str(tmp_path / "gone")]) == 0  # no data needed
     a, _ = load_tensors(tmp_path / "a" / "model.safetensors")
@@ -72,6 +76,7 @@ def test_export_only_rebuilds_the_shipped_model(fashion: Path, tmp_path: Path) -
     assert all(torch.equal(a[k], b[k]) for k in a) and all(v.dtype == torch.bfloat16 for v in a.values())
     for name in ("config.json", "train_log.json", "loss.png"):
         assert (tmp_path / "b" / name).is_file()
+    assert json.loads((tmp_path / "b" / "train_log.json").read_text())["device"] == "NVIDIA H100"
 
 
 def test_benchmark_prints_steps_per_second(fashion: Path, monkeypatch: pytest.MonkeyPatch,
@@ -81,6 +86,6 @@ def test_benchmark_prints_steps_per_second(fashion: Path, monkeypatch: pytest.Mo
     full = speed.variants
     monkeypatch.setattr(speed, "variants", lambda task, opts: [v for v in full(task, opts) if not v[1]["compile"]])
     assert main(["train", "fashion-tiny", "--benchmark", "--benchmark-steps", "2", "--device", "cpu", "--data", str(fashion),
-                 "--batch-size", "8", "--val-limit", "8"]) == 0
+                 "--batch-size", "8", "--val-limit", "8", "--benchmark-profile"]) == 0
     out = capsys.readouterr().out
-    assert "steps/s" in out and "eager, NCHW" in out and "1.00" in out
+    assert "steps/s" in out and "eager, NCHW" in out and "1.00" in out and "profile of the reference (eager)" in out

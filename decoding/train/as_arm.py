@@ -135,3 +135,7 @@ class AsArmTask(TextTask):
             f'out = assd_infill("models/{name}", "The ____ of the ____ was ____ .", k=4, seed=0)\n'
             'print(out["texts"][0], out["nfe"])'
         )
+
+
+if __name__ == "__main__":
+    raise SystemExit("decoding.train.as_arm is a training task: run `python -m decoding.train as-arm-brown ...` (see `decoding train --help`)")

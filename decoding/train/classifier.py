@@ -123,3 +123,7 @@ class ClassifierTask(Task):
         valid = info["summary"].get("shipped_valid") or {}
         save_classifier_weights(net, out, valid.get("accuracy"))
         return [out / "config.json", out / "model.safetensors"]
+
+
+if __name__ == "__main__":
+    raise SystemExit("decoding.train.classifier is a training task: run `python -m decoding.train fashion-classifier ...` (see `decoding train --help`)")

@@ -272,3 +272,7 @@ class ImageTask(Task):
         }
         save_unet(net, out, meta, dtype=dtype_from_name(opts["save_dtype"]))
         return [out / "config.json", out / "model.safetensors"]
+
+
+if __name__ == "__main__":
+    raise SystemExit("decoding.train.image is a training task: run `python -m decoding.train fashion-large ...` (see `decoding train --help`)")

@@ -126,3 +126,7 @@ class RaddTask(TextTask):
             f'out = generate_masked("models/{name}", steps=128, sampler="tweedie", num_samples=2, seed=0)\n'
             'print(out["texts"][0], out["nfe"])'
         )
+
+
+if __name__ == "__main__":
+    raise SystemExit("decoding.train.radd is a training task: run `python -m decoding.train radd-brown ...` (see `decoding train --help`)")

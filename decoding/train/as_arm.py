@@ -131,9 +131,8 @@ class AsArmTask(TextTask):
 
     def card_usage(self, name: str) -> str:
         return (
-            "from decoding.text_assd_api import assd_infill\n"
-            f'out = assd_infill("models/{name}", "The ____ of the ____ was ____ .", k=4, seed=0)\n'
-            'print(out["texts"][0], out["nfe"])'
+            "import decoding as dc\n"
+            f'print(dc.generate(dc.load("{name}"), "It was a ________ day.", speculative=4).text)'
         )
 
 

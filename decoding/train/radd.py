@@ -122,9 +122,8 @@ class RaddTask(TextTask):
 
     def card_usage(self, name: str) -> str:
         return (
-            "from decoding.text_masked_api import generate_masked\n"
-            f'out = generate_masked("models/{name}", steps=128, sampler="tweedie", num_samples=2, seed=0)\n'
-            'print(out["texts"][0], out["nfe"])'
+            "import decoding as dc\n"
+            f'print(dc.generate(dc.load("{name}"), "The ____ sat on the ____ .", n=2, steps=128).text)'
         )
 
 

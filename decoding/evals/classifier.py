@@ -64,7 +64,7 @@ def load_classifier(path_or_name: str | Path = "fashion-classifier", device: str
     folder = resolve_checkpoint(path_or_name)
     cfg_path = folder / "config.json"
     if not cfg_path.is_file() or not (folder / "model.safetensors").is_file():
-        raise CheckpointError(f"{folder} needs config.json and model.safetensors (train with python -m decoding.train.classifier)")
+        raise CheckpointError(f"{folder} needs config.json and model.safetensors (train one with `decoding train fashion-classifier --out FOLDER`)")
     config = json.loads(cfg_path.read_text())
     if config.get("format") != CLASSIFIER_FORMAT:
         raise CheckpointError(f"{cfg_path}: format is {config.get('format')!r}, expected {CLASSIFIER_FORMAT!r}")

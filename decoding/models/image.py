@@ -88,7 +88,7 @@ def resolve_checkpoint(path_or_name: str | Path) -> Path:
     available = sorted(d.name for d in root.glob("*") if (d / "config.json").is_file()) if root.is_dir() else []
     raise CheckpointError(
         f"no model {str(path_or_name)!r}: not a folder and not in {root} "
-        f"(available: {', '.join(available) or 'none'}); train one with `python -m decoding.train.image`"
+        f"(available: {', '.join(available) or 'none'}); train one with `decoding train fashion-large --out FOLDER`"
     )
 
 
@@ -108,7 +108,8 @@ def save_unet(net: UNet, out_dir: str | Path, meta: dict[str, Any], dtype: torch
     if dtype is None:
         dtype = torch.float32 if 4 * n_params <= MAX_FILE_BYTES - 65536 else torch.bfloat16
     state = {k: v.detach().to("cpu", dtype).contiguous() for k, v in net.state_dict().items()}
-    config = {"format": FORMAT, "unet": net.cfg.to_dict(), **meta, "weights_dtype": str(dtype).removeprefix("torch.")}
+    config = {"kind": "image-diffusion", "defaults": {"solver": "dpmpp_2m", "steps": 10, "spacing": "logsnr"},
+              "format": FORMAT, "unet": net.cfg.to_dict(), **meta, "weights_dtype": str(dtype).removeprefix("torch.")}
     with atomic_path(out / "model.safetensors") as tmp:
         save_file(state, str(tmp), metadata={"format": FORMAT})
     atomic_write_bytes(out / "config.json", (json.dumps(config, indent=2) + "\n").encode())

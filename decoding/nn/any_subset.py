@@ -241,7 +241,8 @@ def config_dict(net: AnySubsetTransformer) -> dict[str, Any]:
     sizes = net.cfg.to_dict()
     sizes.pop("vocab_size")
     sizes.pop("causal")
-    return {"model_type": "as-arm", "vocab_size": net.vocab_size, "transformer": sizes}
+    return {"kind": "any-subset", "defaults": {"speculative": 4, "order": "left_to_right"},
+            "model_type": "as-arm", "vocab_size": net.vocab_size, "transformer": sizes}
 
 
 def save_any_subset(

@@ -48,7 +48,8 @@ class RADDNet(nn.Module):
         sizes = self.cfg.to_dict()
         sizes.pop("vocab_size")
         sizes.pop("causal")
-        return {"model_type": "radd", "vocab_size": self.vocab_size, "mask_id": self.mask_id, "transformer": sizes}
+        return {"kind": "masked-diffusion", "defaults": {"steps": 128, "sampler": "tweedie", "noise": "loglinear", "cache": True},
+                "model_type": "radd", "vocab_size": self.vocab_size, "mask_id": self.mask_id, "transformer": sizes}
 
 
 class RADDModel:

@@ -163,9 +163,11 @@ class Transformer(nn.Module):
         """
         b, n = tokens.shape
         past = 0 if cache is None else cache[0][0].shape[2]
-        if positions is None:
+        if positions is None:  # the largest position is known on the host: no device sync
+            if past + n > self.cfg.max_len:
+                raise ValueError(f"position {past + n - 1} exceeds the model's max_len {self.cfg.max_len}")
             positions = (past + torch.arange(n, device=tokens.device)).expand(b, n)
-        if int(positions.max()) >= self.cfg.max_len:
+        elif positions.device.type == "cpu" and int(positions.max()) >= self.cfg.max_len:  # (on a GPU: not checked, no sync)
             raise ValueError(f"position {int(positions.max())} exceeds the model's max_len {self.cfg.max_len}")
         cos = self.rope_cos[positions][:, None]
         sin = self.rope_sin[positions][:, None]

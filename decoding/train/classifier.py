@@ -40,7 +40,7 @@ def random_shift(x: Tensor, generator: torch.Generator, max_shift: int = 2) -> T
 
 def save_classifier_weights(net: FashionCNN, out: str | Path, test_accuracy: float | None) -> Path:
     """Write ``config.json`` and ``model.safetensors`` (float32) of the classifier, atomically."""
-    config = {"format": CLASSIFIER_FORMAT, "model": net.config, "classes": list(CLASSES), "input_range": [-1.0, 1.0],
+    config = {"kind": "classifier", "format": CLASSIFIER_FORMAT, "model": net.config, "classes": list(CLASSES), "input_range": [-1.0, 1.0],
               "test_accuracy": test_accuracy}
     return save_model_folder(out, net.state_dict(), config, metadata={"format": CLASSIFIER_FORMAT})
 

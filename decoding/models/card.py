@@ -49,6 +49,35 @@ def write_samples_png(folder: str | Path, device: str = "cpu", steps: int = 20, 
     return png
 
 
+def _ema_text(cfg: dict[str, Any]) -> str:
+    if cfg.get("ema_std") is not None:
+        return f"EDM2 power EMA sigma_rel {cfg['ema_std']} (arXiv 2312.02696)"
+    return f"EMA decay {cfg.get('ema_decay')}"
+
+
+def _training_lines(log: dict[str, Any]) -> list[str]:
+    """The training section of a card from ``train_log.json`` (written by ``decoding train``)."""
+    cfg = log.get("config", {})
+    sessions = log.get("sessions") or []
+    lines = [
+        f"- reproduce: `{(sessions[0].get('command') if sessions else None) or log.get('command')}`"
+        + (f", then `--resume` for {len(sessions) - 1} more session(s)" if len(sessions) > 1 else ""),
+        f"- {log.get('steps')} of {log.get('planned_steps')} planned steps ({'finished' if log.get('finished') else 'NOT finished'}), "
+        f"batch {cfg.get('batch_size')} ({log.get('epochs')} epochs), {log.get('seconds')} s of training "
+        f"on {log.get('device')} (torch {log.get('torch')}), {len(sessions) or 1} session(s)",
+        f"- AdamW lr {cfg.get('lr')} (warmup {cfg.get('warmup')}, cosine to {cfg.get('min_lr_ratio')} of it), "
+        f"{_ema_text(cfg)}, bf16 autocast on CUDA, seed {cfg.get('seed')}",
+    ]
+    for key, label in (("final_loss", "final training loss"), ("final_valid_loss", "final validation loss (shipped weights)")):
+        value = log.get(key)
+        lines.append(f"- {label}: {value:.5f}" if isinstance(value, float) else f"- {label}: n/a")
+    valid = (log.get("history") or {}).get("valid") or []
+    if len(valid) >= 3:
+        tail = ", ".join(f"{r['step']}: {r['loss']:.5f}" for r in valid[-4:])
+        lines.append(f"- validation loss at the last checks (step: loss): {tail}")
+    return [*lines, "", "![loss curve](loss.png)", ""]
+
+
 def _read(path: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
@@ -85,19 +114,7 @@ def render_card(folder: str | Path) -> str:
         "",
     ]
     if log:
-        lines += [
-            f"- command: `{log.get('command')}`",
-            f"- {log.get('steps')} steps of batch {log.get('config', {}).get('batch_size')} "
-            f"({log.get('epochs')} epochs), {log.get('seconds')} s on {log.get('device')} (torch {log.get('torch')}), "
-            f"trained alongside {', '.join(log.get('trained_alongside') or []) or 'nothing'} in the same process",
-            f"- AdamW lr {log.get('config', {}).get('lr')} (warmup {log.get('config', {}).get('warmup')}, cosine decay), "
-            f"EMA {log.get('config', {}).get('ema_decay')}, bf16 autocast on CUDA, seed {log.get('config', {}).get('seed')}",
-            f"- final training loss (mean of the last {log.get('config', {}).get('log_every')} steps): {log.get('final_loss'):.4f}"
-            if isinstance(log.get("final_loss"), float) else "- final training loss: n/a",
-            "",
-            "![loss curve](loss.png)",
-            "",
-        ]
+        lines += _training_lines(log)
     lines += ["## Sample quality", ""]
     if ev:
         lines += [

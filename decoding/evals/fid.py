@@ -294,6 +294,29 @@ def _model_main(a: argparse.Namespace) -> int:
     return 0
 
 
+def score_samples(path: str | Path, device: str = "cpu", reference: str | Path | None = None,
+                  classifier: str | Path | None = "fashion-classifier") -> dict:
+    """FID (and class accuracy) of images sampled elsewhere and saved as ``.npz``: ``images`` uint8
+    ``(N, 1, H, W)`` and, for the class accuracy, ``labels`` ``(N,)`` (how a GPU run hands its samples
+    to a machine that has the Inception network)."""
+    data = np.load(path)
+    images = torch.from_numpy(data["images"])
+    mu_r, s_r = load_reference(reference)
+    mu, s = feature_stats(inception_features(images, device, progress=True))
+    row = {"samples": str(path), "n": int(images.shape[0]), "fid": frechet_distance(mu, s, mu_r, s_r)}
+    if classifier and "labels" in data:
+        from decoding.evals.classifier import class_accuracy, load_classifier
+
+        row["class_accuracy"] = class_accuracy(load_classifier(classifier, device), images, torch.from_numpy(data["labels"]))
+    return row
+
+
+def _samples_main(a: argparse.Namespace) -> int:
+    for path in a.files:
+        print(json.dumps(score_samples(path, a.device, a.reference, None if a.no_classifier else a.classifier)), flush=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m decoding.evals.fid", description="FID reference statistics and checks.")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -326,6 +349,13 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--no-classifier", action="store_true")
     m.add_argument("--out", default=None, help="JSON file for the results (e.g. models/fashion-large/eval.json)")
     m.set_defaults(func=_model_main)
+    f = sub.add_parser("samples", help="FID and class accuracy of saved samples (.npz with uint8 images and labels)")
+    f.add_argument("files", nargs="+")
+    f.add_argument("--device", default="cpu")
+    f.add_argument("--reference", default=None)
+    f.add_argument("--classifier", default="fashion-classifier")
+    f.add_argument("--no-classifier", action="store_true")
+    f.set_defaults(func=_samples_main)
     a = p.parse_args(argv)
     try:
         return a.func(a)

@@ -365,11 +365,11 @@ class Trainer:
             keep = {k: now[k] for k in ("params", "fused", "foreach", "capturable", "differentiable") if k in now}
             groups.append({**saved, **keep, "betas": tuple(saved["betas"])})
         self.opt.load_state_dict({"state": opt_state, "param_groups": groups})
-        for group in self.opt.param_groups:  # moments saved in bfloat16 come back as float32
-            for p in group["params"]:
+        for group in self.opt.param_groups:  # the parameter's dtype (bfloat16 moments) and memory format
+            for p in group["params"]:  # (channels_last): fused AdamW needs both to match its parameter
                 for key in ("exp_avg", "exp_avg_sq"):
                     if key in self.opt.state.get(p, {}):
-                        self.opt.state[p][key] = self.opt.state[p][key].to(p.dtype)
+                        self.opt.state[p][key] = torch.empty_like(p).copy_(self.opt.state[p][key])
         self.best_state = {k[5:]: v for k, v in tensors.items() if k.startswith("best/")} or None
         if not self.export_only:
             self.gen.set_state(tensors["rng/train"])

@@ -131,3 +131,22 @@ def test_a_failing_compile_falls_back_to_the_same_eager_run(data: dict[str, Path
     a, _ = read_checkpoint(tmp_path / "eager" / "ck")
     b, _ = read_checkpoint(tmp_path / "compiled" / "ck")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resumed_moments_keep_the_parameters_layout(data: dict[str, Path], tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fused AdamW (CUDA) needs every moment in its parameter's dtype and memory format (channels_last
+    convolution weights): a resumed run must rebuild them so, including from bfloat16 moments."""
+    step = torch.optim.AdamW.step
+
+    def checked(self: torch.optim.AdamW, *args: object, **kwargs: object) -> object:
+        for group in self.param_groups:
+            for p in group["params"]:
+                for key in ("exp_avg", "exp_avg_sq"):
+                    moment = self.state.get(p, {}).get(key)
+                    if moment is not None:
+                        assert moment.dtype == p.dtype and moment.stride() == p.stride(), (key, tuple(p.shape))
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", checked)
+    _run("fashion-tiny", data["image"], tmp_path, 6, [3], ("--checkpoint-moments", "bfloat16"))

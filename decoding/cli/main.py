@@ -1,4 +1,4 @@
-"""The ``decoding`` command line: ``decoding generate | text | image | eval | demo``.
+"""The ``decoding`` command line: ``decoding generate | text | image | eval | demo | serve``.
 
 Each subcommand lives in its own module of this package exposing ``add_parser(subparsers)``
 (which registers its options and sets ``func``). Bad input exits with status 2 and one line.
@@ -11,7 +11,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-SUBCOMMANDS = ("generate", "text", "image", "eval", "demo")
+SUBCOMMANDS = ("generate", "text", "image", "eval", "demo", "serve")
 
 
 class UsageError(ValueError):

@@ -22,7 +22,7 @@ from PIL import Image
 import decoding as dc
 from decoding.server import ServerConfig, create_app
 from decoding.server.aligned import TrieStore
-from tests.server.live import LiveServer
+from decoding.server.live import LiveServer
 
 pytestmark = pytest.mark.one_thread
 

@@ -1,4 +1,4 @@
-"""A ``decoding serve`` application running on 127.0.0.1 on a free port, in a background thread."""
+"""A ``decoding serve`` application running on 127.0.0.1 on a free port, in a background thread (tests, benchmarks)."""
 
 from __future__ import annotations
 

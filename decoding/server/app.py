@@ -44,7 +44,8 @@ class Server:
         self.config = config
         self.created = int(time.time())
         self.lm = handle if kind == "causal-lm" else None
-        self.scheduler = Scheduler(self.lm, max_rows=config.max_batch_rows, chunk_steps=config.chunk_steps)
+        self.scheduler = Scheduler(self.lm, max_rows=config.max_batch_rows, chunk_steps=config.chunk_steps,
+                                   bucket=config.bucket_rows)
         self.grammars = GrammarCache(self.lm) if self.lm is not None else None
         folder = config.state_dir if config.state_dir is not None else cache_dir("serve")
         self.tries = TrieStore(self.lm, Path(folder) / "tries") if self.lm is not None else None

@@ -21,6 +21,8 @@ class ServerConfig:
         max_batch_rows: rows decoded together at most (the continuous batch).
         chunk_steps: decode steps between two changes of the batch (1-8).
         max_images: most images per image request.
+        bucket_rows: pad the batch and its KV cache to powers of two so compiled steps and CUDA graphs
+            see few shapes (None: on CUDA only; see :class:`~decoding.server.scheduler.Scheduler`).
         state_dir: where grammar-aligned decoding keeps its tries (one file per model, grammar and
             sampling settings; kept across restarts).
     """
@@ -35,6 +37,7 @@ class ServerConfig:
     max_batch_rows: int = 64
     chunk_steps: int = 4
     max_images: int = 64
+    bucket_rows: bool | None = None
     state_dir: Path | None = None
 
     def __post_init__(self) -> None:

@@ -75,7 +75,14 @@ class Row:
     constraint: Any
     tokens: list[int] = field(default_factory=list)
     finish: str | None = None
+    padding: bool = False
 
     @property
     def remaining(self) -> int:
         return self.job.max_tokens - len(self.tokens)
+
+    @classmethod
+    def pad(cls, device: torch.device) -> Row:
+        """A finished row that only fills the batch up to a bucket size (it is never decoded into)."""
+        job = TextJob(prompt_ids=[0], n=1, seed=0, sampling=Sampling(), max_tokens=1 << 30)
+        return cls(job=job, choice=0, generator=torch.Generator(device=device), chain=(), constraint=None, padding=True)

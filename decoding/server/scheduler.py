@@ -22,6 +22,7 @@ import concurrent.futures
 import threading
 from collections import deque
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -45,12 +46,16 @@ class Scheduler:
             only run tasks (image models).
         max_rows: rows decoded together at most.
         chunk_steps: decode steps between batch changes.
+        bucket: pad the batch with finished rows to a power of two and the KV cache to a power-of-two
+            length, so a compiled / CUDA-graph step sees few shapes (default: on CUDA). Padding
+            rows are left unchanged by every step; they cost compute, never change an answer.
     """
 
-    def __init__(self, lm: Any, max_rows: int = 64, chunk_steps: int = 4) -> None:
+    def __init__(self, lm: Any, max_rows: int = 64, chunk_steps: int = 4, bucket: bool | None = None) -> None:
         self.lm = lm
         self.max_rows = max_rows
         self.chunk_steps = chunk_steps
+        self.bucket = (lm is not None and lm.device.type == "cuda") if bucket is None else bool(bucket)
         self.rows: list[Row] = []
         self.state: State | None = None
         self._pending: deque[TextJob] = deque()
@@ -90,7 +95,8 @@ class Scheduler:
     def load(self) -> dict[str, int]:
         """Rows in the batch, jobs waiting and steps run (read by ``/health``)."""
         with self._lock:
-            return {"running_rows": len(self.rows), "waiting_jobs": len(self._pending), "steps": self.steps_run}
+            rows = sum(1 for r in self.rows if not r.padding)
+            return {"running_rows": rows, "waiting_jobs": len(self._pending), "steps": self.steps_run}
 
     # ---- the model's thread ----------------------------------------------------------------
     def _run(self) -> None:
@@ -129,7 +135,7 @@ class Scheduler:
                 future.set_exception(e)
 
     def _admit(self) -> list[TextJob]:
-        room = self.max_rows - sum(1 for r in self.rows if r.finish is None)
+        room = self.max_rows - sum(1 for r in self.rows if r.finish is None and not r.padding)
         out = []
         with self._lock:
             while self._pending and (self._pending[0].n <= room or not out and not self.rows):
@@ -199,8 +205,8 @@ class Scheduler:
         self._regroup(new_state, new_rows)
         if not self.rows:
             return
-        self.max_rows_seen = max(self.max_rows_seen, len(self.rows))
-        live = [r.remaining for r in self.rows]
+        self.max_rows_seen = max(self.max_rows_seen, sum(1 for r in self.rows if not r.padding))
+        live = [r.remaining for r in self.rows if not r.padding]
         steps = max(1, min(self.chunk_steps, min(live)))
         state, tokens, lps = self._decode(self.rows, self.state, steps)
         self.steps_run += steps
@@ -208,9 +214,12 @@ class Scheduler:
         self._hand_out(self.rows, state, tokens, lps)
 
     def _regroup(self, new_state: State | None, new_rows: list[Row]) -> None:
-        keep = [i for i, r in enumerate(self.rows) if r.finish is None and not r.job.cancelled.is_set()]
-        fresh = [i for i, r in enumerate(new_rows) if r.finish is None and not r.job.cancelled.is_set()]
-        if new_state is None and len(keep) == len(self.rows):
+        def wanted(r: Row) -> bool:
+            return r.finish is None and not r.padding and not r.job.cancelled.is_set()
+
+        keep = [i for i, r in enumerate(self.rows) if wanted(r)]
+        fresh = [i for i, r in enumerate(new_rows) if wanted(r)]
+        if new_state is None and len(keep) == sum(1 for r in self.rows if not r.padding):
             return
         parts = []
         if keep:
@@ -221,7 +230,19 @@ class Scheduler:
         state = None
         if parts:
             room = max(r.remaining for r in rows) + 1
+            pad = 0
+            if self.bucket:  # powers of two: few shapes for compiled steps and CUDA graphs
+                pad = (1 << (len(rows) - 1).bit_length()) - len(rows)
+                last = parts[-1]
+                parts[-1] = (last[0], list(last[1]) + [last[1][0]] * pad)
+                width = max(s.x.shape[1] for s, _ in parts)
+                room = (1 << (width + room).bit_length()) - width - 1
             state = merge_rows(self.lm.model, parts, pad_token_id=self.lm.pad_token_id, room=room)
+            if pad:
+                done = state.done.clone()
+                done[len(rows):] = True
+                state = replace(state, done=done)
+                rows += [Row.pad(self.lm.device) for _ in range(pad)]
         if self.state is not None:
             release_rows(self.lm.model, self.state)
         with self._lock:
@@ -232,7 +253,7 @@ class Scheduler:
         eos = set(self.lm.eos_token_ids)
         updates: dict[int, tuple[TextJob, list[RowUpdate]]] = {}
         for i, r in enumerate(rows):
-            if r.finish is not None:
+            if r.finish is not None or r.padding:
                 continue
             new = [t for t in tokens[i] if t >= 0]
             r.tokens.extend(new)

@@ -95,30 +95,44 @@ def test_chat_stream_equals_chat_and_n3_is_reproducible(client, ref) -> None:
     assert other.choices[0].message.content != texts[0]
 
 
-def test_rows_in_a_changing_batch_equal_the_same_requests_alone(live, client) -> None:
-    """Concurrent requests with different settings share the batch and answer as they do alone."""
-    requests = [
-        dict(prompt="one", max_tokens=12, temperature=0),
-        dict(prompt="two three four", max_tokens=5, seed=1, temperature=0.7, top_p=0.8),
-        dict(prompt="five", max_tokens=9, seed=2, extra_body={"min_p": 0.05, "repetition_penalty": 1.3}),
-        dict(prompt="six seven", max_tokens=7, seed=3, extra_body={"typical_p": 0.9, "top_k": 30}),
-        dict(prompt="eight", max_tokens=15, seed=4, n=2),
-        dict(prompt="nine ten", max_tokens=40, seed=5, extra_body={"response_format": {"type": "json_object"}}),
-        dict(prompt="eleven", max_tokens=6, seed=6, extra_body={"grammar": 'start: ("yes" | "no")+'}),
-    ]
-    alone = [client.completions.create(model=NAME, **r) for r in requests]
+REQUESTS = [
+    dict(prompt="one", max_tokens=12, temperature=0),
+    dict(prompt="two three four", max_tokens=5, seed=1, temperature=0.7, top_p=0.8),
+    dict(prompt="five", max_tokens=9, seed=2, extra_body={"min_p": 0.05, "repetition_penalty": 1.3}),
+    dict(prompt="six seven", max_tokens=7, seed=3, extra_body={"typical_p": 0.9, "top_k": 30}),
+    dict(prompt="eight", max_tokens=15, seed=4, n=2),
+    dict(prompt="nine ten", max_tokens=40, seed=5, extra_body={"response_format": {"type": "json_object"}}),
+    dict(prompt="eleven", max_tokens=6, seed=6, extra_body={"grammar": 'start: ("yes" | "no")+'}),
+]
 
+
+def concurrently(url: str, requests: list[dict]) -> list:
     async def together():
-        aclient = openai.AsyncOpenAI(base_url=live.url + "/v1", api_key="unused", max_retries=0)
+        aclient = openai.AsyncOpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
         async with aclient:
             return await asyncio.gather(*[aclient.completions.create(model=NAME, **r) for r in requests])
 
+    return asyncio.run(together())
+
+
+def assert_same_answers(a: list, b: list) -> None:
+    for x, y in zip(a, b, strict=True):
+        assert [c.text for c in x.choices] == [c.text for c in y.choices]
+        assert [c.finish_reason for c in x.choices] == [c.finish_reason for c in y.choices]
+
+
+def test_rows_in_a_changing_batch_equal_the_same_requests_alone(live, client, tiny_llama_dir, tmp_path: Path) -> None:
+    """Concurrent requests with different settings share the batch and answer as they do alone;
+    so they do in a batch padded to power-of-two shapes (the CUDA default)."""
+    alone = [client.completions.create(model=NAME, **r) for r in REQUESTS]
     live.server_state.scheduler.max_rows_seen = 0
-    batched = asyncio.run(together())
+    assert_same_answers(alone, concurrently(live.url, REQUESTS))
     assert live.server_state.scheduler.max_rows_seen >= 3  # they did share model calls
-    for a, b in zip(alone, batched, strict=True):
-        assert [c.text for c in a.choices] == [c.text for c in b.choices]
-        assert [c.finish_reason for c in a.choices] == [c.finish_reason for c in b.choices]
+    lm = dc.load(tiny_llama_dir, device="cpu")
+    config = ServerConfig(served_name=NAME, state_dir=tmp_path, bucket_rows=True, chunk_steps=3)
+    with LiveServer(create_app(lm, config)) as s:
+        assert_same_answers(alone, concurrently(s.url, REQUESTS))
+        assert httpx.get(s.url + "/health").json()["running_rows"] == 0
 
 
 def test_json_schema_answers_validate(client) -> None:

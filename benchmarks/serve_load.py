@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--clients", type=int, default=32)
     p.add_argument("--requests", type=int, default=4, help="requests per client")
     p.add_argument("--max-tokens", type=int, default=32)
-    p.add_argument("--chunk-steps", type=int, default=4)
+    p.add_argument("--chunk-steps", type=int, default=None, help="see decoding serve --chunk-steps (default: auto)")
     p.add_argument("--bucket", choices=["auto", "on", "off"], default="auto", help="see decoding serve --bucket")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     p.add_argument("--decode-baseline", action="store_true", help="also time decode() over the same batches")
@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     lm = dc.load(args.model, device=args.device, dtype=args.dtype)
     import tempfile
 
-    config = ServerConfig(served_name="bench", max_batch_rows=max(args.clients, 1), chunk_steps=args.chunk_steps,
+    config = ServerConfig(served_name="bench", max_batch_rows=max(args.clients, 1), max_n=1, chunk_steps=args.chunk_steps,
                           state_dir=Path(tempfile.mkdtemp(prefix="serve-load-")),
                           bucket_rows={"auto": None, "on": True, "off": False}[args.bucket])
     plan = requests_for(args.clients, args.requests, args.max_tokens)
@@ -227,10 +227,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "date": time.strftime("%Y-%m-%d"), "model": args.model, "device": str(lm.device),
         "device_name": torch.cuda.get_device_name() if lm.device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads",
         "torch": torch.__version__, "clients": args.clients, "requests_per_client": args.requests,
-        "max_tokens": args.max_tokens, "chunk_steps": args.chunk_steps, "bucket": args.bucket,
+        "max_tokens": args.max_tokens,
         "load_average_start": list(__import__("os").getloadavg()),
     }
     app = create_app(lm, config)
+    report["chunk_steps"] = app.state.server.scheduler.chunk_steps
+    report["bucket"] = app.state.server.scheduler.bucket
     with LiveServer(app) as live:
         runs = {}
         for name in ("cold", "warm"):

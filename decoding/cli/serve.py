@@ -31,7 +31,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--dtype", help="float32, bfloat16 or float16 (default: the model kind's choice)")
     p.add_argument("--engine", choices=["auto", "native", "hf"], help="causal LMs: native (Llama, static KV cache) or hf")
     p.add_argument("--max-batch-rows", type=int, default=64, help="rows decoded together at most (default 64)")
-    p.add_argument("--chunk-steps", type=int, default=4, help="decode steps between batch changes, 1-8 (default 4)")
+    p.add_argument("--chunk-steps", type=int, help="decode steps between batch changes, 1-8 (default: 1 on CPU, 8 on CUDA)")
     p.add_argument("--bucket", choices=["auto", "on", "off"], default="auto",
                    help="pad the batch to powers of two for compiled / CUDA-graph steps (auto: on CUDA)")
     p.add_argument("--max-n", type=int, default=16, help="most samples per request (default 16)")

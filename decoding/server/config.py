@@ -19,7 +19,9 @@ class ServerConfig:
         max_prompt_tokens: longest prompt (after the chat template).
         max_grammar_bytes: largest grammar or JSON Schema (UTF-8 bytes of its text).
         max_batch_rows: rows decoded together at most (the continuous batch).
-        chunk_steps: decode steps between two changes of the batch (1-8).
+        chunk_steps: decode steps between two changes of the batch (1-8; None: 1 on the CPU, where a
+            step of a full batch is slow and new requests should not wait, 8 on CUDA, where each
+            change reads the device once).
         max_images: most images per image request.
         bucket_rows: pad the batch and its KV cache to powers of two so compiled steps and CUDA graphs
             see few shapes (None: on CUDA only; see :class:`~decoding.server.scheduler.Scheduler`).
@@ -35,7 +37,7 @@ class ServerConfig:
     max_prompt_tokens: int = 4096
     max_grammar_bytes: int = 65536
     max_batch_rows: int = 64
-    chunk_steps: int = 4
+    chunk_steps: int | None = None
     max_images: int = 64
     bucket_rows: bool | None = None
     state_dir: Path | None = None
@@ -45,5 +47,7 @@ class ServerConfig:
                      "max_batch_rows", "max_images"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not 1 <= self.chunk_steps <= 8:
+        if self.max_n > self.max_batch_rows:
+            raise ValueError(f"max_n ({self.max_n}) must not exceed max_batch_rows ({self.max_batch_rows})")
+        if self.chunk_steps is not None and not 1 <= self.chunk_steps <= 8:
             raise ValueError(f"chunk_steps must lie in 1..8, got {self.chunk_steps}")

@@ -45,17 +45,18 @@ class Scheduler:
         lm: the causal LM (a :class:`~decoding.adapters.text_lm.TextLM`) or None for models that
             only run tasks (image models).
         max_rows: rows decoded together at most.
-        chunk_steps: decode steps between batch changes.
+        chunk_steps: decode steps between batch changes (default: 1 on the CPU, 8 on CUDA).
         bucket: pad the batch with finished rows to a power of two and the KV cache to a power-of-two
             length, so a compiled / CUDA-graph step sees few shapes (default: on CUDA). Padding
             rows are left unchanged by every step; they cost compute, never change an answer.
     """
 
-    def __init__(self, lm: Any, max_rows: int = 64, chunk_steps: int = 4, bucket: bool | None = None) -> None:
+    def __init__(self, lm: Any, max_rows: int = 64, chunk_steps: int | None = None, bucket: bool | None = None) -> None:
         self.lm = lm
         self.max_rows = max_rows
-        self.chunk_steps = chunk_steps
-        self.bucket = (lm is not None and lm.device.type == "cuda") if bucket is None else bool(bucket)
+        cuda = lm is not None and lm.device.type == "cuda"
+        self.chunk_steps = (8 if cuda else 1) if chunk_steps is None else int(chunk_steps)
+        self.bucket = cuda if bucket is None else bool(bucket)
         self.rows: list[Row] = []
         self.state: State | None = None
         self._pending: deque[TextJob] = deque()

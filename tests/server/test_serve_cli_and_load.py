@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_serve_is_a_subcommand_with_safe_defaults(capsys) -> None:
     args = build_parser().parse_args(["serve", "smollm2"])
-    assert args.host == "127.0.0.1" and args.port == 8000 and args.bucket == "auto" and args.chunk_steps == 4
+    assert args.host == "127.0.0.1" and args.port == 8000 and args.bucket == "auto" and args.chunk_steps is None
     assert main(["serve", "smollm2", "--max-n", "9", "--max-batch-rows", "8"]) == 2
     assert "--max-n (9) must not exceed --max-batch-rows (8)" in capsys.readouterr().err
 

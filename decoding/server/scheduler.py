@@ -57,6 +57,8 @@ class Scheduler:
         cuda = lm is not None and lm.device.type == "cuda"
         self.chunk_steps = (8 if cuda else 1) if chunk_steps is None else int(chunk_steps)
         self.bucket = cuda if bucket is None else bool(bucket)
+        if self.bucket:
+            _allow_shapes(64)
         self.rows: list[Row] = []
         self.state: State | None = None
         self._pending: deque[TextJob] = deque()
@@ -266,6 +268,16 @@ class Scheduler:
         for job, ups in updates.values():
             if not job.cancelled.is_set():
                 job.deliver(ups)
+
+
+def _allow_shapes(n: int) -> None:
+    """Let ``torch.compile`` keep ``n`` compiled shapes of the decode step (bucketed batch sizes x cache
+    lengths); past dynamo's default of 8 it would run new shapes eagerly."""
+    import torch._dynamo.config as dynamo
+
+    for name in ("recompile_limit", "cache_size_limit"):
+        if getattr(dynamo, name, n) < n:
+            setattr(dynamo, name, n)
 
 
 def _finish_reason(row: Row, eos: set[int], lm: Any) -> str:

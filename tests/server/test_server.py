@@ -103,6 +103,7 @@ REQUESTS = [
     dict(prompt="eight", max_tokens=15, seed=4, n=2),
     dict(prompt="nine ten", max_tokens=40, seed=5, extra_body={"response_format": {"type": "json_object"}}),
     dict(prompt="eleven", max_tokens=6, seed=6, extra_body={"grammar": 'start: ("yes" | "no")+'}),
+    dict(prompt="twelve", max_tokens=10, seed=7, stop=["e", "a"]),
 ]
 
 

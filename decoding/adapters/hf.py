@@ -13,6 +13,7 @@ row gets the logits of the same prompt alone.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -144,3 +145,30 @@ class HFCausalLM:
         )
         memory = {"hf_cache": cache, "kv_len": state.x.shape[1]}  # the cache object was updated in place
         return Prediction(logits=out.logits[:, -1].to(torch.float32, copy=True), memory=memory)
+
+    def merge_rows(self, parts: Sequence[tuple[Mapping[str, Any], Tensor]], kv_len: int, room: int = 0) -> dict[str, Any]:
+        """A new ``DynamicCache`` with rows of ``parts`` right-aligned into ``kv_len`` columns
+        (see :class:`decoding.core.rows.RowMemory`); the parts' caches are left as they are."""
+        from transformers import DynamicCache
+        from transformers.cache_utils import DynamicLayer
+
+        from decoding.core.rows import shift_columns
+
+        layers = []
+        for memory, index in parts:
+            cache, have = memory["hf_cache"], int(memory["kv_len"])
+            kinds = {type(layer).__name__ for layer in cache.layers if type(layer) is not DynamicLayer}
+            if kinds:
+                raise TypeError(f"rows of a cache with {sorted(kinds)} layers cannot be re-batched (only DynamicLayer)")
+            if int(cache.get_seq_length()) < have:
+                raise ValueError(f"the KV cache holds {cache.get_seq_length()} tokens but the state expects {have}")
+            shift = kv_len - have
+            layers.append([
+                (shift_columns(layer.keys[:, :, :have], index, shift, 2),
+                 shift_columns(layer.values[:, :, :have], index, shift, 2))
+                for layer in cache.layers
+            ])
+        merged = DynamicCache(config=self.model.config)
+        for i, per_part in enumerate(zip(*layers, strict=True)):
+            merged.update(torch.cat([k for k, _ in per_part]), torch.cat([v for _, v in per_part]), i)
+        return {"hf_cache": merged, "kv_len": kv_len}

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import importlib.util
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -113,6 +114,8 @@ class StaticSession:
         valid: ``(B, S)`` bool, the slot holds a real token.
         tok: ``(B, 1)`` the token the next decode step feeds; slot: ``(1,)`` its slot.
         length: slots written so far; epoch: bumped when a new prompt claims the session.
+        rows: made by :meth:`StaticCausalLM.merge_rows` (outside the prompt pool; recycled by
+            :meth:`StaticCausalLM.release_rows`).
     """
 
     k: list[Tensor]
@@ -126,6 +129,7 @@ class StaticSession:
     graph: torch.cuda.CUDAGraph | None = None
     graph_logits: Tensor | None = None
     extras: dict = field(default_factory=dict)
+    rows: bool = False
 
     @property
     def batch_size(self) -> int:
@@ -175,6 +179,7 @@ class StaticCausalLM:
             raise ValueError("cuda_graphs=True needs the model on a CUDA device")
         self._sessions: dict[tuple[int, int], StaticSession] = {}  # (batch, capacity) -> session
         self.max_sessions = 4
+        self._free_rows: dict[tuple[int, int], StaticSession] = {}  # released merge_rows sessions
         self.refresh_weights()
         # The compiled one-token step uses SDPA unless a backend is forced: inductor cannot compile
         # xformers' Triton split-K decode kernel (measured on the H100, torch 2.11 / xformers 0.0.35:
@@ -247,12 +252,60 @@ class StaticCausalLM:
         )
 
     def _grow(self, sess: StaticSession, needed: int) -> StaticSession:
-        bigger = self.session(sess.batch_size, max(needed, 2 * sess.capacity))
+        size = max(needed, 2 * sess.capacity)
+        bigger = self._rows_session(sess.batch_size, size) if sess.rows else self.session(sess.batch_size, size)
         for dst, src in zip(bigger.k + bigger.v, sess.k + sess.v, strict=True):
             dst[:, :, : sess.capacity].copy_(src[:, :, : sess.capacity])
         bigger.valid[:, : sess.capacity].copy_(sess.valid[:, : sess.capacity])
         bigger.length = sess.length
         return bigger
+
+    # --- rows joining and leaving a batch (continuous batching) ------------------------------
+    def _rows_session(self, batch: int, needed: int) -> StaticSession:
+        """A session outside the prompt pool (a released one of this shape, or a new one), claimed anew."""
+        sess = self._free_rows.pop((batch, self._round(needed)), None)
+        if sess is None:
+            sess = self.new_session(batch, needed)
+            sess.rows = True
+        sess.epoch += 1
+        sess.length = 0
+        sess.valid.zero_()
+        return sess
+
+    def merge_rows(self, parts: Sequence[tuple[Mapping[str, Any], Tensor]], kv_len: int, room: int = 0) -> dict[str, Any]:
+        """Copy rows of the parts' sessions, right-aligned into ``kv_len`` slots, into a new session
+        with ``room`` more slots (see :class:`decoding.core.rows.RowMemory`).
+
+        The parts' sessions are only read. On CUDA a released session of the same shape keeps its
+        captured graph, so steady serving replays graphs instead of capturing new ones.
+        """
+        rows = sum(int(index.numel()) for _, index in parts)
+        sess = self._rows_session(rows, kv_len + room + 1)
+        at = 0
+        for memory, index in parts:
+            src: StaticSession = memory["static_session"]
+            if src is sess or src.epoch != memory.get("static_epoch"):
+                raise ValueError("a state's static KV cache was reused by another batch; its rows are lost")
+            have = int(memory["kv_len"])
+            shift = kv_len - have
+            lo, dst = max(0, -shift), max(0, shift)
+            idx = index.to(self.device)
+            n = int(idx.numel())
+            for d, s in zip(sess.k + sess.v, src.k + src.v, strict=True):
+                d[at : at + n, :, dst:kv_len] = s[:, :, lo:have].index_select(0, idx)
+            sess.valid[at : at + n, dst:kv_len] = src.valid[:, lo:have].index_select(0, idx)
+            at += n
+        sess.length = kv_len
+        return {"static_session": sess, "static_epoch": sess.epoch, "kv_len": kv_len}
+
+    def release_rows(self, memory: Mapping[str, Any]) -> None:
+        """Keep ``memory``'s session (made by :meth:`merge_rows`) for a later merge of the same shape."""
+        sess = memory.get("static_session")
+        if isinstance(sess, StaticSession) and sess.rows:
+            sess.epoch += 1  # states still holding it are refused from now on
+            self._free_rows[(sess.batch_size, sess.capacity)] = sess
+            while len(self._free_rows) > self.max_sessions:
+                self._free_rows.pop(next(iter(self._free_rows)))
 
     # --- the two forward shapes -------------------------------------------------------------
     def prefill(self, sess: StaticSession, tokens: Tensor, attention_mask: Tensor, start: int) -> Tensor:

@@ -1,4 +1,4 @@
-"""The ``decoding`` command line: ``decoding generate | text | image | eval | demo | train``.
+"""The ``decoding`` command line: ``decoding generate | text | image | serve | eval | demo | train``.
 
 Each subcommand lives in its own module of this package exposing ``add_parser(subparsers)``
 (which registers its options and sets ``func``). Bad input exits with status 2 and one line.
@@ -11,7 +11,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-SUBCOMMANDS = ("generate", "text", "image", "eval", "demo", "train")
+SUBCOMMANDS = ("generate", "text", "image", "serve", "eval", "demo", "train")
 
 
 class UsageError(ValueError):

@@ -122,11 +122,17 @@ def decode(
     Args:
         model: ``state -> Prediction``.
         process: starts the state, gives the time grid and takes steps.
-        prompt: what ``process.init`` takes (token ids, a template, a batch size, a shape).
+        prompt: what ``process.init`` takes (token ids, a template, a batch size, a shape), or a
+            :class:`State` from an earlier call to continue (resume): its rows, done flags, step
+            counter and memory (KV cache) are kept and ``steps`` more steps run. A server uses this
+            to change the batch between calls (:mod:`decoding.core.rows`). The time grid is the
+            process's ``schedule(steps)`` again, so resuming suits processes whose step does not
+            depend on the grid (autoregressive decoding).
         steps: number of steps (new tokens for autoregressive processes).
         processors: logits processors, applied in order to ``Prediction.logits``.
         constraint: per-row token constraint (grammar); advanced on ``State.emitted``.
         generator: the random source (its device must match the model's). Overrides ``seed``.
+            A :class:`~decoding.core.rows.RowGenerators` gives every row its own stream.
         seed: seed for a new generator on the prompt's device when ``generator`` is None.
         cond: conditioning stored in ``state.memory["cond"]`` for models and guidance wrappers.
         callback: ``callback(i, state_after_step, prediction)`` after every step.
@@ -151,7 +157,8 @@ def decode(
             generator.manual_seed(int(seed))
     start = time.perf_counter()
     ts = process.schedule(steps)
-    state = process.init(prompt, generator).remember(grid=ts)
+    state = prompt if isinstance(prompt, State) else process.init(prompt, generator)
+    state = state.remember(grid=ts)
     if cond is not None:
         state = state.remember(cond=cond)
     if sync_every is None:
@@ -184,6 +191,8 @@ def decode(
 
 
 def _device_of(prompt: Any) -> torch.device:
+    if isinstance(prompt, State):
+        return prompt.x.device
     if isinstance(prompt, torch.Tensor):
         return prompt.device
     if isinstance(prompt, dict):

@@ -26,14 +26,15 @@ class Autoregressive:
     Args:
         eos_token_id: token id(s) that finish a row (None: rows run for all steps).
         pad_token_id: appended to finished rows.
-        greedy: take the argmax instead of sampling (temperature -> 0).
+        greedy: take the argmax instead of sampling (temperature -> 0); a ``(B,)`` bool tensor
+            chooses per row (a batch mixing greedy and sampled requests).
         stop: optional ``stop(new_state) -> (B,) bool``, called after every step: rows where it
             is True finish there (e.g. a stop string appeared in the decoded text).
     """
 
     eos_token_id: int | Sequence[int] | None = None
     pad_token_id: int = 0
-    greedy: bool = False
+    greedy: bool | Tensor = False
     stop: Callable[[State], Tensor] | None = None
 
     def init(self, prompt: Tensor | Mapping[str, Any], generator: torch.Generator) -> State:
@@ -68,7 +69,11 @@ class Autoregressive:
         if pred.logits is None or pred.logits.dim() != 2:
             raise ValueError("the autoregressive process needs next-token logits of shape (B, V)")
         logits = pred.logits
-        token = logits.argmax(-1) if self.greedy else sample_categorical(logits, generator)
+        if isinstance(self.greedy, Tensor):
+            greedy = self.greedy.to(logits.device, torch.bool)
+            token = torch.where(greedy, logits.argmax(-1), sample_categorical(logits, generator))
+        else:
+            token = logits.argmax(-1) if self.greedy else sample_categorical(logits, generator)
         live = ~state.done
         emitted = token.masked_fill(state.done, -1)
         token = token.masked_fill(state.done, self.pad_token_id)
@@ -98,7 +103,12 @@ class Autoregressive:
 
 
 def generated_tokens(state: State) -> list[list[int]]:
-    """The generated ids of each row, without the prompt and without padding after EOS (EOS kept)."""
-    start = int(state.memory["prompt_length"])
-    mask = state.memory["attention_mask"][:, start:]
-    return [row[m].tolist() for row, m in zip(state.x[:, start:], mask, strict=True)]
+    """The generated ids of each row, without the prompt and without padding after EOS (EOS kept).
+
+    ``memory["prompt_length"]`` is the column where generation starts: one int, or a ``(B,)``
+    tensor for batches whose rows were merged (:func:`decoding.core.rows.merge_rows`).
+    """
+    start = state.memory["prompt_length"]
+    starts = start.tolist() if isinstance(start, Tensor) else [int(start)] * state.batch_size
+    mask = state.memory["attention_mask"]
+    return [row[s:][m[s:]].tolist() for row, m, s in zip(state.x, mask, starts, strict=True)]

@@ -23,6 +23,7 @@ import torch
 
 from decoding.api.generation import Generation
 from decoding.api.options import KIND_OPTIONS, OptionError, Sampling, check_options
+from decoding.api.run import Run
 from decoding.api.zoo import KINDS, ModelNotFoundError, resolve, zoo_names
 from decoding.core.types import State
 
@@ -187,8 +188,6 @@ def generate(
     kind = getattr(model, "kind", None)
     if kind not in KIND_OPTIONS:
         raise OptionError(f"generate() needs a model from decoding.load(), got {type(model).__name__}")
-    if not isinstance(n, int) or n < 1:
-        raise OptionError(f"n must be a whole number >= 1, got {n!r}")
     options = dict(
         max_new_tokens=max_new_tokens, steps=steps, sampling=sampling, stop=stop, chat=chat, grammar=grammar,
         json_schema=json_schema, aligned=aligned, trie=trie, budget_close=budget_close, sampler=sampler, noise=noise,
@@ -198,21 +197,21 @@ def generate(
     )
     check_options(kind, model.name, options)
     given = {k: v for k, v in options.items() if v is not None}
-    common = dict(n=n, seed=seed, batch_size=batch_size, on_step=on_step, progress=progress, sync_every=sync_every)
+    run = Run(n=n, seed=seed, batch_size=batch_size, on_step=on_step, progress=progress, sync_every=sync_every)
     if kind == "causal-lm":
         from decoding.api.causal_lm import generate_causal
 
-        return generate_causal(model, prompt, **common, **given)
+        return generate_causal(model, prompt, run, **given)
     if kind == "masked-diffusion":
         from decoding.api.masked import generate_masked
 
-        return generate_masked(model, prompt, **common, **given)
+        return generate_masked(model, prompt, run, **given)
     if kind == "any-subset":
         from decoding.api.any_subset import generate_any_subset
 
-        return generate_any_subset(model, prompt, **common, **given)
+        return generate_any_subset(model, prompt, run, **given)
     from decoding.api.image import generate_image
 
-    return generate_image(model, prompt, **common, **given)
+    return generate_image(model, prompt, run, **given)
 
 

@@ -8,7 +8,6 @@ differ. The prompt is an infill template (:mod:`decoding.api.templates`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,10 +16,11 @@ import torch
 
 from decoding.api.generation import Generation
 from decoding.api.options import OptionError, Sampling
+from decoding.api.run import Run
 from decoding.api.templates import parse_template
 from decoding.api.zoo import Source
 from decoding.core.loop import decode
-from decoding.core.types import State, new_generator
+from decoding.core.types import new_generator
 from decoding.nn.any_subset import AnySubsetLM
 from decoding.processes.any_order import ORDERS, AnyOrder, parse_infill_prompt
 from decoding.processes.assd import ASSD
@@ -56,18 +56,13 @@ def load_any_subset(source: Source, device: torch.device, dtype: torch.dtype | N
 def generate_any_subset(
     lm: AnySubsetHandle,
     prompt: str | None,
+    run: Run,
     *,
-    n: int,
-    seed: int | None,
     sampling: Sampling | dict | None = None,
     speculative: int | None = None,
     adaptive: bool | None = None,
     order: str | None = None,
     blank_tokens: int | None = None,
-    batch_size: int | None = None,
-    on_step: Callable[[int, State], None] | None = None,
-    progress: bool = False,
-    sync_every: int | None = None,
 ) -> Generation:
     """See :func:`decoding.generate`; ``prompt`` is an infill template (required)."""
     if prompt is None:
@@ -84,32 +79,25 @@ def generate_any_subset(
     samp = Sampling.coerce(sampling)
     ids, blank = parse_template(prompt, lm.tokenizer, lm.context, blank_tokens)
     process = AnyOrder(order=order) if k == 0 else ASSD(k=k, adaptive=bool(adaptive), order=order)
-    generator = new_generator(seed, lm.device)
-    bs = n if batch_size is None else int(batch_size)
-    if bs < 1:
-        raise OptionError(f"batch_size must be >= 1, got {batch_size}")
+    generator = new_generator(run.seed, lm.device)
     rows, nfe, seconds = [], [], 0.0
-    for lo in range(0, n, bs):
-        b = min(bs, n - lo)
+    for _, b in run.chunks():
         x = torch.tensor(ids, dtype=torch.long, device=lm.device).expand(b, -1).contiguous()
         targets = torch.tensor(blank, dtype=torch.bool, device=lm.device).expand(b, -1).contiguous()
         infill = {"input_ids": x, "targets": targets}
         _, tgt, _ = parse_infill_prompt(infill, getattr(process, "mask_token_id", None))
         steps = max(int(tgt.sum(1).max()), 1)  # every call commits at least one target
-        res = decode(
-            lm.model, process, infill, steps=steps, processors=samp.processors(), generator=generator,
-            progress=progress, callback=None if on_step is None else (lambda i, state, pred: on_step(i, state)),
-            sync_every=sync_every,
-        )
+        res = decode(lm.model, process, infill, steps=steps, processors=samp.processors(), generator=generator,
+                     **run.decode_options())
         rows += res.x.tolist()
         nfe += res.nfe.tolist()
         seconds += res.seconds
     settings = {
-        "prompt": prompt, "n": n, "seed": seed, "speculative": k, "adaptive": bool(adaptive), "order": order,
-        "blank_tokens": blank_tokens, "sampling": samp.to_dict(), "batch_size": bs, "device": str(lm.device),
+        "prompt": prompt, "n": run.n, "seed": run.seed, "speculative": k, "adaptive": bool(adaptive), "order": order,
+        "blank_tokens": blank_tokens, "sampling": samp.to_dict(), "batch_size": run.batch_size, "device": str(lm.device),
         "blank_count": int(sum(blank)), "torch": torch.__version__,
     }
     return Generation(
         kind=lm.kind, model=lm.name, text=[lm.tokenizer.decode(r) for r in rows], tokens=rows, nfe=nfe,
-        finish_reason=["complete"] * n, seconds=seconds, settings=settings, prompt_index=[0] * n,
+        finish_reason=["complete"] * run.n, seconds=seconds, settings=settings, prompt_index=[0] * run.n,
     )

@@ -10,7 +10,7 @@ budget guard that closes every sample within ``max_new_tokens``, unless ``budget
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from torch import Tensor
 from decoding.adapters.text_lm import TextLM
 from decoding.api.generation import Generation
 from decoding.api.options import OptionError, Sampling
+from decoding.api.run import Run
 from decoding.core.loop import decode
 from decoding.core.types import State, new_generator
 from decoding.grammar.compiled import CompiledGrammar
@@ -118,9 +119,8 @@ def compiled_grammar(lm: TextLM, grammar: Any, json_schema: Any) -> tuple[Compil
 def generate_causal(
     lm: TextLM,
     prompt: str | Sequence[str] | None,
+    run: Run,
     *,
-    n: int,
-    seed: int | None,
     max_new_tokens: int | None = None,
     sampling: Sampling | dict | None = None,
     stop: Sequence[str] | str | None = None,
@@ -130,10 +130,6 @@ def generate_causal(
     aligned: Any = None,
     trie: str | Path | None = None,
     budget_close: bool | None = None,
-    batch_size: int | None = None,
-    on_step: Callable[[int, State], None] | None = None,
-    progress: bool = False,
-    sync_every: int | None = None,
 ) -> Generation:
     """See :func:`decoding.generate`; ``prompt`` is one prompt or a list."""
     if prompt is None:
@@ -147,8 +143,8 @@ def generate_causal(
     samp = Sampling.coerce(sampling)
     stops = [stop] if isinstance(stop, str) else [s for s in (stop or []) if s]
     if aligned is not None and aligned is not False:
-        return _generate_aligned(lm, prompts, n, seed, max_new, samp, stops, chat, grammar, json_schema, aligned,
-                                 trie, budget_close, batch_size, progress)
+        return _generate_aligned(lm, prompts, run, max_new, samp, stops, chat, grammar, json_schema, aligned,
+                                 trie, budget_close)
     if trie is not None:
         raise OptionError("trie is the file of grammar-aligned decoding: give it with aligned=True")
     compiled, source = compiled_grammar(lm, grammar, json_schema)
@@ -156,15 +152,12 @@ def generate_causal(
         raise OptionError("budget_close applies to grammar-constrained decoding: give grammar or json_schema")
     close = budget_close is not False
     procs = samp.processors()
-    rows = [(i, j) for i in range(len(prompts)) for j in range(n)]
-    bs = len(rows) if batch_size is None else int(batch_size)
-    if bs < 1:
-        raise OptionError(f"batch_size must be >= 1, got {batch_size}")
-    generator = new_generator(seed, lm.device)
+    rows = [(i, j) for i in range(len(prompts)) for j in range(run.n)]
+    generator = new_generator(run.seed, lm.device)
     texts, tokens, reasons, nfe, limited, index = [], [], [], [], [], []
     seconds = 0.0
-    for lo in range(0, len(rows), bs):
-        chunk = rows[lo : lo + bs]
+    for lo, b in run.chunks(len(rows)):
+        chunk = rows[lo : lo + b]
         batch = lm.encode([prompts[i] for i, _ in chunk], chat)
         p = batch["input_ids"].shape[1]
         if p + max_new > lm.max_context:
@@ -181,11 +174,8 @@ def generate_causal(
             eos_token_id=list(lm.eos_token_ids) or None, pad_token_id=lm.pad_token_id, greedy=samp.greedy,
             stop=StopStrings(lm.tokenizer, stops, p) if stops else None,
         )
-        res = decode(
-            lm.model, process, batch, steps=max_new, processors=procs, constraint=constraint, generator=generator,
-            callback=None if on_step is None else (lambda i, state, pred: on_step(i, state)),
-            progress=progress, sync_every=sync_every,
-        )
+        res = decode(lm.model, process, batch, steps=max_new, processors=procs, constraint=constraint,
+                     generator=generator, **run.decode_options())
         seconds += res.seconds
         flags = getattr(constraint, "limited", None) or [False] * len(chunk)
         for r, (ids, (i, _)) in enumerate(zip(generated_tokens(res.state), chunk, strict=True)):
@@ -196,7 +186,7 @@ def generate_causal(
             nfe.append(float(res.nfe[r]))
             limited.append(bool(flags[r]))
             index.append(i)
-    settings = _settings(lm, prompts, n, seed, max_new, samp, stops, chat, grammar, json_schema, bs)
+    settings = _settings(lm, prompts, run, max_new, samp, stops, chat, grammar, json_schema)
     settings["budget_close"] = close if compiled is not None else None
     info = {"budget_limited": limited} if compiled is not None else {}
     return Generation(
@@ -214,9 +204,8 @@ def trie_signature(model_name: str, grammar_source: str, sampling: Sampling) -> 
 
 
 def _generate_aligned(
-    lm: TextLM, prompts: list[str], n: int, seed: int | None, max_new: int, samp: Sampling, stops: list[str],
-    chat: bool | None, grammar: Any, json_schema: Any, aligned: Any, trie: str | Path | None,
-    budget_close: bool | None, batch_size: int | None, progress: bool,
+    lm: TextLM, prompts: list[str], run: Run, max_new: int, samp: Sampling, stops: list[str], chat: bool | None,
+    grammar: Any, json_schema: Any, aligned: Any, trie: str | Path | None, budget_close: bool | None,
 ) -> Generation:
     """ASAp samples of every prompt, ``batch_size`` rows per decode call (default 1, the paper's algorithm)."""
     from decoding.aligned import ASAp, generate_aligned
@@ -243,7 +232,7 @@ def _generate_aligned(
         )
     else:
         raise OptionError(f"aligned must be True or a decoding.aligned.ASAp, got {aligned!r}")
-    generator = new_generator(seed, lm.device)
+    generator = new_generator(run.seed, lm.device)
     texts, tokens, reasons, nfe, index = [], [], [], [], []
     seconds = 0.0
     for i, prompt in enumerate(prompts):
@@ -252,21 +241,21 @@ def _generate_aligned(
             raise OptionError(f"prompt {i} ({ids.numel()} tokens) + max_new_tokens ({max_new}) exceeds the context of {lm.name}")
         if hasattr(lm.model, "capacity"):
             lm.model.capacity = ids.numel() + max_new + 1
-        run = generate_aligned(
-            lm.model, lambda b: compiled.constraint(batch_size=b, device=lm.device), ids, num_samples=n,
-            max_new_tokens=max_new, eos_token_id=eos, batch_size=batch_size or 1, processors=samp.processors(),
-            pad_token_id=lm.pad_token_id, trie=asap, generator=generator, progress=progress,
+        out = generate_aligned(
+            lm.model, lambda b: compiled.constraint(batch_size=b, device=lm.device), ids, num_samples=run.n,
+            max_new_tokens=max_new, eos_token_id=eos, batch_size=run.batch_size or 1, processors=samp.processors(),
+            pad_token_id=lm.pad_token_id, trie=asap, generator=generator, progress=run.progress,
         )
-        for seq, done in zip(run.sequences, run.complete, strict=True):
+        for seq, done in zip(out.sequences, out.complete, strict=True):
             texts.append(lm.decode(seq))
             tokens.append(seq)
             reasons.append("eos" if done else "length")
             nfe.append(float(len(seq)))
             index.append(i)
-        seconds += run.seconds
+        seconds += out.seconds
     if path is not None:
         asap.save(path)
-    settings = _settings(lm, prompts, n, seed, max_new, samp, stops, chat, grammar, json_schema, batch_size or 1)
+    settings = _settings(lm, prompts, run, max_new, samp, stops, chat, grammar, json_schema)
     settings.update(aligned=True, trie=None if path is None else str(path), trie_samples=asap.samples)
     return Generation(
         kind="causal-lm", model=lm.name, text=texts, tokens=tokens, nfe=nfe, finish_reason=reasons,
@@ -275,13 +264,13 @@ def _generate_aligned(
 
 
 def _settings(
-    lm: TextLM, prompts: list[str], n: int, seed: int | None, max_new: int, samp: Sampling, stops: list[str],
-    chat: bool | None, grammar: Any, json_schema: Any, batch_size: int,
+    lm: TextLM, prompts: list[str], run: Run, max_new: int, samp: Sampling, stops: list[str], chat: bool | None,
+    grammar: Any, json_schema: Any,
 ) -> dict[str, Any]:
     return {
-        "prompts": prompts, "n": n, "seed": seed, "max_new_tokens": max_new, "sampling": samp.to_dict(),
+        "prompts": prompts, "n": run.n, "seed": run.seed, "max_new_tokens": max_new, "sampling": samp.to_dict(),
         "stop": stops, "chat": chat, "grammar": grammar if isinstance(grammar, str | None) else repr(grammar),
-        "json_schema": load_json_schema(json_schema) if json_schema is not None else None, "batch_size": batch_size,
+        "json_schema": load_json_schema(json_schema) if json_schema is not None else None, "batch_size": run.batch_size,
         "engine": lm.engine, "device": str(lm.device), "dtype": str(lm.dtype).removeprefix("torch."),
         "torch": torch.__version__,
     }

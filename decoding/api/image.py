@@ -9,7 +9,7 @@ noise. Guidance methods are model wrappers, applied in the order given.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,10 +18,11 @@ from torch import Tensor
 
 from decoding.api.generation import Generation
 from decoding.api.options import OptionError
+from decoding.api.run import Run
 from decoding.api.zoo import Source
 from decoding.core.loop import decode
 from decoding.core.protocols import Model
-from decoding.core.types import State, new_generator
+from decoding.core.types import new_generator
 from decoding.models.image import ImageDiffusionModel, load_image_model
 from decoding.processes.continuous import ContinuousProcess
 from decoding.solvers.registry import SOLVERS, get_solver
@@ -174,19 +175,14 @@ def labels_for(class_label: int | Sequence[int] | Tensor | None, n: int, num_cla
 def generate_image(
     handle: ImageHandle,
     prompt: Any,
+    run: Run,
     *,
-    n: int,
-    seed: int | None,
     steps: int | None = None,
     class_label: int | Sequence[int] | Tensor | None = None,
     solver: str | None = None,
     spacing: str | None = None,
     guidance: Sequence[Any] | None = None,
     solver_options: dict[str, Any] | None = None,
-    batch_size: int | None = None,
-    on_step: Callable[[int, State], None] | None = None,
-    progress: bool = False,
-    sync_every: int | None = None,
 ) -> Generation:
     """See :func:`decoding.generate`."""
     if prompt is not None:
@@ -200,6 +196,7 @@ def generate_image(
     if spacing not in SPACINGS:
         raise OptionError(f"unknown spacing {spacing!r}; choose one of {', '.join(SPACINGS)}")
     model = handle.model
+    n = run.n
     labels = labels_for(class_label, n, model.num_classes)
     specs = [parse_guidance(g) for g in (guidance or [])]
     if any(not isinstance(g, Stitch | PAG) for g in specs) and class_label is None:
@@ -211,26 +208,20 @@ def generate_image(
     process = ContinuousProcess(model.schedule, get_solver(name, **opts), spacing=spacing)
     dev = model.device
     cfg = model.net.cfg
-    generator = new_generator(seed, dev)
+    generator = new_generator(run.seed, dev)
     noise = torch.randn((n, cfg.in_channels, cfg.image_size, cfg.image_size), generator=generator, device=dev)
-    bs = n if batch_size is None else int(batch_size)
-    if bs < 1:
-        raise OptionError(f"batch_size must be >= 1, got {batch_size}")
     chunks, nfe, seconds = [], [], 0.0
-    for lo in range(0, n, bs):
-        res = decode(
-            wrapped, process, noise[lo : lo + bs], steps=steps, generator=generator, cond=labels[lo : lo + bs].to(dev),
-            progress=progress, callback=None if on_step is None else (lambda i, state, pred: on_step(i, state)),
-            sync_every=sync_every,
-        )
+    for lo, b in run.chunks():
+        res = decode(wrapped, process, noise[lo : lo + b], steps=steps, generator=generator,
+                     cond=labels[lo : lo + b].to(dev), **run.decode_options())
         chunks.append(res.x.float().cpu())
         nfe += res.nfe.tolist()
         seconds += res.seconds
     settings = {
-        "n": n, "seed": seed, "class_label": None if class_label is None else labels.tolist(),
+        "n": n, "seed": run.seed, "class_label": None if class_label is None else labels.tolist(),
         "solver": name, "steps": steps, "spacing": spacing, "guidance": [g.spec() for g in specs],
         "solver_options": {k: v for k, v in (solver_options or {}).items() if isinstance(v, int | float | str | bool)},
-        "batch_size": bs, "device": str(dev), "dtype": str(model.dtype).removeprefix("torch."),
+        "batch_size": run.batch_size, "device": str(dev), "dtype": str(model.dtype).removeprefix("torch."),
         "schedule": model.schedule.key, "torch": torch.__version__,
     }
     return Generation(

@@ -9,7 +9,6 @@ prompt it samples ``length`` tokens unconditionally; with an infill template
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,10 +17,11 @@ import torch
 
 from decoding.api.generation import Generation
 from decoding.api.options import OptionError, Sampling
+from decoding.api.run import Run
 from decoding.api.templates import parse_template
 from decoding.api.zoo import Source
 from decoding.core.loop import decode
-from decoding.core.types import State, new_generator
+from decoding.core.types import new_generator
 from decoding.nn.radd import RADDModel, load_radd
 from decoding.processes.masked import SAMPLERS, Masked
 from decoding.wrappers.cache import CachedModel
@@ -60,9 +60,8 @@ def load_masked(source: Source, device: torch.device, dtype: torch.dtype | None)
 def generate_masked(
     lm: MaskedLM,
     prompt: str | None,
+    run: Run,
     *,
-    n: int,
-    seed: int | None,
     steps: int | None = None,
     sampling: Sampling | dict | None = None,
     sampler: str | None = None,
@@ -70,10 +69,6 @@ def generate_masked(
     cache: bool | None = None,
     length: int | None = None,
     blank_tokens: int | None = None,
-    batch_size: int | None = None,
-    on_step: Callable[[int, State], None] | None = None,
-    progress: bool = False,
-    sync_every: int | None = None,
 ) -> Generation:
     """See :func:`decoding.generate`; ``prompt`` is an infill template or None (unconditional)."""
     d = {"steps": 128, "sampler": "tweedie", "noise": "loglinear", "cache": True, **lm.card.get("defaults", {})}
@@ -102,26 +97,21 @@ def generate_masked(
         row = torch.full((size,), lm.model.mask_id, dtype=torch.long)
     process = Masked(mask_id=lm.model.mask_id, sampler=sampler, noise=noise, max_length=ctx)
     model = CachedModel(lm.model) if cache else lm.model
-    generator = new_generator(seed, dev)
-    bs = n if batch_size is None else int(batch_size)
-    if bs < 1:
-        raise OptionError(f"batch_size must be >= 1, got {batch_size}")
+    generator = new_generator(run.seed, dev)
     rows, nfe, seconds = [], [], 0.0
-    for lo in range(0, n, bs):
-        x = row.to(dev).expand(min(bs, n - lo), -1).contiguous()
-        res = decode(
-            model, process, x, steps=steps, processors=samp.processors(), generator=generator, progress=progress,
-            callback=None if on_step is None else (lambda i, state, pred: on_step(i, state)), sync_every=sync_every,
-        )
+    for _, b in run.chunks():
+        x = row.to(dev).expand(b, -1).contiguous()
+        res = decode(model, process, x, steps=steps, processors=samp.processors(), generator=generator,
+                     **run.decode_options())
         rows += res.x.tolist()
         nfe += res.nfe.tolist()
         seconds += res.seconds
     settings = {
-        "prompt": prompt, "n": n, "seed": seed, "steps": steps, "sampler": sampler, "noise": noise, "cache": cache,
-        "length": len(row), "blank_tokens": blank_tokens, "sampling": samp.to_dict(), "batch_size": bs,
+        "prompt": prompt, "n": run.n, "seed": run.seed, "steps": steps, "sampler": sampler, "noise": noise, "cache": cache,
+        "length": len(row), "blank_tokens": blank_tokens, "sampling": samp.to_dict(), "batch_size": run.batch_size,
         "device": str(dev), "torch": torch.__version__,
     }
     return Generation(
         kind=lm.kind, model=lm.name, text=[lm.tokenizer.decode(r) for r in rows], tokens=rows, nfe=nfe,
-        finish_reason=["complete"] * n, seconds=seconds, settings=settings, prompt_index=[0] * n,
+        finish_reason=["complete"] * run.n, seconds=seconds, settings=settings, prompt_index=[0] * run.n,
     )

@@ -78,14 +78,17 @@ def test_apply_processors_does_not_modify_input_and_keeps_allowed_set():
     assert torch.isfinite(out[:, ::2]).all() and torch.isinf(out[:, 1::2]).all()
 
 
-def test_nan_logits_are_reported_with_the_step():
-    class NaNAt2:
-        def __call__(self, state):
-            lg = torch.zeros(state.batch_size, 4)
-            if state.step == 2:
-                lg[1, 0] = float("nan")
-            return Prediction(logits=lg)
+class NaNAt2:
+    """NaN logits in row 1 at step 2."""
 
+    def __call__(self, state):
+        lg = torch.zeros(state.batch_size, 4)
+        if state.step == 2:
+            lg[1, 0] = float("nan")
+        return Prediction(logits=lg)
+
+
+def test_nan_logits_are_reported_with_the_step():
     with pytest.raises(NonFiniteLogitsError, match="step 2 in batch rows \\[1\\]"):
         decode(NaNAt2(), Autoregressive(), torch.zeros(2, 1, dtype=torch.long), steps=5, seed=0)
 
@@ -120,13 +123,6 @@ def test_sync_every_reads_flags_late_but_changes_no_output(k):
 
 
 def test_nan_logits_are_reported_with_the_step_when_checked_late():
-    class NaNAt2:
-        def __call__(self, state):
-            lg = torch.zeros(state.batch_size, 4)
-            if state.step == 2:
-                lg[1, 0] = float("nan")
-            return Prediction(logits=lg)
-
     with pytest.raises(NonFiniteLogitsError, match="step 2 in batch rows \\[1\\]"):
         decode(NaNAt2(), Autoregressive(), torch.zeros(2, 1, dtype=torch.long), steps=9, seed=0, sync_every=4)
     with pytest.raises(ValueError, match="sync_every must be >= 1"):

@@ -8,9 +8,7 @@ differ. The prompt is an infill template (:mod:`decoding.api.templates`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -18,7 +16,7 @@ from decoding.api.generation import Generation
 from decoding.api.options import OptionError, Sampling
 from decoding.api.run import Run
 from decoding.api.templates import parse_template
-from decoding.api.zoo import Source
+from decoding.api.zoo import Handle, Source
 from decoding.core.loop import decode
 from decoding.core.types import new_generator
 from decoding.nn.any_subset import AnySubsetLM
@@ -26,23 +24,7 @@ from decoding.processes.any_order import ORDERS, AnyOrder, parse_infill_prompt
 from decoding.processes.assd import ASSD
 
 
-@dataclass
-class AnySubsetHandle:
-    """A loaded any-subset LM: the engine model, its tokenizer and its card."""
-
-    model: AnySubsetLM
-    tokenizer: Any
-    name: str
-    card: dict[str, Any]
-    device: torch.device
-    kind: str = field(default="any-subset", init=False)
-
-    @property
-    def context(self) -> int:
-        return int(self.card.get("seq_len", self.model.net.max_len))
-
-
-def load_any_subset(source: Source, device: torch.device, dtype: torch.dtype | None) -> AnySubsetHandle:
+def load_any_subset(source: Source, device: torch.device, dtype: torch.dtype | None) -> Handle:
     from decoding.data.tokenizer import TextTokenizer
 
     folder = Path(source.path)
@@ -50,11 +32,12 @@ def load_any_subset(source: Source, device: torch.device, dtype: torch.dtype | N
     if dtype is not None:
         model.net = model.net.to(dtype)
     tok_file = folder / source.card.get("tokenizer", "tokenizer.model")
-    return AnySubsetHandle(model, TextTokenizer(tok_file if tok_file.is_file() else None), source.name, source.card, device)
+    tok = TextTokenizer(tok_file if tok_file.is_file() else None)
+    return Handle(model, source.name, source.card, device, "any-subset", tok)
 
 
 def generate_any_subset(
-    lm: AnySubsetHandle,
+    lm: Handle,
     prompt: str | None,
     run: Run,
     *,

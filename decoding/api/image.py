@@ -10,7 +10,6 @@ noise. Guidance methods are model wrappers, applied in the order given.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -19,7 +18,7 @@ from torch import Tensor
 from decoding.api.generation import Generation
 from decoding.api.options import OptionError
 from decoding.api.run import Run
-from decoding.api.zoo import Source
+from decoding.api.zoo import Handle, Source
 from decoding.core.loop import decode
 from decoding.core.protocols import Model
 from decoding.core.types import new_generator
@@ -43,23 +42,13 @@ SPACINGS = ("logsnr", "time", "karras")
 FORMS = "cfg:SCALE[,rescale=PHI][,interval=LO-HI], cfgpp:LAMBDA, pag:SCALE[,layers=A+B], stitch:SMALL_MODEL:FRACTION"
 
 
-@dataclass
-class ImageHandle:
-    """A loaded image diffusion model: the engine model and its card."""
-
-    model: ImageDiffusionModel
-    name: str
-    card: dict[str, Any]
-    device: torch.device
-    kind: str = field(default="image-diffusion", init=False)
-
-    @property
-    def classes(self) -> list[str]:
-        return list(self.card.get("classes", []))
+def image_handle(model: ImageDiffusionModel, name: str, card: dict[str, Any], device: Any) -> Handle:
+    """A :class:`~decoding.api.zoo.Handle` of the image-diffusion kind around an engine model."""
+    return Handle(model, name, card, device, "image-diffusion")
 
 
-def load_image(source: Source, device: torch.device, dtype: torch.dtype | None) -> ImageHandle:
-    return ImageHandle(load_image_model(source.path, device, dtype), source.name, source.card, device)
+def load_image(source: Source, device: torch.device, dtype: torch.dtype | None) -> Handle:
+    return image_handle(load_image_model(source.path, device, dtype), source.name, source.card, device)
 
 
 def solver_name(name: str) -> str:
@@ -106,7 +95,7 @@ def parse_guidance(spec: Any) -> Any:
     raise OptionError(f"unknown guidance {spec!r}; known: {FORMS}")
 
 
-def guided(handle: ImageHandle, specs: Sequence[Any]) -> Model:
+def guided(handle: Handle, specs: Sequence[Any]) -> Model:
     """The engine model with the guidance wrappers of ``specs`` (one batched call for CFG / CFG++ / PAG)."""
     kinds: dict[type, Any] = {}
     for g in specs:
@@ -115,7 +104,7 @@ def guided(handle: ImageHandle, specs: Sequence[Any]) -> Model:
         kinds[type(g)] = g
     stitch = kinds.pop(Stitch, None)
 
-    def wrap(h: ImageHandle) -> Model:
+    def wrap(h: Handle) -> Model:
         if not kinds:
             return h.model
         pag = kinds.get(PAG)
@@ -127,12 +116,12 @@ def guided(handle: ImageHandle, specs: Sequence[Any]) -> Model:
 
     if stitch is None:
         return wrap(handle)
-    small = stitch.small if isinstance(stitch.small, ImageHandle) else _load_small(stitch.small, handle)
+    small = stitch.small if isinstance(stitch.small, Handle) else _load_small(stitch.small, handle)
     check_stitchable(handle, small)
     return StitchModel(wrap(handle), wrap(small), stitch.fraction)
 
 
-def _load_small(name: Any, large: ImageHandle) -> ImageHandle:
+def _load_small(name: Any, large: Handle) -> Handle:
     from decoding.api.zoo import resolve
 
     source = resolve(name)
@@ -141,7 +130,7 @@ def _load_small(name: Any, large: ImageHandle) -> ImageHandle:
     return load_image(source, large.device, large.model.dtype)
 
 
-def check_stitchable(large: ImageHandle, small: ImageHandle) -> None:
+def check_stitchable(large: Handle, small: Handle) -> None:
     """T-Stitch needs one schedule and one data space (image shape, classes) for both models."""
     a, b = large.model, small.model
     if a.schedule.key != b.schedule.key:
@@ -173,7 +162,7 @@ def labels_for(class_label: int | Sequence[int] | Tensor | None, n: int, num_cla
 
 
 def generate_image(
-    handle: ImageHandle,
+    handle: Handle,
     prompt: Any,
     run: Run,
     *,

@@ -9,9 +9,7 @@ prompt it samples ``length`` tokens unconditionally; with an infill template
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -19,7 +17,7 @@ from decoding.api.generation import Generation
 from decoding.api.options import OptionError, Sampling
 from decoding.api.run import Run
 from decoding.api.templates import parse_template
-from decoding.api.zoo import Source
+from decoding.api.zoo import Handle, Source
 from decoding.core.loop import decode
 from decoding.core.types import new_generator
 from decoding.nn.radd import RADDModel, load_radd
@@ -27,23 +25,7 @@ from decoding.processes.masked import SAMPLERS, Masked
 from decoding.wrappers.cache import CachedModel
 
 
-@dataclass
-class MaskedLM:
-    """A loaded masked-diffusion LM: the engine model, its tokenizer and its card."""
-
-    model: RADDModel
-    tokenizer: Any
-    name: str
-    card: dict[str, Any]
-    device: torch.device
-    kind: str = field(default="masked-diffusion", init=False)
-
-    @property
-    def context(self) -> int:
-        return int(self.card.get("seq_len", self.model.max_length))
-
-
-def load_masked(source: Source, device: torch.device, dtype: torch.dtype | None) -> MaskedLM:
+def load_masked(source: Source, device: torch.device, dtype: torch.dtype | None) -> Handle:
     from decoding.data.tokenizer import TextTokenizer
 
     folder = Path(source.path)
@@ -54,11 +36,11 @@ def load_masked(source: Source, device: torch.device, dtype: torch.dtype | None)
     tok = TextTokenizer(tok_file if tok_file.is_file() else None)
     if tok.vocab_size != source.card["vocab_size"]:
         raise ValueError(f"{folder}: tokenizer has {tok.vocab_size} pieces but the model expects {source.card['vocab_size']}")
-    return MaskedLM(RADDModel(net), tok, source.name, source.card, device)
+    return Handle(RADDModel(net), source.name, source.card, device, "masked-diffusion", tok)
 
 
 def generate_masked(
-    lm: MaskedLM,
+    lm: Handle,
     prompt: str | None,
     run: Run,
     *,

@@ -54,6 +54,37 @@ class Source:
         return dict(self.card.get("defaults", {}))
 
 
+@dataclass
+class Handle:
+    """A loaded model whose kind comes from its card: the engine model, the card, where it runs.
+
+    Attributes:
+        model: the engine model (``state -> Prediction``).
+        name: the name it was loaded by.
+        card: its ``config.json``.
+        device: where it runs.
+        kind: one of :data:`KINDS`.
+        tokenizer: text kinds: the tokenizer (None for images).
+    """
+
+    model: Any
+    name: str
+    card: dict[str, Any]
+    device: Any
+    kind: str
+    tokenizer: Any = None
+
+    @property
+    def context(self) -> int:
+        """Text kinds: the longest sequence (the card's ``seq_len``, else the network's ``max_len``)."""
+        return int(self.card.get("seq_len") or self.model.net.cfg.max_len)
+
+    @property
+    def classes(self) -> list[str]:
+        """Image kinds: the class names of the card."""
+        return list(self.card.get("classes", []))
+
+
 def models_root() -> Path:
     """``$DECODING_MODELS`` or the ``models/`` folder next to the package (the repository's zoo)."""
     env = os.environ.get("DECODING_MODELS")

@@ -12,7 +12,7 @@ from PIL import Image
 
 import decoding as dc
 from decoding.api.generation import make_grid
-from decoding.api.image import ImageHandle, solver_name
+from decoding.api.image import image_handle, solver_name
 from decoding.core.types import State
 from decoding.models.image import TRAIN_SCHEDULE, ImageDiffusionModel, save_unet, schedule_from_config
 from decoding.wrappers.guidance import CFG, GuidedModel
@@ -20,12 +20,12 @@ from tests.api.fixtures import tiny_unet_model
 from tests.image.oracle import PointOracle
 
 
-def handle(model: ImageDiffusionModel, name: str = "tiny") -> ImageHandle:
-    return ImageHandle(model, name, {}, model.device)
+def handle(model: ImageDiffusionModel, name: str = "tiny"):
+    return image_handle(model, name, {}, model.device)
 
 
 @pytest.fixture(scope="module")
-def tiny() -> ImageHandle:
+def tiny():
     return handle(tiny_unet_model())
 
 

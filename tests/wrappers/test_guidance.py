@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import decoding as dc
-from decoding.api.image import ImageHandle, check_stitchable, guided
+from decoding.api.image import check_stitchable, guided, image_handle
 from decoding.core.types import State
 from decoding.models.image import ImageDiffusionModel
 from decoding.processes.continuous import ContinuousProcess
@@ -80,7 +80,7 @@ def test_cfgpp_renoises_with_the_unconditional_noise(model) -> None:
 
 
 def test_cfgpp_at_zero_is_unconditional_ddim(model) -> None:
-    h = ImageHandle(model, "tiny", {}, model.device)
+    h = image_handle(model, "tiny", {}, model.device)
     guided_out = dc.generate(h, n=3, class_label=[1, 4, 7], solver="ddim", steps=6, guidance=["cfgpp:0"], seed=2)
     uncond = dc.generate(h, n=3, solver="ddim", steps=6, seed=2)
     # the unconditional rows of a 2B-row call against a B-row call: float32 rounding of the batched kernels only
@@ -139,8 +139,8 @@ def test_stitch_runs_the_small_model_first(model, fraction, small_steps) -> None
 
 
 def test_stitch_ends_equal_the_single_models(model) -> None:
-    large = ImageHandle(model, "large", {}, model.device)
-    small = ImageHandle(tiny_unet_model(seed=1), "small", {}, model.device)
+    large = image_handle(model, "large", {}, model.device)
+    small = image_handle(tiny_unet_model(seed=1), "small", {}, model.device)
     kw = dict(n=2, class_label=3, steps=5, seed=1)
     only_large, only_small = dc.generate(large, **kw), dc.generate(small, **kw)
     assert torch.equal(dc.generate(large, guidance=[dc.Stitch(small, 0.0)], **kw).images, only_large.images)
@@ -153,8 +153,8 @@ def test_stitch_refuses_models_of_another_schedule(model) -> None:
     from decoding.solvers.schedules import DiscreteVPSchedule
 
     other = ImageDiffusionModel(tiny_unet_model(seed=2).net, DiscreteVPSchedule("linear"))
-    large = ImageHandle(model, "large", {}, model.device)
+    large = image_handle(model, "large", {}, model.device)
     with pytest.raises(ValueError, match="must share it"):
-        check_stitchable(large, ImageHandle(other, "linear", {}, model.device))
+        check_stitchable(large, image_handle(other, "linear", {}, model.device))
     with pytest.raises(ValueError, match="does not combine"):
         guided(large, [CFG(2.0), CFGPP(0.5)])

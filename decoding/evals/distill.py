@@ -68,8 +68,9 @@ def plan(teacher: str, students: list[str], scale: float, scales: list[float], t
                     rows.append(Row(f"teacher CFG {s:g}", teacher, {**cfg(s), "steps": teacher_steps}, s))
                 rows.append(Row(f"{name} (stage 1)", path, {**cfg(s), "steps": teacher_steps}, s))
             continue
+        label = f"{name} ({steps} step{'s' if steps > 1 else ''})"
         for sampler in ("deterministic", "stochastic") if steps >= 2 else ("deterministic",):
-            rows.append(Row(f"{name} ({steps} steps)", path, {"guidance": [f"cfg:{scale:g}"], "sampler": sampler}, scale))
+            rows.append(Row(label, path, {"guidance": [f"cfg:{scale:g}"], "sampler": sampler}, scale))
     return rows
 
 

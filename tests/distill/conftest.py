@@ -2,32 +2,18 @@
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import torch
 
 from decoding.cli.train import train_main
-from decoding.models.image import SIZES, TRAIN_SCHEDULE, save_unet
-from decoding.nn.unet import UNet
+from tests.distill.helpers import tiny_teacher
 from tests.train.helpers import fashion_folder
 
 #: The skeleton's options of the smoke runs: a few steps of batch 8 on the CPU.
 RUN = ["--batch-size", "8", "--device", "cpu", "--no-progress", "--val-every", "2", "--log-every", "1", "--val-limit", "16",
        "--val-batch", "8", "--warmup", "1", "--no-channels-last", "--threads", "1"]
-
-
-def tiny_teacher(folder: Path, seed: int = 0) -> Path:
-    """A random tiny class-conditional v-prediction UNet (output layer not zero, so c != u) saved as a model folder."""
-    torch.manual_seed(seed)
-    net = UNet(copy.deepcopy(SIZES["tiny"]))
-    with torch.no_grad():
-        net.out.weight.normal_(0, 0.05)
-    save_unet(net, folder, {"prediction": "v", "schedule": dict(TRAIN_SCHEDULE), "classes": [f"c{i}" for i in range(10)]},
-              dtype=torch.float32)
-    return folder
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from decoding.api.generation import Generation
-from decoding.api.image import SPACINGS, labels_for, parse_guidance, solver_name
+from decoding.api.image import SPACINGS, ImageHandle, labels_for, parse_guidance, solver_name
 from decoding.api.options import OptionError
 from decoding.api.zoo import Source
 from decoding.core.loop import decode
@@ -42,13 +42,10 @@ SAMPLERS = ("deterministic", "stochastic")
 
 
 @dataclass
-class DistilledHandle:
-    """A loaded student: the engine model and its card."""
+class DistilledHandle(ImageHandle):
+    """A loaded student: the engine model (:class:`~decoding.distill.student.GuidedStudentModel`) and its card."""
 
     model: GuidedStudentModel
-    name: str
-    card: dict[str, Any]
-    device: torch.device
     kind: str = field(default="distilled-diffusion", init=False)
 
     @property
@@ -61,10 +58,6 @@ class DistilledHandle:
     def w_range(self) -> tuple[float, float]:
         lo, hi = self.card["distill"]["w_range"]
         return float(lo), float(hi)
-
-    @property
-    def classes(self) -> list[str]:
-        return list(self.card.get("classes", []))
 
 
 def load_distilled(source: Source, device: torch.device, dtype: torch.dtype | None) -> DistilledHandle:

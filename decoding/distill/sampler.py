@@ -26,6 +26,7 @@ from torch import Tensor
 
 from decoding.core.types import Prediction
 from decoding.solvers.base import StepInfo
+from decoding.solvers.ddim import ddim_update
 from decoding.solvers.parameterization import data_prediction, noise_prediction
 
 
@@ -45,17 +46,16 @@ class StochasticStepSampler:
     ) -> tuple[Tensor, Any]:
         """``x`` ``(B, ...)`` at ``t_i`` -> ``(x at t_{i+1}, None)``; ``noise`` like ``x`` unless ``t_{i+1}`` is data."""
         a_s, s_s, _ = info.s
-        x0 = data_prediction(pred, x, a_s, s_s)
-        eps = noise_prediction(pred, x, a_s, s_s)
-        i, n = info.i, info.n_steps
-        if i + 2 > n:  # the last step: DDIM to the end of the grid
+        x0, eps = data_prediction(pred, x, a_s, s_s), noise_prediction(pred, x, a_s, s_s)
+        i = info.i
+        if i + 2 > info.n_steps:  # the last step: DDIM to the end of the grid
             a_t, s_t, _ = info.t
-            return a_t * x0 + s_t * eps, None
+            return ddim_update(x0, eps, a_s, s_s, a_t, s_t), None
         if noise is None:
             raise ValueError("the stochastic N-step sampler needs noise for every step but the last")
         a_k, s_k = float(info.alphas[i + 2]), float(info.sigmas[i + 2])
         a_h, s_h = float(info.alphas[i + 1]), float(info.sigmas[i + 1])
-        z_k = a_k * x0 + s_k * eps
+        z_k = ddim_update(x0, eps, a_s, s_s, a_k, s_k)
         ratio = a_h / a_k
         std = math.sqrt(max(s_h**2 - (ratio * s_k) ** 2, 0.0))
         return ratio * z_k + std * noise, None

@@ -97,6 +97,10 @@ def load(
         from decoding.api.image import load_image
 
         return load_image(source, dev, torch_dtype)
+    if source.kind == "distilled-diffusion":
+        from decoding.api.distilled import load_distilled
+
+        return load_distilled(source, dev, torch_dtype)
     raise ValueError(
         f"{source.name} is a {source.kind} model: it does not generate (see decoding.evals for how it is used)"
     )
@@ -177,6 +181,11 @@ def generate(
     (dpmpp_2m), ``steps`` (10), ``spacing`` (logsnr, time, karras), ``guidance`` (a list of
     wrappers such as ``decoding.CFG(2.0)`` or ``"cfg:2"``), ``solver_options``.
 
+    Guidance-distilled students (arXiv 2210.03142, :mod:`decoding.api.distilled`): ``class_label``,
+    ``guidance`` (one CFG scale, e.g. ``"cfg:1.5"``: an input of the student, one call per step),
+    ``steps`` (an N-step student takes exactly N) and ``sampler`` (deterministic, stochastic), or
+    for a stage-1 student ``solver`` and ``spacing``.
+
     Defaults in parentheses may be overridden by the model card's ``"defaults"``.
 
     Raises:
@@ -210,6 +219,10 @@ def generate(
         from decoding.api.any_subset import generate_any_subset
 
         return generate_any_subset(model, prompt, run, **given)
+    if kind == "distilled-diffusion":
+        from decoding.api.distilled import generate_distilled
+
+        return generate_distilled(model, prompt, run, **given)
     from decoding.api.image import generate_image
 
     return generate_image(model, prompt, run, **given)

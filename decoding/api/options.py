@@ -103,6 +103,7 @@ KIND_OPTIONS: dict[str, frozenset[str]] = {
     "masked-diffusion": frozenset({"steps", "sampling", "sampler", "noise", "cache", "length", "blank_tokens"}),
     "any-subset": frozenset({"sampling", "speculative", "adaptive", "order", "blank_tokens"}),
     "image-diffusion": frozenset({"steps", "class_label", "solver", "spacing", "guidance", "solver_options"}),
+    "distilled-diffusion": frozenset({"steps", "class_label", "guidance", "sampler", "solver", "spacing"}),
 }
 KIND_SAMPLING: dict[str, frozenset[str]] = {
     "causal-lm": frozenset({"temperature", "top_k", "top_p", "min_p", "typical", "repetition_penalty", "greedy"}),
@@ -110,6 +111,7 @@ KIND_SAMPLING: dict[str, frozenset[str]] = {
     "masked-diffusion": frozenset({"temperature"}),
     "any-subset": frozenset({"temperature"}),
     "image-diffusion": frozenset(),
+    "distilled-diffusion": frozenset(),
 }
 
 

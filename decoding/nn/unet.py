@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field, fields
 import torch
 from torch import Tensor, nn
 
-from decoding.nn.embeddings import ClassEmbedding, NoiseLevelEmbedding
+from decoding.nn.embeddings import ClassEmbedding, GuidanceEmbedding, NoiseLevelEmbedding
 from decoding.nn.resblock import Downsample, ResBlock, Upsample, group_norm
 from decoding.nn.self_attention import SelfAttention2d
 
@@ -40,7 +40,10 @@ class UNetConfig:
         head_dim: channels per attention head.
         num_classes: number of labels; index ``num_classes`` is the null (unconditional) class.
         dropout: dropout inside residual blocks.
-        emb_features: sinusoidal features of the noise level ``lambda``.
+        emb_features: sinusoidal features of the noise level ``lambda`` (and of the guidance weight).
+        guidance_embedding: also condition on a guidance weight ``w`` (B,), embedded like the noise
+            level (a guidance-distilled student, arXiv 2210.03142); off for the plain models, whose
+            configs do not list the key.
     """
 
     image_size: int = 28
@@ -53,6 +56,7 @@ class UNetConfig:
     num_classes: int = 10
     dropout: float = 0.0
     emb_features: int = 64
+    guidance_embedding: bool = False
 
     def __post_init__(self) -> None:
         self.channel_mult = tuple(int(m) for m in self.channel_mult)
@@ -84,6 +88,8 @@ class UNetConfig:
         d = asdict(self)
         d["channel_mult"] = list(self.channel_mult)
         d["attention_levels"] = list(self.attention_levels)
+        if not self.guidance_embedding:  # plain models keep the config they always had
+            del d["guidance_embedding"]
         return d
 
     @classmethod
@@ -97,7 +103,7 @@ class UNetConfig:
 
 
 class UNet(nn.Module):
-    """``x (B, C, H, W), lam (B,), labels (B,) long -> (B, C, H, W)``."""
+    """``x (B, C, H, W), lam (B,), labels (B,) long[, guidance (B,)] -> (B, C, H, W)``."""
 
     def __init__(self, cfg: UNetConfig) -> None:
         super().__init__()
@@ -105,6 +111,7 @@ class UNet(nn.Module):
         ch, emb = cfg.channels, 4 * cfg.channels
         self.noise_emb = NoiseLevelEmbedding(cfg.emb_features, emb)
         self.class_emb = ClassEmbedding(cfg.num_classes, emb)
+        self.guidance_emb = GuidanceEmbedding(cfg.emb_features, emb) if cfg.guidance_embedding else None
         self.stem = nn.Conv2d(cfg.in_channels, ch, 3, padding=1)
 
         widths = [ch * m for m in cfg.channel_mult]
@@ -152,18 +159,26 @@ class UNet(nn.Module):
             return h
         return stage(h)
 
-    def forward(self, x: Tensor, lam: Tensor, labels: Tensor) -> Tensor:
+    def forward(self, x: Tensor, lam: Tensor, labels: Tensor, guidance: Tensor | None = None) -> Tensor:
         """Predict the network target (eps or v) for noisy images ``x`` at noise level ``lam``.
 
         Args:
             x: ``(B, in_channels, image_size, image_size)``.
             lam: ``(B,)`` float, the half log-SNR ``log(alpha / sigma)`` of each row.
             labels: ``(B,)`` long in ``[0, num_classes]``; ``num_classes`` is the null class.
+            guidance: ``(B,)`` float guidance weights; required exactly when the config has
+                ``guidance_embedding``.
 
         Returns:
             ``(B, in_channels, image_size, image_size)`` in the dtype of the computation.
         """
         e = self.noise_emb(lam) + self.class_emb(labels)
+        if self.guidance_emb is not None:
+            if guidance is None:
+                raise ValueError("this UNet is conditioned on the guidance weight (guidance_embedding=True): pass guidance (B,)")
+            e = e + self.guidance_emb(guidance)
+        elif guidance is not None:
+            raise ValueError("this UNet takes no guidance weight (guidance_embedding=False); drop the guidance argument")
         h = self.stem(x)
         hs = [h]
         for stage in self.down:

@@ -8,6 +8,8 @@ follows the run's length, arXiv:2312.02696) because the run now spans sessions o
 length; everything else (objective, schedule, batch 512, lr 4e-4) is the shipped recipe, trained
 for many more steps. The AS-ARM preset adds an EMA and keeps the best validation weights
 (the shipped run overfitted after ~47 epochs: validation 3.893 at step 3,750, 3.905 at 4,635).
+The distillation presets fine-tune a copy of the teacher: a quarter of its learning rate (1e-4 at
+batch 256), a short warm-up, the same power EMA.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from typing import Any
 
 from decoding.train.as_arm import AsArmConfig, AsArmTask
 from decoding.train.classifier import ClassifierConfig, ClassifierTask
+from decoding.train.distill_guided import GuidedDistillConfig, GuidedDistillTask
 from decoding.train.image import ImageConfig, ImageTask
+from decoding.train.progressive import ProgressiveConfig, ProgressiveTask
 from decoding.train.radd import RaddConfig, RaddTask
 from decoding.train.task import Task
 
@@ -41,6 +45,9 @@ class Recipe:
 _IMAGE = {"batch_size": 512, "lr": 4e-4, "warmup": 200, "min_lr_ratio": 0.1, "beta2": 0.99, "grad_clip": 1.0,
           "ema_std": 0.10, "log_every": 50, "val_every": 500, "checkpoint_minutes": 4.0, "save_dtype": "bfloat16"}
 
+_DISTILL = {"batch_size": 256, "lr": 1e-4, "warmup": 50, "min_lr_ratio": 0.1, "beta2": 0.99, "grad_clip": 1.0,
+            "ema_std": 0.10, "log_every": 25, "val_every": 250, "checkpoint_minutes": 4.0, "save_dtype": "bfloat16"}
+
 RECIPES: dict[str, Recipe] = {
     r.name: r
     for r in (
@@ -50,6 +57,11 @@ RECIPES: dict[str, Recipe] = {
                ImageConfig, {"size": "small"}, dict(_IMAGE)),
         Recipe("fashion-tiny", "a tiny UNet for tests and CPU smoke runs", ImageTask, ImageConfig, {"size": "tiny"},
                {**_IMAGE, "batch_size": 16, "lr": 3e-3, "warmup": 4, "log_every": 5, "val_every": 20, "ema_std": 0.10}),
+        Recipe("distill-guided", "guided distillation stage 1 (arXiv 2210.03142): a w-conditioned student of a CFG "
+               "teacher, one call per step (GPU)", GuidedDistillTask, GuidedDistillConfig, {"teacher": "fashion-large"},
+               dict(_DISTILL)),
+        Recipe("distill-progressive", "guided distillation stage 2: one progressive round, a 2N-step student -> N steps (GPU)",
+               ProgressiveTask, ProgressiveConfig, {}, dict(_DISTILL)),
         Recipe("radd-brown", "RADD masked-diffusion text model on the Brown corpus (GPU)", RaddTask, RaddConfig, {},
                {"batch_size": 256, "lr": 1e-3, "warmup": 300, "min_lr_ratio": 0.05, "beta2": 0.98, "weight_decay": 0.0,
                 "grad_clip": 1.0, "ema_decay": 0.999, "log_every": 25, "val_every": 500, "checkpoint_minutes": 4.0,

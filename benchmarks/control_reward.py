@@ -178,7 +178,7 @@ def main_reference(a: argparse.Namespace) -> int:
     from decoding.evals.fid import feature_stats, inception_features, save_reference
 
     images, labels = load_fashion_mnist("train", a.data_root)
-    x = images[labels == a.label]
+    x = images[labels == a.label][: a.limit]
     mu, sigma = feature_stats(inception_features(x, a.device, progress=True))
     save_reference(a.out, mu, sigma, int(x.shape[0]), f"Fashion-MNIST train, class {a.label}")
     print(f"wrote {a.out} ({x.shape[0]} images of class {a.label})")
@@ -193,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         r.add_argument("--out", type=Path, required=True)
         r.add_argument("--device", default="cpu")
         r.add_argument("--data-root", default=None)
+        r.add_argument("--limit", type=int, default=None, help="only the first LIMIT images of the class (smoke runs)")
         return main_reference(r.parse_args(argv[1:]))
     p = argparse.ArgumentParser(prog="control_reward.py", description=__doc__.splitlines()[0])
     p.add_argument("--model", default="fashion-large")

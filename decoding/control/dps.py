@@ -23,13 +23,19 @@ from __future__ import annotations
 import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
 
 import torch
 from torch import Tensor
 
 from decoding.control.operators import Condition
-from decoding.control.steer import check_grad_mode, coefficient, posterior_variance, schedule_of, steered
+from decoding.control.steer import (
+    GradientSteering,
+    check_grad_mode,
+    coefficient,
+    posterior_variance,
+    schedule_of,
+    steered,
+)
 from decoding.core.protocols import Model
 from decoding.core.types import Prediction, State
 from decoding.processes.continuous import state_coefficients
@@ -53,29 +59,9 @@ def differentiable_call(model: Model, state: State) -> Prediction:
     return pred
 
 
-@dataclass(frozen=True)
-class DPS:
+@dataclass(frozen=True, init=False)
+class DPS(GradientSteering):
     """DPS with ``conditions`` (losses summed), step ``scale`` and the data variance ``data_var`` of the damping."""
-
-    conditions: tuple[Any, ...]
-    scale: float = 1.0
-    data_var: float = 1.0
-
-    def __init__(self, *conditions: Any, scale: float = 1.0, data_var: float = 1.0) -> None:
-        if len(conditions) == 1 and isinstance(conditions[0], list | tuple):
-            conditions = tuple(conditions[0])
-        if not conditions:
-            raise ValueError("DPS needs at least one condition (e.g. Inpaint(image, mask))")
-        if not scale >= 0:
-            raise ValueError(f"DPS scale must be >= 0, got {scale}")
-        if not data_var > 0:
-            raise ValueError(f"DPS data_var must be > 0, got {data_var}")
-        object.__setattr__(self, "conditions", tuple(conditions))
-        object.__setattr__(self, "scale", float(scale))
-        object.__setattr__(self, "data_var", float(data_var))
-
-    def spec(self) -> str:
-        return f"dps:{'+'.join(c.spec() for c in self.conditions)},scale={self.scale:g}"
 
     def wrap(self, model: Model) -> Model:
         return DPSModel(model, self.conditions, self.scale, self.data_var)

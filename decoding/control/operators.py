@@ -38,6 +38,18 @@ class Condition(Protocol):
     def spec(self) -> str: ...
 
 
+def condition_tuple(conditions: tuple[object, ...], owner: str) -> tuple[object, ...]:
+    """The conditions given to ``owner`` (as arguments or one list), checked to be conditions."""
+    if len(conditions) == 1 and isinstance(conditions[0], list | tuple):
+        conditions = tuple(conditions[0])
+    if not conditions:
+        raise ValueError(f"{owner} needs at least one condition (e.g. Inpaint(image, mask))")
+    for c in conditions:
+        if not (callable(getattr(c, "loss", None)) and hasattr(c, "curvature")):
+            raise ValueError(f"{type(c).__name__} is not a condition: it needs loss(x0) -> (B,) and a curvature")
+    return tuple(conditions)
+
+
 def _image(y: Tensor, name: str) -> Tensor:
     y = torch.as_tensor(y)
     if y.dim() == 3:

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from decoding.control.operators import Inpaint
+from decoding.control.operators import Inpaint, condition_tuple
 from decoding.control.steer import coefficient, schedule_of
 from decoding.core.protocols import Model
 from decoding.core.types import Prediction, State
@@ -33,10 +33,7 @@ class Replace:
     seed: int = 0
 
     def __init__(self, *conditions: Any, seed: int = 0) -> None:
-        if len(conditions) == 1 and isinstance(conditions[0], list | tuple):
-            conditions = tuple(conditions[0])
-        if not conditions:
-            raise ValueError("Replace needs at least one condition (e.g. Inpaint(image, mask))")
+        conditions = condition_tuple(conditions, "Replace")
         for c in conditions:
             if not callable(getattr(c, "project", None)):
                 raise ValueError(

@@ -17,13 +17,14 @@ Model cost: ``K * steps`` per output; the reward runs ``steps + 1`` times per pa
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from decoding.control.rewards import Reward, call_reward
+from decoding.control.rows import take_rows
 from decoding.core.loop import decode
 from decoding.core.protocols import Model
 from decoding.core.types import Prediction, State
@@ -114,11 +115,7 @@ def _x0(pred: Prediction, state: State) -> Tensor:
 
 def _take(state: State, pred: Prediction, idx: Tensor) -> tuple[State, Prediction]:
     dev = idx.to(state.x.device)
-    memory = dict(state.memory)
-    cond = memory.get("cond")
-    if isinstance(cond, Tensor) and cond.dim() and cond.shape[0] == state.batch_size:
-        memory["cond"] = cond.index_select(0, idx.to(cond.device))
-    state = replace(state, x=state.x.index_select(0, dev), memory=memory)
+    state = take_rows(state, idx)
     pred = Prediction(
         x0=None if pred.x0 is None else pred.x0.index_select(0, dev),
         eps=None if pred.eps is None else pred.eps.index_select(0, dev),

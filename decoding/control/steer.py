@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from decoding.control.operators import Condition
+from decoding.control.operators import Condition, condition_tuple
 from decoding.core.protocols import Model
 from decoding.core.types import Prediction, State
 from decoding.processes.continuous import state_coefficients
@@ -74,14 +74,14 @@ def steered(x0: Tensor, eps: Tensor, delta: Tensor, alpha: Any, sigma: Any, like
                       extras=like.extras)
 
 
-@dataclass(frozen=True)
-class Steer:
-    """Steered Diffusion with ``conditions`` (their losses are summed).
+@dataclass(frozen=True, init=False)
+class GradientSteering:
+    """Conditions (their losses are summed), a step ``scale`` and the data variance of the step rule.
 
     Args:
         conditions: :mod:`decoding.control.operators` conditions (inpainting, super-resolution,
-            deblurring, classifier), one or several.
-        scale: ``s`` above (1 = the proximal step; larger steers harder).
+            deblurring, classifier), one or several (or one list of them).
+        scale: ``s`` of the step (1 = the proximal step; larger steers harder).
         data_var: ``v``, the per-pixel variance assumed for the data in the step size.
     """
 
@@ -90,23 +90,22 @@ class Steer:
     data_var: float = 1.0
 
     def __init__(self, *conditions: Any, scale: float = 1.0, data_var: float = 1.0) -> None:
-        if len(conditions) == 1 and isinstance(conditions[0], list | tuple):
-            conditions = tuple(conditions[0])
-        if not conditions:
-            raise ValueError("Steer needs at least one condition (e.g. Inpaint(image, mask))")
-        for c in conditions:
-            if not (callable(getattr(c, "loss", None)) and hasattr(c, "curvature")):
-                raise ValueError(f"{type(c).__name__} is not a condition: it needs loss(x0) -> (B,) and a curvature")
+        name = type(self).__name__
+        object.__setattr__(self, "conditions", condition_tuple(conditions, name))
         if not scale >= 0:
-            raise ValueError(f"Steer scale must be >= 0, got {scale}")
+            raise ValueError(f"{name} scale must be >= 0, got {scale}")
         if not data_var > 0:
-            raise ValueError(f"Steer data_var must be > 0, got {data_var}")
-        object.__setattr__(self, "conditions", tuple(conditions))
+            raise ValueError(f"{name} data_var must be > 0, got {data_var}")
         object.__setattr__(self, "scale", float(scale))
         object.__setattr__(self, "data_var", float(data_var))
 
     def spec(self) -> str:
-        return f"steer:{'+'.join(c.spec() for c in self.conditions)},scale={self.scale:g}"
+        return f"{type(self).__name__.lower()}:{'+'.join(c.spec() for c in self.conditions)},scale={self.scale:g}"
+
+
+@dataclass(frozen=True, init=False)
+class Steer(GradientSteering):
+    """Steered Diffusion with ``conditions`` (see :class:`GradientSteering` and the module docstring)."""
 
     def wrap(self, model: Model) -> Model:
         return SteeredModel(model, self.conditions, self.scale, self.data_var)

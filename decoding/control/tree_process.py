@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from decoding.control.rows import take_rows
 from decoding.control.tree import DiffusionTree, group_rank
 from decoding.core.protocols import Model
 from decoding.core.types import Prediction, State
@@ -87,7 +88,7 @@ class TreeProcess:
 
         def transition(rows: Tensor) -> Tensor:
             idx = rows.to(state.x.device)
-            sub = row_state(state, rows)
+            sub = take_rows(state, rows, drop=(KEY,))
             sub_pred = Prediction(
                 x0=None if pred.x0 is None else pred.x0.index_select(0, idx),
                 eps=None if pred.eps is None else pred.eps.index_select(0, idx),
@@ -136,26 +137,6 @@ class TreeProcess:
         return child, tree.x.index_select(0, child.to(tree.x.device))
 
 
-def row_state(state: State, rows: Tensor) -> State:
-    """The sub-state of ``rows`` ``(k,)``: ``x``, ``t``, ``done`` and per-row labels (``memory["cond"]``) sliced.
-
-    Other memory entries (the grid, the schedule, this module's bookkeeping) are shared as they are.
-    """
-    b = state.batch_size
-    idx = rows.to(state.x.device)
-    memory = {k: v for k, v in state.memory.items() if k != KEY}
-    cond = memory.get("cond")
-    if isinstance(cond, Tensor) and cond.dim() and cond.shape[0] == b:
-        memory["cond"] = cond.index_select(0, rows.to(cond.device))
-    return State(
-        x=state.x.index_select(0, idx),
-        t=state.t.index_select(0, rows.to(state.t.device)),
-        done=state.done.index_select(0, rows.to(state.done.device)),
-        step=state.step,
-        memory=memory,
-    )
-
-
 def _follow(nodes: Tensor, expanded: Tensor, child: Tensor, orphans: Tensor) -> Tensor:
     """Children for rows whose node had no free slot and no valued child: the ones made there this step.
 
@@ -196,7 +177,7 @@ class TreeModel:
         x0 = torch.zeros_like(state.x)
         eps = torch.zeros_like(state.x)
         if rows.numel():
-            pred = self.model(row_state(state, rows))
+            pred = self.model(take_rows(state, rows, drop=(KEY,)))
             idx = rows.to(dev)
             if pred.x0 is not None:
                 x0 = x0.index_copy(0, idx, pred.x0.to(x0.dtype))

@@ -12,8 +12,8 @@ import decoding as dc
 from decoding.api.image import ImageHandle
 from decoding.control import DPS, DTS, Deblur, Inpaint, Replace, Steer, SuperResolution, box_mask
 from decoding.control.images import read_image, read_mask, write_image
-from decoding.models.image import TRAIN_SCHEDULE, save_unet
 from tests.api.fixtures import tiny_unet_model
+from tests.control.fixtures import tiny_model_folder
 
 
 def brightness(x: torch.Tensor) -> torch.Tensor:
@@ -87,7 +87,7 @@ def test_steering_wrappers_run_through_generate(tiny) -> None:
 def test_cli_inpaints_and_writes_the_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # noqa: ANN001
     from decoding.cli.main import main
 
-    save_unet(tiny_unet_model().net, tmp_path / "zoo" / "fashion-tiny", {"prediction": "v", "schedule": TRAIN_SCHEDULE})
+    tiny_model_folder(tmp_path / "zoo" / "fashion-tiny")
     monkeypatch.setenv("DECODING_MODELS", str(tmp_path / "zoo"))
     truth = torch.rand(1, 1, 28, 28) * 2 - 1
     m = box_mask()

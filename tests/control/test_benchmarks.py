@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
-from decoding.models.image import SIZES, TRAIN_SCHEDULE, save_unet
-from decoding.nn.unet import UNet
+from tests.control.fixtures import tiny_model_folder
 from tests.examples.runner import load_script
 
 HAVE_DATA = Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz").is_file()
@@ -19,10 +16,7 @@ HAVE_DATA = Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz").
 
 @pytest.fixture(scope="module")
 def tiny_folder(tmp_path_factory) -> Path:  # noqa: ANN001
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("zoo") / "fashion-tiny"
-    save_unet(UNet(copy.deepcopy(SIZES["tiny"])), folder, {"prediction": "v", "schedule": TRAIN_SCHEDULE})
-    return folder
+    return tiny_model_folder(tmp_path_factory.mktemp("zoo") / "fashion-tiny")
 
 
 def test_reward_comparison_at_toy_size(tiny_folder: Path, tmp_path: Path) -> None:

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import pytest
-import torch
 
-from decoding.models.image import SIZES, TRAIN_SCHEDULE, save_unet
-from decoding.nn.unet import UNet
+from tests.control.fixtures import tiny_model_folder
 from tests.examples.runner import run_example
 
 HAVE_DATA = Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz").is_file()
@@ -17,9 +14,7 @@ HAVE_DATA = Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz").
 
 @pytest.mark.skipif(not HAVE_DATA, reason="Fashion-MNIST is not installed")
 def test_control_steering_example(tmp_path: Path, capsys) -> None:  # noqa: ANN001
-    torch.manual_seed(0)
-    folder = tmp_path / "fashion-tiny"
-    save_unet(UNet(copy.deepcopy(SIZES["tiny"])), folder, {"prediction": "v", "schedule": TRAIN_SCHEDULE})
+    folder = tiny_model_folder(tmp_path / "fashion-tiny")
     out = tmp_path / "s.png"
     text = run_example("examples/control_steering.py", ["--model", str(folder), "--steps", "3", "--n", "2",
                                                         "--rollouts", "2", "--device", "cpu", "--out", str(out)], capsys)

@@ -1,21 +1,19 @@
-"""Diffusion posterior sampling (DPS, Chung et al., arXiv 2209.14687) as a model wrapper: the baseline of steering.
+"""Diffusion posterior sampling (DPS, Chung et al., arXiv 2209.14687) as a model wrapper: the gradient baseline of steering.
 
-DPS approximates the likelihood of the observation given the noisy state by the loss at the
-denoised estimate, ``log p(y | x_t) ~ -L(x0_hat(x_t))``, and adds its gradient with respect to
-``x_t`` -- through the denoiser -- to the score. In Tweedie's form (``E[x0 | x_t, y] = E[x0 | x_t] +
-(sigma_t^2 / alpha_t) grad_{x_t} log p(y | x_t)``) the wrapper returns
+DPS evaluates the observation's residual on the denoised estimate and differentiates it with
+respect to the noisy state THROUGH the denoiser. Its update (Algorithm 1 of the paper, DDPM
+sampler) moves the next state by a fixed step ``zeta`` along that gradient:
 
-    x0' = x0_hat - s / (1 + s r_t^2 kappa) * (sigma_t^2 / alpha_t) * grad_{x_t} L(x0_hat(x_t)),   eps' consistent with x_t.
+    x_s = DDPM(x_t, x0_hat) - zeta * grad_{x_t} ||y - A x0_hat(x_t)||
 
-``s = scale``. Since ``grad_{x_t} x0_hat = (alpha_t / sigma_t^2) Cov[x0 | x_t]``, the undamped step
-(``kappa = 0``) is DPS's likelihood approximation; the damping ``1 / (1 + s r_t^2 kappa)`` is the
-one :mod:`decoding.control.steer` uses (``r_t^2``, ``kappa``: posterior-variance proxy and loss
-curvature), so that the two methods differ only in the gradient's path (through the denoiser
-here, not there) and a sharp likelihood (small observation noise) does not overshoot. Chung et
-al. instead normalise a tuned step ``zeta`` by the residual norm. With a classifier loss
-(``kappa = 0``) this is classifier-gradient guidance on the clean estimate (universal guidance's
-forward term, arXiv 2302.07121). One network evaluation and one backward pass per step;
-``Prediction.nfe`` counts the evaluation.
+(the residual norm, not its square; a classifier condition contributes its loss
+``-log p(label | x0_hat)`` instead, which makes this classifier-gradient guidance on the clean
+estimate, universal guidance's forward term, arXiv 2302.07121). As a wrapper the shift is
+expressed in the prediction: ``x0' = x0_hat + delta`` with the consistent ``eps'``, and ``delta =
+-zeta g / c`` where ``c = (alpha_s^2 - alpha_t^2) / (alpha_s sigma_t^2)`` is how much a DDPM step
+from ``t`` to the next grid time ``s`` moves ``x_s`` per unit of ``x0`` at fixed ``x_t``: with the
+``ddpm`` solver this is the paper's update exactly (other solvers get the same ``x0`` correction).
+One network evaluation and one backward pass per step; ``Prediction.nfe`` counts the evaluation.
 """
 
 from __future__ import annotations
@@ -23,19 +21,13 @@ from __future__ import annotations
 import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from decoding.control.operators import Condition
-from decoding.control.steer import (
-    GradientSteering,
-    check_grad_mode,
-    coefficient,
-    posterior_variance,
-    schedule_of,
-    steered,
-)
+from decoding.control.operators import Condition, condition_tuple
+from decoding.control.steer import check_grad_mode, coefficient, schedule_of, steered
 from decoding.core.protocols import Model
 from decoding.core.types import Prediction, State
 from decoding.processes.continuous import state_coefficients
@@ -59,20 +51,40 @@ def differentiable_call(model: Model, state: State) -> Prediction:
     return pred
 
 
+def ddpm_gain(state: State, alpha_t: Any, sigma_t: Any) -> Any:
+    """``c = (alpha_s^2 - alpha_t^2) / (alpha_s sigma_t^2)`` for the next grid time ``s`` (see the module docstring)."""
+    grid = state.memory.get("grid")
+    if grid is None or state.step + 1 >= grid.numel():
+        raise ValueError("DPS needs the time grid in state.memory['grid'] (run it through decode())")
+    alpha_s = float(schedule_of(state).alpha(grid[state.step + 1]))
+    return (alpha_s**2 - alpha_t * alpha_t) / (alpha_s * sigma_t * sigma_t)
+
+
 @dataclass(frozen=True, init=False)
-class DPS(GradientSteering):
-    """DPS with ``conditions`` (losses summed), step ``scale`` and the data variance ``data_var`` of the damping."""
+class DPS:
+    """DPS with ``conditions`` (residual norms and classifier losses summed) and the step ``zeta = scale``."""
+
+    conditions: tuple[Any, ...]
+    scale: float = 1.0
+
+    def __init__(self, *conditions: Any, scale: float = 1.0) -> None:
+        object.__setattr__(self, "conditions", condition_tuple(conditions, "DPS"))
+        if not scale >= 0:
+            raise ValueError(f"DPS scale (zeta) must be >= 0, got {scale}")
+        object.__setattr__(self, "scale", float(scale))
+
+    def spec(self) -> str:
+        return f"dps:{'+'.join(c.spec() for c in self.conditions)},zeta={self.scale:g}"
 
     def wrap(self, model: Model) -> Model:
-        return DPSModel(model, self.conditions, self.scale, self.data_var)
+        return DPSModel(model, self.conditions, self.scale)
 
 
 class DPSModel:
     """The DPS wrapper (module docstring)."""
 
-    def __init__(self, model: Model, conditions: Sequence[Condition], scale: float = 1.0, data_var: float = 1.0) -> None:
-        self.model, self.conditions, self.scale, self.data_var = model, tuple(conditions), float(scale), float(data_var)
-        self.curvature = float(sum(c.curvature for c in self.conditions))
+    def __init__(self, model: Model, conditions: Sequence[Condition], scale: float = 1.0) -> None:
+        self.model, self.conditions, self.scale = model, tuple(conditions), float(scale)
 
     def __call__(self, state: State) -> Prediction:
         check_grad_mode("DPS")
@@ -82,7 +94,7 @@ class DPSModel:
             x = state.x.detach().clone().requires_grad_(True)
             pred = differentiable_call(self.model, replace(state, x=x))
             x0 = data_prediction(pred, x, a, s)
-            total = sum(c.loss(x0).sum() for c in self.conditions)
+            total = sum(c.distance(x0).sum() for c in self.conditions)
             g = None
             if isinstance(total, Tensor) and total.requires_grad:
                 (g,) = torch.autograd.grad(total, x, allow_unused=True)
@@ -91,5 +103,4 @@ class DPSModel:
         plain = Prediction(x0=x0, eps=eps, nfe=pred.nfe, memory=pred.memory, extras=pred.extras)
         if g is None:
             return plain
-        step = self.scale / (1 + self.scale * posterior_variance(a, s, self.data_var) * self.curvature)
-        return steered(x0, eps, -step * (s * s / a) * g.to(x0.dtype), a, s, plain)
+        return steered(x0, eps, -self.scale * g.to(x0.dtype) / ddpm_gain(state, a, s), a, s, plain)

@@ -8,7 +8,8 @@ Diffusion, Nair et al., arXiv 2310.00224: "a loss built from an inverse model of
 - :class:`Deblur`: ``y = k * x`` (a normalised Gaussian blur, zero padding on the black background);
 - :class:`ClassifierLoss`: ``-log p(label | x0)`` of a classifier (semantic steering).
 
-The linear ones are Gaussian likelihoods ``L = ||A x0 - y||^2 / (2 noise^2)`` and report the
+The linear ones are Gaussian likelihoods ``L = ||A x0 - y||^2 / (2 noise^2)`` (DPS uses the residual
+norm ``||A x0 - y||`` instead, :meth:`distance`) and report the
 curvature ``||A^T A|| / noise^2`` (the largest eigenvalue of the loss's Hessian), which the steering
 step uses to stay stable (:mod:`decoding.control.steer`); ``project(x0)`` is the closest point
 with ``A x0 = y`` where it is cheap (the replacement baseline). Several conditions combine by
@@ -29,11 +30,14 @@ from decoding.control.rewards import ClassifierReward
 
 
 class Condition(Protocol):
-    """What steering needs from a task: ``loss(x0) -> (B,)`` and a curvature bound (0 = unknown)."""
+    """What steering needs from a task: ``loss(x0) -> (B,)``, a curvature bound (0 = unknown) and,
+    for DPS, ``distance(x0) -> (B,)`` (the residual norm ``||A x0 - y||``; a classifier's loss)."""
 
     curvature: float
 
     def loss(self, x0: Tensor) -> Tensor: ...
+
+    def distance(self, x0: Tensor) -> Tensor: ...
 
     def spec(self) -> str: ...
 
@@ -63,6 +67,16 @@ def _noise(noise: float) -> float:
     if not (noise > 0 and math.isfinite(noise)):
         raise ValueError(f"the observation noise must be > 0 (use a small value such as 0.01 for exact data), got {noise}")
     return float(noise)
+
+
+def _gaussian(r: Tensor, noise: float) -> Tensor:
+    """``||r||^2 / (2 noise^2)`` per sample."""
+    return 0.5 * (r * r).flatten(1).sum(1) / noise**2
+
+
+def _norm(r: Tensor) -> Tensor:
+    """``||r||`` per sample (differentiable at 0: a zero residual has zero gradient)."""
+    return (r * r).flatten(1).sum(1).clamp_min(1e-30).sqrt()
 
 
 def _rows(y: Tensor, x: Tensor) -> Tensor:
@@ -98,9 +112,14 @@ class Inpaint:
     def observe(self, x: Tensor) -> Tensor:
         return self.mask.to(x.device, x.dtype) * x
 
+    def residual(self, x0: Tensor) -> Tensor:
+        return self.observe(x0) - self.observe(_rows(self.y, x0))
+
     def loss(self, x0: Tensor) -> Tensor:
-        r = self.observe(x0) - self.observe(_rows(self.y, x0))
-        return 0.5 * (r * r).flatten(1).sum(1) / self.noise**2
+        return _gaussian(self.residual(x0), self.noise)
+
+    def distance(self, x0: Tensor) -> Tensor:
+        return _norm(self.residual(x0))
 
     def project(self, x0: Tensor) -> Tensor:
         m = self.mask.to(x0.device, x0.dtype)
@@ -136,17 +155,21 @@ class SuperResolution:
             raise ValueError(f"image size {tuple(x.shape[-2:])} is not a multiple of the factor {f}")
         return F.avg_pool2d(x, f)
 
+    def residual(self, x0: Tensor) -> Tensor:
+        return self.observe(x0) - _rows(self.y, x0)
+
     def loss(self, x0: Tensor) -> Tensor:
-        r = self.observe(x0) - _rows(self.y, x0)
-        return 0.5 * (r * r).flatten(1).sum(1) / self.noise**2
+        return _gaussian(self.residual(x0), self.noise)
+
+    def distance(self, x0: Tensor) -> Tensor:
+        return _norm(self.residual(x0))
 
     def project(self, x0: Tensor) -> Tensor:
-        r = _rows(self.y, x0) - self.observe(x0)
+        r = -self.residual(x0)
         return x0 + F.interpolate(r, scale_factor=self.factor, mode="nearest")
 
     def agreement(self, x: Tensor) -> Tensor:
-        r = self.observe(x) - _rows(self.y, x)
-        return (r * r).flatten(1).mean(1).sqrt()
+        return self.residual(x).flatten(1).pow(2).mean(1).sqrt()
 
     def spec(self) -> str:
         return f"sr:{self.factor}x,noise={self.noise:g}"
@@ -183,13 +206,17 @@ class Deblur:
         k = self.kernel.to(x.device, x.dtype)[None, None].expand(c, 1, -1, -1)
         return F.conv2d(x + 1, k, padding=k.shape[-1] // 2, groups=c) - 1
 
+    def residual(self, x0: Tensor) -> Tensor:
+        return self.observe(x0) - _rows(self.y, x0)
+
     def loss(self, x0: Tensor) -> Tensor:
-        r = self.observe(x0) - _rows(self.y, x0)
-        return 0.5 * (r * r).flatten(1).sum(1) / self.noise**2
+        return _gaussian(self.residual(x0), self.noise)
+
+    def distance(self, x0: Tensor) -> Tensor:
+        return _norm(self.residual(x0))
 
     def agreement(self, x: Tensor) -> Tensor:
-        r = self.observe(x) - _rows(self.y, x)
-        return (r * r).flatten(1).mean(1).sqrt()
+        return self.residual(x).flatten(1).pow(2).mean(1).sqrt()
 
     def spec(self) -> str:
         return f"deblur:sigma={self.sigma:g},noise={self.noise:g}"
@@ -209,6 +236,10 @@ class ClassifierLoss:
 
     def loss(self, x0: Tensor) -> Tensor:
         return -self.weight * self.reward.log_probs(x0)[:, self.label].to(x0.dtype)
+
+    def distance(self, x0: Tensor) -> Tensor:
+        """No residual to measure: DPS uses the loss itself."""
+        return self.loss(x0)
 
     def agreement(self, x: Tensor) -> Tensor:
         """``(B,)`` probability of the label."""

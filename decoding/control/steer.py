@@ -2,8 +2,8 @@
 
 At every step the wrapped model's estimate ``x0_hat`` is moved down the gradient of the summed
 condition losses (:mod:`decoding.control.operators`) evaluated on ``x0_hat`` itself, with no
-backpropagation through the denoiser (the inverse model only sees clean-image estimates, as in
-the paper; DPS, the baseline in :mod:`decoding.control.dps`, differentiates through the network):
+backpropagation through the denoiser (the inverse model only sees clean-image estimates; DPS, the
+baseline in :mod:`decoding.control.dps`, differentiates through the network):
 
     x0' = x0_hat - s * r_t^2 / (1 + s * r_t^2 * kappa) * grad L(x0_hat),
     eps' = eps_hat - (alpha_t / sigma_t) (x0' - x0_hat)          (so x_t = alpha_t x0' + sigma_t eps'),
@@ -75,8 +75,8 @@ def steered(x0: Tensor, eps: Tensor, delta: Tensor, alpha: Any, sigma: Any, like
 
 
 @dataclass(frozen=True, init=False)
-class GradientSteering:
-    """Conditions (their losses are summed), a step ``scale`` and the data variance of the step rule.
+class Steer:
+    """Steered Diffusion with ``conditions`` (their losses are summed; module docstring).
 
     Args:
         conditions: :mod:`decoding.control.operators` conditions (inpainting, super-resolution,
@@ -90,22 +90,16 @@ class GradientSteering:
     data_var: float = 1.0
 
     def __init__(self, *conditions: Any, scale: float = 1.0, data_var: float = 1.0) -> None:
-        name = type(self).__name__
-        object.__setattr__(self, "conditions", condition_tuple(conditions, name))
+        object.__setattr__(self, "conditions", condition_tuple(conditions, "Steer"))
         if not scale >= 0:
-            raise ValueError(f"{name} scale must be >= 0, got {scale}")
+            raise ValueError(f"Steer scale must be >= 0, got {scale}")
         if not data_var > 0:
-            raise ValueError(f"{name} data_var must be > 0, got {data_var}")
+            raise ValueError(f"Steer data_var must be > 0, got {data_var}")
         object.__setattr__(self, "scale", float(scale))
         object.__setattr__(self, "data_var", float(data_var))
 
     def spec(self) -> str:
-        return f"{type(self).__name__.lower()}:{'+'.join(c.spec() for c in self.conditions)},scale={self.scale:g}"
-
-
-@dataclass(frozen=True, init=False)
-class Steer(GradientSteering):
-    """Steered Diffusion with ``conditions`` (see :class:`GradientSteering` and the module docstring)."""
+        return f"steer:{'+'.join(c.spec() for c in self.conditions)},scale={self.scale:g}"
 
     def wrap(self, model: Model) -> Model:
         return SteeredModel(model, self.conditions, self.scale, self.data_var)

@@ -125,21 +125,22 @@ def test_conditions_combine_by_summing_losses(prior) -> None:  # noqa: ANN001
     assert torch.allclose(alpha * both.x0 + sigma * both.eps, state.x)  # consistent with x_t
 
 
-def test_dps_gradient_goes_through_the_denoiser(prior) -> None:  # noqa: ANN001
-    """For the Gaussian denoiser ``d x0 / d x_t = alpha Sigma C^{-1}``: DPS's correction in closed form."""
+def test_dps_moves_the_next_ddpm_state_by_zeta_times_the_gradient_through_the_denoiser(prior) -> None:  # noqa: ANN001
+    """Chung et al.'s update: x_s = DDPM(x_t, x0_hat) - zeta grad_{x_t} ||A x0_hat(x_t) - y||; for the
+    Gaussian denoiser ``d x0 / d x_t = alpha v / (alpha^2 v + sigma^2) I``, so the gradient is known."""
     model, _, truth, mask = prior
-    cond = Inpaint(truth, mask, NOISE)
-    t = torch.full((2,), 0.5, dtype=torch.float64)
-    state = State(x=torch.randn(2, 1, 4, 4, dtype=torch.float64), t=t, done=torch.zeros(2, dtype=torch.bool),
-                  memory={"schedule": SCHEDULE})
-    alpha, sigma = float(SCHEDULE.alpha(t[:1])), float(SCHEDULE.sigma(t[:1]))
-    x0 = model(state).x0
-    jac = alpha * V / (alpha**2 * V + sigma**2)  # isotropic prior: d x0 / d x_t = jac * I
-    grad_xt = jac * mask * (x0 - truth) / NOISE**2
-    r2 = V * sigma**2 / (alpha**2 * V + sigma**2)
-    step = 1.0 / (1 + r2 * cond.curvature)
-    out = DPS(cond, data_var=V).wrap(model)(state)
-    assert torch.allclose(out.x0, x0 - step * sigma**2 / alpha * grad_xt)
+    cond, zeta = Inpaint(truth, mask, NOISE), 0.7
+    grid = torch.tensor([0.5, 0.3, 0.0], dtype=torch.float64)
+    t = grid[:1].expand(2)
+    state = State(x=torch.randn(2, 1, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(1)), t=t,
+                  done=torch.zeros(2, dtype=torch.bool), memory={"schedule": SCHEDULE, "grid": grid})
+    alpha, sigma = float(SCHEDULE.alpha(grid[0])), float(SCHEDULE.sigma(grid[0]))
+    r = mask * (model(state).x0 - truth)
+    grad = alpha * V / (alpha**2 * V + sigma**2) * r / r.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+    proc = process(1.0)
+    plain = proc.step(state, model(state), grid[1], torch.Generator().manual_seed(5)).x
+    guided = proc.step(state, DPS(cond, scale=zeta).wrap(model)(state), grid[1], torch.Generator().manual_seed(5)).x
+    assert torch.allclose(guided - plain, -zeta * grad, atol=1e-12)
     with pytest.raises(RuntimeError, match="inference_mode"), torch.inference_mode():
         DPS(cond).wrap(model)(state)
 

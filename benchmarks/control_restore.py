@@ -62,7 +62,7 @@ def method_guidance(method: str, cond: Any, a: argparse.Namespace) -> Any:
     if method == "steer":
         return Steer(cond, scale=a.steer_scale, data_var=a.data_var)
     if method == "dps":
-        return DPS(cond, scale=a.dps_scale, data_var=a.data_var)
+        return DPS(cond, scale=a.dps_scale)
     return Replace(cond, seed=a.seed)
 
 

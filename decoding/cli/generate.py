@@ -185,6 +185,7 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(str(e)) from None
         if steer is not None:
             opts["guidance"] = [*(opts.get("guidance") or []), steer]
+            opts.setdefault("solver", "ddpm")  # restoration's default sampler (--solver overrides)
     elif restoration.given(args):
         raise dc.OptionError(f"option '{restoration.given(args)[0]}' does not apply to {source.kind} models like {args.model}")
     try:

@@ -34,8 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--factor", type=int, help="super-resolution factor (default 4)")
     g.add_argument("--deblur", type=Path, metavar="IMAGE", help="a Gaussian-blurred image to sharpen")
     g.add_argument("--blur-sigma", type=float, help="the blur's sigma in pixels (default 1.5)")
-    g.add_argument("--restore", choices=sorted(METHODS), help="steer (default), dps or replace (the baselines)")
-    g.add_argument("--steer-scale", type=float, help="step scale of steer / dps (default 1)")
+    g.add_argument("--restore", choices=sorted(METHODS), help="steer (default), dps or replace (the baselines); "
+                   "the sampler defaults to ddpm here")
+    g.add_argument("--steer-scale", type=float, help="step scale of steer, or DPS's zeta (default 1)")
     g.add_argument("--obs-noise", type=float, help="observation noise sigma_y (default 0.01)")
     g.add_argument("--truth", type=Path, metavar="IMAGE", help="the true image, shown in the report grid")
 

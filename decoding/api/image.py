@@ -19,6 +19,13 @@ from decoding.api.generation import Generation
 from decoding.api.options import OptionError
 from decoding.api.run import Run
 from decoding.api.zoo import Handle, Source
+from decoding.control.api import (
+    generate_search,
+    is_control,
+    needs_stochastic_solver,
+    parse_control,
+    wrap_control,
+)
 from decoding.core.loop import decode
 from decoding.core.protocols import Model
 from decoding.core.types import new_generator
@@ -39,7 +46,8 @@ from decoding.wrappers.guidance import (
 SOLVER_ALIASES = {"dpm_solver_pp": "dpmpp_2m", "dpm_solver_pp_2m": "dpmpp_2m", "dpm_solver_pp_3m": "dpmpp_3m", "unipc": "unipc_bh2"}
 SPACINGS = ("logsnr", "time", "karras")
 #: The text forms of the guidance option.
-FORMS = "cfg:SCALE[,rescale=PHI][,interval=LO-HI], cfgpp:LAMBDA, pag:SCALE[,layers=A+B], stitch:SMALL_MODEL:FRACTION"
+FORMS = ("cfg:SCALE[,rescale=PHI][,interval=LO-HI], cfgpp:LAMBDA, pag:SCALE[,layers=A+B], stitch:SMALL_MODEL:FRACTION, "
+         "dts:ROLLOUTS,class=Y[,lam=L][,children=K]")
 
 
 def image_handle(model: ImageDiffusionModel, name: str, card: dict[str, Any], device: Any) -> Handle:
@@ -65,10 +73,16 @@ def parse_guidance(spec: Any) -> Any:
     Text forms: ``cfg:W`` (options ``,rescale=PHI``, ``,interval=LO-HI``), ``cfgpp:LAMBDA``,
     ``pag:S`` (option ``,layers=NAME+NAME`` or indices), ``stitch:SMALL_MODEL:FRACTION``.
     """
-    if isinstance(spec, CFG | CFGPP | PAG | Stitch):
+    if isinstance(spec, CFG | CFGPP | PAG | Stitch) or is_control(spec):
         return spec
     if not isinstance(spec, str):
         raise OptionError(f"guidance entries are guidance objects (e.g. decoding.CFG(3.0)) or text like 'cfg:3', got {spec!r}")
+    try:
+        search = parse_control(spec)  # dts:... (decoding.control)
+    except ValueError as e:
+        raise OptionError(str(e)) from None
+    if search is not None:
+        return search
     head, *opts = spec.split(",")
     name, _, arg = head.partition(":")
     try:
@@ -177,6 +191,10 @@ def generate_image(
     if prompt is not None:
         raise OptionError(f"{handle.name} is an image diffusion model: it takes class_label=..., not a prompt")
     d = {"solver": "dpmpp_2m", "steps": 10, "spacing": "logsnr", **handle.card.get("defaults", {})}
+    specs = [parse_guidance(g) for g in (guidance or [])]
+    control = [g for g in specs if is_control(g)]  # decoding.control: steering wrappers and tree search
+    if solver is None and needs_stochastic_solver(control):
+        solver = "ddpm"
     name = solver_name(str(d["solver"] if solver is None else solver))
     steps = int(d["steps"] if steps is None else steps)
     spacing = str(d["spacing"] if spacing is None else spacing)
@@ -187,16 +205,34 @@ def generate_image(
     model = handle.model
     n = run.n
     labels = labels_for(class_label, n, model.num_classes)
-    specs = [parse_guidance(g) for g in (guidance or [])]
-    if any(not isinstance(g, Stitch | PAG) for g in specs) and class_label is None:
+    plain = [g for g in specs if not is_control(g)]
+    if any(not isinstance(g, Stitch | PAG) for g in plain) and class_label is None:
         raise OptionError("CFG and CFG++ need class labels: give class_label (unconditional samples have nothing to guide towards)")
-    wrapped = guided(handle, specs)
+    try:
+        wrapped = wrap_control(guided(handle, plain), control, n, run.batch_size)
+    except ValueError as e:
+        raise OptionError(str(e)) from None
     opts = dict(solver_options or {})
     if name == "dc_solver" and "cpr" in opts:  # ratios predicted for this number of steps
         opts.setdefault("steps", steps)
     process = ContinuousProcess(model.schedule, get_solver(name, **opts), spacing=spacing)
     dev = model.device
     cfg = model.net.cfg
+    settings = {
+        "n": n, "seed": run.seed, "class_label": None if class_label is None else labels.tolist(),
+        "solver": name, "steps": steps, "spacing": spacing, "guidance": [g.spec() for g in specs],
+        "solver_options": {k: v for k, v in (solver_options or {}).items() if isinstance(v, int | float | str | bool)},
+        "batch_size": run.batch_size, "device": str(dev), "dtype": str(model.dtype).removeprefix("torch."),
+        "schedule": model.schedule.key, "torch": torch.__version__,
+    }
+    search = next((g for g in control if not hasattr(g, "wrap")), None)
+    if search is not None:
+        try:
+            return generate_search(handle, wrapped, process, search, n=n, steps=steps, labels=labels, seed=run.seed,
+                                   progress=run.progress, settings=settings,
+                                   unused={"batch_size": run.batch_size, "on_step": run.on_step, "sync_every": run.sync_every})
+        except ValueError as e:
+            raise OptionError(str(e)) from None
     generator = new_generator(run.seed, dev)
     noise = torch.randn((n, cfg.in_channels, cfg.image_size, cfg.image_size), generator=generator, device=dev)
     chunks, nfe, seconds = [], [], 0.0
@@ -206,13 +242,6 @@ def generate_image(
         chunks.append(res.x.float().cpu())
         nfe += res.nfe.tolist()
         seconds += res.seconds
-    settings = {
-        "n": n, "seed": run.seed, "class_label": None if class_label is None else labels.tolist(),
-        "solver": name, "steps": steps, "spacing": spacing, "guidance": [g.spec() for g in specs],
-        "solver_options": {k: v for k, v in (solver_options or {}).items() if isinstance(v, int | float | str | bool)},
-        "batch_size": run.batch_size, "device": str(dev), "dtype": str(model.dtype).removeprefix("torch."),
-        "schedule": model.schedule.key, "torch": torch.__version__,
-    }
     return Generation(
         kind=handle.kind, model=handle.name, images=torch.cat(chunks).clamp(-1, 1), labels=labels, nfe=nfe,
         finish_reason=["complete"] * n, seconds=seconds, settings=settings,

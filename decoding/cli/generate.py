@@ -5,6 +5,7 @@
     decoding generate radd-brown "The ____ sat on the ____ ." --steps 128
     decoding generate as-arm-brown "It was a ________ day." --speculative 4
     decoding generate fashion-large --class 7 --n 64 --guidance cfg:2 --out sneakers.png
+    decoding generate fashion-large --inpaint shirt.png --mask mask.png --out filled.png
 
 ``decoding text`` and ``decoding image`` are the same command with ``--model`` (default
 ``smollm2`` and ``fashion-large``). Every option belongs to the kinds listed in its group; one
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from decoding.cli.main import UsageError, common_options
+from decoding.control import cli as restoration
 
 DESCRIPTION = "Generate text or images with any model of the zoo (or a model folder / .gguf file) through one decoding loop."
 
@@ -89,6 +91,7 @@ def add_parser(subparsers: Any, name: str = "generate", default_model: str | Non
     g.add_argument("--guidance", action="append", help="a guidance wrapper, repeatable: cfg:SCALE[,rescale=PHI][,interval=LO-HI], "
                    "cfgpp:LAMBDA, pag:SCALE[,layers=A+B], stitch:SMALL_MODEL:FRACTION")
     g.add_argument("--nrow", type=int, help="images per grid row (default: square)")
+    restoration.add_arguments(p)
     common_options(p)
     p.set_defaults(func=run, default_out="grid.png" if default_model and "fashion" in default_model else None)
     return p
@@ -175,13 +178,27 @@ def run(args: argparse.Namespace) -> int:
     if source.kind == "causal-lm" and len(prompts) * opts["n"] == 1 and not args.quiet and not args.aligned:
         p = model.encode(prompts, args.chat)["input_ids"].shape[1]
         streamer = opts["on_step"] = Streamer(model.decode, p, args.stop or [])
+    cond = None
     if images:
         opts["progress"] = True
+    if source.kind == "image-diffusion":
+        try:
+            steer, cond = restoration.guidance(args, model.model.net.cfg.image_size)
+        except (ValueError, FileNotFoundError) as e:
+            raise UsageError(str(e)) from None
+        if steer is not None:
+            opts["guidance"] = [*(opts.get("guidance") or []), steer]
+            opts.setdefault("solver", "ddpm")  # restoration's default sampler (--solver overrides)
+    elif restoration.given(args):
+        raise dc.OptionError(f"option '{restoration.given(args)[0]}' does not apply to {source.kind} models like {args.model}")
     try:
         out = dc.generate(model, prompt, **opts)
     except NonFiniteLogitsError as e:
         raise UsageError(str(e)) from None
     _report(args, out, streamer, load_s)
+    if cond is not None:
+        report = restoration.write_report(args, out, cond, args.out or Path(args.default_out or "grid.png"))
+        print(f"wrote {report} (observation | result{' | truth' if args.truth else ''})")
     return 0
 
 

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from decoding.solvers.base import Solver
-from decoding.solvers.dc_solver import CascadePolynomialRegression, DCSolver
+from decoding.solvers.dc_cpr import CascadePolynomialRegression
+from decoding.solvers.dc_solver import RATIOS_FILENAME, DCRatios, DCSolver
 from decoding.solvers.ddim import DDIM
 from decoding.solvers.dpm_solver_pp import DPMSolverPP
 from decoding.solvers.dpm_solver_v3 import DPMSolverV3
@@ -31,6 +32,16 @@ def _v3(ems: EMS | str | Path | None = None, **kwargs: Any) -> DPMSolverV3:
     return DPMSolverV3(ems if isinstance(ems, EMS) else EMS.load(ems), **kwargs)
 
 
+def model_file(name: str | Path, filename: str) -> Path:
+    """``name`` as a file, a folder holding ``filename``, or a zoo model name (``models/<name>/filename``)."""
+    path = Path(name)
+    if path.is_file() or path.is_dir():
+        return path / filename if path.is_dir() else path
+    from decoding.models.image import models_root
+
+    return models_root() / str(name) / filename
+
+
 def _dc(
     ratios: Any = None, cpr: str | Path | CascadePolynomialRegression | None = None, steps: int | None = None,
     cfg: float = 0.0, **kwargs: Any,
@@ -40,6 +51,12 @@ def _dc(
             raise ValueError("dc_solver with cpr= needs steps= to predict the ratios for")
         reg = cpr if isinstance(cpr, CascadePolynomialRegression) else CascadePolynomialRegression.load(cpr)
         ratios = reg.predict(int(steps), cfg)
+    if isinstance(ratios, str | Path):
+        ratios = DCRatios.load(model_file(ratios, RATIOS_FILENAME))
+    if isinstance(ratios, DCRatios):
+        settings = {"order": ratios.order, "variant": ratios.variant, "dc_order": ratios.dc_order,
+                    "compensate_final": ratios.compensate_final}
+        kwargs = {**settings, **kwargs}
     return DCSolver(ratios=ratios, **kwargs)
 
 

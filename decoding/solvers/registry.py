@@ -19,17 +19,17 @@ from decoding.solvers.ddim import DDIM
 from decoding.solvers.dpm_solver_pp import DPMSolverPP
 from decoding.solvers.dpm_solver_v3 import DPMSolverV3
 from decoding.solvers.dualfast import DualFast
-from decoding.solvers.ems import EMS
+from decoding.solvers.ems import EMS, EMS_FILENAME
 from decoding.solvers.unipc import UniPC
 
 
 def _v3(ems: EMS | str | Path | None = None, **kwargs: Any) -> DPMSolverV3:
     if ems is None:
         raise ValueError(
-            "dpm_solver_v3 needs the model's statistics: pass ems=<EMS or path to the .safetensors file / "
-            "model folder>; compute them with decoding.solvers.ems.compute_ems"
+            "dpm_solver_v3 needs the model's statistics: pass ems=<model name, e.g. 'fashion-large', a model "
+            "folder, a .safetensors file or an EMS>; compute them with decoding.solvers.ems.compute_ems"
         )
-    return DPMSolverV3(ems if isinstance(ems, EMS) else EMS.load(ems), **kwargs)
+    return DPMSolverV3(ems if isinstance(ems, EMS) else EMS.load(model_file(ems, EMS_FILENAME)), **kwargs)
 
 
 def model_file(name: str | Path, filename: str) -> Path:

@@ -77,3 +77,16 @@ def validate_timesteps(schedule: VPSchedule, timesteps: Sequence[float] | Tensor
             f"t_end={schedule.t_end}), got {ts.tolist()[:12]}"
         )
     return ts
+
+
+def default_spacing(solver: object) -> str:
+    """The time grid ``solver`` works best on (its ``default_spacing``; ``"logsnr"`` when it has none).
+
+    The solvers' defaults were chosen by measurement on the trained Fashion-MNIST models (cosine
+    schedule, see ``docs/perf/solvers.md``); callers that let the user leave the grid open
+    (``spacing=None``) should take this one.
+    """
+    spacing = getattr(solver, "default_spacing", "logsnr")
+    if spacing not in SPACINGS:
+        raise ValueError(f"{type(solver).__name__}.default_spacing is {spacing!r}; expected one of {SPACINGS}")
+    return spacing

@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> dict:
             if variant == "final" and m == max(args.search_samples):
                 saved = DCRatios(
                     {n: tuple(row["ratios"][n]) for n in args.nfe}, {n: tuple(grids[n].tolist()) for n in args.nfe},
-                    args.order, "bh2", 2, False, schedule.key, args.model,
+                    args.order, "bh2", 2, False, schedule.key, args.spacing, args.model,
                     json.dumps({"datapoints": m, "spacing": args.spacing, "reference": f"RK4 {args.ref_steps} steps",
                                 "search": "final-sample objective, 2 sweeps from 1, step 0.1, 10 golden", "date": "2026-12-06"}),
                 )

@@ -58,6 +58,8 @@ class DCRatios:
             another grid is refused, since the ratios of one grid mean nothing on another.
         order, variant, dc_order, compensate_final: the :class:`DCSolver` they were searched for.
         schedule_key: the noise schedule of the grids.
+        spacing: the name of the grids' spacing (:func:`~decoding.solvers.timesteps.make_timesteps`),
+            the solver's default grid when it uses this table; ``""`` if the grids were given.
         model: name of the model; info: provenance (datapoints, reference, date).
     """
 
@@ -68,6 +70,7 @@ class DCRatios:
     dc_order: int = 2
     compensate_final: bool = False
     schedule_key: str = ""
+    spacing: str = ""
     model: str = ""
     info: str = ""
 
@@ -111,7 +114,7 @@ class DCRatios:
         meta = {
             "order": str(self.order), "variant": self.variant, "dc_order": str(self.dc_order),
             "compensate_final": json.dumps(self.compensate_final), "schedule": self.schedule_key,
-            "model": self.model, "info": self.info,
+            "spacing": self.spacing, "model": self.model, "info": self.info,
         }
         save_file(tensors, str(path), metadata=meta)
         return path
@@ -135,7 +138,7 @@ class DCRatios:
             {n: tuple(data[f"grid_{n}"].tolist()) for n in nfes},
             int(meta.get("order", "2")), meta.get("variant", "bh2"), int(meta.get("dc_order", "2")),
             json.loads(meta.get("compensate_final", "false")), meta.get("schedule", ""),
-            meta.get("model", ""), meta.get("info", ""),
+            meta.get("spacing", ""), meta.get("model", ""), meta.get("info", ""),
         )
 
 
@@ -179,6 +182,13 @@ class DCSolver:
             if not all(math.isfinite(r) for r in self.ratios):
                 raise ValueError("DC-Solver ratios must be finite")
         self.base  # noqa: B018 - validates order and variant
+
+    @property
+    def default_spacing(self) -> str:
+        """The grid of the ratio table, else UniPC's default."""
+        if isinstance(self.ratios, DCRatios) and self.ratios.spacing:
+            return self.ratios.spacing
+        return UniPC.default_spacing
 
     @property
     def base(self) -> UniPC:

@@ -6,7 +6,6 @@ exist when it does not know a name. The core never looks names up: import the cl
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -60,17 +59,12 @@ def _dc(
     return DCSolver(ratios=ratios, **kwargs)
 
 
-def _dualfast(base: Callable[..., Solver], c: float = 0.5, **kwargs: Any) -> DualFast:
-    if c != 0:
-        warnings.warn(
-            "dualfast_* is an unverified reconstruction of DualFast (arXiv 2506.13058) that does not converge "
-            "to the ODE solution as steps grow on a trained model (see decoding/solvers/dualfast.py); "
-            "use dpmpp_2m or unipc_bh2 for results",
-            UserWarning,
-            stacklevel=3,
-        )
-    return DualFast(base(**kwargs), c=c)
+def _dualfast(base: Callable[..., Solver], c: float, tau: str = "previous", **kwargs: Any) -> DualFast:
+    return DualFast(base(**kwargs), c=c, tau=tau)
 
+
+#: DualFast's ``c`` for each registered base (``docs/perf/solvers.md``, DualFast section).
+DUALFAST_C = {"ddim": 0.5, "dpmpp_2m": 0.1, "unipc": 0.1}
 
 SOLVERS: dict[str, Callable[..., Solver]] = {
     "ddim": DDIM,
@@ -83,9 +77,10 @@ SOLVERS: dict[str, Callable[..., Solver]] = {
     "unipc_3": partial(UniPC, order=3, variant="bh2"),
     "dpm_solver_v3": _v3,
     "dc_solver": _dc,
-    "dualfast_ddim": partial(_dualfast, DDIM),
-    "dualfast_dpmpp_2m": partial(_dualfast, partial(DPMSolverPP, order=2)),
-    "dualfast_unipc": partial(_dualfast, partial(UniPC, order=2, variant="bh2")),
+    # DualFast's weight c per base solver: chosen by trajectory error on the trained models
+    "dualfast_ddim": partial(_dualfast, DDIM, c=DUALFAST_C["ddim"]),
+    "dualfast_dpmpp_2m": partial(_dualfast, partial(DPMSolverPP, order=2), c=DUALFAST_C["dpmpp_2m"]),
+    "dualfast_unipc": partial(_dualfast, partial(UniPC, order=2, variant="bh2"), c=DUALFAST_C["unipc"]),
 }
 
 

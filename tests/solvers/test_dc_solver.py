@@ -141,14 +141,14 @@ def test_searched_ratios_beat_unipc_on_held_out_noise(spacing):
 def _table(nfes=(5, 6), spacing="logsnr", **kw) -> DCRatios:
     ratios = {n: tuple([1.0, 1.0] + [0.9 + 0.02 * k for k in range(n - 3)] + [1.0]) for n in nfes}
     grids = {n: tuple(make_timesteps(SCHEDULE, n, spacing).tolist()) for n in nfes}
-    return DCRatios(ratios, grids, schedule_key=SCHEDULE.key, model="toy", **kw)
+    return DCRatios(ratios, grids, schedule_key=SCHEDULE.key, spacing=spacing, model="toy", **kw)
 
 
 def test_ratio_table_round_trip_and_lookup(tmp_path):
     table = _table()
     path = table.save(ratios_path(tmp_path / "toy"))
     back = DCRatios.load(tmp_path / "toy")
-    assert back == table
+    assert back == table and DCSolver(back).default_spacing == "logsnr"
     x = noise(6, 4)
     assert torch.equal(_run(DCSolver(back), x, 6), _run(DCSolver(table.ratios[6]), x, 6))
     assert isinstance(get_solver("dc_solver", ratios=path), DCSolver)

@@ -8,7 +8,9 @@ DC-Solver and DualFast. Names map to constructors only in :mod:`decoding.solvers
 """
 
 from decoding.solvers.base import Solver, StepInfo
-from decoding.solvers.dc_solver import CascadePolynomialRegression, DCSolver, search_dc_ratios
+from decoding.solvers.dc_cpr import CascadePolynomialRegression
+from decoding.solvers.dc_search import search_dc_ratios
+from decoding.solvers.dc_solver import DCRatios, DCSolver
 from decoding.solvers.ddim import DDIM
 from decoding.solvers.dpm_solver_pp import DPMSolverPP
 from decoding.solvers.dpm_solver_v3 import DPMSolverV3
@@ -24,6 +26,7 @@ __all__ = [
     "DPMSolverPP",
     "DPMSolverV3",
     "CascadePolynomialRegression",
+    "DCRatios",
     "DCSolver",
     "DiscreteVPSchedule",
     "DualFast",

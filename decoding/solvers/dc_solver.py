@@ -4,20 +4,23 @@ UniPC evaluates the model at the *predicted* point but uses the prediction with 
 sample, a misalignment. DC-Solver replaces the newest data prediction ``m_i`` (after the
 corrector) by the Lagrange interpolant of the last ``dc_order + 1`` predictions over their times,
 evaluated at ``tau_i = t_{i-1} + rho_i (t_i - t_{i-1})``; ``rho_i = 1`` leaves UniPC unchanged.
-The ratios ``rho_i`` are found once per setting by :func:`search_dc_ratios`: step by step, the
-ratio whose next (predicted then corrected) state is closest in mean squared error to a reference
-trajectory on a few datapoints (10 in the paper). :class:`CascadePolynomialRegression` predicts
-ratios for unseen settings: ``rho(step) = sum_k c_k (step/NFE)^k`` whose coefficients are
-polynomials in the guidance scale whose coefficients are polynomials in NFE (the paper's CPR); it
-is linear in its ``3 x 3 x 3`` coefficients and fitted by least squares.
+The ratios ``rho_i`` are searched once per setting (:mod:`decoding.solvers.dc_search`) and kept
+per NFE in a :class:`DCRatios` table (a small safetensors file next to a model); the cascade
+polynomial regression (:mod:`decoding.solvers.dc_cpr`) predicts them for unseen settings.
+
+The step onto clean data (``sigma = 0``) is *not* compensated by default: on that step every
+solver here returns the data prediction itself, and a compensated one would return a blend of
+the last predictions (an image no denoiser produced). The paper's reference code never takes such
+a step: its grids end at a small positive noise level (``t_0 = 1/N``) with an ordinary UniP step.
+``compensate_final=True`` compensates it anyway (for comparison).
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +28,12 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from decoding.core.protocols import Model
-from decoding.core.types import Prediction, State
+from decoding.core.types import Prediction
 from decoding.solvers.base import StepInfo
 from decoding.solvers.history import MultistepHistory
-from decoding.solvers.schedules import VPSchedule
 from decoding.solvers.unipc import UniPC
+
+RATIOS_FILENAME = "dc_solver_ratios.safetensors"
 
 
 def lagrange_compensation(x0s: Sequence[Tensor], ts: Sequence[float], tau: float) -> Tensor:
@@ -45,32 +48,147 @@ def lagrange_compensation(x0s: Sequence[Tensor], ts: Sequence[float], tau: float
     return out
 
 
+@dataclass(frozen=True)
+class DCRatios:
+    """Searched compensation ratios per NFE, for one base solver, time grid and model.
+
+    Attributes:
+        ratios: ``{NFE: (rho_0, ..., rho_{NFE-1})}``.
+        grids: ``{NFE: times}`` the ratios were searched on (``NFE + 1`` times each); a run on
+            another grid is refused, since the ratios of one grid mean nothing on another.
+        order, variant, dc_order, compensate_final: the :class:`DCSolver` they were searched for.
+        schedule_key: the noise schedule of the grids.
+        spacing: the name of the grids' spacing (:func:`~decoding.solvers.timesteps.make_timesteps`),
+            the solver's default grid when it uses this table; ``""`` if the grids were given.
+        model: name of the model; info: provenance (datapoints, reference, date).
+    """
+
+    ratios: Mapping[int, tuple[float, ...]]
+    grids: Mapping[int, tuple[float, ...]]
+    order: int = 2
+    variant: str = "bh2"
+    dc_order: int = 2
+    compensate_final: bool = False
+    schedule_key: str = ""
+    spacing: str = ""
+    model: str = ""
+    info: str = ""
+
+    def __post_init__(self) -> None:
+        if set(self.ratios) != set(self.grids):
+            raise ValueError(f"DCRatios: NFEs of ratios {sorted(self.ratios)} and grids {sorted(self.grids)} differ")
+        for n, r in self.ratios.items():
+            if len(r) != n or len(self.grids[n]) != n + 1:
+                raise ValueError(f"DCRatios: NFE {n} needs {n} ratios and {n + 1} grid times")
+            if not all(math.isfinite(v) for v in r):
+                raise ValueError(f"DCRatios: NFE {n} has a non-finite ratio")
+
+    def for_grid(self, ts: Tensor, schedule_key: str) -> tuple[float, ...]:
+        """The ratios searched on the grid ``ts`` (float64 ``(N + 1,)``); ValueError for any other grid."""
+        n = int(ts.numel()) - 1
+        if self.schedule_key and schedule_key != self.schedule_key:
+            raise ValueError(
+                f"DC-Solver ratios were searched under schedule {self.schedule_key}, the run uses {schedule_key}"
+            )
+        if n not in self.ratios:
+            raise ValueError(
+                f"DC-Solver has searched ratios for NFE {sorted(self.ratios)}, not {n}; search them "
+                "(decoding.solvers.dc_search.search_dc_ratios) or predict them (CascadePolynomialRegression)"
+            )
+        want = torch.tensor(self.grids[n], dtype=torch.float64)
+        if not torch.allclose(ts.to(torch.float64), want, rtol=1e-9, atol=1e-9):
+            raise ValueError(
+                f"DC-Solver ratios for NFE {n} were searched on the grid {[round(v, 3) for v in want.tolist()]}, "
+                f"this run uses {[round(v, 3) for v in ts.tolist()]}; use the same spacing or search again"
+            )
+        return self.ratios[n]
+
+    def save(self, path: str | Path) -> Path:
+        """Write ``ratio_<N>`` and ``grid_<N>`` float64 tensors with the settings as metadata."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tensors = {}
+        for n in sorted(self.ratios):
+            tensors[f"ratio_{n}"] = torch.tensor(self.ratios[n], dtype=torch.float64)
+            tensors[f"grid_{n}"] = torch.tensor(self.grids[n], dtype=torch.float64)
+        meta = {
+            "order": str(self.order), "variant": self.variant, "dc_order": str(self.dc_order),
+            "compensate_final": json.dumps(self.compensate_final), "schedule": self.schedule_key,
+            "spacing": self.spacing, "model": self.model, "info": self.info,
+        }
+        save_file(tensors, str(path), metadata=meta)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> DCRatios:
+        """Read a file written by :meth:`save`; a folder means ``<folder>/dc_solver_ratios.safetensors``."""
+        from safetensors import safe_open
+
+        path = Path(path)
+        if path.is_dir():
+            path = path / RATIOS_FILENAME
+        if not path.is_file():
+            raise ValueError(f"no DC-Solver ratios at {path}; search them with decoding.solvers.dc_search")
+        data = load_file(str(path))
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        nfes = sorted(int(k.split("_")[1]) for k in data if k.startswith("ratio_"))
+        return cls(
+            {n: tuple(data[f"ratio_{n}"].tolist()) for n in nfes},
+            {n: tuple(data[f"grid_{n}"].tolist()) for n in nfes},
+            int(meta.get("order", "2")), meta.get("variant", "bh2"), int(meta.get("dc_order", "2")),
+            json.loads(meta.get("compensate_final", "false")), meta.get("schedule", ""),
+            meta.get("spacing", ""), meta.get("model", ""), meta.get("info", ""),
+        )
+
+
 @dataclass(frozen=True, eq=False)
 class DCSolver:
     """UniPC with dynamic compensation, as a :class:`~decoding.solvers.base.Solver`.
 
     Args:
-        ratios: ``rho_i`` for every step (length = number of steps); ``None`` means all 1 (plain UniPC).
+        ratios: ``rho_i`` for every step of one grid (length = number of steps), a
+            :class:`DCRatios` table (ratios per NFE, checked against the run's grid), or ``None``
+            (all 1: plain UniPC).
         order, variant, corrector, lower_order_final: as :class:`~decoding.solvers.unipc.UniPC`.
         dc_order: interpolation degree (uses ``dc_order + 1`` predictions; compensation starts at
             step ``dc_order``).
+        compensate_final: also compensate the step onto ``sigma = 0`` (see the module docstring).
     """
 
-    ratios: tuple[float, ...] | None = None
+    ratios: tuple[float, ...] | DCRatios | None = None
     order: int = 2
     variant: str = "bh2"
     corrector: bool = True
     lower_order_final: bool = True
     dc_order: int = 2
-    stochastic = False
+    compensate_final: bool = False
+    stochastic: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
         if self.dc_order < 1:
             raise ValueError(f"dc_order must be >= 1, got {self.dc_order}")
-        if self.ratios is not None:
+        if isinstance(self.ratios, DCRatios):
+            t = self.ratios
+            mine = (self.order, self.variant, self.dc_order, self.compensate_final)
+            theirs = (t.order, t.variant, t.dc_order, t.compensate_final)
+            if mine != theirs:
+                raise ValueError(
+                    f"DC-Solver ratios were searched for (order, variant, dc_order, compensate_final) = {theirs}, "
+                    f"the solver has {mine}; build it with the table's settings or search again"
+                )
+        elif self.ratios is not None:
             object.__setattr__(self, "ratios", tuple(float(r) for r in self.ratios))
             if not all(math.isfinite(r) for r in self.ratios):
                 raise ValueError("DC-Solver ratios must be finite")
+        self.base  # noqa: B018 - validates order and variant
+
+    @property
+    def default_spacing(self) -> str:
+        """The grid of the ratio table, else UniPC's default."""
+        if isinstance(self.ratios, DCRatios) and self.ratios.spacing:
+            return self.ratios.spacing
+        return UniPC.default_spacing
 
     @property
     def base(self) -> UniPC:
@@ -81,8 +199,11 @@ class DCSolver:
         return self.order
 
     def ratio(self, info: StepInfo) -> float:
-        if self.ratios is None:
+        """``rho_i`` of step ``info.i`` (1 where nothing is compensated)."""
+        if self.ratios is None or (info.to_data and not self.compensate_final):
             return 1.0
+        if isinstance(self.ratios, DCRatios):
+            return self.ratios.for_grid(info.ts, info.schedule.key)[info.i]
         if len(self.ratios) != info.n_steps:
             raise ValueError(
                 f"DC-Solver has {len(self.ratios)} ratios but the grid has {info.n_steps} steps; "
@@ -104,169 +225,6 @@ class DCSolver:
         return base.finish(x, info, hist, order)
 
 
-def _state(x: Tensor, t: float, schedule: VPSchedule) -> State:
-    b = x.shape[0]
-    return State(
-        x=x,
-        t=torch.full((b,), t, dtype=torch.float64, device=x.device),
-        done=torch.zeros(b, dtype=torch.bool, device=x.device),
-        memory={"schedule": schedule},
-    )
-
-
-def _golden(fn: Callable[[float], float], lo: float, hi: float, iters: int) -> tuple[float, float]:
-    phi = (math.sqrt(5) - 1) / 2
-    a, b = lo, hi
-    c, d = b - phi * (b - a), a + phi * (b - a)
-    fc, fd = fn(c), fn(d)
-    for _ in range(iters):
-        if fc < fd:
-            b, d, fd = d, c, fc
-            c = b - phi * (b - a)
-            fc = fn(c)
-        else:
-            a, c, fc = c, d, fd
-            d = a + phi * (b - a)
-            fd = fn(d)
-    return (c, fc) if fc < fd else (d, fd)
-
-
-@torch.no_grad()
-def search_dc_ratios(
-    model: Model,
-    schedule: VPSchedule,
-    solver: DCSolver,
-    ts: Tensor,
-    x_T: Tensor,
-    reference: Sequence[Tensor],
-    lo: float = 0.0,
-    hi: float = 2.0,
-    grid: int = 21,
-    refine: int = 12,
-) -> tuple[float, ...]:
-    """Search the compensation ratio of every step against a reference trajectory.
-
-    Args:
-        model: ``state -> Prediction``.
-        schedule, ts: the grid the ratios are for (``(N + 1,)`` times).
-        solver: supplies order/variant/dc_order (its own ratios are ignored).
-        x_T: ``(n, ...)`` starting noise of the datapoints (10 in the paper).
-        reference: the reference states at every time of ``ts`` (``len == N + 1``), e.g. from
-            :func:`~decoding.solvers.reference.reference_solve`.
-        lo, hi, grid, refine: candidates ``linspace(lo, hi, grid)`` (plus 1.0), then golden-section
-            refinement around the best, inside ``[lo, hi]``.
-
-    Returns:
-        ``N`` ratios (1.0 for the first ``dc_order`` steps, where there is nothing to interpolate).
-    """
-    n = ts.numel() - 1
-    if len(reference) != n + 1:
-        raise ValueError(f"reference must hold the state at each of the {n + 1} grid times, got {len(reference)}")
-    x, hist = x_T, None
-    pred = model(_state(x, float(ts[0]), schedule))
-    ratios: list[float] = []
-    for i in range(n):
-        info = StepInfo.make(schedule, ts, i)
-        target = reference[i + 1]
-        nxt_info = StepInfo.make(schedule, ts, i + 1) if i + 1 < n else None
-        t_next = float(ts[i + 1])
-
-        def loss(rho: float, x=x, hist=hist, pred=pred, info=info, target=target, nxt_info=nxt_info, t_next=t_next) -> float:
-            x1, h1 = solver.step(x, pred, info, hist, ratio=rho)
-            if nxt_info is not None and solver.corrector:
-                m1 = model(_state(x1, t_next, schedule))
-                _, x1, _ = solver.base.begin(x1, m1, nxt_info, h1, keep=solver.dc_order + 1)
-            return float(((x1 - target) ** 2).mean())
-
-        if i < solver.dc_order:
-            best = 1.0
-        else:
-            cands = torch.linspace(lo, hi, grid).tolist() + [1.0]
-            losses = [loss(r) for r in cands]
-            k = min(range(len(cands)), key=losses.__getitem__)
-            best, best_loss = cands[k], losses[k]
-            step = (hi - lo) / max(grid - 1, 1)
-            r, r_loss = _golden(loss, max(lo, cands[k] - step), min(hi, cands[k] + step), refine)
-            if r_loss < best_loss:
-                best = r
-        ratios.append(best)
-        x, hist = solver.step(x, pred, info, hist, ratio=best)
-        if i + 1 < n:
-            pred = model(_state(x, float(ts[i + 1]), schedule))
-    return tuple(ratios)
-
-
-class CascadePolynomialRegression:
-    """Predict DC ratios for unseen (NFE, guidance scale) settings (DC-Solver's CPR).
-
-    ``rho(step) = sum_a c_a x^a``, ``c_a = sum_b d_ab (cfg/12)^b``, ``d_ab = sum_c e_abc (NFE/50)^c``
-    with ``x = step / NFE`` (steps counted from 1). Steps before ``dc_order + 1`` always get 1.
-
-    Args:
-        degrees: ``(step, cfg, nfe)`` polynomial degrees (the paper uses 2 for each).
-        bounds: predictions are clipped to this range (the search's candidate range): a quadratic
-            in NFE extrapolated far outside the fitted NFEs otherwise gives ratios that diverge.
-    """
-
-    def __init__(
-        self, degrees: tuple[int, int, int] = (2, 2, 2), dc_order: int = 2, bounds: tuple[float, float] = (0.0, 2.0)
-    ) -> None:
-        self.degrees = tuple(int(d) for d in degrees)
-        self.dc_order = int(dc_order)
-        self.bounds = (float(bounds[0]), float(bounds[1]))
-        self.coef: Tensor | None = None
-
-    def _features(self, step: Tensor, nfe: Tensor, cfg: Tensor) -> Tensor:
-        da, db, dc = self.degrees
-        x, c, n = step / nfe, cfg / 12.0, nfe / 50.0
-        cols = [x**a * c**b * n**k for a in range(da + 1) for b in range(db + 1) for k in range(dc + 1)]
-        return torch.stack(cols, dim=-1)
-
-    def fit(self, records: Sequence[tuple[int, float, Sequence[float]]]) -> CascadePolynomialRegression:
-        """Fit on ``(nfe, cfg, ratios)`` records (searched ratios, one per step). Returns ``self``."""
-        rows, ys = [], []
-        for nfe, cfg, ratios in records:
-            if len(ratios) != nfe:
-                raise ValueError(f"a record with NFE {nfe} must have {nfe} ratios, got {len(ratios)}")
-            for k in range(self.dc_order, nfe):
-                rows.append((k + 1, nfe, cfg))
-                ys.append(ratios[k])
-        if not rows:
-            raise ValueError("no ratios to fit (every record is shorter than dc_order + 1 steps)")
-        r = torch.tensor(rows, dtype=torch.float64)
-        feats = self._features(r[:, 0], r[:, 1], r[:, 2])
-        y = torch.tensor(ys, dtype=torch.float64)
-        self.coef = torch.linalg.lstsq(feats, y[:, None], driver="gelsd").solution[:, 0]
-        return self
-
-    def predict(self, nfe: int, cfg: float = 0.0) -> tuple[float, ...]:
-        """Ratios for ``nfe`` steps at guidance scale ``cfg``."""
-        if self.coef is None:
-            raise ValueError("CascadePolynomialRegression is not fitted; call fit() or load()")
-        steps = torch.arange(1, nfe + 1, dtype=torch.float64)
-        feats = self._features(steps, torch.full_like(steps, float(nfe)), torch.full_like(steps, float(cfg)))
-        pred = (feats @ self.coef).clamp(*self.bounds).tolist()
-        return tuple(1.0 if k < self.dc_order else float(p) for k, p in enumerate(pred))
-
-    def save(self, path: str | Path) -> Path:
-        if self.coef is None:
-            raise ValueError("nothing to save: the regression is not fitted")
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        meta = {"degrees": json.dumps(self.degrees), "dc_order": str(self.dc_order), "bounds": json.dumps(self.bounds)}
-        save_file({"coef": self.coef.contiguous()}, str(path), metadata=meta)
-        return path
-
-    @classmethod
-    def load(cls, path: str | Path) -> CascadePolynomialRegression:
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-        out = cls(
-            tuple(json.loads(meta.get("degrees", "[2, 2, 2]"))),
-            int(meta.get("dc_order", "2")),
-            tuple(json.loads(meta.get("bounds", "[0.0, 2.0]"))),
-        )
-        out.coef = load_file(str(path))["coef"]
-        return out
+def ratios_path(model_dir: str | Path) -> Path:
+    """Where a model's ratio table lives: ``<model_dir>/dc_solver_ratios.safetensors``."""
+    return Path(model_dir) / RATIOS_FILENAME

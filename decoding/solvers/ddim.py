@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from torch import Tensor
 
@@ -51,6 +51,8 @@ class DDIM:
     """
 
     eta: float = 0.0
+    #: the time grid measured best for this solver on the trained models (docs/perf/solvers.md)
+    default_spacing: ClassVar[str] = "logsnr_trunc"
     order: int = field(default=1, init=False)
 
     def __post_init__(self) -> None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from torch import Tensor
 
@@ -134,6 +134,8 @@ class DPMSolverPP:
     sde: bool = False
     lower_order_final: bool = True
     euler_at_final: bool = False
+    #: the time grid measured best for this solver on the trained models (docs/perf/solvers.md)
+    default_spacing: ClassVar[str] = "logsnr_trunc"
 
     def __post_init__(self) -> None:
         if self.order not in (1, 2, 3):

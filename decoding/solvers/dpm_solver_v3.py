@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -233,8 +233,11 @@ class DPMSolverV3:
 
     Args:
         ems: the model's statistics (:class:`~decoding.solvers.ems.EMS`).
-        order: predictor order 1-3 (the corrector adds one).
+        order: predictor order 1-3.
         corrector: use the corrector.
+        corrector_order: ``"plus1"``: the corrector has the predictor's order + 1 (it uses the new
+            prediction as one more point); ``"same"``: the predictor's order (the reference code's
+            ``c_pseudo=False``, used in its CIFAR-10 scripts; a first-order corrector is skipped).
         lower_order_final: predictor order ``min(order, steps left)`` (reference code's rule).
         model: if set, must equal ``ems.model`` (guards against statistics of another model).
     """
@@ -242,13 +245,18 @@ class DPMSolverV3:
     ems: EMS
     order: int = 2
     corrector: bool = True
+    corrector_order: str = "plus1"
     lower_order_final: bool = True
     model: str | None = None
     stochastic = False
+    #: the time grid measured best for this solver on the trained models (docs/perf/solvers.md)
+    default_spacing: ClassVar[str] = "logsnr_trunc"
 
     def __post_init__(self) -> None:
         if self.order not in (1, 2, 3):
             raise ValueError(f"DPM-Solver-v3 order must be 1, 2 or 3, got {self.order}")
+        if self.corrector_order not in ("plus1", "same"):
+            raise ValueError(f"corrector_order must be 'plus1' or 'same', got {self.corrector_order!r}")
         if self.model is not None and self.model != self.ems.model:
             raise ValueError(f"statistics were computed for model {self.ems.model!r}, not {self.model!r}")
         object.__setattr__(self, "_stats", _Stats(self.ems))
@@ -287,8 +295,9 @@ class DPMSolverV3:
         l_now = st.value("l", torch.tensor([lam_s], dtype=torch.float64))[0].reshape(x.shape[1:]).to(x)
         x0 = data_prediction(pred, x, a_s, s_s)
         f = (1.0 - l_now) * x / a_s - x0
-        if self.corrector and hist.last_x is not None:
-            order_c = min(hist.last_order + 1, len(hist.fs) + 1)
+        extra = 1 if self.corrector_order == "plus1" else 0
+        order_c = min(hist.last_order + extra, len(hist.fs) + 1)
+        if self.corrector and hist.last_x is not None and order_c >= 1 + (1 - extra):
             a_prev = float(info.alphas[info.i - 1])
             pts_f = [hist.fs[0], f] + list(hist.fs[1 : order_c - 1])
             pts_l = [hist.lams[0], lam_s] + list(hist.lams[1 : order_c - 1])

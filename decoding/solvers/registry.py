@@ -6,29 +6,39 @@ exist when it does not know a name. The core never looks names up: import the cl
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from decoding.solvers.base import Solver
-from decoding.solvers.dc_solver import CascadePolynomialRegression, DCSolver
+from decoding.solvers.dc_cpr import CascadePolynomialRegression
+from decoding.solvers.dc_solver import RATIOS_FILENAME, DCRatios, DCSolver
 from decoding.solvers.ddim import DDIM
 from decoding.solvers.dpm_solver_pp import DPMSolverPP
 from decoding.solvers.dpm_solver_v3 import DPMSolverV3
 from decoding.solvers.dualfast import DualFast
-from decoding.solvers.ems import EMS
+from decoding.solvers.ems import EMS, EMS_FILENAME
 from decoding.solvers.unipc import UniPC
 
 
 def _v3(ems: EMS | str | Path | None = None, **kwargs: Any) -> DPMSolverV3:
     if ems is None:
         raise ValueError(
-            "dpm_solver_v3 needs the model's statistics: pass ems=<EMS or path to the .safetensors file / "
-            "model folder>; compute them with decoding.solvers.ems.compute_ems"
+            "dpm_solver_v3 needs the model's statistics: pass ems=<model name, e.g. 'fashion-large', a model "
+            "folder, a .safetensors file or an EMS>; compute them with decoding.solvers.ems.compute_ems"
         )
-    return DPMSolverV3(ems if isinstance(ems, EMS) else EMS.load(ems), **kwargs)
+    return DPMSolverV3(ems if isinstance(ems, EMS) else EMS.load(model_file(ems, EMS_FILENAME)), **kwargs)
+
+
+def model_file(name: str | Path, filename: str) -> Path:
+    """``name`` as a file, a folder holding ``filename``, or a zoo model name (``models/<name>/filename``)."""
+    path = Path(name)
+    if path.is_file() or path.is_dir():
+        return path / filename if path.is_dir() else path
+    from decoding.models.image import models_root
+
+    return models_root() / str(name) / filename
 
 
 def _dc(
@@ -40,20 +50,21 @@ def _dc(
             raise ValueError("dc_solver with cpr= needs steps= to predict the ratios for")
         reg = cpr if isinstance(cpr, CascadePolynomialRegression) else CascadePolynomialRegression.load(cpr)
         ratios = reg.predict(int(steps), cfg)
+    if isinstance(ratios, str | Path):
+        ratios = DCRatios.load(model_file(ratios, RATIOS_FILENAME))
+    if isinstance(ratios, DCRatios):
+        settings = {"order": ratios.order, "variant": ratios.variant, "dc_order": ratios.dc_order,
+                    "compensate_final": ratios.compensate_final}
+        kwargs = {**settings, **kwargs}
     return DCSolver(ratios=ratios, **kwargs)
 
 
-def _dualfast(base: Callable[..., Solver], c: float = 0.5, **kwargs: Any) -> DualFast:
-    if c != 0:
-        warnings.warn(
-            "dualfast_* is an unverified reconstruction of DualFast (arXiv 2506.13058) that does not converge "
-            "to the ODE solution as steps grow on a trained model (see decoding/solvers/dualfast.py); "
-            "use dpmpp_2m or unipc_bh2 for results",
-            UserWarning,
-            stacklevel=3,
-        )
-    return DualFast(base(**kwargs), c=c)
+def _dualfast(base: Callable[..., Solver], c: float, tau: str = "previous", **kwargs: Any) -> DualFast:
+    return DualFast(base(**kwargs), c=c, tau=tau)
 
+
+#: DualFast's ``c`` for each registered base (``docs/perf/solvers.md``, DualFast section).
+DUALFAST_C = {"ddim": 0.5, "dpmpp_2m": 0.1, "unipc": 0.1}
 
 SOLVERS: dict[str, Callable[..., Solver]] = {
     "ddim": DDIM,
@@ -66,9 +77,10 @@ SOLVERS: dict[str, Callable[..., Solver]] = {
     "unipc_3": partial(UniPC, order=3, variant="bh2"),
     "dpm_solver_v3": _v3,
     "dc_solver": _dc,
-    "dualfast_ddim": partial(_dualfast, DDIM),
-    "dualfast_dpmpp_2m": partial(_dualfast, partial(DPMSolverPP, order=2)),
-    "dualfast_unipc": partial(_dualfast, partial(UniPC, order=2, variant="bh2")),
+    # DualFast's weight c per base solver: chosen by trajectory error on the trained models
+    "dualfast_ddim": partial(_dualfast, DDIM, c=DUALFAST_C["ddim"]),
+    "dualfast_dpmpp_2m": partial(_dualfast, partial(DPMSolverPP, order=2), c=DUALFAST_C["dpmpp_2m"]),
+    "dualfast_unipc": partial(_dualfast, partial(UniPC, order=2, variant="bh2"), c=DUALFAST_C["unipc"]),
 }
 
 

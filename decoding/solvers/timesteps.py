@@ -10,6 +10,12 @@ the last step of every solver then maps to the data, as in diffusers' ``final_si
   (DPM-Solver's ``skip_type="logSNR"``, arXiv 2206.00927).
 - ``"karras"``: ``steps`` points with ``sigma/alpha`` spaced as in Karras et al. (arXiv 2206.00364,
   ``rho = 7``) from ``t_max`` to ``t_min``, then ``t_end``.
+- ``"logsnr_trunc"``: ``t_max``, then ``steps - 1`` points uniform in ``lambda`` from
+  ``max(lambda(t_max), lambda_floor)`` (default -4) to ``t_min``, then ``t_end``. Below
+  ``lambda = -4`` (``alpha < 0.02``) the data prediction of a model hardly changes the sample, and
+  a schedule that reaches much lower (diffusers' cosine betas capped at 0.999 reach -9.9) would
+  otherwise spend a third of a short grid there; the first step jumps over that range instead.
+  Measured on the trained Fashion-MNIST models in ``docs/perf/solvers.md``.
 - user-given: any strictly decreasing sequence inside the schedule's range; it may end on
   ``t_end`` or at an intermediate time (then the result is the state at that time).
 """
@@ -23,10 +29,13 @@ from torch import Tensor
 
 from decoding.solvers.schedules import VPSchedule
 
-SPACINGS = ("time", "logsnr", "karras")
+SPACINGS = ("time", "logsnr", "karras", "logsnr_trunc")
+LAMBDA_FLOOR = -4.0
 
 
-def make_timesteps(schedule: VPSchedule, steps: int, spacing: str = "logsnr", rho: float = 7.0) -> Tensor:
+def make_timesteps(
+    schedule: VPSchedule, steps: int, spacing: str = "logsnr", rho: float = 7.0, lambda_floor: float = LAMBDA_FLOOR
+) -> Tensor:
     """The grid of ``steps + 1`` times for ``spacing`` (see the module docstring). Float64 ``(steps + 1,)``."""
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
@@ -34,9 +43,12 @@ def make_timesteps(schedule: VPSchedule, steps: int, spacing: str = "logsnr", rh
         ts = torch.linspace(schedule.t_max, 0.0, steps + 1, dtype=torch.float64)
         ts[-1] = schedule.t_end
         return ts
-    if spacing == "logsnr":
-        lo, hi = schedule.lambda_(schedule.t_max), schedule.lambda_(schedule.t_min)
-        lams = torch.linspace(float(lo), float(hi), steps, dtype=torch.float64)
+    lo, hi = float(schedule.lambda_(schedule.t_max)), float(schedule.lambda_(schedule.t_min))
+    if spacing == "logsnr_trunc" and lo < lambda_floor < hi and steps > 2:
+        lams = torch.linspace(lambda_floor, hi, steps - 1, dtype=torch.float64)
+        inner = torch.cat([torch.tensor([schedule.t_max], dtype=torch.float64), schedule.t_of_lambda(lams)])
+    elif spacing in ("logsnr", "logsnr_trunc"):
+        lams = torch.linspace(lo, hi, steps, dtype=torch.float64)
         inner = schedule.t_of_lambda(lams)
     elif spacing == "karras":
         if rho <= 0:
@@ -77,3 +89,16 @@ def validate_timesteps(schedule: VPSchedule, timesteps: Sequence[float] | Tensor
             f"t_end={schedule.t_end}), got {ts.tolist()[:12]}"
         )
     return ts
+
+
+def default_spacing(solver: object) -> str:
+    """The time grid ``solver`` works best on (its ``default_spacing``; ``"logsnr"`` when it has none).
+
+    The solvers' defaults were chosen by measurement on the trained Fashion-MNIST models (cosine
+    schedule, see ``docs/perf/solvers.md``); callers that let the user leave the grid open
+    (``spacing=None``) should take this one.
+    """
+    spacing = getattr(solver, "default_spacing", "logsnr")
+    if spacing not in SPACINGS:
+        raise ValueError(f"{type(solver).__name__}.default_spacing is {spacing!r}; expected one of {SPACINGS}")
+    return spacing

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -132,6 +132,8 @@ class UniPC:
             raise ValueError(f"UniPC variant must be one of {VARIANTS}, got {self.variant!r}")
 
     stochastic = False
+    #: the time grid measured best for this solver on the trained models (docs/perf/solvers.md)
+    default_spacing: ClassVar[str] = "logsnr_trunc"
 
     @property
     def min_steps(self) -> int:

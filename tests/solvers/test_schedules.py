@@ -46,14 +46,54 @@ def test_linear_vp_closed_form():
 
 
 @pytest.mark.parametrize("schedule", [DiscreteVPSchedule(), LinearVPSchedule()])
-@pytest.mark.parametrize("spacing", ["time", "logsnr", "karras"])
-@pytest.mark.parametrize("steps", [1, 2, 7])
+@pytest.mark.parametrize("spacing", ["time", "logsnr", "karras", "logsnr_trunc"])
+@pytest.mark.parametrize("steps", [1, 2, 3, 7])
 def test_spacings_start_at_t_max_end_at_data_and_decrease(schedule, spacing, steps):
     ts = make_timesteps(schedule, steps, spacing)
     assert ts.shape == (steps + 1,) and ts.dtype == torch.float64
     assert float(ts[0]) == schedule.t_max and float(ts[-1]) == schedule.t_end
     lam = schedule.lambda_(ts)
     assert bool((lam[1:] > lam[:-1]).all())
+
+
+COSINE = DiscreteVPSchedule("squaredcos_cap_v2")  # the trained Fashion-MNIST models' schedule: lambda in [-9.9, 5.0]
+
+
+@pytest.mark.parametrize("steps", [3, 5, 10, 20])
+def test_logsnr_trunc_jumps_to_the_floor_then_is_uniform(steps):
+    """t_max, then steps - 1 points uniform in lambda from the floor (-4) to t_min, then data."""
+    ts = make_timesteps(COSINE, steps, "logsnr_trunc")
+    lam = COSINE.lambda_(ts[1:-1])
+    assert float(ts[0]) == COSINE.t_max and float(COSINE.lambda_(ts[0])) < -9.9
+    want = torch.linspace(-4.0, float(COSINE.lambda_(COSINE.t_min)), steps - 1, dtype=torch.float64)
+    assert torch.allclose(lam, want, atol=1e-9)
+    other = make_timesteps(COSINE, steps, "logsnr_trunc", lambda_floor=-3.0)
+    assert float(COSINE.lambda_(other[1])) == pytest.approx(-3.0, abs=1e-9)
+
+
+def test_logsnr_trunc_is_logsnr_where_there_is_nothing_to_cut():
+    """A schedule that starts above the floor (linear betas start at lambda = -5.06 > -6) keeps the plain grid."""
+    s = DiscreteVPSchedule()
+    for steps in (1, 2, 6):
+        plain = make_timesteps(s, steps, "logsnr")
+        assert torch.equal(make_timesteps(s, steps, "logsnr_trunc", lambda_floor=-6.0), plain)
+        assert torch.equal(make_timesteps(COSINE, steps, "logsnr_trunc", lambda_floor=-20.0),
+                           make_timesteps(COSINE, steps, "logsnr"))
+
+
+def test_default_spacing_of_solvers():
+    from decoding.solvers import DDIM, DPMSolverPP, UniPC
+    from decoding.solvers.timesteps import SPACINGS, default_spacing
+
+    for solver in (DDIM(), DPMSolverPP(2), DPMSolverPP(3), UniPC(2), UniPC(3)):
+        assert default_spacing(solver) in SPACINGS
+    assert default_spacing(object()) == "logsnr"
+
+    class Odd:
+        default_spacing = "cubic"
+
+    with pytest.raises(ValueError, match="default_spacing is 'cubic'"):
+        default_spacing(Odd())
 
 
 def test_logsnr_is_uniform_and_karras_matches_diffusers():

@@ -23,20 +23,20 @@ from decoding.grammar.json_schema.regex_ast import (
     UNIVERSE,
     Alt,
     Cat,
-    CharSet,
     Chars,
+    CharSet,
     Node,
     Rep,
     alt,
     cat,
     charset,
     rep,
-    size,
 )
 
 MAX_NFA_STATES = 200_000
 MAX_DFA_STATES = 20_000
 MAX_TREE_SIZE = 20_000
+MAX_TREE_DEPTH = 120
 
 Trans = list[tuple[int, int, int]]
 
@@ -365,19 +365,39 @@ def restrict_length(d: DFA, lo: int, hi: int | None) -> DFA:
     return trim(DFA(trans, accept))
 
 
-def to_tree(d: DFA, max_size: int = MAX_TREE_SIZE) -> Node:
-    """A regular-expression tree for the language of ``d`` (state elimination, smallest degree first)."""
+def to_tree(d: DFA, max_size: int = MAX_TREE_SIZE, max_depth: int = MAX_TREE_DEPTH) -> Node:
+    """A regular-expression tree for the language of ``d`` (state elimination, smallest degree first).
+
+    Raises:
+        TooLarge: the tree would exceed ``max_size`` nodes or ``max_depth`` nesting levels.
+    """
     d = minimize(d)
     n = d.num_states
     start, final = n, n + 1
     edges: dict[int, dict[int, Node]] = {s: {} for s in range(n + 2)}
     preds: dict[int, set[int]] = {s: set() for s in range(n + 2)}
+    measure: dict[int, tuple[int, int]] = {}  # id(node) -> (size, depth), upper bounds
+    keep: list[Node] = []
+
+    def m(node: Node) -> tuple[int, int]:
+        return measure.get(id(node), (1, 1))
+
+    def note(node: Node, sz: int, dp: int) -> Node:
+        if sz > max_size or dp > max_depth:
+            raise TooLarge(f"the regular expression would have more than {max_size} nodes or {max_depth} levels")
+        measure[id(node)] = (sz, dp)
+        keep.append(node)
+        return node
 
     def add(p: int, q: int, r: Node) -> None:
         if r == NOTHING:
             return
         old = edges[p].get(q)
-        edges[p][q] = r if old is None else alt(old, r)
+        if old is None:
+            edges[p][q] = r
+        else:
+            (s1, d1), (s2, d2) = m(old), m(r)
+            edges[p][q] = note(alt(old, r), s1 + s2 + 1, max(d1, d2) + 1)
         preds[q].add(p)
 
     for s in range(n):
@@ -395,14 +415,16 @@ def to_tree(d: DFA, max_size: int = MAX_TREE_SIZE) -> Node:
         remaining.discard(k)
         loop = edges[k].pop(k, None)
         preds[k].discard(k)
-        star = rep(loop, 0, None) if loop is not None else EPS
+        star = EPS
+        if loop is not None:
+            ls, ld = m(loop)
+            star = note(rep(loop, 0, None), ls + 1, ld + 1)
         outs = list(edges[k].items())
         for p in list(preds[k]):
             into = edges[p].pop(k)
             for q, out in outs:
-                add(p, q, cat(into, star, out))
-                if size(edges[p][q]) > max_size:
-                    raise TooLarge(f"the regular expression would have more than {max_size} nodes")
+                (s1, d1), (s2, d2), (s3, d3) = m(into), m(star), m(out)
+                add(p, q, note(cat(into, star, out), s1 + s2 + s3 + 1, max(d1, d2, d3) + 1))
         for q, _ in outs:
             preds[q].discard(k)
         edges[k] = {}

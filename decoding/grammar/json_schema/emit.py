@@ -25,10 +25,11 @@ from itertools import product as cartesian
 
 from decoding.grammar.json_schema import automaton as fa
 from decoding.grammar.json_schema.encode import json_string_regex, plain_regex
+from decoding.grammar.json_schema.keys import KeyLang
 from decoding.grammar.json_schema.keywords import Normalizer
-from decoding.grammar.json_schema.regex_ast import NOTHING, Node, alt, any_string, literal
+from decoding.grammar.json_schema.regex_ast import NOTHING, alt, literal
 from decoding.grammar.json_schema.shapes import TRUE_REF, ArrAtom, ObjAtom, Ref, Shape, Unsupported
-from decoding.grammar.json_schema.strings import StrAtom, dfa_of
+from decoding.grammar.json_schema.strings import StrAtom
 
 MAX_PRODUCT_STATES = 4000
 MAX_REGION_TREES = 6
@@ -58,10 +59,11 @@ class _ObjSpec:
     """One object alternative as an automaton: listed keys in order, regions of other keys."""
 
     named: list[tuple[str, Ref, bool]]
-    regions: list[tuple[Node, Ref]]
+    regions: list[tuple[KeyLang, Ref]]
     min_props: int
     max_props: int | None
     taken: frozenset[str]  # names with their own entry (listed or forbidden)
+    dead: list[KeyLang]  # the other keys the object may not have
 
     @property
     def cap(self) -> int:
@@ -108,6 +110,7 @@ class GrammarBuilder:
         self._shape_rules: dict[Shape, str] = {}
         self._memo: dict[tuple, str] = {}
         self._specs: dict[ObjAtom, _ObjSpec | None] = {}
+        self._pending: list[tuple[str, object]] = []
 
     # --- names ----------------------------------------------------------------------------------
     def _fresh(self, hint: str) -> str:
@@ -123,13 +126,19 @@ class GrammarBuilder:
         return name
 
     def _rule(self, key: tuple, hint: str, build) -> str:
-        """Memoised rule: the name is reserved before ``build(name)`` fills in its alternatives."""
+        """Memoised rule; ``build(name)`` runs later (:meth:`finish`), so deep schemas do not recurse."""
         name = self._memo.get(key)
         if name is None:
             name = self._memo[key] = self._fresh(hint)
             self.rules[name] = []
-            self.rules[name] = build(name)
+            self._pending.append((name, build))
         return name
+
+    def finish(self) -> None:
+        """Build every rule that was named but not yet built."""
+        while self._pending:
+            name, build = self._pending.pop()
+            self.rules[name] = build(name)
 
     # --- values ---------------------------------------------------------------------------------
     def value(self, ref: Ref) -> str:
@@ -180,17 +189,22 @@ class GrammarBuilder:
             raise Unsupported("pattern", f"the string constraints have no regular expression within the size caps ({e})", path) from None
         return [] if tree == NOTHING else [[self.terminal(json_string_regex(tree), "STRING")]]
 
-    def key_terminal(self, tree: Node | None, name: str | None = None) -> str:
+    def key_terminal(self, lang: KeyLang | None, name: str | None = None, path: str = "#") -> str:
+        """The terminal of one listed name, or of a language of other names."""
         if name is not None:
             return self.terminal(json_string_regex(literal(name)), "KEY")
-        assert tree is not None
-        if tree == any_string():
+        assert lang is not None
+        if lang == KeyLang():
             return self.terminal(STRING_ANY, "KEY")
-        return self.terminal(json_string_regex(tree), "KEY")
+        try:
+            tree = lang.tree()
+        except fa.TooLarge as e:
+            raise Unsupported("patternProperties", f"the names of additional properties have no small regex ({e})", path) from None
+        return self.terminal(json_string_regex(tree, unicode_escapes=False), "KEY")
 
-    def pair(self, key_term: str, ref: Ref) -> str:
-        value = self.value(ref)
-        return self._rule(("pair", key_term, value), "pair", lambda _: [[key_term, '":"', value]])
+    def pair(self, key_term: str, ref: Ref) -> list[Item]:
+        """``KEY ":" value`` (inlined: no rule of its own, so nothing is reduced before the object ends)."""
+        return [key_term, '":"', self.value(ref)]
 
     # --- objects --------------------------------------------------------------------------------
     def spec(self, atom: ObjAtom, path: str) -> _ObjSpec | None:
@@ -213,50 +227,44 @@ class GrammarBuilder:
                     return None
                 continue
             named.append((k, ref, k in required))
-        regions = self._regions(atom, frozenset(taken), path)
+        regions, dead = self._regions(atom, frozenset(taken), path)
         if atom.max_props is not None and (atom.min_props > atom.max_props or len(required) > atom.max_props):
             return None
-        return _ObjSpec(named, regions, atom.min_props, atom.max_props, frozenset(taken))
+        return _ObjSpec(named, regions, atom.min_props, atom.max_props, frozenset(taken), dead)
 
-    def _regions(self, atom: ObjAtom, taken: frozenset[str], path: str) -> list[tuple[Node, Ref]]:
-        """Disjoint languages of the keys without their own entry, each with its value schema."""
+    def _regions(self, atom: ObjAtom, taken: frozenset[str], path: str) -> tuple[list[tuple[KeyLang, Ref]], list[KeyLang]]:
+        """The keys without their own entry, split into disjoint languages: ``(live with value ref, dead)``."""
         trees = list(dict.fromkeys([t for t, _ in atom.patterns] + [t for ts, _, _ in atom.additional for t in ts]))
         if len(trees) > MAX_REGION_TREES:
             raise Unsupported("patternProperties", f"more than {MAX_REGION_TREES} patterns on one object", path)
-        by_ref: dict[Ref, list[fa.DFA]] = {}
-        names_dfa = dfa_of(alt(*(literal(k) for k in sorted(taken)))) if taken else None
+        live: dict[Ref, list[KeyLang]] = {}
+        dead: list[KeyLang] = []
+        for j, k in enumerate(atom.key_trees):  # keys that propertyNames rejects
+            dead.append(KeyLang(frozenset(atom.key_trees[:j]), frozenset({k}), taken))
         for inside in cartesian((True, False), repeat=len(trees)):
             ref = TRUE_REF
-            for (t, r) in atom.patterns:
+            for t, r in atom.patterns:
                 if inside[trees.index(t)]:
                     ref = ref.also(r)
             for ts, _, r in atom.additional:
                 if not any(inside[trees.index(t)] for t in ts):
                     ref = ref.also(r)
+            lang = KeyLang(
+                frozenset(t for t, i in zip(trees, inside, strict=True) if i) | frozenset(atom.key_trees),
+                frozenset(t for t, i in zip(trees, inside, strict=True) if not i),
+                taken,
+            )
+            if lang.is_empty():
+                continue
             if self.alg.ref_is_empty(ref):
-                continue
-            d = dfa_of(any_string())
-            for t, ins in zip(trees, inside, strict=True):
-                d = fa.intersect(d, dfa_of(t)) if ins else fa.difference(d, dfa_of(t))
-            for t in atom.key_trees:
-                d = fa.intersect(d, dfa_of(t))
-            if names_dfa is not None:
-                d = fa.difference(d, names_dfa)
-            if not fa.is_empty(d):
-                by_ref.setdefault(ref, []).append(d)
-        out = []
-        for ref, dfas in by_ref.items():
-            d = dfas[0]
-            for d2 in dfas[1:]:
-                d = fa.union(d, d2)
-            if not trees and not atom.key_trees and not taken:
-                out.append((any_string(), ref))
-                continue
-            try:
-                out.append((fa.to_tree(d), ref))
-            except fa.TooLarge as e:
-                raise Unsupported("patternProperties", f"the names of additional properties have no small regex ({e})", path) from None
-        return out
+                dead.append(lang)
+            else:
+                live.setdefault(ref, []).append(lang)
+        regions = []
+        for ref, langs in live.items():
+            for lang in langs:  # one terminal each (they are disjoint)
+                regions.append((lang, ref))
+        return regions, dead
 
     def objects(self, atoms: tuple[ObjAtom, ...], path: str) -> str | None:
         specs = [s for s in (self.spec(a, path) for a in atoms) if s is not None]
@@ -281,7 +289,10 @@ class GrammarBuilder:
         return self._rule(key, "object", lambda _: alts)
 
     def _region_term(self, spec: _ObjSpec, r: int) -> str:
-        return self.key_terminal(spec.regions[r][0])
+        key = ("regionterm", id(spec), r)
+        if key not in self._memo:
+            self._memo[key] = self.key_terminal(spec.regions[r][0])
+        return self._memo[key]
 
     def obj_rest(self, spec: _ObjSpec, state: tuple[int, int]) -> str:
         """``R``: members after the first (each with its comma), ending where the object may close."""
@@ -296,7 +307,7 @@ class GrammarBuilder:
                 if i < len(spec.named):
                     alts.append(['","', self.obj_named(spec, state)])
                 for r, (_, ref) in enumerate(spec.regions):
-                    alts.append(['","', self.pair(self._region_term(spec, r), ref), self.obj_rest(spec, (i, c2))])
+                    alts.append(['","', *self.pair(self._region_term(spec, r), ref), self.obj_rest(spec, (i, c2))])
             return alts
 
         return self._rule(("R", id(spec), state), "members", build)
@@ -312,7 +323,7 @@ class GrammarBuilder:
                 if i < len(spec.named):
                     alts.append([self.obj_named(spec, state)])
                 for r, (_, ref) in enumerate(spec.regions):
-                    alts.append([self.pair(self._region_term(spec, r), ref), self.obj_rest(spec, (i, c2))])
+                    alts.append([*self.pair(self._region_term(spec, r), ref), self.obj_rest(spec, (i, c2))])
             return alts
 
         return self._rule(("F", id(spec), state), "members", build)
@@ -324,7 +335,7 @@ class GrammarBuilder:
             i, c = state
             key, ref, req = spec.named[i]
             c2 = spec.bump(c)
-            alts: list[list[Item]] = [[self.pair(self.key_terminal(None, key), ref), self.obj_rest(spec, (i + 1, c2))]]
+            alts: list[list[Item]] = [[*self.pair(self.key_terminal(None, key), ref), self.obj_rest(spec, (i + 1, c2))]]
             if not req and i + 1 < len(spec.named):
                 alts.append([self.obj_named(spec, (i + 1, c))])
             return alts
@@ -392,6 +403,7 @@ class GrammarBuilder:
     # --- output ---------------------------------------------------------------------------------
     def lark(self, root: str) -> str:
         """The grammar text, without rules that derive no finite text or are unreachable."""
+        self.finish()
         productive: set[str] = set()
         changed = True
 
@@ -494,10 +506,10 @@ class _Product:
         self.classes = self._key_classes()
         self._edges: dict[tuple, list] = {}
 
-    def _key_classes(self) -> list[tuple[str | None, Node | None, tuple]]:
-        """``(name or None, tree or None, per-spec class)``; a per-spec class is ``("name", k)``,
+    def _key_classes(self) -> list[tuple[str | None, KeyLang | None, tuple]]:
+        """``(name or None, language or None, per-spec class)``; a per-spec class is ``("name", k)``,
         ``("region", r)`` or ``None`` (the spec rejects the key)."""
-        out = []
+        out: list[tuple[str | None, KeyLang | None, tuple]] = []
         for k in self.names:
             per = []
             for s in self.specs:
@@ -506,30 +518,20 @@ class _Product:
                 elif k in s.taken:
                     per.append(None)
                 else:
-                    r = next((r for r, (t, _) in enumerate(s.regions) if dfa_of(t).matches(k)), None)
+                    r = next((r for r, (lang, _) in enumerate(s.regions) if lang.contains(k)), None)
                     per.append(None if r is None else ("region", r))
             out.append((k, None, tuple(per)))
-        names_dfa = dfa_of(alt(*(literal(k) for k in self.names))) if self.names else None
-        options = [[("region", r) for r in range(len(s.regions))] + [None] for s in self.specs]
+        names = frozenset(self.names)
+        options = [[(("region", r), lang) for r, (lang, _) in enumerate(s.regions)] + [(None, lang) for lang in s.dead] for s in self.specs]
         for combo in cartesian(*options):
-            if all(c is None for c in combo):
+            if all(c is None for c, _ in combo):
                 continue
-            d = dfa_of(any_string())
-            for s, c in zip(self.specs, combo, strict=True):
-                if c is not None:
-                    d = fa.intersect(d, dfa_of(s.regions[c[1]][0]))
-                else:
-                    for t, _ in s.regions:
-                        d = fa.difference(d, dfa_of(t))
-            if names_dfa is not None:
-                d = fa.difference(d, names_dfa)
-            if fa.is_empty(d):
+            lang = KeyLang(names=names)
+            for _, part in combo:
+                lang = lang.meet(part)
+            if lang.is_empty():
                 continue
-            try:
-                tree = fa.to_tree(d)
-            except fa.TooLarge as e:
-                raise Unsupported("anyOf", f"the property names of the alternatives have no small regex ({e})", self.path) from None
-            out.append((None, tree, combo))
+            out.append((None, lang, tuple(c for c, _ in combo)))
         return out
 
     def accepts(self, state: tuple) -> bool:
@@ -541,7 +543,7 @@ class _Product:
         if out is not None:
             return out
         out = []
-        for name, tree, per in self.classes:
+        for name, lang, per in self.classes:
             moves: dict[int, tuple[Ref, tuple[int, int]]] = {}
             for m, (s, st) in enumerate(zip(self.specs, state, strict=True)):
                 if st is None or per[m] is None:
@@ -551,7 +553,7 @@ class _Product:
                         moves[m] = (ref, nxt)
             if not moves:
                 continue
-            term = self.b.key_terminal(tree, name)
+            term = self.b.key_terminal(lang, name, self.path)
             for ref, members in _split_values(self.b, moves, "anyOf", self.path):
                 nxt = tuple(moves[m][1] if m in members else None for m in range(len(self.specs)))
                 out.append((term, ref, nxt))
@@ -589,7 +591,7 @@ class _Product:
             return self.b.obj_first(self.specs[m], state[m])
 
         def build(_name: str) -> list[list[Item]]:
-            return [[self.b.pair(t, ref), self.rest(nxt)] for t, ref, nxt in self.edges(state)]
+            return [[*self.b.pair(t, ref), self.rest(nxt)] for t, ref, nxt in self.edges(state)]
 
         return self.b._rule(("PF", id(self), state), "members", build)
 
@@ -601,7 +603,7 @@ class _Product:
 
         def build(_name: str) -> list[list[Item]]:
             alts: list[list[Item]] = [[]] if self.accepts(state) else []
-            alts.extend(['","', self.b.pair(t, ref), self.rest(nxt)] for t, ref, nxt in self.edges(state))
+            alts.extend(['","', *self.b.pair(t, ref), self.rest(nxt)] for t, ref, nxt in self.edges(state))
             return alts
 
         return self.b._rule(("PR", id(self), state), "members", build)

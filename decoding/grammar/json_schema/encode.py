@@ -13,21 +13,27 @@ Lark's byte automaton (:mod:`decoding.grammar.regex_bytes`) then spells the rege
 
 from __future__ import annotations
 
+from functools import cache
+
 from decoding.grammar.json_schema.regex_ast import (
     BOS,
+    MAX_CP,
     Alt,
     Cat,
-    CharSet,
     Chars,
+    CharSet,
     Node,
     Rep,
+    cs_complement,
     cs_intersect,
     cs_minus,
+    cs_size,
 )
 
 MAX_REPEAT = 1000  # regex_bytes expands counted repeats up to this count
 _SHORT = {0x22: "\\x22", 0x5C: "\\\\", 0x2F: "\\/", 0x08: "b", 0x0C: "f", 0x0A: "n", 0x0D: "r", 0x09: "t"}
 _CONTROLS: CharSet = ((0, 0x1F),)
+_ALL: CharSet = ((0, MAX_CP),)
 _FORBIDDEN_RAW: CharSet = ((0, 0x1F), (0x22, 0x22), (0x5C, 0x5C))
 
 
@@ -50,19 +56,32 @@ def _cp(cp: int) -> str:
     return f"\\U{cp:08x}"
 
 
+@cache
 def char_class(cs: CharSet) -> str:
-    """A Python regex for one character of ``cs`` (``[...]`` or a single escaped character)."""
+    """A Python regex for one character of ``cs`` (``[...]``, ``[^...]`` or one escaped character).
+
+    A class is negated when its complement (surrogates counted in, which no UTF-8 text holds) is
+    smaller: Python's ``re`` compiles big ranges slowly, and lark compiles every terminal.
+    """
     if not cs:
         raise ValueError("empty character set")
     if cs[-1][1] >= BOS:
         raise ValueError("anchor markers cannot be spelled")
     if len(cs) == 1 and cs[0][0] == cs[0][1]:
         return _cp(cs[0][0])
-    body = "".join(_cp(lo) if lo == hi else f"{_cp(lo)}-{_cp(hi)}" for lo, hi in cs)
-    return f"[{body}]"
+    neg = cs_complement(cs, _ALL)
+    if cs_size(neg) < cs_size(cs) and neg:
+        return "[^" + _ranges(neg) + "]"
+    return "[" + _ranges(cs) + "]"
+
+
+def _ranges(cs: CharSet) -> str:
+    return "".join(_cp(lo) if lo == hi else f"{_cp(lo)}-{_cp(hi)}" for lo, hi in cs)
 
 
 def _hex_digit_class(nibbles: list[int]) -> str:
+    if nibbles == list(range(16)):
+        return "[0-9a-fA-F]"
     chars = []
     for n in nibbles:
         chars.append("0123456789abcdef"[n])
@@ -71,21 +90,24 @@ def _hex_digit_class(nibbles: list[int]) -> str:
     return chars[0] if len(chars) == 1 else "[" + "".join(chars) + "]"
 
 
-def json_char(cs: CharSet) -> str:
-    """Regex for the JSON text of one decoded character of ``cs``."""
+@cache
+def json_char(cs: CharSet, unicode_escapes: bool = True) -> str:
+    """Regex for the JSON text of one decoded character of ``cs`` (``\\u00XX`` only if ``unicode_escapes``)."""
     raw = cs_minus(cs, _FORBIDDEN_RAW)
     alts = [char_class(raw)] if raw else []
     short = [v for k, v in _SHORT.items() if any(lo <= k <= hi for lo, hi in cs)]
     esc = []
     if short:
         esc.append(short[0] if len(short) == 1 else "[" + "".join(short) + "]")
-    controls = cs_intersect(cs, _CONTROLS)
+    controls = cs_intersect(cs, _CONTROLS) if unicode_escapes else ()
     if controls:
         by_high: dict[int, list[int]] = {}
         for lo, hi in controls:
             for cp in range(lo, hi + 1):
                 by_high.setdefault(cp >> 4, []).append(cp & 15)
         hexes = [f"{h}{_hex_digit_class(lows)}" for h, lows in sorted(by_high.items())]
+        if hexes == ["0[0-9a-fA-F]", "1[0-9a-fA-F]"]:
+            hexes = ["[01][0-9a-fA-F]"]
         esc.append("u00" + (hexes[0] if len(hexes) == 1 else "(?:" + "|".join(hexes) + ")"))
     if esc:
         alts.append("\\\\" + (esc[0] if len(esc) == 1 else "(?:" + "|".join(esc) + ")"))
@@ -124,9 +146,14 @@ def _spell(node: Node, char) -> str:
     raise TypeError(node)
 
 
-def json_string_regex(node: Node) -> str:
-    """Regex for the JSON text (quotes included) of the strings of ``node``."""
-    return "\\x22" + _spell(node, json_char) + "\\x22"
+@cache
+def json_string_regex(node: Node, unicode_escapes: bool = True) -> str:
+    """Regex for the JSON text (quotes included) of the strings of ``node``.
+
+    ``unicode_escapes=False`` leaves out ``\\u00XX`` (control characters then need a short escape
+    or are not written): shorter terminals for property names outside ``properties``.
+    """
+    return "\\x22" + _spell(node, lambda cs: json_char(cs, unicode_escapes)) + "\\x22"
 
 
 def plain_regex(node: Node) -> str:

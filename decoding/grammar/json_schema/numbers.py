@@ -282,6 +282,27 @@ def multiple_tree(q: Fraction) -> Node:
     return fa.to_tree(fa.DFA([fa._merge(r) for r in trans], accept))
 
 
+def float_safe_upper(b: Fraction, exclusive: bool, digits: int = 20) -> Fraction:
+    """An inclusive bound ``c`` such that every numeral ``x <= c`` parses to a double that passes
+    ``x <= b`` (``x < b`` if ``exclusive``) in Python's float comparison (``jsonschema``).
+
+    ``b`` is the decimal a schema number was written with; Python compares an instance with a
+    fraction or exponent as a double (integer numerals as exact ints) with the schema's float
+    (or exact int). Rounding is monotone, so ``x <= c`` with ``c <= b`` a decimal
+    that rounds to a double ``t`` passing the test is enough; ``c`` keeps at most ``digits``
+    fraction digits (a numeral tree is as deep as its bound has digits).
+    """
+    if not exclusive and (b.denominator != 1 or abs(b) <= 2**53):
+        return b  # the double of b is b's own float (or b is an exact small integer)
+    t = math.nextafter(float(b), -math.inf)
+    if not exclusive and Fraction(float(b)) <= b:
+        t = float(b)
+    c = Fraction(repr(t))
+    if (c * 10**digits).denominator != 1 or c > b or (exclusive and c == b):
+        c = Fraction(math.floor(Fraction(t) * 10**digits), 10**digits)  # <= t < b (or <= b)
+    return c  # integer numerals parse to exact ints: c <= b keeps them valid too
+
+
 def _lcm(a: Fraction, b: Fraction) -> Fraction:
     return Fraction(math.lcm(a.numerator * b.denominator, b.numerator * a.denominator), a.denominator * b.denominator)
 
@@ -404,10 +425,10 @@ class NumAtom:
             return alt(*(value_tree(v, integer_syntax) for v in finite))
         lo, lo_excl, hi, hi_excl = self.lo, self.lo_excl, self.hi, self.hi_excl
         if float_bounds and not integer_syntax:
-            if lo is not None and lo_excl:
-                lo, lo_excl = Fraction(repr(math.nextafter(float(lo), math.inf))), False
-            if hi is not None and hi_excl:
-                hi, hi_excl = Fraction(repr(math.nextafter(float(hi), -math.inf))), False
+            if hi is not None:
+                hi, hi_excl = float_safe_upper(hi, hi_excl), False
+            if lo is not None:
+                lo, lo_excl = -float_safe_upper(-lo, lo_excl), False
         node = interval_tree(lo, lo_excl, hi, hi_excl, integer_syntax)
         extra = []
         if self.nonint:

@@ -52,6 +52,8 @@ class Ref:
         return Ref(self.pos | other.pos, self.neg | other.neg)
 
     def without(self, other: Ref) -> Ref:
+        if not other.pos and len(other.neg) == 1:  # not (not x) = x
+            return self.also(next(iter(other.neg)))
         return Ref(self.pos, self.neg | {other})
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from decoding.grammar.json_schema.ecma import RegexUnsupported, pattern_language
 from decoding.grammar.json_schema.formats import format_language
+from decoding.grammar.json_schema.keys import KeyLang
 from decoding.grammar.json_schema.numbers import NumAtom, to_fraction
 from decoding.grammar.json_schema.refs import ROOT_URI, RefError, Resolver
 from decoding.grammar.json_schema.regex_ast import Node, alt
@@ -139,7 +140,8 @@ class Normalizer:
     def _sub(self, schema: dict, key: str, base: str, path: str) -> Ref:
         return self.ref(schema[key], base, f"{path}/{key}")
 
-    def _drop(self, err: Unsupported) -> None:
+    def drop(self, err: Unsupported) -> None:
+        """Raise ``err`` (strict) or warn that its keyword is ignored (an over-approximation)."""
         if self.strict:
             raise err
         msg = f"{err} (strict=False: the keyword is ignored, so the grammar accepts more than the schema)"
@@ -163,9 +165,9 @@ class Normalizer:
             except Unsupported as e:
                 if e.keyword == "$ref" and "refers to itself" in e.reason:
                     raise
-                self._drop(e)
+                self.drop(e)
             except (RegexUnsupported, RefError) as e:
-                self._drop(Unsupported(keyword, str(e), path))
+                self.drop(Unsupported(keyword, str(e), path))
             if s == BOTTOM:
                 break
         return s
@@ -274,7 +276,7 @@ class Normalizer:
             elif isinstance(v, dict):
                 keys = tuple(v)
                 props = tuple((k, self.literal_ref(x)) for k, x in v.items())
-                objs.append(ObjAtom(props, keys, (), (((), keys, self.false_ref),)))
+                objs.append(ObjAtom(props, keys, ((KeyLang(names=frozenset(keys)), self.false_ref),)))
         return only(
             null=null,
             bools=frozenset(bools),
@@ -355,7 +357,7 @@ class Normalizer:
                 c_lo = self._count(schema, "minContains", path) if "minContains" in schema else 1
                 c_hi = self._count(schema, "maxContains", path) if "maxContains" in schema else None
             if c_lo > 0 or c_hi is not None:
-                contains = ((self._sub(schema, "contains", base, path), c_lo, c_hi),)
+                contains = ((self._sub(schema, "contains", base, path), c_lo, c_hi, 0),)
         unique = schema.get("uniqueItems") is True
         return constrain(arrs=(ArrAtom(prefix, items, lo, hi, contains, unique),))
 
@@ -364,17 +366,21 @@ class Normalizer:
         if not isinstance(props_raw, dict):
             raise InvalidSchema(f"properties at {path} must be an object")
         props = tuple((k, self.ref(v, base, f"{path}/properties/{k}")) for k, v in props_raw.items())
-        patterns = []
+        forall: list[tuple[KeyLang, Ref]] = []
+        trees = []
         for p, sub in (schema.get("patternProperties") or {}).items():
             try:
-                patterns.append((pattern_language(p), self.ref(sub, base, f"{path}/patternProperties/{p}")))
+                tree = pattern_language(p)
             except RegexUnsupported as e:
                 raise Unsupported("patternProperties", str(e), path) from None
-        additional: tuple = ()
+            trees.append(tree)
+            ref = self.ref(sub, base, f"{path}/patternProperties/{p}")
+            if ref != TRUE_REF:
+                forall.append((KeyLang(inside=frozenset({tree})), ref))
         if "additionalProperties" in schema:
             a = self._sub(schema, "additionalProperties", base, path)
             if a != TRUE_REF:
-                additional = ((tuple(t for t, _ in patterns), tuple(props_raw), a),)
+                forall.append((KeyLang(outside=frozenset(trees), names=frozenset(props_raw)), a))
         required = schema.get("required", [])
         if isinstance(required, bool):  # draft 3
             required = []
@@ -382,14 +388,14 @@ class Normalizer:
             raise InvalidSchema(f"required at {path} must be a list of strings, got {required!r}")
         lo = self._count(schema, "minProperties", path) if "minProperties" in schema else 0
         hi = self._count(schema, "maxProperties", path) if "maxProperties" in schema else None
-        key_trees: tuple[Node, ...] = ()
         if "propertyNames" in schema:
             names = self.shape(self._sub(schema, "propertyNames", base, path))
             if not names.strs:
                 hi = 0
             elif names.strs != (StrAtom(),):
-                key_trees = (alt(*(a.tree() for a in names.strs)),)
-        atom = ObjAtom(props, tuple(dict.fromkeys(required)), tuple(patterns), additional, key_trees, lo, hi)
+                tree = alt(*(a.tree() for a in names.strs))
+                forall.append((KeyLang(outside=frozenset({tree})), self.false_ref))
+        atom = ObjAtom(props, tuple(dict.fromkeys(required)), tuple(forall), (), lo, hi)
         return constrain(objs=(atom,))
 
     def _dependencies(self, schema: dict, key: str, base: str, path: str) -> Shape:
@@ -442,7 +448,7 @@ class Normalizer:
         except Unsupported as e:
             if self.strict:
                 raise
-            self._drop(e)
+            self.drop(e)
             s = BOTTOM
             for sub in subs:
                 s = join(s, sub)
@@ -514,10 +520,10 @@ class Normalizer:
         if applicators & set(schema):
             raise Unsupported(key, "only supported without in-place applicators (allOf/anyOf/oneOf/$ref/if/...)", path)
         if key == "unevaluatedProperties":
-            props = tuple(schema.get("properties", {}))
-            trees = tuple(pattern_language(p) for p in schema.get("patternProperties", {}))
+            props = frozenset(schema.get("properties", {}))
+            trees = frozenset(pattern_language(p) for p in schema.get("patternProperties", {}))
             ref = self._sub(schema, key, base, path)
-            return constrain(objs=(ObjAtom(additional=((trees, props, ref),)),))
+            return constrain(objs=(ObjAtom(forall=((KeyLang(outside=trees, names=props), ref),)),))
         prefix_len = len(schema.get("prefixItems", [])) if self.draft >= 2020 else 0
         ref = self._sub(schema, key, base, path)
         return constrain(arrs=(ArrAtom(prefix=(TRUE_REF,) * prefix_len, items=ref),))

@@ -18,14 +18,16 @@ from dataclasses import dataclass, field
 from itertools import product as cartesian
 from typing import TYPE_CHECKING
 
+from decoding.grammar.json_schema.keys import KeyLang
 from decoding.grammar.json_schema.numbers import NumAtom
 from decoding.grammar.json_schema.regex_ast import Node
-from decoding.grammar.json_schema.strings import StrAtom, dfa_of
+from decoding.grammar.json_schema.strings import StrAtom
 
 if TYPE_CHECKING:
     from decoding.grammar.json_schema.keywords import Normalizer
 
 MAX_ATOMS = 256
+MAX_REGION_TREES = 6
 
 
 class Unsupported(ValueError):
@@ -62,13 +64,15 @@ TRUE_REF = Ref()
 
 @dataclass(frozen=True)
 class ArrAtom:
-    """Arrays: ``prefix[i]`` for the first items, ``items`` for the rest, a count range, ``contains``."""
+    """Arrays: ``prefix[i]`` for the first items, ``items`` for the rest, a count range, and
+    ``contains`` clauses ``(ref, lo, hi, start)``: between ``lo`` and ``hi`` items from position
+    ``start`` on match ``ref``."""
 
     prefix: tuple[Ref, ...] = ()
     items: Ref = TRUE_REF
     min_items: int = 0
     max_items: int | None = None
-    contains: tuple[tuple[Ref, int, int | None], ...] = ()
+    contains: tuple[tuple[Ref, int, int | None, int], ...] = ()
     unique: bool = False
 
     def at(self, i: int) -> Ref:
@@ -90,40 +94,44 @@ class ArrAtom:
 
 @dataclass(frozen=True)
 class ObjAtom:
-    """Objects. The schema of a key is the conjunction of: its ``props`` entry; every ``patterns``
-    entry whose language contains it; every ``additional`` entry ``(trees, names, ref)`` for which
-    the key is in none of ``names`` and none of ``trees``. Every key must be in every ``key_trees``.
+    """Objects: the conjunction of ``props`` (a listed key's schema), ``required`` names, ``forall``
+    clauses ``(keys, ref)`` (every key in the language ``keys`` has a value matching ``ref``:
+    ``patternProperties``, ``additionalProperties``, ``propertyNames``), ``exists`` clauses (at
+    least one key in ``keys`` with a value matching ``ref``: complements need them) and a count range.
     """
 
     props: tuple[tuple[str, Ref], ...] = ()
     required: tuple[str, ...] = ()
-    patterns: tuple[tuple[Node, Ref], ...] = ()
-    additional: tuple[tuple[tuple[Node, ...], tuple[str, ...], Ref], ...] = ()
-    key_trees: tuple[Node, ...] = ()
+    forall: tuple[tuple[KeyLang, Ref], ...] = ()
+    exists: tuple[tuple[KeyLang, Ref], ...] = ()
     min_props: int = 0
     max_props: int | None = None
 
     def names(self) -> list[str]:
-        """Property names with their own entry: ``props`` then the other ``required`` (in order)."""
+        """Names that get their own entry: ``props``, then other ``required``, then names the key
+        languages single out (so the other keys split by trees alone)."""
         out = [k for k, _ in self.props]
-        out.extend(k for k in self.required if k not in out)
-        return out
+        out.extend(self.required)
+        for lang, _ in self.forall + self.exists:
+            out.extend(sorted(lang.names))
+        return list(dict.fromkeys(out))
+
+    def trees(self) -> list[Node]:
+        """Every pattern tree the key languages mention (they split the other keys into regions)."""
+        out: list[Node] = []
+        for lang, _ in self.forall + self.exists:
+            out.extend(sorted(lang.inside | lang.outside, key=repr))
+        return list(dict.fromkeys(out))
 
     def key_ref(self, key: str) -> Ref:
         ref = TRUE_REF
         for k, r in self.props:
             if k == key:
                 ref = ref.also(r)
-        for tree, r in self.patterns:
-            if dfa_of(tree).matches(key):
-                ref = ref.also(r)
-        for trees, names, r in self.additional:
-            if key not in names and not any(dfa_of(t).matches(key) for t in trees):
+        for lang, r in self.forall:
+            if lang.contains(key):
                 ref = ref.also(r)
         return ref
-
-    def key_allowed(self, key: str) -> bool:
-        return all(dfa_of(t).matches(key) for t in self.key_trees)
 
     def intersect(self, o: ObjAtom) -> ObjAtom:
         props: dict[str, Ref] = {}
@@ -133,12 +141,37 @@ class ObjAtom:
         return ObjAtom(
             tuple(props.items()),
             tuple(dict.fromkeys(self.required + o.required)),
-            tuple(dict.fromkeys(self.patterns + o.patterns)),
-            tuple(dict.fromkeys(self.additional + o.additional)),
-            tuple(dict.fromkeys(self.key_trees + o.key_trees)),
+            tuple(dict.fromkeys(self.forall + o.forall)),
+            tuple(dict.fromkeys(self.exists + o.exists)),
             max(self.min_props, o.min_props),
             hi,
         )
+
+
+def object_regions(o: ObjAtom, taken: frozenset[str]) -> list[tuple[KeyLang, Ref, tuple[bool, ...]]]:
+    """The keys outside ``taken`` split into disjoint non-empty languages by the pattern trees:
+    ``(keys, forall ref, which exists clauses they belong to)``.
+
+    Raises:
+        Unsupported: more than :data:`MAX_REGION_TREES` pattern trees on one object.
+    """
+    trees = o.trees()
+    if len(trees) > MAX_REGION_TREES:
+        raise Unsupported("patternProperties", f"more than {MAX_REGION_TREES} patterns on one object")
+    out = []
+    for inside in cartesian((True, False), repeat=len(trees)):
+        ins = frozenset(t for t, i in zip(trees, inside, strict=True) if i)
+        outs = frozenset(t for t, i in zip(trees, inside, strict=True) if not i)
+        lang = KeyLang(ins, outs, taken)
+        if lang.is_empty():
+            continue
+        ref = TRUE_REF
+        for k, r in o.forall:
+            if k.inside <= ins and k.outside <= outs:
+                ref = ref.also(r)
+        member = tuple(k.inside <= ins and k.outside <= outs for k, _ in o.exists)
+        out.append((lang, ref, member))
+    return out
 
 
 @dataclass(frozen=True)
@@ -250,8 +283,8 @@ class Algebra:
         return self._obj_complement(atom, keyword, path)
 
     def _arr_complement(self, a: ArrAtom, keyword: str, path: str) -> tuple:
-        if a.items != TRUE_REF or a.contains or a.unique:
-            raise Unsupported(keyword, "needs the complement of an array schema with items/contains/uniqueItems", path)
+        if a.unique:
+            raise Unsupported(keyword, "needs the complement of uniqueItems (arrays with a repeated item)", path)
         out = []
         if a.min_items > 0:
             out.append(ArrAtom(max_items=a.min_items - 1))
@@ -260,20 +293,35 @@ class Algebra:
         for i, r in enumerate(a.prefix):
             if r != TRUE_REF:
                 out.append(ArrAtom(prefix=(TRUE_REF,) * i + (TRUE_REF.without(r),), min_items=i + 1))
+        if a.items != TRUE_REF:
+            k = len(a.prefix)
+            out.append(ArrAtom(contains=((TRUE_REF.without(a.items), 1, None, k),), min_items=k + 1))
+        for c, lo, hi, start in a.contains:
+            if lo > 0:
+                out.append(ArrAtom(contains=((c, 0, lo - 1, start),)))
+            if hi is not None:
+                out.append(ArrAtom(contains=((c, hi + 1, None, start),), min_items=start + hi + 1))
         return _dedupe(tuple(out), ArrAtom())
 
     def _obj_complement(self, o: ObjAtom, keyword: str, path: str) -> tuple:
-        if o.patterns or o.key_trees or any(r != TRUE_REF for _, _, r in o.additional):
-            raise Unsupported(
-                keyword, "needs the complement of an object schema that constrains additional or pattern properties", path
-            )
         false = self.norm.false_ref
         out = []
         for k in o.required:
             out.append(ObjAtom(props=((k, false),)))
-        for k, r in o.props:
+        names = o.names()
+        for k in names:
+            r = o.key_ref(k)
             if r != TRUE_REF:
                 out.append(ObjAtom(props=((k, TRUE_REF.without(r)),), required=(k,)))
+        try:
+            regions = object_regions(o, frozenset(names))
+        except Unsupported as e:
+            raise Unsupported(keyword, e.reason, path) from None
+        for lang, r, _ in regions:
+            if r != TRUE_REF:
+                out.append(ObjAtom(exists=((lang, TRUE_REF.without(r)),)))
+        for lang, r in o.exists:  # no key of lang has a value matching r
+            out.append(ObjAtom(forall=((lang, TRUE_REF.without(r)),)))
         if o.min_props > 0:
             out.append(ObjAtom(max_props=o.min_props - 1))
         if o.max_props is not None:
@@ -308,7 +356,9 @@ class Algebra:
     def obj_is_empty(self, o: ObjAtom) -> bool:
         if o.max_props is not None and (o.min_props > o.max_props or len(set(o.required)) > o.max_props):
             return True
-        return any(not o.key_allowed(k) or self.ref_is_empty(o.key_ref(k)) for k in o.required)
+        if any(self.ref_is_empty(r) for _, r in o.exists):
+            return True
+        return any(self.ref_is_empty(o.key_ref(k)) for k in o.required)
 
     def disjoint(self, a: Shape, b: Shape) -> bool:
         return self.is_empty(meet(a, b))

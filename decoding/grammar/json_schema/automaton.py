@@ -37,6 +37,7 @@ MAX_NFA_STATES = 200_000
 MAX_DFA_STATES = 20_000
 MAX_TREE_SIZE = 20_000
 MAX_TREE_DEPTH = 120
+MAX_ELIMINATION_STATES = 3000  # state elimination is quadratic: bigger DFAs are refused
 
 Trans = list[tuple[int, int, int]]
 
@@ -371,6 +372,8 @@ def to_tree(d: DFA, max_size: int = MAX_TREE_SIZE, max_depth: int = MAX_TREE_DEP
     Raises:
         TooLarge: the tree would exceed ``max_size`` nodes or ``max_depth`` nesting levels.
     """
+    if d.num_states > MAX_ELIMINATION_STATES:
+        raise TooLarge(f"{d.num_states} automaton states are too many to turn into a regular expression")
     d = minimize(d)
     n = d.num_states
     start, final = n, n + 1

@@ -18,6 +18,7 @@ Rules that can derive no finite text are removed at the end.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from itertools import product as cartesian
 
@@ -29,7 +30,10 @@ from decoding.grammar.json_schema.regex_ast import NOTHING, alt, literal
 from decoding.grammar.json_schema.shapes import TRUE_REF, ArrAtom, ObjAtom, Ref, Shape, Unsupported
 from decoding.grammar.json_schema.strings import StrAtom
 
-MAX_PRODUCT_STATES = 4000
+MAX_PRODUCT_STATES = 600
+MAX_GRAMMAR_SYMBOLS = 40_000  # lark's LALR construction takes seconds beyond this
+MAX_VENN = 6  # distinct overlapping value schemas split into Venn regions
+MAX_PRODUCT_MOVES = 256
 STRING_ANY = r"\x22(?:[^\x22\\\x00-\x1f]|\\[\x22\\\/bfnrt]|\\u[0-9a-fA-F]{4})*\x22"  # lark-safe quotes
 
 
@@ -212,6 +216,9 @@ class GrammarBuilder:
                     for s in x.symbols if isinstance(x, Repeat) else (x,):
                         if s in self.rules and s not in kept:
                             todo.append(s)
+        symbols = sum(len(a) + 1 for alts in kept.values() for a in alts)
+        if symbols > MAX_GRAMMAR_SYMBOLS:
+            raise Unsupported("schema", f"the grammar would have {symbols} symbols (at most {MAX_GRAMMAR_SYMBOLS})", "#")
         lines = [f"start: {root}"]
         for name, alts in kept.items():
             body = " | ".join(" ".join(x.text() if isinstance(x, Repeat) else x for x in a) for a in alts)
@@ -236,8 +243,10 @@ def product_moves(
     together; different refs are used as they are when provably disjoint, else split into the
     regions of their Venn diagram (``a and not b``, ...), which needs complements.
     """
+    by_shape: dict[object, Ref] = {}  # equal shapes (written twice in the schema) are one group
     groups: dict[Ref, set[int]] = {}
     for m, (ref, _) in moves.items():
+        ref = by_shape.setdefault(b.norm.shape(ref), ref)
         groups.setdefault(ref, set()).add(m)
     refs = list(groups)
     regions: list[tuple[Ref, frozenset[int]]] = []
@@ -245,6 +254,8 @@ def product_moves(
     if len(refs) == 1 or all(b.alg.disjoint(shapes[i], shapes[j]) for i in range(len(refs)) for j in range(i + 1, len(refs))):
         regions = [(r, frozenset(groups[r])) for r in refs]
     else:
+        if len(refs) > MAX_VENN:
+            raise Unsupported(keyword, f"more than {MAX_VENN} overlapping alternatives for one value", path)
         for inside in cartesian((True, False), repeat=len(refs)):
             if not any(inside):
                 continue
@@ -260,6 +271,8 @@ def product_moves(
     out = []
     for region, members in regions:
         ms = sorted(members)
+        if math.prod(len(moves[m][1]) for m in ms) > MAX_PRODUCT_MOVES:
+            raise Unsupported(keyword, f"more than {MAX_PRODUCT_MOVES} combined moves for one value", path)
         for choice in cartesian(*(moves[m][1] for m in ms)):
             ref = region
             for r, _ in choice:

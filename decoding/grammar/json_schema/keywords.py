@@ -57,6 +57,19 @@ class SchemaWarning(UserWarning):
     """``strict=False``: a keyword was dropped, so the grammar accepts more than the schema."""
 
 
+ANNOTATIONS = {
+    "title", "description", "default", "examples", "example", "$comment", "readOnly", "writeOnly",
+    "deprecated", "markdownDescription", "contentMediaType", "contentEncoding", "$schema",
+}  # fmt: skip
+
+
+def _canonical(schema: Any) -> str:
+    """JSON text of a schema without its own annotations (equal texts mean equal schemas)."""
+    if isinstance(schema, dict):
+        schema = {k: v for k, v in schema.items() if k not in ANNOTATIONS and not k.startswith("x-")}
+    return json.dumps(schema, sort_keys=True, default=repr)
+
+
 def detect_draft(schema: Any, default: int = 2020) -> int:
     """The draft named by the root ``$schema`` (``default`` when absent or unknown)."""
     uri = schema.get("$schema") if isinstance(schema, dict) else None
@@ -85,6 +98,8 @@ class Normalizer:
         self.resolver = Resolver(root, self.draft)
         self.registry: list[tuple[Any, str, str]] = []
         self._ids: dict[tuple[int, str], int] = {}
+        self._by_content: dict[tuple[str, str], int] = {}
+        self._keep: list[Any] = []  # keeps every registered object alive (ids stay unique)
         self._literals: dict[str, Any] = {}
         self._shapes: dict[Ref, Shape] = {}
         self._active: list[Ref] = []
@@ -101,8 +116,13 @@ class Normalizer:
         key = (id(schema), base)
         idx = self._ids.get(key)
         if idx is None:
-            idx = self._ids[key] = len(self.registry)
-            self.registry.append((schema, base, path))
+            content = (_canonical(schema), base)  # equal subschemas share one handle (and one rule)
+            idx = self._by_content.get(content)
+            if idx is None:
+                idx = self._by_content[content] = len(self.registry)
+                self.registry.append((schema, base, path))
+                self._keep.append(schema)
+            self._ids[key] = idx
         return Ref(frozenset({idx}))
 
     def literal_ref(self, value: Any) -> Ref:

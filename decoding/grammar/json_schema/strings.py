@@ -31,6 +31,7 @@ from decoding.grammar.json_schema.regex_ast import (
 )
 
 MAX_LENGTH = 1000
+EXACT_COUNT = 64  # length bounds up to this are made exact through automata when the tree cannot
 
 
 @cache
@@ -257,15 +258,23 @@ class StrAtom:
         capped = StrAtom(lo, hi, self.trees, self.not_trees, None, self.not_values)
         if not self.trees and not self.not_trees and not self.not_values:
             return rep(Chars(UNIVERSE), lo, hi)
-        if len(self.trees) == 1 and not self.not_trees and not self.not_values:
+        single = len(self.trees) == 1 and not self.not_trees and not self.not_values
+        if single:
             (t,) = self.trees
             r = restrict(t, lo, hi)
             if r is not None:
                 return r
+            if hi is not None and hi > EXACT_COUNT:  # a counter this long: straight to the approximation
+                r = restrict(t, lo, hi, approx=True)
+                if r is not None:
+                    return r
         try:
-            return fa.to_tree(capped._dfa())
+            d = capped._dfa()
+            if d.num_states > fa.MAX_ELIMINATION_STATES:
+                raise fa.TooLarge(f"{d.num_states} automaton states")
+            return fa.to_tree(d)
         except fa.TooLarge:
-            if len(self.trees) == 1 and not self.not_trees and not self.not_values:
+            if single:
                 r = restrict(next(iter(self.trees)), lo, hi, approx=True)
                 if r is not None:
                     return r

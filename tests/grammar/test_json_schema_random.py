@@ -1,8 +1,8 @@
 """Random schemas and random instances (hypothesis): what the constraint accepts is valid (``jsonschema``).
 
 * Every keyword family: an accepted instance is always valid (soundness).
-* A family without the documented under-approximations (one listed property per object, so no
-  property-order restriction; short strings; integer ``multipleOf``): accepted iff valid.
+* A family without the documented under-approximations (at most three property names, which
+  objects then take in any order; short strings; integer ``multipleOf``): accepted iff valid.
 * Samples drawn through the token constraint with the budget guard end with EOS inside their
   budget and validate.
 """
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 
-import jsonschema
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -23,20 +22,31 @@ from decoding.processes.autoregressive import Autoregressive, generated_tokens
 from examples.grammar_json import RandomLM
 from tests.grammar.grammar_fixtures import get_tokenizer
 
+jsonschema = pytest.importorskip("jsonschema", reason="jsonschema is in the dev extras (pip install -e .[dev])")
+
 KEYS = ["a", "b", "c"]
 STRINGS = ["", "a", "ab", "abc", "b1", "é", 'q"', "2020-02-29", "1.2.3.4", "a@b.co", "x y"]
-SCALARS = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.integers(-3, 6),
-    st.sampled_from([0.5, -1.5, 2.25, 3.0, 1e-7]),
-    st.sampled_from(STRINGS),
-)
-INSTANCES = st.recursive(
-    SCALARS,
-    lambda kids: st.one_of(st.lists(kids, max_size=3), st.dictionaries(st.sampled_from(KEYS), kids, max_size=3)),
-    max_leaves=6,
-)
+# integral floats (3.0) and exponents (1e-07) are valid numbers the grammar spells only for the
+# unconstrained "number" type (documented): they belong to the soundness test only
+FLOATS = [0.5, -1.5, 2.25, 0.125]
+
+
+def instances(exact: bool):
+    scalars = st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-3, 6),
+        st.sampled_from(FLOATS if exact else FLOATS + [3.0, 1e-7, -2e20]),
+        st.sampled_from(STRINGS),
+    )
+    return st.recursive(
+        scalars,
+        lambda kids: st.one_of(st.lists(kids, max_size=3), st.dictionaries(st.sampled_from(KEYS), kids, max_size=3)),
+        max_leaves=6,
+    )
+
+
+INSTANCES = instances(exact=False)
 PATTERNS = ["^a", "b$", "^[ab]*$", "a|c", "^.$", "\\d", "^(ab)+$", "^[^a]"]
 
 
@@ -85,12 +95,12 @@ def _leaf(exact: bool):
 
 
 def _branches(kids, exact: bool):
-    keys = st.just(["a"]) if exact else st.lists(st.sampled_from(KEYS), min_size=1, max_size=3, unique=True)
+    keys = st.lists(st.sampled_from(KEYS), min_size=1, max_size=3, unique=True)
     obj = st.builds(
         lambda ks, props, req, extra: {"type": "object", "properties": dict(zip(ks, props, strict=False)), **req, **extra},
         keys,
         st.lists(kids, min_size=3, max_size=3),
-        st.one_of(st.just({}), st.builds(lambda r: {"required": r}, st.lists(st.sampled_from(["a"] if exact else KEYS), min_size=1, max_size=2, unique=True))),
+        st.one_of(st.just({}), st.builds(lambda r: {"required": r}, st.lists(st.sampled_from(KEYS), min_size=1, max_size=2, unique=True))),
         st.fixed_dictionaries(
             {},
             optional={
@@ -149,7 +159,9 @@ def _valid(schema, instance) -> bool:
     return v.is_valid(instance)
 
 
-RUN = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+RUN = settings(
+    max_examples=120, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
 
 
 @RUN
@@ -165,7 +177,7 @@ def test_accepted_instances_are_valid(schema, instances) -> None:
 
 
 @RUN
-@given(schemas(exact=True), st.lists(INSTANCES, min_size=8, max_size=8))
+@given(schemas(exact=True), st.lists(instances(exact=True), min_size=8, max_size=8))
 def test_accepted_iff_valid_without_order_constraints(schema, instances) -> None:
     g = _compile(schema)
     if g is None:

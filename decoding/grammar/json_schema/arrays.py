@@ -14,7 +14,7 @@ from __future__ import annotations
 from itertools import product as cartesian
 from typing import TYPE_CHECKING
 
-from decoding.grammar.json_schema.emit import MAX_PRODUCT_STATES, Item, Repeat, product_moves
+from decoding.grammar.json_schema.emit import Item, Repeat, explore, product_moves
 from decoding.grammar.json_schema.shapes import TRUE_REF, ArrAtom, Ref, Unsupported
 
 if TYPE_CHECKING:
@@ -152,15 +152,7 @@ class ArrayProduct:
 
     def rule(self) -> str:
         start = tuple((0, (0,) * len(a.contains)) for a in self.atoms)
-        seen = {start}
-        todo = [start]
-        while todo:
-            for _, nxt in self.edges(todo.pop()):
-                if nxt not in seen:
-                    seen.add(nxt)
-                    todo.append(nxt)
-                    if len(seen) > MAX_PRODUCT_STATES:
-                        raise Unsupported("anyOf", f"the array alternatives need more than {MAX_PRODUCT_STATES} states", self.path)
+        explore(start, lambda st: [nxt for _, nxt in self.edges(st)], "anyOf", self.path)
         alts: list[list[Item]] = []
         if self.accepts(start):
             alts.append(['"["', '"]"'])

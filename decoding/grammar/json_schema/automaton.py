@@ -196,6 +196,24 @@ def determinize(node: Node) -> DFA:
     return DFA(trans, accept)
 
 
+class _Interner:
+    """Numbers the states of an automaton built breadth first (keys -> ids, with a cap)."""
+
+    def __init__(self, first: object, what: str) -> None:
+        self.index = {first: 0}
+        self.keys = [first]
+        self.what = what
+
+    def id(self, key: object) -> int:
+        j = self.index.get(key)
+        if j is None:
+            if len(self.keys) >= MAX_DFA_STATES:
+                raise TooLarge(f"{self.what} needs more than {MAX_DFA_STATES} DFA states")
+            j = self.index[key] = len(self.keys)
+            self.keys.append(key)
+        return j
+
+
 def _pair_rows(a: Trans, b: Trans) -> list[tuple[int, int, int, int]]:
     """Sweep two rows: ``(lo, hi, target_a or -1, target_b or -1)`` over the union of their intervals."""
     points = sorted({lo for lo, _, _ in a} | {hi + 1 for _, hi, _ in a} | {lo for lo, _, _ in b} | {hi + 1 for _, hi, _ in b})
@@ -216,26 +234,17 @@ def _pair_rows(a: Trans, b: Trans) -> list[tuple[int, int, int, int]]:
 def product(a: DFA, b: DFA, keep: Callable[[bool, bool], bool]) -> DFA:
     """The DFA of words ``w`` with ``keep(a accepts w, b accepts w)`` (``keep(False, False)`` must be False)."""
     both_needed = not keep(True, False) and not keep(False, True)
-    index = {(0, 0): 0}
-    pairs = [(0, 0)]
+    states = _Interner((0, 0), "a combination of patterns")
     trans: list[Trans] = []
     accept: list[bool] = []
     i = 0
-    while i < len(pairs):
-        p, q = pairs[i]
+    while i < len(states.keys):
+        p, q = states.keys[i]  # type: ignore[misc]
         accept.append(keep(p >= 0 and a.accept[p], q >= 0 and b.accept[q]))
         segs = []
         for lo, hi, ta, tb in _pair_rows(a.trans[p] if p >= 0 else [], b.trans[q] if q >= 0 else []):
-            if both_needed and (ta < 0 or tb < 0):
-                continue
-            key = (ta, tb)
-            j = index.get(key)
-            if j is None:
-                if len(pairs) >= MAX_DFA_STATES:
-                    raise TooLarge(f"an intersection of patterns needs more than {MAX_DFA_STATES} DFA states")
-                j = index[key] = len(pairs)
-                pairs.append(key)
-            segs.append((lo, hi, j))
+            if not (both_needed and (ta < 0 or tb < 0)):
+                segs.append((lo, hi, states.id((ta, tb))))
         trans.append(_merge(segs))
         i += 1
     return trim(DFA(trans, accept))
@@ -341,26 +350,17 @@ def shortest_length(d: DFA) -> int | None:
 def restrict_length(d: DFA, lo: int, hi: int | None) -> DFA:
     """Words of ``d`` whose length is in ``[lo, hi]`` (product with a counter)."""
     top = hi if hi is not None else lo
-    index = {(0, 0): 0}
-    keys = [(0, 0)]
+    states = _Interner((0, 0), "a length-bounded pattern")
     trans: list[Trans] = []
     accept: list[bool] = []
     i = 0
-    while i < len(keys):
-        s, n = keys[i]
+    while i < len(states.keys):
+        s, n = states.keys[i]  # type: ignore[misc]
         accept.append(d.accept[s] and n >= lo and (hi is None or n <= hi))
         segs = []
         if hi is None or n < hi:
             n2 = min(n + 1, top) if hi is None else n + 1
-            for a, b, t in d.trans[s]:
-                key = (t, n2)
-                j = index.get(key)
-                if j is None:
-                    if len(keys) >= MAX_DFA_STATES:
-                        raise TooLarge(f"a length-bounded pattern needs more than {MAX_DFA_STATES} DFA states")
-                    j = index[key] = len(keys)
-                    keys.append(key)
-                segs.append((a, b, j))
+            segs = [(a, b, states.id((t, n2))) for a, b, t in d.trans[s]]
         trans.append(segs)
         i += 1
     return trim(DFA(trans, accept))

@@ -232,6 +232,20 @@ class GrammarBuilder:
         return "\n".join(lines) + "\n"
 
 
+def explore(start: tuple, successors, keyword: str, path: str) -> None:
+    """Visit the product states reachable from ``start`` (``successors(state)`` lists the next
+    ones), refusing more than :data:`MAX_PRODUCT_STATES`."""
+    seen = {start}
+    todo = [start]
+    while todo:
+        for nxt in successors(todo.pop()):
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+                if len(seen) > MAX_PRODUCT_STATES:
+                    raise Unsupported(keyword, f"the union of alternatives needs more than {MAX_PRODUCT_STATES} states", path)
+
+
 def product_moves(
     b: GrammarBuilder, moves: dict[int, tuple[Ref, list[tuple[Ref, object]]]], n: int, keyword: str, path: str
 ) -> list[tuple[Ref, tuple]]:
@@ -243,6 +257,7 @@ def product_moves(
     together; different refs are used as they are when provably disjoint, else split into the
     regions of their Venn diagram (``a and not b``, ...), which needs complements.
     """
+    moves = {m: mv for m, mv in moves.items() if mv[1]}  # no finer move left: that alternative dies
     by_shape: dict[object, Ref] = {}  # equal shapes (written twice in the schema) are one group
     groups: dict[Ref, set[int]] = {}
     for m, (ref, _) in moves.items():

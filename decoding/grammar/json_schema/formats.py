@@ -99,7 +99,7 @@ _POINTER = r"(?:/(?:[^~/]|~[01])*)*"
 _RELATIVE_POINTER = rf"(?:0|[1-9][0-9]*)(?:#|{_POINTER})"
 # a regular subset of the expressions both ECMA-262 and Python accept: literals, escapes,
 # simple classes, '.', one quantifier per atom, optional ^ and $ at the ends
-_RX_ATOM = r"(?:[^\\^$.|?*+()\[\]{}]|\\[dDwWsS\\^$.|?*+()\[\]{}/]|\.|\[\^?(?:[^\]\\\[\-^]|\\[\\\]\[dDwWs\-^])+\])"
+_RX_ATOM = r"(?:[^\\^$.|?*+()\[\]{}]|\\[dDwWsS\\^$.|?*+()\[\]{}/]|\.|\[\^?(?:[^\]\\\[\-^]|\\[\\\]\[dDwWs\-^]|a-z|A-Z|0-9)+\])"
 _RX_QUANT = r"(?:[*+?]|\{[0-9]{1,3}\}|\{[0-9]{1,3},\})"
 _REGEX = rf"\^?(?:{_RX_ATOM}{_RX_QUANT}?)*\$?"
 

@@ -1,7 +1,9 @@
 """Object rules: one alternative as a small automaton, several as their product.
 
 A state of one alternative is ``(i, c, f)``: the listed properties before index ``i`` are
-behind us (they come in schema order; an optional one may be skipped), ``c`` counts members (only
+behind us (they come in schema order; an optional one may be skipped; with at most
+:data:`ANY_ORDER_MAX` listed keys, ``i`` is instead the set of those used and they come in any
+order), ``c`` counts members (only
 when ``minProperties``/``maxProperties`` need it, saturating), ``f`` is the set of ``exists``
 clauses already satisfied. Keys outside the listed ones may come anywhere, any number of times,
 each in its region (a language of names with one value schema). Rules per state:
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 from itertools import product as cartesian
 from typing import TYPE_CHECKING
 
-from decoding.grammar.json_schema.emit import MAX_PRODUCT_STATES, Item, product_moves
+from decoding.grammar.json_schema.emit import Item, explore, product_moves
 from decoding.grammar.json_schema.keys import KeyLang
 from decoding.grammar.json_schema.shapes import TRUE_REF, ObjAtom, Ref, Unsupported, object_regions
 
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
     from decoding.grammar.json_schema.emit import GrammarBuilder
 
 State = tuple[int, int, int]
+ANY_ORDER_MAX = 3  # objects with at most this many listed keys take them in any order
 
 
 @dataclass
@@ -44,6 +47,11 @@ class ObjSpec:
     max_props: int | None
     taken: frozenset[str]
 
+    @property
+    def any_order(self) -> bool:
+        """Few listed keys: ``i`` is then the set (bit mask) of those used, in any order."""
+        return len(self.named) <= ANY_ORDER_MAX
+
     def start(self) -> State:
         return (0, 0, 0)
 
@@ -55,7 +63,11 @@ class ObjSpec:
     def accepts(self, state: State) -> bool:
         i, c, f = state
         full = (1 << len(self.exists)) - 1
-        return c >= self.min_props and f == full and not any(req for _, _, req, _ in self.named[i:])
+        if self.any_order:
+            left = any(req and not i >> j & 1 for j, (_, _, req, _) in enumerate(self.named))
+        else:
+            left = any(req for _, _, req, _ in self.named[i:])
+        return c >= self.min_props and f == full and not left
 
     def splits(self, ref: Ref, member: tuple[bool, ...], f: int) -> list[tuple[Ref, int]]:
         """``(value ref, new flags)``: the value decides which open ``exists`` clauses it satisfies."""
@@ -82,6 +94,12 @@ class ObjSpec:
         c2 = self.bump(c)
         if c2 is None or cls is None:
             return None
+        if cls[0] == "name" and self.any_order:
+            j = next(j for j, n in enumerate(self.named) if n[0] == cls[1])
+            if i >> j & 1:
+                return None
+            _, ref, _, member = self.named[j]
+            return ref, [(r, (i | 1 << j, c2, f2)) for r, f2 in self.splits(ref, member, f)]
         if cls[0] == "name":
             for j in range(i, len(self.named)):
                 key, ref, req, member = self.named[j]
@@ -167,6 +185,12 @@ def _other_members(b: GrammarBuilder, spec: ObjSpec, state: State, comma: bool) 
     if c2 is None:
         return []
     alts = []
+    if spec.any_order:  # every listed key not used yet
+        for j, (key, ref, _, member) in enumerate(spec.named):
+            if not i >> j & 1:
+                head = ['","'] if comma else []
+                for ref2, f2 in spec.splits(ref, member, f):
+                    alts.append([*head, *b.pair(b.key_terminal(None, key), ref2), rest(b, spec, (i | 1 << j, c2, f2))])
     for r, (_, ref, member) in enumerate(spec.regions):
         for ref2, f2 in spec.splits(ref, member, f):
             head = ['","'] if comma else []
@@ -180,7 +204,7 @@ def rest(b: GrammarBuilder, spec: ObjSpec, state: State) -> str:
     def build(_name: str) -> list[list[Item]]:
         i, c, _ = state
         alts: list[list[Item]] = [[]] if spec.accepts(state) else []
-        if spec.bump(c) is not None and i < len(spec.named):
+        if spec.bump(c) is not None and not spec.any_order and i < len(spec.named):
             alts.append(['","', named(b, spec, state)])
         return alts + _other_members(b, spec, state, comma=True)
 
@@ -193,7 +217,7 @@ def first(b: GrammarBuilder, spec: ObjSpec, state: State) -> str:
     def build(_name: str) -> list[list[Item]]:
         i, c, _ = state
         alts: list[list[Item]] = []
-        if spec.bump(c) is not None and i < len(spec.named):
+        if spec.bump(c) is not None and not spec.any_order and i < len(spec.named):
             alts.append([named(b, spec, state)])
         return alts + _other_members(b, spec, state, comma=False)
 
@@ -284,18 +308,7 @@ class ObjectProduct:
 
     def rule(self) -> str:
         start = tuple(s.start() for s in self.specs)
-        seen = {start}
-        todo = [start]
-        while todo:
-            st = todo.pop()
-            if len(self._alive(st)) == 1:
-                continue
-            for _, _, nxt in self.edges(st):
-                if nxt not in seen:
-                    seen.add(nxt)
-                    todo.append(nxt)
-                    if len(seen) > MAX_PRODUCT_STATES:
-                        raise Unsupported("anyOf", f"the union of object alternatives needs more than {MAX_PRODUCT_STATES} states", self.path)
+        explore(start, lambda st: [] if len(self._alive(st)) == 1 else [nxt for _, _, nxt in self.edges(st)], "anyOf", self.path)
         alts: list[list[Item]] = []
         if self.accepts(start):
             alts.append(['"{"', '"}"'])

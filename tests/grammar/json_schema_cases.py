@@ -124,6 +124,8 @@ CASES: list[tuple[str, object, object, bool]] = [
     ("maxContains", {"type": "array", "contains": {"type": "string"}, "maxContains": 1}, ["a", 1, "b"], False),
     ("minContains", {"type": "array", "contains": {"type": "string"}, "minContains": 2}, ["a", 1, "b"], True),
     ("uniqueItems of one item", {"type": "array", "maxItems": 1, "uniqueItems": True}, ["a"], True),
+    ("uniqueItems over enum", {"type": "array", "items": {"enum": ["a", "b", 1]}, "uniqueItems": True}, ["b", 1, "a"], True),
+    ("uniqueItems over enum repeated", {"type": "array", "items": {"enum": ["a", "b", 1]}, "uniqueItems": True}, ["b", 1, 1.0], False),
     # objects
     ("properties", OBJ, {"name": "Ann", "age": 30, "kind": "person"}, True),
     ("required missing", OBJ, {"age": 30, "kind": "person"}, False),

@@ -4,6 +4,9 @@ One plain alternative is ``"[" item_0 T(1) "]"`` where ``T(i)`` is the chain of 
 and, from the end of the prefix on, ``("," items) ~ a..b``: lark spells a bounded repetition with
 a logarithmic number of rules, so ``maxItems: 1000`` neither nests nor grows the grammar.
 
+``uniqueItems`` is exact when the items take a few literal values (an automaton over the set of
+values used); otherwise it is refused (or, with ``strict=False``, dropped).
+
 Alternatives with ``contains`` clauses, or several alternatives at once, run as a product
 automaton. A state holds, per alternative, its position (saturating once the position no longer
 matters) and how many items matched each ``contains`` clause (saturating above its bounds).
@@ -11,6 +14,7 @@ matters) and how many items matched each ``contains`` clause (saturating above i
 
 from __future__ import annotations
 
+import json
 from itertools import product as cartesian
 from typing import TYPE_CHECKING
 
@@ -20,12 +24,19 @@ from decoding.grammar.json_schema.shapes import TRUE_REF, ArrAtom, Ref, Unsuppor
 if TYPE_CHECKING:
     from decoding.grammar.json_schema.emit import GrammarBuilder
 
+MAX_UNIQUE_VALUES = 8  # uniqueItems is enforced over at most this many literal values (2^n states)
+
 
 def array_rule(b: GrammarBuilder, atoms: tuple[ArrAtom, ...], path: str) -> str | None:
     """The rule of a union of array alternatives (``None`` if none admits an array)."""
     atoms = tuple(a for a in (trim(b, a, path) for a in atoms) if a is not None)
     if not atoms:
         return None
+    if len(atoms) == 1 and atoms[0].unique:
+        return unique_array(b, atoms[0])
+    if any(a.unique for a in atoms):
+        b.norm.drop(Unsupported("uniqueItems", "uniqueItems inside a union of array alternatives", path))
+        atoms = tuple(ArrAtom(a.prefix, a.items, a.min_items, a.max_items, a.contains, False) for a in atoms)
     if len(atoms) == 1 and not atoms[0].contains:
         return single_array(b, atoms[0])
     key = ("arrays", atoms)
@@ -43,11 +54,80 @@ def trim(b: GrammarBuilder, a: ArrAtom, path: str) -> ArrAtom | None:
         if b.alg.ref_is_empty(a.at(i)):
             hi = i if hi is None else min(hi, i)
             break
-    if a.unique and (hi is None or hi > 1):
-        b.norm.drop(Unsupported("uniqueItems", "item uniqueness of arrays that may hold two or more items cannot be expressed", path))
+    unique = a.unique and (hi is None or hi > 1)
+    if unique:
+        domain = finite_domain(b, a)
+        if domain is None or a.contains:
+            b.norm.drop(
+                Unsupported(
+                    "uniqueItems",
+                    f"distinct items can only be enforced when items take at most {MAX_UNIQUE_VALUES} literal values",
+                    path,
+                )
+            )
+            unique = False
+        else:
+            hi = len(domain) if hi is None else min(hi, len(domain))
     if hi is not None and a.min_items > hi:
         return None
-    return ArrAtom(a.prefix, a.items, a.min_items, hi, a.contains, False)
+    return ArrAtom(a.prefix, a.items, a.min_items, hi, a.contains, unique)
+
+
+def finite_domain(b: GrammarBuilder, a: ArrAtom) -> list | None:
+    """The JSON literals some item may be (at most :data:`MAX_UNIQUE_VALUES`), or ``None``."""
+    values: dict[str, object] = {}
+    for ref in list(a.prefix) + [a.items]:
+        shape = b.norm.shape(ref)
+        if shape.arrs or shape.objs:
+            return None
+        found: list = [None] if shape.null else []
+        found += sorted(shape.bools)
+        for atom in shape.nums:
+            listed = atom._finite()
+            if listed is None:
+                return None
+            found += [int(v) if v.denominator == 1 else float(v) for v in listed]
+        for atom in shape.strs:
+            if atom.values is None:
+                return None
+            found += sorted(v for v in atom.values if atom.contains(v))
+        for v in found:
+            values.setdefault(json.dumps(v), v)
+        if len(values) > MAX_UNIQUE_VALUES:
+            return None
+    return list(values.values())
+
+
+def unique_array(b: GrammarBuilder, a: ArrAtom) -> str:
+    """Arrays of distinct items from a small set of literals: a state is the set used so far."""
+    domain = finite_domain(b, a) or []
+    lo, hi = a.min_items, a.max_items
+
+    def moves(used: int) -> list[tuple[str, int]]:
+        i = bin(used).count("1")
+        if hi is not None and i >= hi:
+            return []
+        out = []
+        for k, v in enumerate(domain):
+            ref = b.norm.literal_ref(v).also(a.at(i))
+            if not used >> k & 1 and not b.alg.ref_is_empty(ref):
+                out.append((b.value(ref), used | 1 << k))
+        return out
+
+    def rest(used: int) -> str:
+        def build(_name: str) -> list[list[Item]]:
+            alts: list[list[Item]] = [[]] if bin(used).count("1") >= lo else []
+            alts.extend(['","', v, rest(u)] for v, u in moves(used))
+            return alts
+
+        return b._rule(("uniq", a, used), "items", build)
+
+    def build(_name: str) -> list[list[Item]]:
+        alts: list[list[Item]] = [['"["', '"]"']] if lo == 0 else []
+        alts.extend(['"["', v, rest(u), '"]"'] for v, u in moves(0))
+        return alts
+
+    return b._rule(("unique", a), "array", build)
 
 
 def single_array(b: GrammarBuilder, a: ArrAtom) -> str:

@@ -1,0 +1,313 @@
+"""Shapes -> lark rules: one rule per distinct value shape, objects and arrays as small automata.
+
+Every set of terminals the parser may meet at one point is disjoint (one terminal per string
+union, per number union, per property name, per region of other names), so the contextual lexer
+never has to guess; alternatives of a union start with different terminals or are merged.
+
+* Objects (:mod:`.objects`) are walks through their listed properties in schema order, other
+  keys anywhere in between; arrays (:mod:`.arrays`) are a ``prefixItems`` chain, then lark's
+  bounded repetition ``("," item) ~ a..b`` (``maxItems: 1000`` does not nest).
+* A union of several object (or array) alternatives is their product automaton: all alternatives
+  advance together on each key, and where their values for that key differ the value is split
+  into disjoint regions (``a and b``, ``a and not b``, ...; :func:`product_moves`), so the parser
+  learns from the value which alternatives survive. This is how overlapping
+  ``anyOf``/``oneOf``/``enum`` alternatives are factored instead of refused.
+
+Rules that can derive no finite text are removed at the end.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from itertools import product as cartesian
+
+from decoding.grammar.json_schema import automaton as fa
+from decoding.grammar.json_schema.encode import json_string_regex, plain_regex
+from decoding.grammar.json_schema.keys import KeyLang
+from decoding.grammar.json_schema.keywords import Normalizer
+from decoding.grammar.json_schema.regex_ast import NOTHING, alt, literal
+from decoding.grammar.json_schema.shapes import TRUE_REF, ArrAtom, ObjAtom, Ref, Shape, Unsupported
+from decoding.grammar.json_schema.strings import StrAtom
+
+MAX_PRODUCT_STATES = 600
+MAX_GRAMMAR_SYMBOLS = 40_000  # lark's LALR construction takes seconds beyond this
+MAX_VENN = 6  # distinct overlapping value schemas split into Venn regions
+MAX_PRODUCT_MOVES = 256
+STRING_ANY = r"\x22(?:[^\x22\\\x00-\x1f]|\\[\x22\\\/bfnrt]|\\u[0-9a-fA-F]{4})*\x22"  # lark-safe quotes
+
+
+@dataclass(frozen=True)
+class Repeat:
+    """``(symbols) ~ lo..hi`` in lark (``hi=None``: unbounded)."""
+
+    symbols: tuple[str, ...]
+    lo: int
+    hi: int | None
+
+    def text(self) -> str:
+        body = "(" + " ".join(self.symbols) + ")"
+        if self.hi is None:
+            return (f"{body} ~ {self.lo} " if self.lo else "") + f"{body}*"
+        return f"{body} ~ {self.lo}" if self.lo == self.hi else f"{body} ~ {self.lo}..{self.hi}"
+
+
+Item = str | Repeat
+
+
+class GrammarBuilder:
+    """Collects rules and terminals for one schema (see the module docstring)."""
+
+    def __init__(self, norm: Normalizer) -> None:
+        self.norm = norm
+        self.alg = norm.alg
+        self.rules: dict[str, list[list[Item]]] = {}
+        self.terminals: dict[str, str] = {}  # regex -> name
+        self._names: set[str] = set()
+        self._shape_rules: dict[Shape, str] = {}
+        self._memo: dict[tuple, str] = {}
+        self.specs: dict[ObjAtom, object] = {}
+        self._pending: list[tuple[str, object]] = []
+
+    # --- names ----------------------------------------------------------------------------------
+    def _fresh(self, hint: str) -> str:
+        n = len(self._names)
+        name = f"{hint}_{n}"
+        self._names.add(name)
+        return name
+
+    def terminal(self, regex: str, hint: str) -> str:
+        name = self.terminals.get(regex)
+        if name is None:
+            name = self.terminals[regex] = f"{hint}_{len(self.terminals)}".upper()
+        return name
+
+    def _rule(self, key: tuple, hint: str, build) -> str:
+        """Memoised rule; ``build(name)`` runs later (:meth:`finish`), so deep schemas do not recurse."""
+        name = self._memo.get(key)
+        if name is None:
+            name = self._memo[key] = self._fresh(hint)
+            self.rules[name] = []
+            self._pending.append((name, build))
+        return name
+
+    def finish(self) -> None:
+        """Build every rule that was named but not yet built."""
+        while self._pending:
+            name, build = self._pending.pop()
+            self.rules[name] = build(name)
+
+    # --- values ---------------------------------------------------------------------------------
+    def value(self, ref: Ref) -> str:
+        return self.shape_rule(self.norm.shape(ref), self.norm.path_of(ref))
+
+    def shape_rule(self, shape: Shape, path: str = "#") -> str:
+        name = self._shape_rules.get(shape)
+        if name is not None:
+            return name
+        name = self._shape_rules[shape] = self._fresh("value")
+        self.rules[name] = []
+        alts: list[list[Item]] = []
+        if shape.null:
+            alts.append(['"null"'])
+        for b in sorted(shape.bools):
+            alts.append(['"true"' if b else '"false"'])
+        if shape.nums:
+            alts.extend(self._numbers(shape, path))
+        if shape.strs:
+            alts.extend(self._strings(shape.strs, path))
+        if shape.arrs:
+            arr = self.arrays(shape.arrs, path)
+            if arr is not None:
+                alts.append([arr])
+        if shape.objs:
+            obj = self.objects(shape.objs, path)
+            if obj is not None:
+                alts.append([obj])
+        self.rules[name] = alts
+        return name
+
+    def _numbers(self, shape: Shape, path: str) -> list[list[Item]]:
+        trees = []
+        for atom in shape.nums:
+            try:
+                trees.append(atom.tree())
+            except fa.TooLarge as e:
+                raise Unsupported("multipleOf", str(e), path) from None
+        tree = alt(*trees)
+        return [] if tree == NOTHING else [[self.terminal(plain_regex(tree), "NUMBER")]]
+
+    def _strings(self, atoms: tuple[StrAtom, ...], path: str) -> list[list[Item]]:
+        if atoms == (StrAtom(),):
+            return [[self.terminal(STRING_ANY, "STRING")]]
+        try:
+            tree = alt(*(a.tree() for a in atoms))
+        except fa.TooLarge as e:
+            raise Unsupported("pattern", f"the string constraints have no regular expression within the size caps ({e})", path) from None
+        return [] if tree == NOTHING else [[self.terminal(json_string_regex(tree), "STRING")]]
+
+    def key_terminal(self, lang: KeyLang | None, name: str | None = None, path: str = "#") -> str:
+        """The terminal of one listed name, or of a language of other names."""
+        if name is not None:
+            return self.terminal(json_string_regex(literal(name)), "KEY")
+        assert lang is not None
+        if lang == KeyLang():
+            return self.terminal(STRING_ANY, "KEY")
+        try:
+            tree = lang.tree()
+        except fa.TooLarge as e:
+            raise Unsupported("patternProperties", f"the names of additional properties have no small regex ({e})", path) from None
+        return self.terminal(json_string_regex(tree, unicode_escapes=False), "KEY")
+
+    def pair(self, key_term: str, ref: Ref) -> list[Item]:
+        """``KEY ":" value`` (inlined: no rule of its own, so nothing is reduced before the object ends)."""
+        return [key_term, '":"', self.value(ref)]
+
+    # --- objects and arrays (objects.py, arrays.py) ------------------------------------------
+    def objects(self, atoms: tuple[ObjAtom, ...], path: str) -> str | None:
+        from decoding.grammar.json_schema.objects import object_rule
+
+        return object_rule(self, atoms, path)
+
+    def arrays(self, atoms: tuple[ArrAtom, ...], path: str) -> str | None:
+        from decoding.grammar.json_schema.arrays import array_rule
+
+        return array_rule(self, atoms, path)
+
+    # --- output ---------------------------------------------------------------------------------
+    def lark(self, root: str) -> str:
+        """The grammar text, without rules that derive no finite text or are unreachable."""
+        self.finish()
+        productive: set[str] = set()
+        changed = True
+
+        def ok(item: Item) -> bool:
+            if isinstance(item, Repeat):
+                return item.lo == 0 or all(ok(s) for s in item.symbols)
+            return item not in self.rules or item in productive
+
+        while changed:
+            changed = False
+            for name, alts in self.rules.items():
+                if name not in productive and any(all(ok(x) for x in a) for a in alts):
+                    productive.add(name)
+                    changed = True
+        if root not in productive:
+            raise Unsupported("schema", "no JSON value satisfies the schema", "#")
+        kept: dict[str, list[list[Item]]] = {}
+        todo = [root]
+        while todo:
+            name = todo.pop()
+            if name in kept:
+                continue
+            alts = []
+            for a in self.rules[name]:
+                if not all(ok(x) for x in a):
+                    continue
+                items: list[Item] = []
+                for x in a:
+                    if isinstance(x, Repeat) and not all(ok(s) for s in x.symbols):
+                        continue  # zero repetitions only
+                    items.append(x)
+                alts.append(items)
+            kept[name] = alts
+            for a in alts:
+                for x in a:
+                    for s in x.symbols if isinstance(x, Repeat) else (x,):
+                        if s in self.rules and s not in kept:
+                            todo.append(s)
+        symbols = sum(len(a) + 1 for alts in kept.values() for a in alts)
+        if symbols > MAX_GRAMMAR_SYMBOLS:
+            raise Unsupported("schema", f"the grammar would have {symbols} symbols (at most {MAX_GRAMMAR_SYMBOLS})", "#")
+        lines = [f"start: {root}"]
+        for name, alts in kept.items():
+            body = " | ".join(" ".join(x.text() if isinstance(x, Repeat) else x for x in a) for a in alts)
+            lines.append(f"{name}: {body}")
+        used = {t for alts in kept.values() for a in alts for x in a for t in (x.symbols if isinstance(x, Repeat) else (x,))}
+        for regex, name in self.terminals.items():
+            if name in used:
+                lines.append(f"{name}: /{regex}/")
+        lines.append(r"WS: /[ \t\n\r]+/")
+        lines.append("%ignore WS")
+        return "\n".join(lines) + "\n"
+
+
+def explore(start: tuple, successors, keyword: str, path: str) -> None:
+    """Visit the product states reachable from ``start`` (``successors(state)`` lists the next
+    ones), refusing more than :data:`MAX_PRODUCT_STATES`."""
+    seen = {start}
+    todo = [start]
+    while todo:
+        for nxt in successors(todo.pop()):
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+                if len(seen) > MAX_PRODUCT_STATES:
+                    raise Unsupported(keyword, f"the union of alternatives needs more than {MAX_PRODUCT_STATES} states", path)
+
+
+def product_moves(
+    b: GrammarBuilder, moves: dict[int, tuple[Ref, list[tuple[Ref, object]]]], n: int, keyword: str, path: str
+) -> list[tuple[Ref, tuple]]:
+    """The moves of a product automaton on one key (or array slot): disjoint value regions.
+
+    ``moves`` maps each alternative still alive to ``(its value ref, [(finer ref, next state)])``
+    (the finer refs split its value further, e.g. by ``contains``, and are disjoint). Returns
+    ``(value ref, next state per alternative or None)``. Alternatives with the same value ref move
+    together; different refs are used as they are when provably disjoint, else split into the
+    regions of their Venn diagram (``a and not b``, ...), which needs complements.
+    """
+    moves = {m: mv for m, mv in moves.items() if mv[1]}  # no finer move left: that alternative dies
+    by_shape: dict[object, Ref] = {}  # equal shapes (written twice in the schema) are one group
+    groups: dict[Ref, set[int]] = {}
+    for m, (ref, _) in moves.items():
+        ref = by_shape.setdefault(b.norm.shape(ref), ref)
+        groups.setdefault(ref, set()).add(m)
+    refs = list(groups)
+    regions: list[tuple[Ref, frozenset[int]]] = []
+    shapes = [b.norm.shape(r) for r in refs] if len(refs) > 1 else []
+    if len(refs) == 1 or all(b.alg.disjoint(shapes[i], shapes[j]) for i in range(len(refs)) for j in range(i + 1, len(refs))):
+        regions = [(r, frozenset(groups[r])) for r in refs]
+    else:
+        if len(refs) > MAX_VENN:
+            raise Unsupported(keyword, f"more than {MAX_VENN} overlapping alternatives for one value", path)
+        for inside in cartesian((True, False), repeat=len(refs)):
+            if not any(inside):
+                continue
+            ref = TRUE_REF
+            members: set[int] = set()
+            for r, ins in zip(refs, inside, strict=True):
+                ref = ref.also(r) if ins else ref.without(r)
+                if ins:
+                    members |= groups[r]
+            if _empty(b, ref, keyword, path):
+                continue
+            regions.append((ref, frozenset(members)))
+    out = []
+    for region, members in regions:
+        ms = sorted(members)
+        if math.prod(len(moves[m][1]) for m in ms) > MAX_PRODUCT_MOVES:
+            raise Unsupported(keyword, f"more than {MAX_PRODUCT_MOVES} combined moves for one value", path)
+        for choice in cartesian(*(moves[m][1] for m in ms)):
+            ref = region
+            for r, _ in choice:
+                ref = ref.also(r)
+            if len(choice) > 1 or ref != region:
+                if ref != region and _empty(b, ref, keyword, path):
+                    continue
+            nxt: list = [None] * n
+            for m, (_, st) in zip(ms, choice, strict=True):
+                nxt[m] = st
+            out.append((ref, tuple(nxt)))
+    return out
+
+
+def _empty(b: GrammarBuilder, ref: Ref, keyword: str, path: str) -> bool:
+    try:
+        return b.alg.is_empty(b.norm.shape(ref))
+    except Unsupported as e:
+        raise Unsupported(
+            keyword,
+            f"alternatives give overlapping, different schemas to the same value and their difference cannot be expressed ({e.reason})",
+            path,
+        ) from None

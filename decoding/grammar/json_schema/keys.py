@@ -1,0 +1,125 @@
+"""Languages of property names: ``inside`` every tree, ``outside`` every other tree, not a listed name.
+
+Object keys fall into disjoint classes (listed names; keys matching some ``patternProperties``
+and not others; the rest), each with its own terminal. A class is kept symbolic
+(:class:`KeyLang`) so intersections across ``anyOf`` alternatives stay cheap, and is spelled as a
+tree only at the end, directly for the common shapes (the complement of a few names is a trie;
+one pattern that no listed name matches is the pattern itself), through automata otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cache
+
+from decoding.grammar.json_schema import automaton as fa
+from decoding.grammar.json_schema.regex_ast import (
+    EPS,
+    NOTHING,
+    UNIVERSE,
+    Chars,
+    Node,
+    Rep,
+    alt,
+    any_string,
+    cat,
+    cs_minus,
+    literal,
+    rep,
+)
+from decoding.grammar.json_schema.strings import dfa_of
+
+
+@dataclass(frozen=True)
+class KeyLang:
+    """Keys in all of ``inside``, in none of ``outside``, and not in ``names``."""
+
+    inside: frozenset[Node] = field(default_factory=frozenset)
+    outside: frozenset[Node] = field(default_factory=frozenset)
+    names: frozenset[str] = field(default_factory=frozenset)
+
+    def meet(self, o: KeyLang) -> KeyLang:
+        return KeyLang(self.inside | o.inside, self.outside | o.outside, self.names | o.names)
+
+    def contains(self, key: str) -> bool:
+        return (
+            key not in self.names
+            and all(dfa_of(t).matches(key) for t in self.inside)
+            and not any(dfa_of(t).matches(key) for t in self.outside)
+        )
+
+    def dfa(self) -> fa.DFA:
+        d = dfa_of(any_string())
+        for t in sorted(self.inside, key=repr):
+            d = fa.intersect(d, dfa_of(t))
+        for t in sorted(self.outside, key=repr):
+            d = fa.difference(d, dfa_of(t))
+        if self.names:
+            d = fa.difference(d, dfa_of(alt(*(literal(k) for k in sorted(self.names)))))
+        return d
+
+    def is_empty(self) -> bool:
+        if not self.inside and not self.outside:
+            return False
+        if self.outside and self.inside & self.outside:
+            return True
+        return fa.is_empty(self.dfa())
+
+    def tree(self) -> Node:
+        """A tree of the language (raises :class:`~.automaton.TooLarge` past the caps)."""
+        return _tree(self)
+
+
+@cache
+def _tree(k: KeyLang) -> Node:
+    if not k.inside and not k.outside:
+        return not_names(k.names)
+    if len(k.inside) == 1:
+        (t,) = k.inside
+        if all(fa.is_empty(fa.intersect(dfa_of(t), dfa_of(o))) for o in k.outside):
+            if not any(dfa_of(t).matches(n) for n in k.names):
+                return t
+    if not k.inside and len(k.outside) == 1 and not k.names:
+        (t,) = k.outside
+        simple = _simple_complement(t)
+        if simple is not None:
+            return simple
+    return fa.to_tree(k.dfa())
+
+
+def not_names(names: frozenset[str]) -> Node:
+    """Every string except ``names`` (a trie of the names, complemented)."""
+    if not names:
+        return any_string()
+    trie: dict = {}
+    for n in names:
+        node = trie
+        for ch in n:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+    return _not_trie(trie)
+
+
+def _not_trie(node: dict) -> Node:
+    children = sorted(c for c in node if c)
+    parts = [] if "" in node else [EPS]
+    others = cs_minus(UNIVERSE, tuple((ord(c), ord(c)) for c in children))
+    if others:
+        parts.append(cat(Chars(others), any_string()))
+    for c in children:
+        parts.append(cat(literal(c), _not_trie(node[c])))
+    return alt(*parts)
+
+
+def _simple_complement(t: Node) -> Node | None:
+    """The complement of ``C{lo,hi}`` built directly (its automaton is a chain that nests deeply)."""
+    if isinstance(t, Rep) and isinstance(t.body, Chars):
+        c = t.body.cs
+        other = cs_minus(UNIVERSE, c)
+        parts = [rep(t.body, 0, t.lo - 1)] if t.lo > 0 else []
+        if other:
+            parts.append(cat(any_string(), Chars(other), any_string()))
+        if t.hi is not None:
+            parts.append(rep(t.body, t.hi + 1, None))
+        return alt(*parts) if parts else NOTHING
+    return None

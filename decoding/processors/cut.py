@@ -77,14 +77,16 @@ def largest_below(keys: Tensor, mass: Tensor, accept: Callable[[Tensor], Tensor]
     """
     if bits not in (1, 2, 4, 8, 16):
         raise ValueError(f"bits per pass must be 1, 2, 4, 8 or 16, got {bits}")
-    digits = torch.arange(1, 2**bits, device=keys.device, dtype=torch.long)  # (R,)
     s = torch.zeros(keys.shape[0], 1, dtype=torch.long, device=keys.device)
+    if bits == 1:  # plain bisection, the fewest kernels per pass
+        for shift in range(KEY_BITS - 1, -1, -1):
+            cand = s + (1 << shift)
+            s = torch.where(accept(torch.where(keys < cand, mass, 0).sum(-1, keepdim=True)), cand, s)
+        return s
+    digits = torch.arange(1, 2**bits, device=keys.device, dtype=torch.long)  # (R,)
     for shift in range(KEY_BITS - bits, -1, -bits):
         cand = s + (digits << shift)  # (B, R): s has zeros in the bits of this pass
-        if bits == 1:
-            below = torch.where(keys < cand, mass, 0).sum(-1, keepdim=True)
-        else:
-            below = torch.where(keys[:, :, None] < cand[:, None, :], mass[:, :, None], 0).sum(1)
+        below = torch.where(keys[:, :, None] < cand[:, None, :], mass[:, :, None], 0).sum(1)
         s = s + (accept(below).long().sum(-1, keepdim=True) << shift)  # monotone: #accepted = best digit
     return s
 
@@ -114,9 +116,24 @@ def first_m(keys: Tensor, m: int, largest: bool) -> Tensor:
 
 
 def check_method(method: str) -> None:
-    """``method`` of a truncation processor: ``"search"`` (this module) or ``"sort"`` (the sorted reference)."""
-    if method not in ("search", "sort"):
-        raise ValueError(f"method must be 'search' (sort-free threshold search) or 'sort' (full sort), got {method!r}")
+    """``method`` of a truncation processor: ``"auto"``, ``"search"`` (this module) or ``"sort"`` (the sorted reference)."""
+    if method not in ("auto", "search", "sort"):
+        raise ValueError(f"method must be 'auto', 'search' (sort-free threshold search) or 'sort' (full sort), "
+                         f"got {method!r}")
+
+
+def use_search(method: str) -> bool:
+    """Whether a processor with ``method`` takes the sort-free path now.
+
+    ``"auto"`` searches while being traced by ``torch.compile`` (inductor fuses the passes; a
+    compiled, graph-captured decode step gets it) and sorts when run eagerly, where the ``32 /
+    bits`` passes cost more kernel launches than one library sort (measured on CPU, see
+    docs/perf/gpu_speed.md). Both are exact; they differ only in which of several equally likely
+    tied ids fill a tie group that the cut splits.
+    """
+    if method == "auto":
+        return bool(torch.compiler.is_compiling())
+    return method == "search"
 
 
 def top_p_drop(logits: Tensor, p: float, min_tokens_to_keep: int, bits: int = SEARCH_BITS) -> Tensor:

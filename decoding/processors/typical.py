@@ -17,7 +17,7 @@ from torch import Tensor
 
 from decoding.core.types import State
 from decoding.processors._checks import check_min_tokens
-from decoding.processors.cut import check_method, typical_drop
+from decoding.processors.cut import check_method, typical_drop, use_search
 
 
 @dataclass(frozen=True)
@@ -35,9 +35,10 @@ class Typical:
         mass: ``tau`` in (0, 1); the paper recommends 0.2 for story generation and 0.9 or 0.95
             for summarisation.
         min_tokens_to_keep: at least this many tokens survive.
-        method: ``"search"`` (default) finds the limit without sorting the vocabulary
+        method: ``"search"`` finds the limit without sorting the vocabulary
             (:mod:`decoding.processors.cut`: static shapes, no host synchronisation, CUDA-graph
-            safe); ``"sort"`` is the sorted reference. Both keep the same set (every token tied
+            safe); ``"sort"`` is the sorted reference; ``"auto"`` (default) searches under
+            ``torch.compile`` and sorts when eager (:func:`~decoding.processors.cut.use_search`). Both keep the same set (every token tied
             with the limit is kept either way); only the ``min_tokens_to_keep`` fill-up may pick
             other ids among equal gaps ("search": lowest ids first, a stable sort's order).
 
@@ -46,7 +47,7 @@ class Typical:
 
     mass: float
     min_tokens_to_keep: int = 1
-    method: str = "search"
+    method: str = "auto"
 
     def __post_init__(self) -> None:
         if not (0.0 < float(self.mass) < 1.0):
@@ -57,7 +58,7 @@ class Typical:
     def __call__(self, logits: Tensor, state: State | None = None) -> Tensor:
         """``logits`` ``(..., V)`` -> new ``(..., V)`` with atypical tokens set to ``-inf``."""
         v = logits.shape[-1]
-        if self.method == "search":
+        if use_search(self.method):
             flat = logits.reshape(-1, v)
             gap = typicality_gap(flat.float())
             drop = typical_drop(gap, torch.softmax(flat.float(), dim=-1), self.mass, self.min_tokens_to_keep)

@@ -134,7 +134,7 @@ def assert_matches_transformers(ours: torch.Tensor, stable: torch.Tensor, unstab
 def test_top_p_search_equals_transformers(v: int, kind: str, p: float, keep: int,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     x = logits_case(v + keep, v, kind)
-    ours = TopP(p, keep)(x)
+    ours = TopP(p, keep, method="search")(x)
     exact, flips = exact_top_p(x, p, keep)
     assert_equal(ours, exact)
     assert flips.sum() <= 1
@@ -149,7 +149,7 @@ def test_top_p_search_equals_transformers(v: int, kind: str, p: float, keep: int
 def test_typical_search_equals_transformers(v: int, kind: str, mass: float, keep: int,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     x = logits_case(v + keep + 7, v, kind)
-    ours = Typical(mass, keep)(x)
+    ours = Typical(mass, keep, method="search")(x)
     exact, flips = exact_typical(x, mass, keep)
     assert_equal(ours, exact)
     assert flips.sum() <= 1
@@ -161,7 +161,7 @@ def test_a_rounding_flip_is_decided_exactly() -> None:
     """1000 equal logits, top-p 0.8: the 200th-lowest token's tail is 200 * 0.001f = 0.2000000095 > 0.2f
     exactly, so it is kept (801 tokens); transformers' float32 running sum rounds it to 0.2f and drops it."""
     x = torch.zeros(1, 1000)
-    assert (~torch.isneginf(TopP(0.8)(x))).sum() == 801
+    assert (~torch.isneginf(TopP(0.8, method="search")(x))).sum() == 801
     assert (~torch.isneginf(tlp.TopPLogitsWarper(0.8)(None, x.clone()))).sum() == 800
 
 
@@ -172,11 +172,11 @@ def test_search_at_vocabulary_size_with_ties(mass: float, monkeypatch: pytest.Mo
     x = torch.randn(4, 49152, generator=g) * 3 / 0.8
     x[2] = (x[2] * 4).round() / 4
     x[3, ::3] = float("-inf")
-    ours, (exact, flips) = TopP(mass, 2)(x), exact_top_p(x, mass, 2)
+    ours, (exact, flips) = TopP(mass, 2, method="search")(x), exact_top_p(x, mass, 2)
     assert_equal(ours, exact)
     assert_matches_transformers(ours, hf_top_p(x, mass, 2, True, monkeypatch), hf_top_p(x, mass, 2, False, monkeypatch),
                                 flips, ties=True)
-    ours, (exact, flips) = Typical(mass, 2)(x), exact_typical(x, mass, 2)
+    ours, (exact, flips) = Typical(mass, 2, method="search")(x), exact_typical(x, mass, 2)
     assert_equal(ours, exact)
     assert_matches_transformers(ours, hf_typical(x, mass, 2, True, monkeypatch),
                                 hf_typical(x, mass, 2, False, monkeypatch), flips, ties=True)
@@ -186,16 +186,16 @@ def test_search_at_vocabulary_size_with_ties(mass: float, monkeypatch: pytest.Mo
 def test_bfloat16_logits_are_cut_on_their_float32_values(kind: str) -> None:
     """bf16 logits keep their dtype; the cut is the float32 reference's (generate() upcasts logits the same way)."""
     x = logits_case(3, 500, kind).bfloat16()
-    for ours, ref in [(TopP(0.9, 2)(x), exact_top_p(x.float(), 0.9, 2)[0]),
-                      (Typical(0.9, 2)(x), exact_typical(x.float(), 0.9, 2)[0])]:
+    for ours, ref in [(TopP(0.9, 2, method="search")(x), exact_top_p(x.float(), 0.9, 2)[0]),
+                      (Typical(0.9, 2, method="search")(x), exact_typical(x.float(), 0.9, 2)[0])]:
         assert ours.dtype == torch.bfloat16
         assert_equal(ours.float(), ref)
 
 
 def test_rows_with_different_parameters_are_each_cut_like_alone() -> None:
     x = logits_case(9, 300, "ties", rows=6)
-    chains = [(TopP(0.9),), (TopP(0.5, 3),), (Typical(0.2),), (Temperature(0.3), TopP(0.95)), (MinP(0.1, 2),),
-              (Typical(0.95, 5),)]
+    chains = [(TopP(0.9, method="search"),), (TopP(0.5, 3, method="search"),), (Typical(0.2, method="search"),),
+              (Temperature(0.3), TopP(0.95, method="search")), (MinP(0.1, 2),), (Typical(0.95, 5, method="search"),)]
     st = State(x=torch.zeros(6, 1, dtype=torch.long), t=torch.zeros(6), done=torch.zeros(6, dtype=torch.bool))
     out = RowProcessors(chains)(x, st)
     refs = [exact_top_p(x[0:1], 0.9, 1)[0], exact_top_p(x[1:2], 0.5, 3)[0], exact_typical(x[2:3], 0.2, 1)[0],
@@ -207,7 +207,7 @@ def test_rows_with_different_parameters_are_each_cut_like_alone() -> None:
 
 def test_leading_dimensions_are_kept() -> None:
     x = logits_case(1, 80, "plain", rows=6)
-    for proc in (TopP(0.8), Typical(0.6)):
+    for proc in (TopP(0.8, method="search"), Typical(0.6, method="search")):
         assert torch.equal(proc(x.reshape(2, 3, 80)), proc(x).reshape(2, 3, 80))
 
 
@@ -238,19 +238,22 @@ def test_bad_method_is_refused() -> None:
 
 def test_search_has_no_data_dependent_shapes_or_host_reads() -> None:
     """Dynamo traces the whole processor into one graph: no ``.item()``, no data-dependent shapes,
-    so the same code can be captured in a CUDA graph."""
+    so the same code can be captured in a CUDA graph. ``method="auto"`` searches when traced."""
     torch._dynamo.reset()
     x = logits_case(2, 200, "ties", rows=4)
-    for proc in (TopP(0.9, 3), Typical(0.5, 2), MinP(0.1), MinP(0.1, 3)):
+    for proc, eager in [(TopP(0.9, 3), TopP(0.9, 3, method="search")),
+                        (Typical(0.5, 2), Typical(0.5, 2, method="search")), (MinP(0.1), MinP(0.1)),
+                        (MinP(0.1, 3), MinP(0.1, 3))]:
         compiled = torch.compile(proc, fullgraph=True, backend="eager", dynamic=False)
-        assert_equal(compiled(x), proc(x))
+        assert_equal(compiled(x), eager(x))
+    assert_equal_up_to_ties(TopP(0.9, 3)(x), TopP(0.9, 3, method="search")(x))  # eager "auto" sorts
 
 
 @pytest.mark.slow
 def test_search_compiles_with_inductor() -> None:
     torch._dynamo.reset()
     x = logits_case(4, 3000, "ties", rows=3)
-    for proc in (TopP(0.9, 3), Typical(0.5, 2)):
+    for proc in (TopP(0.9, 3, method="search"), Typical(0.5, 2, method="search")):
         assert_equal(torch.compile(proc, fullgraph=True, dynamic=False)(x), proc(x))
 
 
@@ -259,7 +262,7 @@ def test_search_replays_in_a_cuda_graph() -> None:
     torch.manual_seed(0)
     dev = torch.device("cuda")
     static = torch.randn(8, 49152, device=dev) * 3
-    procs = (TopP(0.95), Typical(0.9), MinP(0.05))
+    procs = (TopP(0.95, method="search"), Typical(0.9, method="search"), MinP(0.05))
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(stream):

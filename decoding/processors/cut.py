@@ -25,6 +25,7 @@ exactly, and an unstable one up to which equally likely tied ids fill the same c
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 
 import torch
@@ -56,7 +57,8 @@ def fixed_point(p: Tensor) -> Tensor:
 
 def fixed_scalar(value: float) -> int:
     """A mass threshold as the references compare it (rounded to float32), in the same fixed point."""
-    return int(torch.tensor(value, dtype=torch.float32).double().item() * FIXED_ONE)
+    as_float32 = struct.unpack("f", struct.pack("f", float(value)))[0]  # plain Python: no tensor, no graph break
+    return int(as_float32 * FIXED_ONE)
 
 
 def largest_below(keys: Tensor, mass: Tensor, accept: Callable[[Tensor], Tensor], bits: int = SEARCH_BITS) -> Tensor:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"batch {r['batch']:3d} {r['processor']:8s} {r['mode']:9s} {ref['us'] / r['us']:.2f}x")
     result = dict(command=" ".join(sys.argv), device=str(device), vocab=args.vocab, torch=torch.__version__,
                   host=platform.node(), gpu=torch.cuda.get_device_name() if device.type == "cuda" else None,
-                  date=time.strftime("%Y-%m-%d"), rows=rows)
+                  date=time.strftime("%Y-%m-%d"), load_average=os.getloadavg(), rows=rows)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2))

@@ -127,34 +127,25 @@ def assert_matches_transformers(ours: torch.Tensor, stable: torch.Tensor, unstab
     (assert_equal_up_to_ties if ties else assert_equal)(ours[same], unstable[same])
 
 
+SETTINGS = [("top_p", p) for p in (0.05, 0.3, 0.8, 0.95, 0.999, 1.0)] + \
+    [("typical", m) for m in (0.01, 0.2, 0.5, 0.9, 0.95, 0.999)]
+
+
 @pytest.mark.parametrize("v", [64, 1000])
 @pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("p", [0.05, 0.3, 0.8, 0.95, 0.999, 1.0])
+@pytest.mark.parametrize(("proc", "value"), SETTINGS)
 @pytest.mark.parametrize("keep", [1, 3, 20])
-def test_top_p_search_equals_transformers(v: int, kind: str, p: float, keep: int,
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    x = logits_case(v + keep, v, kind)
-    ours = TopP(p, keep, method="search")(x)
-    exact, flips = exact_top_p(x, p, keep)
+def test_search_equals_transformers(v: int, kind: str, proc: str, value: float, keep: int,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    top_p = proc == "top_p"
+    x = logits_case(v + keep + (0 if top_p else 7), v, kind)
+    ours = (TopP if top_p else Typical)(value, keep, method="search")(x)
+    exact, flips = (exact_top_p if top_p else exact_typical)(x, value, keep)
     assert_equal(ours, exact)
     assert flips.sum() <= 1
-    assert_matches_transformers(ours, hf_top_p(x, p, keep, True, monkeypatch), hf_top_p(x, p, keep, False, monkeypatch),
+    hf = hf_top_p if top_p else hf_typical
+    assert_matches_transformers(ours, hf(x, value, keep, True, monkeypatch), hf(x, value, keep, False, monkeypatch),
                                 flips, ties=kind == "ties")
-
-
-@pytest.mark.parametrize("v", [64, 1000])
-@pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("mass", [0.01, 0.2, 0.5, 0.9, 0.95, 0.999])
-@pytest.mark.parametrize("keep", [1, 3, 20])
-def test_typical_search_equals_transformers(v: int, kind: str, mass: float, keep: int,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    x = logits_case(v + keep + 7, v, kind)
-    ours = Typical(mass, keep, method="search")(x)
-    exact, flips = exact_typical(x, mass, keep)
-    assert_equal(ours, exact)
-    assert flips.sum() <= 1
-    assert_matches_transformers(ours, hf_typical(x, mass, keep, True, monkeypatch),
-                                hf_typical(x, mass, keep, False, monkeypatch), flips, ties=kind == "ties")
 
 
 def test_a_rounding_flip_is_decided_exactly() -> None:

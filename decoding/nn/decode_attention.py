@@ -44,7 +44,7 @@ def interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
-def _split_kernel(  # compiled by triton.jit in _kernel()
+def _split_kernel(  # jitted below (_JIT, _kernel)
     q_ptr, k_ptr, v_ptr, valid_ptr, o_ptr, lse_ptr,
     S, G, D, chunk, scale,
     sq_b, sq_h, sq_g,
@@ -93,15 +93,18 @@ def _split_kernel(  # compiled by triton.jit in _kernel()
     tl.store(lse_ptr + b * sl_b + h * sl_h + c * sl_c + g, lse, mask=gm)
 
 
-_KERNELS: dict[bool, object] = {}
+_JIT = triton.jit(_split_kernel) if triton is not None else None  # made at import: torch.compile traces a ready kernel
+_INTERPRETED: list = []
 
 
-def _kernel():
-    """The split kernel, jitted on first use (interpreted when ``TRITON_INTERPRET=1`` at that time)."""
-    mode = interpreting()
-    if mode not in _KERNELS:
-        _KERNELS[mode] = triton.jit(_split_kernel)
-    return _KERNELS[mode]
+def _kernel(device: torch.device):
+    """The split kernel for tensors on ``device``: compiled for CUDA, interpreted for CPU tensors
+    (``TRITON_INTERPRET=1``, which must be set before triton is imported)."""
+    if device.type == "cuda":
+        return _JIT
+    if not _INTERPRETED:
+        _INTERPRETED.append(triton.jit(_split_kernel))
+    return _INTERPRETED[0]
 
 
 def combine_splits(out: Tensor, lse: Tensor) -> Tensor:
@@ -156,7 +159,7 @@ def decode_attention(
     mask = valid.to(torch.int8)
     block_g = max(16, triton.next_power_of_2(g))  # tl.dot needs at least 16 rows
     block_d = max(16, triton.next_power_of_2(d))
-    _kernel()[(b * hkv, splits)](
+    _kernel(q.device)[(b * hkv, splits)](
         q, k, v, mask, out, lse,
         s, g, d, chunk, scale,
         q.stride(0), q.stride(1), q.stride(2),

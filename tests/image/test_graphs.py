@@ -98,3 +98,25 @@ def test_dps_still_differentiates_through_a_graphed_model() -> None:
         x = state.x.clone().requires_grad_(True)
         pred = differentiable_call(model, replace(state, x=x))
         assert pred.x0.requires_grad
+
+
+def test_the_grid_values_are_reused_across_steps_and_equal_a_fresh_computation() -> None:
+    """ContinuousProcess computes the schedule on its grid once per run, not per step (host time at small batch)."""
+    from decoding.solvers.base import StepInfo
+
+    seen = []
+
+    class Spy(DPMSolverPP):
+        def step(self, x, pred, info, history, noise=None):
+            seen.append(info)
+            return super().step(x, pred, info, history, noise)
+
+    noise = torch.randn(2, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    out = decode(tiny_model(), ContinuousProcess(SCHEDULE, Spy(order=2)), noise, steps=6, cond=3, seed=0).x
+    ref = decode(tiny_model(), ContinuousProcess(SCHEDULE, DPMSolverPP(order=2)), noise, steps=6, cond=3, seed=0).x
+    assert torch.equal(out, ref)
+    assert [info.i for info in seen] == list(range(6))
+    assert all(info.lambdas is seen[0].lambdas for info in seen)  # computed once
+    for info in seen:
+        fresh = StepInfo.make(SCHEDULE, info.source, info.i)
+        assert all(torch.equal(getattr(info, f), getattr(fresh, f)) for f in ("ts", "lambdas", "alphas", "sigmas"))

@@ -217,6 +217,8 @@ class ImageDiffusionModel:
         self.prediction = prediction
         self.forward = torch.compile(net) if compile else net
         self._label_cache: tuple[Any, Any, Tensor] | None = None
+        self._lambdas: dict[float, float] = {}
+        self._param = next(net.parameters())  # .to() converts it in place: its dtype/device stay current
         cuda = self.device.type == "cuda"
         if cuda_graphs and not cuda:
             raise ValueError(f"cuda_graphs=True needs the network on a CUDA device, it is on {self.device}")
@@ -233,11 +235,11 @@ class ImageDiffusionModel:
 
     @property
     def dtype(self) -> torch.dtype:
-        return next(self.net.parameters()).dtype
+        return self._param.dtype
 
     @property
     def device(self) -> torch.device:
-        return next(self.net.parameters()).device
+        return self._param.device
 
     def labels(self, cond: Any, batch: int, device: torch.device) -> Tensor:
         """``(B,)`` long labels from ``cond`` (int, tensor or None = null class), range-checked."""
@@ -278,6 +280,16 @@ class ImageDiffusionModel:
             xin = xin.contiguous(memory_format=torch.channels_last)
         return self.forward(xin, lam.float(), labels).float()
 
+    def _lambda_of(self, t: float) -> float:
+        """``lambda(t)`` of the schedule as a float, remembered per time (a grid's times recur every run;
+        the schedule's range checks and float64 tensors cost ~0.15 ms of host time per call)."""
+        lam = self._lambdas.get(t)
+        if lam is None:
+            if len(self._lambdas) > 4096:
+                self._lambdas.clear()
+            lam = self._lambdas[t] = float(self.schedule.lambda_(torch.tensor([t], dtype=torch.float64)))
+        return lam
+
     def _cached_labels(self, cond: Any, b: int, device: torch.device) -> Tensor:
         """:meth:`labels`, validated once per ``cond`` object (the loop passes the same one every step)."""
         key = (id(cond), b, device)
@@ -296,7 +308,7 @@ class ImageDiffusionModel:
         t = state_times(state)
         y = self._cached_labels(state.memory.get("cond"), b, x.device)
         if bool((t == t[0]).all()):  # one time for the whole batch: scalars, no per-row tensors
-            lam0 = float(self.schedule.lambda_(t[:1]))
+            lam0 = self._lambda_of(float(t[0]))
             lam = torch.full((b,), lam0, device=x.device)
             # alpha^2 = sigmoid(2 lambda), sigma^2 = sigmoid(-2 lambda), as the schedule defines them
             alpha, sigma = math.sqrt(1.0 / (1.0 + math.exp(-2 * lam0))), math.sqrt(1.0 / (1.0 + math.exp(2 * lam0)))

@@ -120,3 +120,12 @@ def test_the_grid_values_are_reused_across_steps_and_equal_a_fresh_computation()
     for info in seen:
         fresh = StepInfo.make(SCHEDULE, info.source, info.i)
         assert all(torch.equal(getattr(info, f), getattr(fresh, f)) for f in ("ts", "lambdas", "alphas", "sigmas"))
+
+
+def test_remembered_lambdas_equal_the_schedule_and_dtype_follows_to() -> None:
+    model = tiny_model()
+    for t in (999.0, 500.0, 0.0, 999.0):
+        assert model._lambda_of(t) == float(SCHEDULE.lambda_(torch.tensor([t], dtype=torch.float64)))
+    assert len(model._lambdas) == 3
+    model.net.to(torch.bfloat16)
+    assert model.dtype == torch.bfloat16

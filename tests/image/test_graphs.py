@@ -129,3 +129,9 @@ def test_remembered_lambdas_equal_the_schedule_and_dtype_follows_to() -> None:
     assert len(model._lambdas) == 3
     model.net.to(torch.bfloat16)
     assert model.dtype == torch.bfloat16
+
+
+def test_host_overhead_script_runs() -> None:
+    bench = load_script("benchmarks/image_host_overhead.py", "image_host_overhead")
+    out = bench.main(["--runs", "1"])
+    assert 0 < out["min_us"] <= out["median_us"]

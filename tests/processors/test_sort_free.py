@@ -269,5 +269,5 @@ def test_search_replays_in_a_cuda_graph() -> None:
         static.copy_(fresh)
         graph.replay()
         for proc, out in zip(procs, outs, strict=True):
-            assert_equal(out, proc(fresh))
-            assert_equal(out.cpu(), proc(fresh.cpu()))
+            assert_equal(out, proc(fresh))  # (CPU and CUDA softmaxes may differ in the last bit: not compared)
+        assert_equal(outs[0].cpu(), exact_top_p(fresh, 0.95, 1)[0].cpu())

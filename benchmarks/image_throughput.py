@@ -2,14 +2,17 @@
 
     python benchmarks/image_throughput.py --device cuda --model fashion-large --batch 256 --nfe 10 50 \
         [--compile] [--peer diffusers|plain] [--out benchmarks/results/image_throughput.json]
+    # small batches, where launches dominate (issue 23): the engine with and without CUDA graphs
+    python benchmarks/image_throughput.py --device cuda --model fashion-large --batch 1 16 --nfe 10 --peer diffusers
 
 Both sides run the same UNet weights in bfloat16 (channels_last on CUDA), the same solver
 (DPM-Solver++ 2M, arXiv 2211.01095) on the same time grid, from the same starting noise:
 
 - engine: :func:`decoding.decode` with :class:`~decoding.processes.continuous.ContinuousProcess`,
   :class:`~decoding.solvers.dpm_solver_pp.DPMSolverPP` and :class:`~decoding.models.image.ImageDiffusionModel`
-  (optionally ``--compile``: the network through ``torch.compile(mode="max-autotune-no-cudagraphs")``
-  or ``--compile-mode reduce-overhead`` for CUDA graphs);
+  (on CUDA its network call replays a CUDA graph, the default; ``engine-eager``, run in the same
+  process on CUDA, is the same engine with ``cuda_graphs=False``; optionally ``--compile``: the
+  network through ``torch.compile(mode="max-autotune-no-cudagraphs")``);
 - peer ``diffusers``: the network wrapped as a diffusers ``ModelMixin`` (``forward(sample, timestep,
   class_labels) -> UNet2DOutput``) driven by ``DPMSolverMultistepScheduler`` (``squaredcos_cap_v2``,
   ``v_prediction``, ``dpmsolver++``, order 2, ``final_sigmas_type="zero"``), the loop every
@@ -144,6 +147,54 @@ def run_plain(runner, net_dtype: torch.dtype, prediction: str, ts: Tensor, noise
     return x
 
 
+def measure(args, device, dtype, prediction, schedule, engine_model, eager_model, peer, scheduler, wrapped,
+            peer_runner, batch: int, nfe: int) -> dict:
+    """One row: images/s of the engine, of the engine without CUDA graphs (CUDA only) and of the peer."""
+    g = torch.Generator(device=device).manual_seed(0)
+    noise = torch.randn(batch, 1, 28, 28, generator=g, device=device)
+    labels = torch.arange(batch, device=device) % engine_model.num_classes
+    if peer == "diffusers":
+        scheduler.set_timesteps(nfe)
+        ts = torch.cat([scheduler.timesteps.double(), torch.tensor([-1.0], dtype=torch.float64)])
+    else:
+        from decoding.solvers.timesteps import make_timesteps
+
+        ts = make_timesteps(schedule, nfe, "logsnr")
+    process = ContinuousProcess(schedule, DPMSolverPP(order=2), timesteps=ts)
+
+    def engine(model=engine_model) -> Tensor:
+        return decode(model, process, noise, steps=nfe, generator=g, cond=labels).x
+
+    if peer == "diffusers":
+        def peer_fn() -> Tensor:
+            return run_diffusers(scheduler, wrapped, noise, labels, nfe)
+    else:
+        def peer_fn() -> Tensor:
+            return run_plain(peer_runner, dtype, prediction, ts, noise, labels)
+
+    t_engine, x_engine = timed(engine, device, args.repeats, args.warmup)
+    t_peer, x_peer = timed(peer_fn, device, args.repeats, args.warmup)
+    diff = float((x_engine.float().clamp(-1, 1) - x_peer.float().clamp(-1, 1)).abs().max())
+    row = {
+        "nfe": nfe, "batch": batch, "engine_images_per_s": batch / t_engine,
+        "peer_images_per_s": batch / t_peer, "ratio": t_peer / t_engine,
+        "engine_s": t_engine, "peer_s": t_peer, "max_abs_image_diff": diff,
+    }
+    eager = ""
+    if eager_model is not None:
+        t_eager, x_eager = timed(lambda: engine(eager_model), device, args.repeats, args.warmup)
+        row.update(engine_eager_images_per_s=batch / t_eager, eager_ratio=t_peer / t_eager,
+                   graph_vs_eager_max_abs_diff=float((x_engine.float() - x_eager.float()).abs().max()))
+        eager = (f"  engine-eager {row['engine_eager_images_per_s']:9.1f} img/s ({row['eager_ratio']:.2f}x)"
+                 f"  graph-eager max|diff| {row['graph_vs_eager_max_abs_diff']:.3g}")
+    print(
+        f"NFE {nfe:3d}  batch {batch:4d}  engine {row['engine_images_per_s']:9.1f} img/s  "
+        f"{peer} {row['peer_images_per_s']:9.1f} img/s  ratio {row['ratio']:.2f}x  max|diff| {diff:.3g}{eager}",
+        flush=True,
+    )
+    return row
+
+
 # ---- timing -------------------------------------------------------------------------------
 
 
@@ -169,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="fashion-large", help="checkpoint folder / zoo name, or random:<size>")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
-    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--batch", type=int, nargs="+", default=[256])
     p.add_argument("--nfe", type=int, nargs="+", default=[10, 50])
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
@@ -197,48 +248,19 @@ def main(argv: list[str] | None = None) -> int:
     schedule = schedule_from_config(TRAIN_SCHEDULE)
     engine_model = ImageDiffusionModel(net, schedule, prediction)
     engine_model.forward = maybe_compile(net, args.compile, args.compile_mode)
-    g = torch.Generator(device=device).manual_seed(0)
-    noise = torch.randn(args.batch, 1, 28, 28, generator=g, device=device)
-    labels = torch.arange(args.batch, device=device) % net.cfg.num_classes
+    eager_model = None
+    if device.type == "cuda":  # the same engine without CUDA graphs, to show what they bring
+        eager_model = ImageDiffusionModel(net, schedule, prediction, cuda_graphs=False)
+        eager_model.forward = engine_model.forward
     if peer == "diffusers":
         scheduler, wrapped = diffusers_peer(net, prediction, device, args.peer_compile, args.compile_mode)
     else:
         peer_runner = maybe_compile(copy.deepcopy(net), args.peer_compile, args.compile_mode)  # same backend (deepcopy)
     rows = []
-    for nfe in args.nfe:
-        if peer == "diffusers":
-            scheduler.set_timesteps(nfe)
-            ts = torch.cat([scheduler.timesteps.double(), torch.tensor([-1.0], dtype=torch.float64)])
-        else:
-            from decoding.solvers.timesteps import make_timesteps
-
-            ts = make_timesteps(schedule, nfe, "logsnr")
-        process = ContinuousProcess(schedule, DPMSolverPP(order=2), timesteps=ts)
-
-        def engine(process=process, nfe=nfe) -> Tensor:
-            return decode(engine_model, process, noise, steps=nfe, generator=g, cond=labels).x
-
-        if peer == "diffusers":
-            def peer_fn(nfe=nfe) -> Tensor:
-                return run_diffusers(scheduler, wrapped, noise, labels, nfe)
-        else:
-            def peer_fn(ts=ts) -> Tensor:
-                return run_plain(peer_runner, dtype, prediction, ts, noise, labels)
-
-        t_engine, x_engine = timed(engine, device, args.repeats, args.warmup)
-        t_peer, x_peer = timed(peer_fn, device, args.repeats, args.warmup)
-        diff = float((x_engine.float().clamp(-1, 1) - x_peer.float().clamp(-1, 1)).abs().max())
-        row = {
-            "nfe": nfe, "batch": args.batch, "engine_images_per_s": args.batch / t_engine,
-            "peer_images_per_s": args.batch / t_peer, "ratio": t_peer / t_engine,
-            "engine_s": t_engine, "peer_s": t_peer, "max_abs_image_diff": diff,
-        }
-        rows.append(row)
-        print(
-            f"NFE {nfe:3d}  batch {args.batch}  engine {row['engine_images_per_s']:9.1f} img/s  "
-            f"{peer} {row['peer_images_per_s']:9.1f} img/s  ratio {row['ratio']:.2f}x  max|diff| {diff:.3g}",
-            flush=True,
-        )
+    for batch, nfe in [(b, n) for b in args.batch for n in args.nfe]:
+        rows.append(measure(args, device, dtype, prediction, schedule, engine_model, eager_model, peer,
+                            scheduler if peer == "diffusers" else None, wrapped if peer == "diffusers" else None,
+                            None if peer == "diffusers" else peer_runner, batch, nfe))
     result = {
         "benchmark": "image_throughput", "model": args.model, "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
         "dtype": args.dtype, "peer": peer, "attention": args.attention or "auto", "engine_compile": args.compile, "peer_compile": args.peer_compile,

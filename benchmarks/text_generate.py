@@ -11,7 +11,8 @@
 Ours:
     ``loop``       the decode loop (:func:`decoding.decode`, what ``decoding.generate`` runs) with the
                    static-cache model (its one-token step compiled + CUDA graph on GPU); the host looks at
-                   the GPU every 8 steps. Suffixes: ``-sdpa``/``-xformers``/``-naive`` (attention backend),
+                   the GPU every 8 steps. Suffixes: ``-sdpa``/``-xformers``/``-naive``/``-triton`` (attention
+                   backend; ``-triton``: our split-K decode kernel, :mod:`decoding.nn.decode_attention`),
                    ``-eager`` (no torch.compile), ``-nograph`` (no CUDA graph), ``-sync1`` (the host looks
                    every step), e.g. ``loop-sdpa-eager``;
     ``hf-adapter`` the decode loop driving the transformers model.
@@ -127,14 +128,15 @@ def ours(args: argparse.Namespace, net: Transformer) -> dict[str, tuple[int | No
         for v in filter(None, variant.split("-")):
             if v == "sync1":
                 sync_every = 1
-            elif v in ("sdpa", "xformers", "naive"):
+            elif v in ("sdpa", "xformers", "naive", "triton"):
                 opts["backend"] = v
             elif v == "eager":
                 opts["compile"] = False
             elif v == "nograph":
                 opts["cuda_graphs"] = False
             else:
-                raise SystemExit(f"unknown engine {name!r} (suffixes: -sdpa, -xformers, -naive, -eager, -nograph, -sync1)")
+                raise SystemExit(f"unknown engine {name!r} (suffixes: -sdpa, -xformers, -naive, -triton, -eager, -nograph, "
+                               "-sync1)")
         out[name] = (sync_every, StaticCausalLM(net, capacity=args.prompt_len + args.new_tokens + 1, **opts))
     return out
 

@@ -91,7 +91,8 @@ def static_forward(
         # grouped-query attention as Hkv heads with G * n queries each: the G query heads that share
         # a key/value head see the same keys and mask, so no copy of the cache per query head
         qg = q.reshape(b, cfg.n_kv_heads, groups * n, hd)
-        a = attention(qg, kc, vc, mask=group_mask, backend=backend).reshape(b, cfg.n_heads, n, hd)
+        key_mask = mask if (n == 1 and backend == "triton") else group_mask  # one query: a per-slot mask is enough
+        a = attention(qg, kc, vc, mask=key_mask, backend=backend).reshape(b, cfg.n_heads, n, hd)
         x = x + blk.o(a.transpose(1, 2).reshape(b, n, -1))
         h = blk.mlp_norm(x)
         if split_mlp:

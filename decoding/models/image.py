@@ -27,6 +27,7 @@ from torch import Tensor
 
 from decoding.core.types import Prediction, State
 from decoding.io import atomic_path, atomic_write_bytes
+from decoding.models.graphs import GraphReplay
 from decoding.nn.unet import UNet, UNetConfig
 from decoding.processes.continuous import state_times
 from decoding.solvers.parameterization import check_schedule, to_prediction
@@ -191,6 +192,12 @@ class ImageDiffusionModel:
             ``lambda = log(alpha / sigma)`` (a process with another schedule is refused).
         prediction: what the network outputs, ``"v"`` or ``"eps"``.
         compile: run the network through ``torch.compile``.
+        cuda_graphs: replay the network call (input casts included) as a CUDA graph, one per batch
+            shape (:class:`~decoding.models.graphs.GraphReplay`; the latents, ``lambda`` and the
+            labels are its inputs, so one graph serves every step and grid). Default: on when the
+            network is on a CUDA device; ``True`` elsewhere is an error. Calls under perturbed
+            attention (PAG) or with gradients on (DPS) run eagerly. The graph holds the network as
+            it was at capture: set ``forward`` / the attention backend before the first call.
 
     One prediction per call; guidance is a wrapper (:class:`decoding.wrappers.guidance.GuidedModel`).
     """
@@ -201,6 +208,7 @@ class ImageDiffusionModel:
         schedule: VPSchedule,
         prediction: str = "v",
         compile: bool = False,
+        cuda_graphs: bool | None = None,
     ) -> None:
         if prediction not in PREDICTIONS:
             raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
@@ -209,6 +217,12 @@ class ImageDiffusionModel:
         self.prediction = prediction
         self.forward = torch.compile(net) if compile else net
         self._label_cache: tuple[Any, Any, Tensor] | None = None
+        self._lambdas: dict[float, float] = {}
+        self._param = next(net.parameters())  # .to() converts it in place: its dtype/device stay current
+        cuda = self.device.type == "cuda"
+        if cuda_graphs and not cuda:
+            raise ValueError(f"cuda_graphs=True needs the network on a CUDA device, it is on {self.device}")
+        self.graphs = GraphReplay(self._network_eager) if (cuda if cuda_graphs is None else cuda_graphs) else None
 
     @property
     def num_classes(self) -> int:
@@ -221,11 +235,11 @@ class ImageDiffusionModel:
 
     @property
     def dtype(self) -> torch.dtype:
-        return next(self.net.parameters()).dtype
+        return self._param.dtype
 
     @property
     def device(self) -> torch.device:
-        return next(self.net.parameters()).device
+        return self._param.device
 
     def labels(self, cond: Any, batch: int, device: torch.device) -> Tensor:
         """``(B,)`` long labels from ``cond`` (int, tensor or None = null class), range-checked."""
@@ -251,11 +265,30 @@ class ImageDiffusionModel:
         return y
 
     def network(self, x: Tensor, lam: Tensor, labels: Tensor) -> Tensor:
-        """One batched call in the network's dtype (channels_last on CUDA); float32 output ``(B, C, H, W)``."""
+        """One batched call in the network's dtype (channels_last on CUDA); float32 output ``(B, C, H, W)``.
+
+        Replayed from a CUDA graph when graphs are on (see ``cuda_graphs``) and no gradient is
+        needed (DPS differentiates through this call: it runs eagerly).
+        """
+        if self.graphs is not None and x.device.type == "cuda" and not torch.is_grad_enabled():
+            return self.graphs(x, lam.float(), labels)
+        return self._network_eager(x, lam, labels)
+
+    def _network_eager(self, x: Tensor, lam: Tensor, labels: Tensor) -> Tensor:
         xin = x.to(self.dtype)
         if xin.device.type == "cuda":
             xin = xin.contiguous(memory_format=torch.channels_last)
         return self.forward(xin, lam.float(), labels).float()
+
+    def _lambda_of(self, t: float) -> float:
+        """``lambda(t)`` of the schedule as a float, remembered per time (a grid's times recur every run;
+        the schedule's range checks and float64 tensors cost ~0.15 ms of host time per call)."""
+        lam = self._lambdas.get(t)
+        if lam is None:
+            if len(self._lambdas) > 4096:
+                self._lambdas.clear()
+            lam = self._lambdas[t] = float(self.schedule.lambda_(torch.tensor([t], dtype=torch.float64)))
+        return lam
 
     def _cached_labels(self, cond: Any, b: int, device: torch.device) -> Tensor:
         """:meth:`labels`, validated once per ``cond`` object (the loop passes the same one every step)."""
@@ -275,7 +308,7 @@ class ImageDiffusionModel:
         t = state_times(state)
         y = self._cached_labels(state.memory.get("cond"), b, x.device)
         if bool((t == t[0]).all()):  # one time for the whole batch: scalars, no per-row tensors
-            lam0 = float(self.schedule.lambda_(t[:1]))
+            lam0 = self._lambda_of(float(t[0]))
             lam = torch.full((b,), lam0, device=x.device)
             # alpha^2 = sigmoid(2 lambda), sigma^2 = sigmoid(-2 lambda), as the schedule defines them
             alpha, sigma = math.sqrt(1.0 / (1.0 + math.exp(-2 * lam0))), math.sqrt(1.0 / (1.0 + math.exp(2 * lam0)))
@@ -288,7 +321,7 @@ class ImageDiffusionModel:
             out = self.network(x, lam, y)
         else:
             with self.net.perturbed_attention(rows=perturb[0], layers=perturb[1]):
-                out = self.network(x, lam, y)
+                out = self._network_eager(x, lam, y)  # the graph holds the unperturbed network
         pred = to_prediction(out, self.prediction, x.float(), alpha, sigma)
         return Prediction(x0=pred.x0.to(x.dtype), eps=pred.eps.to(x.dtype))
 
@@ -298,6 +331,7 @@ def load_image_model(
     device: str | torch.device = "cpu",
     dtype: torch.dtype | None = None,
     compile: bool = False,
+    cuda_graphs: bool | None = None,
 ) -> ImageDiffusionModel:
     """Load a checkpoint folder (or zoo name such as ``"fashion-large"``) as an engine model.
 
@@ -312,5 +346,6 @@ def load_image_model(
     if dev.type == "cuda":
         net = net.to(memory_format=torch.channels_last)
     return ImageDiffusionModel(
-        net, schedule_from_config(config["schedule"]), prediction=config["prediction"], compile=compile
+        net, schedule_from_config(config["schedule"]), prediction=config["prediction"], compile=compile,
+        cuda_graphs=cuda_graphs,
     )

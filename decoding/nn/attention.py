@@ -3,7 +3,10 @@
 - ``xformers``: ``xformers.ops.memory_efficient_attention`` (CUDA), with its causal and
   block-diagonal (ragged batch) masks;
 - ``sdpa``: ``torch.nn.functional.scaled_dot_product_attention``;
-- ``naive``: softmax(QK^T / sqrt(d)) V in float32, the reference the others are tested against.
+- ``naive``: softmax(QK^T / sqrt(d)) V in float32, the reference the others are tested against;
+- ``triton``: our split-K decode kernel (:mod:`decoding.nn.decode_attention`) for calls whose mask
+  is one ``(B, 1, 1, Lk)`` key mask shared by every query (a decode step over a KV cache); other
+  calls (a prefill's causal mask, ragged batches) run on SDPA. Never chosen automatically.
 
 The backend is chosen per call: the ``backend`` argument, else the environment variable
 ``DECODING_ATTENTION``, else xformers on CUDA when it is installed and SDPA otherwise.
@@ -24,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-BACKENDS = ("xformers", "sdpa", "naive")
+BACKENDS = ("xformers", "sdpa", "naive", "triton")
 
 
 @functools.lru_cache(maxsize=1)
@@ -45,6 +48,13 @@ def choose_backend(device: torch.device, backend: str | None = None) -> str:
         return "xformers" if device.type == "cuda" and xformers_available() else "sdpa"
     if name not in BACKENDS:
         raise ValueError(f"unknown attention backend {name!r}; choose one of {', '.join(BACKENDS)} or 'auto'")
+    if name == "triton":
+        from decoding.nn.decode_attention import interpreting, triton_available
+
+        if not triton_available():
+            raise ValueError("the triton backend needs triton: pip install triton, or use backend='sdpa'")
+        if device.type != "cuda" and not interpreting():
+            raise ValueError("the triton backend needs CUDA tensors (or TRITON_INTERPRET=1 on CPU); use backend='sdpa'")
     if name == "xformers":
         if device.type != "cuda":
             raise ValueError("the xformers backend needs CUDA tensors; use backend='sdpa' on CPU")
@@ -130,6 +140,14 @@ def attention(
             raise ValueError("seq_lens_q / seq_lens_k must sum to the packed query / key lengths")
     scale = 1.0 / math.sqrt(d) if scale is None else scale
     name = choose_backend(q.device, backend)
+    if name == "triton":
+        if not causal and seq_lens_q is None and _key_mask(mask, b, lk):
+            from decoding.nn.decode_attention import decode_attention
+
+            valid = torch.ones(b, lk, dtype=torch.bool, device=q.device) if mask is None else mask.reshape(b, lk)
+            grouped = q.reshape(b, hkv, (h // hkv) * lq, d)  # the query heads of one key/value head are adjacent
+            return decode_attention(grouped, k, v, valid, scale=scale).reshape(b, h, lq, d)
+        name = "sdpa"
     if name == "xformers":
         return _xformers(q, k, v, causal, mask, seq_lens_q, seq_lens_k, scale)
     dense = _combine(_dense_mask(lq, lk, q.device, causal, seq_lens_q, seq_lens_k), mask)
@@ -139,6 +157,11 @@ def attention(
     if name == "sdpa":
         return F.scaled_dot_product_attention(q, k, v, attn_mask=dense, scale=scale)
     return naive_attention(q, k, v, dense, scale)
+
+
+def _key_mask(mask: Tensor | None, b: int, lk: int) -> bool:
+    """Whether ``mask`` is None or one bool key mask per row, ``(B, 1, 1, Lk)`` (what the decode kernel takes)."""
+    return mask is None or (mask.dtype == torch.bool and tuple(mask.shape) == (b, 1, 1, lk))
 
 
 def naive_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, scale: float) -> Tensor:

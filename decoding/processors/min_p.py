@@ -16,7 +16,9 @@ class MinP:
     """Drop every token whose probability is below ``min_p`` times the row's largest probability.
 
     The ``min_tokens_to_keep`` most likely tokens are always kept (chosen with ``torch.topk``,
-    as transformers' ``MinPLogitsWarper`` does). ``min_p = 0`` keeps every token.
+    as transformers' ``MinPLogitsWarper`` does). ``min_p = 0`` keeps every token. No sort, static
+    shapes, no host synchronisation (CUDA-graph safe); with ``min_tokens_to_keep = 1`` the
+    ``topk`` is skipped, since the most likely token always passes ``p >= min_p * p_max``.
     """
 
     min_p: float
@@ -32,6 +34,8 @@ class MinP:
         probs = torch.softmax(logits, dim=-1)
         threshold = float(self.min_p) * probs.amax(dim=-1, keepdim=True)
         drop = probs < threshold
+        if self.min_tokens_to_keep == 1:
+            return logits.masked_fill(drop, float("-inf"))
         k = min(self.min_tokens_to_keep, logits.shape[-1])
         best = torch.topk(probs, k, dim=-1).indices
         drop = drop.scatter(-1, best, False)

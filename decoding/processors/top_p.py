@@ -9,6 +9,7 @@ from torch import Tensor
 
 from decoding.core.types import State
 from decoding.processors._checks import check_min_tokens
+from decoding.processors.cut import check_method, top_p_drop, use_search
 
 
 @dataclass(frozen=True)
@@ -20,18 +21,32 @@ class TopP:
     transformers) and drop each token whose cumulative probability,
     counted from the least likely one up to and including itself, is ``<= 1 - p``. The
     ``min_tokens_to_keep`` most likely tokens are always kept. ``p = 1`` keeps every token.
+
+    ``method="search"`` finds the same cut without sorting the vocabulary
+    (:mod:`decoding.processors.cut`: static shapes, no host synchronisation, CUDA-graph safe);
+    ``method="sort"`` is the sorted reference; ``"auto"`` (default) searches under
+    ``torch.compile`` and sorts when eager (:func:`~decoding.processors.cut.use_search`). They keep the same set, except that within the
+    tie group the cut passes through (equal logits), "search" keeps the highest ids (the order of
+    a stable sort) where "sort" keeps whichever ``torch.sort``'s unstable order put last (the
+    same number of them). Logits of any float dtype are cut on their float32 probabilities.
     """
 
     p: float
     min_tokens_to_keep: int = 1
+    method: str = "auto"
 
     def __post_init__(self) -> None:
         if not (0.0 < float(self.p) <= 1.0):
             raise ValueError(f"top-p mass must be in (0, 1], got {self.p}")
         check_min_tokens(self.min_tokens_to_keep)
+        check_method(self.method)
 
     def __call__(self, logits: Tensor, state: State | None = None) -> Tensor:
         """``logits`` ``(..., V)`` -> new ``(..., V)`` with the tail outside the nucleus set to ``-inf``."""
+        if use_search(self.method):
+            flat = logits.reshape(-1, logits.shape[-1])
+            drop = top_p_drop(flat, self.p, self.min_tokens_to_keep).reshape(logits.shape)
+            return logits.masked_fill(drop, float("-inf"))
         ascending, order = torch.sort(logits, dim=-1)  # same (unstable) sort as transformers: same tie order
         tail_mass = torch.softmax(ascending, dim=-1).cumsum(dim=-1)
         drop_sorted = tail_mass <= (1.0 - float(self.p))

@@ -17,6 +17,7 @@ from torch import Tensor
 
 from decoding.core.types import State
 from decoding.processors._checks import check_min_tokens
+from decoding.processors.cut import check_method, typical_drop, use_search
 
 
 @dataclass(frozen=True)
@@ -34,23 +35,35 @@ class Typical:
         mass: ``tau`` in (0, 1); the paper recommends 0.2 for story generation and 0.9 or 0.95
             for summarisation.
         min_tokens_to_keep: at least this many tokens survive.
+        method: ``"search"`` finds the limit without sorting the vocabulary
+            (:mod:`decoding.processors.cut`: static shapes, no host synchronisation, CUDA-graph
+            safe); ``"sort"`` is the sorted reference; ``"auto"`` (default) searches under
+            ``torch.compile`` and sorts when eager (:func:`~decoding.processors.cut.use_search`). Both keep the same set (every token tied
+            with the limit is kept either way); only the ``min_tokens_to_keep`` fill-up may pick
+            other ids among equal gaps ("search": lowest ids first, a stable sort's order).
+
+    Logits of any float dtype are processed in float32 for "search".
     """
 
     mass: float
     min_tokens_to_keep: int = 1
+    method: str = "auto"
 
     def __post_init__(self) -> None:
         if not (0.0 < float(self.mass) < 1.0):
             raise ValueError(f"typical mass must be in (0, 1), got {self.mass}")
         check_min_tokens(self.min_tokens_to_keep)
+        check_method(self.method)
 
     def __call__(self, logits: Tensor, state: State | None = None) -> Tensor:
         """``logits`` ``(..., V)`` -> new ``(..., V)`` with atypical tokens set to ``-inf``."""
         v = logits.shape[-1]
-        logp = torch.log_softmax(logits, dim=-1)
-        p = logp.exp()
-        entropy = -torch.where(p > 0, p * logp, torch.zeros_like(p)).sum(dim=-1, keepdim=True)
-        gap = (-logp - entropy).abs()  # (..., V); +inf for impossible tokens
+        if use_search(self.method):
+            flat = logits.reshape(-1, v)
+            gap = typicality_gap(flat.float())
+            drop = typical_drop(gap, torch.softmax(flat.float(), dim=-1), self.mass, self.min_tokens_to_keep)
+            return logits.masked_fill(drop.reshape(logits.shape), float("-inf"))
+        gap = typicality_gap(logits)
         gap_sorted, order = torch.sort(gap, dim=-1)  # same (unstable) sort as transformers: same tie order
         mass_sorted = torch.softmax(logits.gather(-1, order), dim=-1).cumsum(dim=-1)
         crossing = (mass_sorted < float(self.mass)).sum(dim=-1, keepdim=True).clamp(max=v - 1)
@@ -59,3 +72,11 @@ class Typical:
         drop_sorted[..., : min(self.min_tokens_to_keep, v)] = False
         drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
         return logits.masked_fill(drop, float("-inf"))
+
+
+def typicality_gap(logits: Tensor) -> Tensor:
+    """``| -log p - H |`` per token, ``(..., V)`` (``+inf`` for impossible tokens), as transformers computes it."""
+    logp = torch.log_softmax(logits, dim=-1)
+    p = logp.exp()
+    entropy = -torch.where(p > 0, p * logp, torch.zeros_like(p)).sum(dim=-1, keepdim=True)
+    return (-logp - entropy).abs()

@@ -10,7 +10,7 @@ the caller, which draws it from the run's ``torch.Generator``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import torch
@@ -28,6 +28,8 @@ class StepInfo:
         ts: float64 ``(N + 1,)`` times; ``lambdas``, ``alphas``, ``sigmas`` the same on each.
         i: index of this step, ``0 <= i < N``.
         schedule: the schedule the grid lives on.
+        source: the grid tensor given to :meth:`make` (lets a caller reuse the values for the
+            next step of the same grid).
     """
 
     ts: Tensor
@@ -37,10 +39,12 @@ class StepInfo:
     i: int
     schedule: VPSchedule
 
+    source: Tensor | None = field(default=None, compare=False, repr=False)  # the grid tensor it was made from
+
     @classmethod
     def make(cls, schedule: VPSchedule, ts: Tensor, i: int) -> StepInfo:
-        ts = ts.to(torch.float64).cpu()
-        return cls(ts, schedule.lambda_(ts), schedule.alpha(ts), schedule.sigma(ts), int(i), schedule)
+        f64 = ts.to(torch.float64).cpu()
+        return cls(f64, schedule.lambda_(f64), schedule.alpha(f64), schedule.sigma(f64), int(i), schedule, source=ts)
 
     @property
     def n_steps(self) -> int:

@@ -1,0 +1,133 @@
+"""Top-p / typical / min-p per decode step: the sort-free search against the full sort and transformers.
+
+    # GPU (H100): SmolLM2's vocabulary, batch 1, 8, 64
+    python benchmarks/truncation.py --device cuda --batch 1 8 64 --out benchmarks/results/truncation_h100.json
+    # CPU smoke run (what the test runs)
+    python benchmarks/truncation.py --device cpu --batch 2 --vocab 512 --reps 2
+
+Rows: each processor with ``method="search"`` (:mod:`decoding.processors.cut`) and ``method="sort"``
+(the sorted reference), and transformers' warper (the peer, when it imports), run three ways:
+``eager`` (one kernel launch per op), ``graph`` (the op sequence captured once in a CUDA graph and
+replayed: what a captured decode step pays; CUDA only) and ``compiled`` (``torch.compile`` with
+inductor, then captured in a CUDA graph on CUDA). Logits are random ``N(0, 3^2) / 0.8`` float32, the
+scale of a trained model's at temperature 0.8. Every search output is checked equal to the sort
+output's kept set first. Prints microseconds per call (median of ``--reps`` timings of ``--iters``
+calls) and the ratio sort / search.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from decoding.processors import MinP, TopP, Typical  # noqa: E402
+
+
+def peers() -> dict[str, Callable]:
+    try:
+        from transformers.generation import logits_process as tlp
+    except Exception:
+        return {}
+    return {"top_p": lambda x: tlp.TopPLogitsWarper(0.95)(None, x), "typical": lambda x: tlp.TypicalLogitsWarper(0.9)(None, x)}
+
+
+def callables() -> dict[tuple[str, str], Callable]:
+    out: dict[tuple[str, str], Callable] = {}
+    for method in ("search", "sort"):
+        out[("top_p", method)] = TopP(0.95, method=method)
+        out[("typical", method)] = Typical(0.9, method=method)
+    out[("min_p", "topk-free")] = MinP(0.05)
+    for name, fn in peers().items():
+        out[(name, "transformers")] = fn
+    return out
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def as_graph(fn: Callable, x: torch.Tensor) -> Callable:
+    """Capture ``fn(x)`` on the static input ``x`` in a CUDA graph; the returned callable replays it."""
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(3):
+            fn(x)
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn(x)
+    return lambda _x: graph.replay()
+
+
+def time_us(fn: Callable, x: torch.Tensor, iters: int, reps: int, device: torch.device) -> float:
+    fn(x)
+    sync(device)
+    samples = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        for _ in range(iters):
+            fn(x)
+        sync(device)
+        samples.append((time.perf_counter() - start) / iters * 1e6)
+    return statistics.median(samples)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--batch", type=int, nargs="+", default=[1, 8, 64])
+    ap.add_argument("--vocab", type=int, default=49152)
+    ap.add_argument("--iters", type=int, default=50)
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows")
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args(argv)
+    device = torch.device(args.device)
+    modes = ["eager"] + (["graph"] if device.type == "cuda" else []) + ([] if args.no_compile else ["compiled"])
+    rows = []
+    for b in args.batch:
+        x = torch.randn(b, args.vocab, device=device, generator=torch.Generator(device).manual_seed(b)) * 3 / 0.8
+        fns = callables()
+        for proc in ("top_p", "typical"):
+            kept = [torch.isneginf(fns[(proc, m)](x)) for m in ("search", "sort")]
+            if not torch.equal(*kept):
+                raise SystemExit(f"{proc}: search and sort keep different sets at batch {b}")
+        for (proc, method), fn in fns.items():
+            for mode in modes:
+                if mode == "compiled" and method == "transformers":
+                    continue
+                run = torch.compile(fn, dynamic=False) if mode == "compiled" else fn
+                if device.type == "cuda" and mode != "eager":
+                    run = as_graph(run, x)
+                us = time_us(run, x, args.iters, args.reps, device)
+                rows.append(dict(batch=b, processor=proc, method=method, mode=mode, us=us))
+                print(f"batch {b:3d} {proc:8s} {method:12s} {mode:9s} {us:10.1f} us", flush=True)
+    print("\nsort / search (>1: the search is faster)")
+    for r in rows:
+        if r["method"] == "search":
+            ref = next(s for s in rows if s["method"] == "sort" and all(s[k] == r[k] for k in ("batch", "processor", "mode")))
+            print(f"batch {r['batch']:3d} {r['processor']:8s} {r['mode']:9s} {ref['us'] / r['us']:.2f}x")
+    result = dict(command=" ".join(sys.argv), device=str(device), vocab=args.vocab, torch=torch.__version__,
+                  host=platform.node(), gpu=torch.cuda.get_device_name() if device.type == "cuda" else None,
+                  date=time.strftime("%Y-%m-%d"), load_average=os.getloadavg(), rows=rows)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()

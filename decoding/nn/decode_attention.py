@@ -1,0 +1,173 @@
+"""Split-K attention for a few queries over a long KV cache ("flash-decoding"), in Triton.
+
+A decode step has one query per head (``G`` queries per key/value head under grouped-query
+attention) against ``S`` cached keys: too little work per head for one thread block, so the keys
+are split into ``splits`` chunks processed in parallel (Dao et al., flash-decoding; the online
+softmax of FlashAttention, arXiv 2205.14135). Each program handles one (row, key/value head,
+chunk): it streams its keys in blocks, keeps the running maximum, normaliser and weighted sum of
+values for its ``G`` queries, and writes the chunk's normalised output and log-sum-exp. A second
+step combines the chunks with weights ``softmax(lse)`` over chunks.
+
+Masking is per key slot (``valid (B, S)``, the static cache's "slot holds a real token"), the
+same for every query of a row, which is what a one-token decode step needs. A row with no valid
+slot returns zeros (like the naive reference). Keys and values are read in their dtype (bf16
+halves the bytes of a memory-bound step) and all arithmetic is float32 (``input_precision="ieee"``:
+no TF32 rounding), so the kernel matches the float32 reference. Runs on CUDA; with ``TRITON_INTERPRET=1`` the same
+kernel runs on CPU tensors (that is how the tests check it against the reference).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import torch
+from torch import Tensor
+
+try:
+    import triton
+    import triton.language as tl
+except ImportError:  # an optional extra: the kernel needs it, nothing else does
+    triton = None
+    tl = None
+
+
+TARGET_PROGRAMS = 512
+
+
+def triton_available() -> bool:
+    return triton is not None
+
+
+def interpreting() -> bool:
+    """Triton's interpreter runs kernels on CPU tensors (``TRITON_INTERPRET=1``)."""
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def _split_kernel(  # jitted below (_JIT, _kernel)
+    q_ptr, k_ptr, v_ptr, valid_ptr, o_ptr, lse_ptr,
+    S, G, D, chunk, scale,
+    sq_b, sq_h, sq_g,
+    sk_b, sk_h, sk_s,
+    sv_b, sv_h, sv_s,
+    sm_b,
+    so_b, so_h, so_c, so_g,
+    sl_b, sl_h, sl_c,
+    HKV: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+):
+    bh = tl.program_id(0)
+    c = tl.program_id(1)
+    b = bh // HKV
+    h = bh % HKV
+    g = tl.arange(0, BLOCK_G)
+    d = tl.arange(0, BLOCK_D)
+    n = tl.arange(0, BLOCK_N)
+    gm = g < G
+    dm = d < D
+    q = tl.load(q_ptr + b * sq_b + h * sq_h + g[:, None] * sq_g + d[None, :], mask=gm[:, None] & dm[None, :], other=0.0).to(tl.float32)
+    m_i = tl.full([BLOCK_G], float("-inf"), tl.float32)
+    l_i = tl.zeros([BLOCK_G], tl.float32)
+    acc = tl.zeros([BLOCK_G, BLOCK_D], tl.float32)
+    start = c * chunk
+    for off in range(start, start + chunk, BLOCK_N):
+        s_idx = off + n
+        sm = s_idx < S
+        ok = tl.load(valid_ptr + b * sm_b + s_idx, mask=sm, other=0) != 0
+        kv_mask = (sm & ok)[:, None] & dm[None, :]
+        k = tl.load(k_ptr + b * sk_b + h * sk_h + s_idx[:, None] * sk_s + d[None, :], mask=kv_mask, other=0.0).to(tl.float32)
+        v = tl.load(v_ptr + b * sv_b + h * sv_h + s_idx[:, None] * sv_s + d[None, :], mask=kv_mask, other=0.0).to(tl.float32)
+        s = tl.dot(q, tl.trans(k), input_precision="ieee") * scale  # (BLOCK_G, BLOCK_N)
+        s = tl.where((sm & ok)[None, :], s, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(s, 1))
+        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # no valid key yet: keep exp() finite
+        p = tl.exp(s - m_safe[:, None])
+        alpha = tl.exp(m_i - m_safe)
+        l_i = l_i * alpha + tl.sum(p, 1)
+        acc = acc * alpha[:, None] + tl.dot(p, v, input_precision="ieee")
+        m_i = m_new
+    has = l_i > 0
+    out = acc / tl.where(has, l_i, 1.0)[:, None]
+    lse = tl.where(has, m_i + tl.log(tl.where(has, l_i, 1.0)), float("-inf"))
+    tl.store(o_ptr + b * so_b + h * so_h + c * so_c + g[:, None] * so_g + d[None, :], out,
+             mask=gm[:, None] & dm[None, :])
+    tl.store(lse_ptr + b * sl_b + h * sl_h + c * sl_c + g, lse, mask=gm)
+
+
+_JIT = triton.jit(_split_kernel) if triton is not None else None  # made at import: torch.compile traces a ready kernel
+_INTERPRETED: list = []
+
+
+def _kernel(device: torch.device):
+    """The split kernel for tensors on ``device``: compiled for CUDA, interpreted for CPU tensors
+    (``TRITON_INTERPRET=1``, which must be set before triton is imported)."""
+    if device.type == "cuda":
+        return _JIT
+    if not _INTERPRETED:
+        _INTERPRETED.append(triton.jit(_split_kernel))
+    return _INTERPRETED[0]
+
+
+def combine_splits(out: Tensor, lse: Tensor) -> Tensor:
+    """Merge per-chunk results: ``out`` ``(B, Hkv, C, G, D)`` normalised per chunk, ``lse``
+    ``(B, Hkv, C, G)`` their log-sum-exps (``-inf`` for a chunk without a valid key) ->
+    ``(B, Hkv, G, D)`` float32; zeros where no chunk had a valid key."""
+    top = lse.amax(dim=2, keepdim=True)
+    w = torch.exp(lse - torch.where(torch.isinf(top), 0.0, top))  # exp(-inf) = 0 for empty chunks
+    total = w.sum(dim=2, keepdim=True)
+    w = w / torch.where(total > 0, total, 1.0)
+    return (w[..., None] * out).sum(dim=2)
+
+
+def decode_attention(
+    q: Tensor, k: Tensor, v: Tensor, valid: Tensor, scale: float | None = None, splits: int | None = None,
+    block_n: int = 64,
+) -> Tensor:
+    """Attention of ``G`` queries per key/value head over a KV cache, split over the keys.
+
+    Args:
+        q: ``(B, Hkv, G, D)``: the queries that share key/value head ``h`` (grouped-query attention).
+        k, v: ``(B, Hkv, S, D)`` the cache (last dimension contiguous).
+        valid: ``(B, S)`` bool, True where a slot holds a key to attend to.
+        scale: softmax scale, default ``1 / sqrt(D)``.
+        splits: key chunks processed in parallel (default: about 512 programs in all, enough
+            to fill an H100's 132 SMs four times over, at most ``S / block_n``).
+        block_n: keys per inner block.
+
+    Returns:
+        ``(B, Hkv, G, D)`` in ``q``'s dtype; rows without a valid slot are zeros.
+    """
+    if triton is None:
+        raise RuntimeError("decode_attention needs triton: pip install triton (CUDA), or use another backend")
+    if q.device.type != "cuda" and not interpreting():
+        raise ValueError(f"decode_attention runs on CUDA tensors (or on CPU with TRITON_INTERPRET=1), got {q.device}")
+    if q.dim() != 4 or k.shape != v.shape or k.dim() != 4 or q.shape[:2] != k.shape[:2] or q.shape[-1] != k.shape[-1]:
+        raise ValueError(f"decode_attention expects q (B, Hkv, G, D) and k, v (B, Hkv, S, D); got "
+                         f"q{tuple(q.shape)} k{tuple(k.shape)} v{tuple(v.shape)}")
+    b, hkv, g, d = q.shape
+    s = k.shape[2]
+    if valid.shape != (b, s) or valid.dtype != torch.bool:
+        raise ValueError(f"valid must be a (B, S) = {(b, s)} bool mask, got {tuple(valid.shape)} {valid.dtype}")
+    if q.stride(-1) != 1 or k.stride(-1) != 1 or v.stride(-1) != 1:
+        raise ValueError("decode_attention needs the last dimension of q, k and v contiguous")
+    scale = 1.0 / math.sqrt(d) if scale is None else float(scale)
+    if splits is None:  # from the shapes only (no device query: the call may be traced by torch.compile)
+        splits = max(1, min(triton.cdiv(s, block_n), triton.cdiv(TARGET_PROGRAMS, b * hkv)))
+    chunk = triton.cdiv(triton.cdiv(s, splits), block_n) * block_n  # whole blocks per chunk
+    splits = triton.cdiv(s, chunk)
+    out = torch.empty(b, hkv, splits, g, d, device=q.device, dtype=torch.float32)
+    lse = torch.empty(b, hkv, splits, g, device=q.device, dtype=torch.float32)
+    mask = valid.to(torch.int8)
+    block_g = max(16, triton.next_power_of_2(g))  # tl.dot needs at least 16 rows
+    block_d = max(16, triton.next_power_of_2(d))
+    _kernel(q.device)[(b * hkv, splits)](
+        q, k, v, mask, out, lse,
+        s, g, d, chunk, scale,
+        q.stride(0), q.stride(1), q.stride(2),
+        k.stride(0), k.stride(1), k.stride(2),
+        v.stride(0), v.stride(1), v.stride(2),
+        mask.stride(0),
+        out.stride(0), out.stride(1), out.stride(2), out.stride(3),
+        lse.stride(0), lse.stride(1), lse.stride(2),
+        HKV=hkv, BLOCK_G=block_g, BLOCK_N=block_n, BLOCK_D=block_d,
+    )
+    return combine_splits(out, lse).to(q.dtype)

@@ -1,0 +1,105 @@
+"""Cases for the Triton split-K decode attention kernel under Triton's interpreter on CPU.
+
+Not collected by itself: ``test_decode_attention.py`` runs this file in a fresh process with
+``TRITON_INTERPRET=1`` set before triton is imported (the interpreter replaces triton's own jitted
+library functions only when it is on at import time).
+
+Checked against the float32 reference (:func:`decoding.nn.attention.naive_attention`) on random
+queries, caches and slot masks: grouped queries, head sizes that are not powers of two, partial
+blocks, chunks without a valid key, a row without any, float32 and bfloat16; then through
+:func:`decoding.nn.attention.attention` and the static-cache language model, whose greedy tokens must
+equal those of the SDPA backend.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+pytest.importorskip("triton")
+if os.environ.get("TRITON_INTERPRET") != "1":
+    pytest.skip("run through test_decode_attention.py (needs TRITON_INTERPRET=1 before triton is imported)",
+                allow_module_level=True)
+
+from decoding.nn.attention import attention, naive_attention  # noqa: E402
+from decoding.nn.decode_attention import decode_attention  # noqa: E402
+
+
+def case(b: int, hkv: int, g: int, d: int, s: int, dtype: torch.dtype, seed: int):
+    gen = torch.Generator().manual_seed(seed)
+    q = torch.randn(b, hkv, g, d, generator=gen).to(dtype)
+    k = torch.randn(b, hkv, s, d, generator=gen).to(dtype)
+    v = torch.randn(b, hkv, s, d, generator=gen).to(dtype)
+    valid = torch.rand(b, s, generator=gen) < 0.6
+    valid[0, : s // 2] = False  # the first chunks of row 0 hold no valid key
+    if b > 2:
+        valid[2] = False  # a row with no valid slot at all: zeros
+    return q, k, v, valid
+
+
+@pytest.mark.parametrize(("b", "hkv", "g", "d", "s"), [(1, 1, 1, 64, 64), (3, 2, 3, 64, 300), (2, 3, 5, 48, 97),
+                                                       (4, 1, 16, 32, 129)])
+@pytest.mark.parametrize("splits", [1, 3, None])
+def test_kernel_equals_reference_float32(b: int, hkv: int, g: int, d: int, s: int, splits: int | None) -> None:
+    q, k, v, valid = case(b, hkv, g, d, s, torch.float32, seed=b + s)
+    out = decode_attention(q, k, v, valid, splits=splits, block_n=32)
+    ref = naive_attention(q, k, v, valid[:, None, None, :], d**-0.5)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    if b > 2:
+        assert torch.equal(out[2], torch.zeros_like(out[2]))
+
+
+def test_kernel_equals_reference_bfloat16() -> None:
+    q, k, v, valid = case(2, 2, 3, 64, 150, torch.bfloat16, seed=3)
+    out = decode_attention(q, k, v, valid, splits=2, block_n=32)
+    assert out.dtype == torch.bfloat16
+    ref = naive_attention(q.float(), k.float(), v.float(), valid[:, None, None, :], 64**-0.5)
+    torch.testing.assert_close(out.float(), ref, rtol=2e-2, atol=2e-2)
+
+
+def test_attention_backend_groups_query_heads_and_leaves_prefill_to_sdpa() -> None:
+    gen = torch.Generator().manual_seed(0)
+    q = torch.randn(2, 6, 1, 32, generator=gen)  # 6 query heads over 2 key/value heads
+    k, v = torch.randn(2, 2, 40, 32, generator=gen), torch.randn(2, 2, 40, 32, generator=gen)
+    mask = (torch.rand(2, 40, generator=gen) < 0.8)[:, None, None, :]
+    torch.testing.assert_close(attention(q, k, v, mask=mask, backend="triton"),
+                               attention(q, k, v, mask=mask, backend="naive"), rtol=1e-5, atol=1e-5)
+    qp = torch.randn(2, 6, 5, 32, generator=gen)  # a prefill: causal, goes to SDPA
+    assert torch.equal(attention(qp, k, v, causal=True, backend="triton"), attention(qp, k, v, causal=True, backend="sdpa"))
+
+
+def test_bad_inputs_are_clear_errors() -> None:
+    q, k, v, valid = case(2, 2, 3, 32, 20, torch.float32, seed=1)
+    with pytest.raises(ValueError, match="valid must be"):
+        decode_attention(q, k, v, valid[:, :10])
+    with pytest.raises(ValueError, match="expects q"):
+        decode_attention(q[:, :1], k, v, valid)
+
+
+def test_not_interpreting_on_cpu_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    q, k, v, valid = case(1, 1, 1, 32, 8, torch.float32, seed=2)
+    with pytest.raises(ValueError, match="CUDA"):
+        decode_attention(q, k, v, valid)
+    with pytest.raises(ValueError, match="CUDA"):
+        attention(q, k, v, backend="triton")
+
+
+def test_static_cache_lm_gives_the_sdpa_tokens() -> None:
+    from decoding import decode
+    from decoding.adapters.static_cache import StaticCausalLM
+    from decoding.nn.transformer import Transformer, TransformerConfig
+    from decoding.processes.autoregressive import Autoregressive
+
+    torch.manual_seed(0)
+    net = Transformer(TransformerConfig(vocab_size=300, dim=64, n_layers=2, n_heads=4, n_kv_heads=2, max_len=128))
+    prompt = {"input_ids": torch.randint(3, 300, (3, 9), generator=torch.Generator().manual_seed(1)),
+              "attention_mask": torch.ones(3, 9, dtype=torch.bool)}
+    prompt["attention_mask"][0, :4] = False  # left padding
+    runs = []
+    for backend in ("sdpa", "triton"):
+        lm = StaticCausalLM(net, capacity=32, backend=backend)
+        runs.append(decode(lm, Autoregressive(greedy=True), prompt, steps=8).x)
+    assert torch.equal(runs[0], runs[1])

@@ -41,8 +41,9 @@ def render_adapter_card(folder: str | Path, log: dict[str, Any] | None = None, r
         f"| weights | `adapters.safetensors` ({config.get('weights_dtype')}, EMA), {weights.stat().st_size / 2**20:.2f} MiB |"
         if weights.is_file() else "| weights | missing |",
         f"| base | `{base['name']}`, weights fingerprint `{base['fingerprint'][:16]}...` (checked when attached) |",
-        f"| data | {traj.get('train')} CFG-guided trajectories of the base model ({traj.get('solver')}, {traj.get('steps')} steps, "
-        f"{traj.get('spacing')} grid), every visited state an example; {traj.get('valid')} held out |", "",
+        f"| data | {traj.get('train')} CFG-guided trajectories of the base model ({traj.get('solver')}, {traj.get('spacing')} grids "
+        f"of {traj.get('steps')} and of random 2-{2 * int(traj.get('steps') or 0)} steps), every visited state an example "
+        f"({traj.get('train_examples')}); {traj.get('valid')} trajectories held out |", "",
         "## Training", "",
     ]
     if off is not None:

@@ -46,9 +46,9 @@ class AGDConfig:
         base: the frozen base model: a folder or a zoo name (a v-prediction image diffusion model).
         scale_min, scale_max: range of the CFG scale ``s`` (``u + s (c - u)``) drawn per trajectory.
         default_scale: the scale of ``agd`` written without one (the card's default).
-        trajectories: CFG-guided training trajectories (examples = trajectories x traj_steps).
+        trajectories: CFG-guided training trajectories (one example per visited state).
         val_trajectories: held-out trajectories for the validation loss.
-        traj_steps: DPM-Solver++(2M) steps per trajectory (one example per step).
+        traj_steps: DPM-Solver++(2M) steps of every other batch of trajectories (the others: random in [2, 2 traj_steps]).
         traj_batch: trajectories solved together while making the set.
         traj_seed: seed of the trajectories (validation uses traj_seed + 1000003).
         hidden: width of the adapters' conditioning and hidden layers.
@@ -63,7 +63,7 @@ class AGDConfig:
     scale_min: float = 1.0
     scale_max: float = 5.0
     default_scale: float = 2.0
-    trajectories: int = 4096
+    trajectories: int = 16384
     val_trajectories: int = 256
     traj_steps: int = 20
     traj_batch: int = 1024
@@ -190,6 +190,7 @@ class AGDTask(Task):
                      "schedule": dict(b["schedule"]), "fingerprint": self.fingerprint, "parameters": n_base},
             "adapter_parameters": net.num_parameters(), "parameter_ratio": round(net.num_parameters() / n_base, 4),
             "trajectories": {"train": c.trajectories, "valid": c.val_trajectories, "steps": c.traj_steps,
+                             "train_examples": info["data"].get("train_examples"),
                              "solver": "dpmpp_2m", "spacing": "logsnr", "seed": c.traj_seed},
             "adapters_off_valid_loss": info["data"].get("adapters_off"),
             "training": {**info["options"], **info["summary"], "command": info.get("command", "")},

@@ -2,8 +2,12 @@
 
 AGD trains on the states that guided sampling actually visits, not on noised data: each trajectory
 starts from Gaussian noise with a class ``y`` and a CFG scale ``s ~ U[lo, hi]`` of its own and is
-solved with the CFG-guided base model (DPM-Solver++(2M), the engine's default solver, on the
-``logsnr`` grid of ``steps`` steps). Every visited state ``(z_t, lambda_t, y, s)`` becomes one
+solved with the CFG-guided base model (DPM-Solver++(2M), the engine's default solver, on a
+``logsnr`` grid). The batches of trajectories alternate between grids of ``steps`` steps (whose
+points contain those of ``steps / 2``: the grids sampling uses) and grids of a random number of
+steps in ``[2, 2 steps]`` (other noise levels, so no single grid is all the adapters see). The
+paper samples with many more steps; this is cheaper and covers what the engine's solvers visit.
+Every visited state ``(z_t, lambda_t, y, s)`` becomes one
 example whose target is the guided prediction there, ``v_u + s (v_c - v_u)`` (the base model's
 ``v``; conditional and unconditional rows in one call, :class:`~decoding.distill.targets.CFGTeacher`
 with Meng et al.'s ``w = s - 1``). No image data is needed.
@@ -27,7 +31,7 @@ from decoding.solvers.schedules import VPSchedule
 
 @dataclass(frozen=True)
 class Trajectories:
-    """``N = trajectories x steps`` examples: ``z`` ``(N, C, H, W)``, ``lam``, ``scale`` ``(N,)`` float32,
+    """``N`` examples (one per visited state): ``z`` ``(N, C, H, W)``, ``lam``, ``scale`` ``(N,)`` float32,
     ``labels`` ``(N,)`` long and the CFG targets ``v`` ``(N, C, H, W)``, on one device."""
 
     z: Tensor
@@ -62,7 +66,8 @@ def sample_trajectories(
     net: UNet, schedule: VPSchedule, n: int, steps: int, scale_range: tuple[float, float], seed: int,
     batch: int = 1024, progress: bool = False,
 ) -> Trajectories:
-    """``n`` CFG-guided trajectories of ``steps`` DPM-Solver++(2M) steps from ``net`` (on its device).
+    """``n`` CFG-guided DPM-Solver++(2M) trajectories from ``net`` (on its device): ``steps`` steps for
+    even batches, a random number in ``[2, 2 steps]`` for odd ones (see the module docstring).
 
     Classes cycle ``0..K-1`` over the trajectories (then shuffled), scales are uniform on
     ``scale_range``; all draws come from ``seed`` (the same seed on the same device gives the same set).
@@ -84,10 +89,11 @@ def sample_trajectories(
         from tqdm import tqdm
 
         chunks = tqdm(chunks, desc="CFG trajectories", unit="batch")
-    for lo_i in chunks:
+    for k_i, lo_i in enumerate(chunks):
         b = min(batch, n - lo_i)
+        grid_steps = steps if k_i % 2 == 0 else int(torch.randint(2, 2 * steps + 1, (1,), generator=cpu))
         model.scales = scales[lo_i : lo_i + b].to(device)
         noise = torch.randn((b, *shape), generator=g, device=device)
-        decode(model, process, noise, steps=steps, generator=g, cond=labels[lo_i : lo_i + b].to(device))
+        decode(model, process, noise, steps=grid_steps, generator=g, cond=labels[lo_i : lo_i + b].to(device))
     cols = [torch.cat(c) for c in zip(*model.records, strict=True)]
     return Trajectories(*cols)

@@ -172,3 +172,31 @@ def test_wrong_set_ups_are_clear_errors(trained: Trained, tmp_path: Path) -> Non
     with pytest.raises(ValueError, match="--default-scale"):
         train_main("agd-fashion", ["--base", str(trained.base), "--default-scale", "9", "--steps", "1", *RUN,
                                    "--checkpoint", str(tmp_path / "x")])
+
+
+def test_training_examples_are_the_states_and_predictions_of_cfg_sampling() -> None:
+    from decoding.core.loop import decode
+    from decoding.models.image import TRAIN_SCHEDULE, ImageDiffusionModel, schedule_from_config
+    from decoding.processes.continuous import ContinuousProcess
+    from decoding.solvers.dpm_solver_pp import DPMSolverPP
+    from decoding.solvers.parameterization import velocity
+    from decoding.train.agd_data import sample_trajectories
+    from decoding.wrappers.guidance import CFG, GuidedModel
+
+    net, schedule = random_unet(0), schedule_from_config(TRAIN_SCHEDULE)
+    data = sample_trajectories(net, schedule, n=4, steps=3, scale_range=(2.5, 2.5), seed=5)
+    assert len(data) == 12 and torch.equal(data.scale, torch.full((12,), 2.5))
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+    guided = GuidedModel(ImageDiffusionModel(net, schedule), net.cfg.null_class, cfg=CFG(2.5))
+
+    def record(state):
+        pred = guided(state)
+        a, s = schedule.alpha(state.t[:1]).item(), schedule.sigma(state.t[:1]).item()
+        seen.append((state.x, velocity(pred, state.x, a, s)))
+        return pred
+
+    noise = torch.randn(4, 1, 28, 28, generator=torch.Generator().manual_seed(5))
+    decode(record, ContinuousProcess(schedule, DPMSolverPP(order=2), spacing="logsnr"), noise, steps=3, cond=data.labels[:4])
+    z, v = (torch.cat(c) for c in zip(*seen, strict=True))
+    assert torch.allclose(data.z, z, atol=1e-5) and torch.allclose(data.v, v, atol=1e-4)
+    assert torch.equal(data.labels[4:8], data.labels[:4])  # one trajectory's labels at every step

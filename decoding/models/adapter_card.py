@@ -13,9 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from decoding.io import atomic_write_bytes
 from decoding.models.adapters import default_adapter_folder
-from decoding.models.card import _read, _training_lines
+from decoding.models.card import _read, _training_lines, cards_main
 
 
 def render_adapter_card(folder: str | Path, log: dict[str, Any] | None = None, results: dict[str, Any] | None = None) -> str:
@@ -72,17 +71,8 @@ def render_adapter_card(folder: str | Path, log: dict[str, Any] | None = None, r
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    p = argparse.ArgumentParser(prog="python -m decoding.models.adapter_card", description="Write README.md cards of AGD adapter folders.")
-    p.add_argument("folders", nargs="+")
-    p.add_argument("--eval", help="results of python -m decoding.evals.guidance (the AGD rows go on the card)")
-    a = p.parse_args(argv)
-    results = json.loads(Path(a.eval).read_text()) if a.eval else None
-    for f in a.folders:
-        atomic_write_bytes(Path(f) / "README.md", render_adapter_card(f, None, results).encode())
-        print(f"wrote {f}/README.md")
-    return 0
+    return cards_main("python -m decoding.models.adapter_card", "Write README.md cards of AGD adapter folders.",
+                      "results of python -m decoding.evals.guidance (the AGD rows go on the card)", render_adapter_card, argv)
 
 
 if __name__ == "__main__":

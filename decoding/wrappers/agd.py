@@ -45,7 +45,7 @@ class AGDModel(ImageDiffusionModel):
 
     Args:
         base: the loaded base model (its network, schedule and parameterisation are shared, not copied).
-        adapters: the :class:`~decoding.nn.guidance_adapter.GuidanceAdapters` trained on ``base``.
+        adapters: the :class:`~decoding.nn.guidance_adapter.GuidanceAdapters` trained on ``base`` (kept in float32).
         scale: the CFG scale (a number, or ``(B,)`` per row).
         folder: where the adapters came from (for messages and settings).
     """
@@ -53,7 +53,8 @@ class AGDModel(ImageDiffusionModel):
     def __init__(self, base: ImageDiffusionModel, adapters: nn.Module, scale: float | Tensor, folder: Path | None = None) -> None:
         super().__init__(base.net, base.schedule, prediction=base.prediction)
         self.forward = base.forward
-        self.adapters = adapters.to(base.device, base.dtype)
+        # float32 even under a bfloat16 base: the Fourier frequencies must not be rounded (the adapters are tiny)
+        self.adapters = adapters.to(base.device, torch.float32)
         self.scale, self.folder = scale, folder
         self._scales: tuple[int, torch.device, Tensor] | None = None
 

@@ -200,3 +200,14 @@ def test_training_examples_are_the_states_and_predictions_of_cfg_sampling() -> N
     z, v = (torch.cat(c) for c in zip(*seen, strict=True))
     assert torch.allclose(data.z, z, atol=1e-5) and torch.allclose(data.v, v, atol=1e-4)
     assert torch.equal(data.labels[4:8], data.labels[:4])  # one trajectory's labels at every step
+
+
+def test_adapters_stay_float32_under_a_bfloat16_base(trained: Trained) -> None:
+    from decoding.api.image import guided
+    from decoding.wrappers.agd import AGD
+
+    h = dc.load(str(trained.base), dtype=torch.bfloat16)
+    model = guided(h, [AGD(2.0)])
+    assert model.dtype == torch.bfloat16 and model.adapters.fourier.frequencies.dtype == torch.float32
+    out = dc.generate(h, n=2, class_label=[1, 2], steps=3, guidance=["agd:2"], seed=0)
+    assert out.nfe == [3.0, 3.0] and bool(torch.isfinite(out.images).all())

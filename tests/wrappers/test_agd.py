@@ -211,3 +211,8 @@ def test_adapters_stay_float32_under_a_bfloat16_base(trained: Trained) -> None:
     assert model.dtype == torch.bfloat16 and model.adapters.fourier.frequencies.dtype == torch.float32
     out = dc.generate(h, n=2, class_label=[1, 2], steps=3, guidance=["agd:2"], seed=0)
     assert out.nfe == [3.0, 3.0] and bool(torch.isfinite(out.images).all())
+
+
+def test_loading_the_adapter_folder_as_a_model_says_how_to_use_it(trained: Trained) -> None:
+    with pytest.raises(ValueError, match=r"AGD guidance adapters, not a model: load .*base and sample with guidance=\['agd"):
+        dc.load(str(trained.adapters))

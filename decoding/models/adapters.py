@@ -24,7 +24,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from decoding.io import atomic_path, atomic_write_bytes
-from decoding.models.image import CheckpointError, models_root
+from decoding.models.image import CheckpointError, models_root, read_card
 from decoding.nn.guidance_adapter import AdapterConfig, GuidanceAdapters
 from decoding.nn.unet import UNet
 
@@ -76,14 +76,7 @@ def read_adapter_config(folder: str | Path, base_name: str = "the base model") -
     if not folder.is_dir():
         raise AdapterError(f"no AGD adapters for {base_name}: {folder} does not exist; {hint}")
     path = folder / "config.json"
-    if not path.is_file():
-        raise AdapterError(f"{folder} has no config.json: not an AGD adapter folder; {hint}")
-    try:
-        config = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise AdapterError(f"{path} is not valid JSON: {e}") from None
-    if config.get("format") != FORMAT:
-        raise AdapterError(f"{path}: format is {config.get('format')!r}, expected {FORMAT!r} (an AGD adapter folder)")
+    config = read_card(path, FORMAT, AdapterError, f"not an AGD adapter folder; {hint}")
     for key in ("adapters", "base", "scale_range"):
         if key not in config:
             raise AdapterError(f"{path}: missing the {key!r} entry")

@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import Tensor, nn
+
+from decoding.nn.unet import config_from_dict
 
 
 @dataclass
@@ -65,11 +67,7 @@ class AdapterConfig:
     @classmethod
     def from_dict(cls, d: dict) -> AdapterConfig:
         """Build from a dict; unknown keys are a ValueError naming them."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown adapter config keys {unknown}; known keys: {sorted(known)}")
-        return cls(**d)
+        return config_from_dict(cls, d, "adapter")
 
 
 class FourierFeatures(nn.Module):

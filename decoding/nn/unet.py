@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -97,11 +98,16 @@ class UNetConfig:
     @classmethod
     def from_dict(cls, d: dict) -> UNetConfig:
         """Build from a dict; unknown keys are a ValueError naming them."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown UNet config keys {unknown}; known keys: {sorted(known)}")
-        return cls(**d)
+        return config_from_dict(cls, d, "UNet")
+
+
+def config_from_dict(cls: type, d: dict, what: str) -> Any:
+    """``cls(**d)`` for a config dataclass; unknown keys are a ValueError naming them and the known ones."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ValueError(f"unknown {what} config keys {unknown}; known keys: {sorted(known)}")
+    return cls(**d)
 
 
 class UNet(nn.Module):

@@ -13,11 +13,13 @@ from decoding.core import (
     decode,
     new_generator,
 )
+from decoding.wrappers.agd import AGD
 from decoding.wrappers.guidance import CFG, CFGPP, PAG, Stitch
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AGD",
     "CFG",
     "CFGPP",
     "PAG",

@@ -1,20 +1,23 @@
-"""Guidance methods as wrappers, on any solver: CFG (+ rescale, interval), CFG++, PAG and T-Stitch.
+"""Guidance methods as wrappers, on any solver: CFG (+ rescale, interval), CFG++, PAG, AGD and T-Stitch.
 
     python examples/image_guidance.py --model fashion-large --small fashion-small --steps 10 --out guidance.png
 
 Each row of the grid is one method on the same noise and class labels (one of each class); the
 NFE column says how many model calls each image cost (CFG / CFG++ / PAG: 2 per step in one batched
-call, CFG + PAG: 3, T-Stitch: 1).
+call, CFG + PAG: 3, T-Stitch and AGD: 1). The AGD row appears when the model has trained adapters
+(``--adapters FOLDER``, default ``models/<model>-agd``: ``decoding train agd-fashion``).
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import torch
 
 import decoding as dc
 from decoding.api.generation import make_grid
+from decoding.models.adapters import default_adapter_folder
 
 METHODS = {
     "conditional": [],
@@ -31,6 +34,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", default="fashion-large")
     p.add_argument("--small", default="fashion-small", help="the small model of T-Stitch ('' to skip it)")
+    p.add_argument("--adapters", default=None, help="AGD adapter folder (default models/<model>-agd if it exists; '' to skip)")
     p.add_argument("--solver", default="ddim")
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
@@ -39,6 +43,9 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     model = dc.load(a.model, device=a.device)
     methods = dict(METHODS)
+    adapters = Path(a.adapters) if a.adapters else (default_adapter_folder(a.model) if a.adapters is None else None)
+    if adapters is not None and adapters.is_dir():
+        methods["AGD 2"] = [dc.AGD(2.0, adapters=str(adapters))]
     if a.small:
         methods["T-Stitch 0.4 with " + a.small] = [dc.Stitch(a.small, 0.4)]
     rows = []

@@ -32,6 +32,7 @@ from decoding.core.types import new_generator
 from decoding.models.image import ImageDiffusionModel, load_image_model
 from decoding.processes.continuous import ContinuousProcess
 from decoding.solvers.registry import SOLVERS, get_solver
+from decoding.wrappers.agd import AGD, attach
 from decoding.wrappers.guidance import (
     CFG,
     CFGPP,
@@ -46,7 +47,8 @@ from decoding.wrappers.guidance import (
 SOLVER_ALIASES = {"dpm_solver_pp": "dpmpp_2m", "dpm_solver_pp_2m": "dpmpp_2m", "dpm_solver_pp_3m": "dpmpp_3m", "unipc": "unipc_bh2"}
 SPACINGS = ("logsnr", "time", "karras")
 #: The text forms of the guidance option.
-FORMS = ("cfg:SCALE[,rescale=PHI][,interval=LO-HI], cfgpp:LAMBDA, pag:SCALE[,layers=A+B], stitch:SMALL_MODEL:FRACTION, "
+FORMS = ("cfg:SCALE[,rescale=PHI][,interval=LO-HI], cfgpp:LAMBDA, pag:SCALE[,layers=A+B], agd:SCALE[,adapters=FOLDER], "
+         "stitch:SMALL_MODEL:FRACTION, "
          "dts:ROLLOUTS,class=Y[,lam=L][,children=K]")
 
 
@@ -71,9 +73,10 @@ def parse_guidance(spec: Any) -> Any:
     """A guidance object from itself or its text form.
 
     Text forms: ``cfg:W`` (options ``,rescale=PHI``, ``,interval=LO-HI``), ``cfgpp:LAMBDA``,
-    ``pag:S`` (option ``,layers=NAME+NAME`` or indices), ``stitch:SMALL_MODEL:FRACTION``.
+    ``pag:S`` (option ``,layers=NAME+NAME`` or indices), ``agd:S`` (option ``,adapters=FOLDER``),
+    ``stitch:SMALL_MODEL:FRACTION``.
     """
-    if isinstance(spec, CFG | CFGPP | PAG | Stitch) or is_control(spec):
+    if isinstance(spec, CFG | CFGPP | PAG | AGD | Stitch) or is_control(spec):
         return spec
     if not isinstance(spec, str):
         raise OptionError(f"guidance entries are guidance objects (e.g. decoding.CFG(3.0)) or text like 'cfg:3', got {spec!r}")
@@ -101,6 +104,8 @@ def parse_guidance(spec: Any) -> Any:
         if name == "pag" and set(kw) <= {"layers"}:
             layers = tuple(kw["layers"].split("+")) if "layers" in kw else None
             return PAG(float(arg), layers=layers)
+        if name == "agd" and set(kw) <= {"adapters"}:
+            return AGD(float(arg), adapters=kw.get("adapters"))
         if name == "stitch" and not kw:
             small, _, fraction = arg.rpartition(":")
             return Stitch(small, float(fraction))
@@ -117,6 +122,15 @@ def guided(handle: Handle, specs: Sequence[Any]) -> Model:
             raise OptionError(f"guidance lists {type(g).__name__} twice; give each method once")
         kinds[type(g)] = g
     stitch = kinds.pop(Stitch, None)
+    agd = kinds.pop(AGD, None)
+    if agd is not None:
+        if kinds or stitch is not None:
+            others = ", ".join(g.spec() for g in [*kinds.values(), *([stitch] if stitch else [])])
+            raise OptionError(f"AGD replaces CFG with one call per step and combines with no other guidance; got also {others}")
+        try:
+            return attach(handle.model, agd, handle.name, handle.card)
+        except ValueError as e:
+            raise OptionError(str(e)) from None
 
     def wrap(h: Handle) -> Model:
         if not kinds:
@@ -207,7 +221,7 @@ def generate_image(
     labels = labels_for(class_label, n, model.num_classes)
     plain = [g for g in specs if not is_control(g)]
     if any(not isinstance(g, Stitch | PAG) for g in plain) and class_label is None:
-        raise OptionError("CFG and CFG++ need class labels: give class_label (unconditional samples have nothing to guide towards)")
+        raise OptionError("CFG, CFG++ and AGD need class labels: give class_label (unconditional samples have nothing to guide towards)")
     try:
         wrapped = wrap_control(guided(handle, plain), control, n, run.batch_size)
     except ValueError as e:

@@ -95,6 +95,10 @@ def card_kind(card: dict[str, Any]) -> str | None:
     """The kind a ``config.json`` declares (or implies), or None."""
     kind = card.get("kind")
     if kind is not None:
+        if kind == "guidance-adapters":  # AGD adapters (decoding/models/adapters.py) ride on their base model
+            base = card.get("base", {}).get("name", "their base model")
+            raise ValueError(f"this folder holds AGD guidance adapters, not a model: load {base} and sample with "
+                             "guidance=['agd:SCALE,adapters=FOLDER'] (CLI: --guidance agd:SCALE,adapters=FOLDER)")
         if kind not in KINDS:
             raise ValueError(f"config.json declares kind {kind!r}; known kinds: {', '.join(KINDS)}")
         return str(kind)

@@ -89,7 +89,7 @@ def add_parser(subparsers: Any, name: str = "generate", default_model: str | Non
     g.add_argument("--solver", help="dpmpp_2m (default), dpmpp_3m, ddim, unipc_bh2, ... ")
     g.add_argument("--spacing", help="time grid: logsnr (default), time or karras")
     g.add_argument("--guidance", action="append", help="a guidance wrapper, repeatable: cfg:SCALE[,rescale=PHI][,interval=LO-HI], "
-                   "cfgpp:LAMBDA, pag:SCALE[,layers=A+B], stitch:SMALL_MODEL:FRACTION")
+                   "cfgpp:LAMBDA, pag:SCALE[,layers=A+B], agd:SCALE[,adapters=FOLDER], stitch:SMALL_MODEL:FRACTION")
     g.add_argument("--nrow", type=int, help="images per grid row (default: square)")
     restoration.add_arguments(p)
     common_options(p)

@@ -13,8 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from decoding.io import atomic_write_bytes
-from decoding.models.card import _read, _training_lines
+from decoding.models.card import _read, _training_lines, cards_main
 
 
 def _result_lines(rows: list[dict[str, Any]], meta: dict[str, Any]) -> list[str]:
@@ -82,17 +81,8 @@ def render_card(folder: str | Path, log: dict[str, Any] | None = None, results: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    p = argparse.ArgumentParser(prog="python -m decoding.distill.card", description="Write README.md cards of distilled students.")
-    p.add_argument("folders", nargs="+")
-    p.add_argument("--eval", help="results of python -m decoding.evals.distill (rows naming a folder go on its card)")
-    a = p.parse_args(argv)
-    results = json.loads(Path(a.eval).read_text()) if a.eval else None
-    for f in a.folders:
-        atomic_write_bytes(Path(f) / "README.md", render_card(f, None, results).encode())
-        print(f"wrote {f}/README.md")
-    return 0
+    return cards_main("python -m decoding.distill.card", "Write README.md cards of distilled students.",
+                      "results of python -m decoding.evals.distill (rows naming a folder go on its card)", render_card, argv)
 
 
 if __name__ == "__main__":

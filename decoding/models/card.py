@@ -78,6 +78,21 @@ def _training_lines(log: dict[str, Any]) -> list[str]:
     return [*lines, "", "![loss curve](loss.png)", ""]
 
 
+def cards_main(prog: str, description: str, eval_help: str, render: Any, argv: list[str] | None = None) -> int:
+    """The command line of a card writer: ``prog FOLDER... [--eval RESULTS.json]`` -> ``FOLDER/README.md`` = ``render(folder, None, results)``."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog=prog, description=description)
+    p.add_argument("folders", nargs="+")
+    p.add_argument("--eval", help=eval_help)
+    a = p.parse_args(argv)
+    results = json.loads(Path(a.eval).read_text()) if a.eval else None
+    for f in a.folders:
+        atomic_write_bytes(Path(f) / "README.md", render(f, None, results).encode())
+        print(f"wrote {f}/README.md")
+    return 0
+
+
 def _read(path: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 

@@ -117,18 +117,24 @@ def save_unet(net: UNet, out_dir: str | Path, meta: dict[str, Any], dtype: torch
     return out
 
 
+def read_card(path: Path, fmt: str, error: type[Exception], what: str) -> dict[str, Any]:
+    """The parsed ``config.json`` at ``path`` whose ``format`` must be ``fmt``; else ``error`` (``what``: a hint)."""
+    if not path.is_file():
+        raise error(f"{path.parent} has no config.json; {what}")
+    try:
+        config = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise error(f"{path} is not valid JSON: {e}") from None
+    if config.get("format") != fmt:
+        raise error(f"{path}: format is {config.get('format')!r}, expected {fmt!r} ({what})")
+    return config
+
+
 def read_config(folder: str | Path) -> dict[str, Any]:
     """The parsed ``config.json`` of a checkpoint folder, checked for the keys the loader needs."""
     folder = resolve_checkpoint(folder)
     path = folder / "config.json"
-    if not path.is_file():
-        raise CheckpointError(f"{folder} has no config.json; is it an image model folder?")
-    try:
-        config = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{path} is not valid JSON: {e}") from None
-    if config.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: format is {config.get('format')!r}, expected {FORMAT!r}")
+    config = read_card(path, FORMAT, CheckpointError, "is it an image model folder?")
     for key in ("unet", "schedule"):
         if key not in config:
             raise CheckpointError(f"{path}: missing the {key!r} entry")

@@ -8,7 +8,9 @@ half log-SNR ``lambda = log(alpha / sigma)`` of the noisy input (see :mod:`decod
 is a property of the checkpoint, handled by :mod:`decoding.models.image`.
 
 Every self-attention layer goes through :func:`decoding.nn.attention.attention` and can be
-perturbed for PAG with :meth:`UNet.perturbed_attention`.
+perturbed for PAG with :meth:`UNet.perturbed_attention`. Guidance adapters (AGD, arXiv 2503.07274;
+:mod:`decoding.nn.guidance_adapter`) attach per call: ``net(x, lam, labels, scale, adapters=A)`` adds
+``A``'s offset after every stage (:meth:`UNet.stage_widths`); without ``adapters`` nothing changes.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -95,11 +98,16 @@ class UNetConfig:
     @classmethod
     def from_dict(cls, d: dict) -> UNetConfig:
         """Build from a dict; unknown keys are a ValueError naming them."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown UNet config keys {unknown}; known keys: {sorted(known)}")
-        return cls(**d)
+        return config_from_dict(cls, d, "UNet")
+
+
+def config_from_dict(cls: type, d: dict, what: str) -> Any:
+    """``cls(**d)`` for a config dataclass; unknown keys are a ValueError naming them and the known ones."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ValueError(f"unknown {what} config keys {unknown}; known keys: {sorted(known)}")
+    return cls(**d)
 
 
 class UNet(nn.Module):
@@ -159,7 +167,14 @@ class UNet(nn.Module):
             return h
         return stage(h)
 
-    def forward(self, x: Tensor, lam: Tensor, labels: Tensor, guidance: Tensor | None = None) -> Tensor:
+    def stage_widths(self) -> list[int]:
+        """Output channels of every stage (residual block + attention) in forward order: encoder, middle, decoder."""
+        stages = [*[s for s in self.down if isinstance(s, nn.ModuleList)], self.mid, *[s for s in self.up if isinstance(s, nn.ModuleList)]]
+        return [stage[0].conv1.out_channels for stage in stages]
+
+    def forward(
+        self, x: Tensor, lam: Tensor, labels: Tensor, guidance: Tensor | None = None, adapters: nn.Module | None = None
+    ) -> Tensor:
         """Predict the network target (eps or v) for noisy images ``x`` at noise level ``lam``.
 
         Args:
@@ -167,28 +182,44 @@ class UNet(nn.Module):
             lam: ``(B,)`` float, the half log-SNR ``log(alpha / sigma)`` of each row.
             labels: ``(B,)`` long in ``[0, num_classes]``; ``num_classes`` is the null class.
             guidance: ``(B,)`` float guidance weights; required exactly when the config has
-                ``guidance_embedding``.
+                ``guidance_embedding`` or ``adapters`` are given (then: the CFG scale they read).
+            adapters: guidance adapters (:class:`~decoding.nn.guidance_adapter.GuidanceAdapters`),
+                ``adapters(e, guidance)`` -> one ``(B, width)`` offset per stage, added after it.
 
         Returns:
             ``(B, in_channels, image_size, image_size)`` in the dtype of the computation.
         """
         e = self.noise_emb(lam) + self.class_emb(labels)
-        if self.guidance_emb is not None:
+        offsets = None
+        if adapters is not None:
+            if self.guidance_emb is not None:
+                raise ValueError("guidance adapters attach to a plain UNet; this one has a guidance embedding")
+            if guidance is None:
+                raise ValueError("guidance adapters read the CFG scale: pass guidance (B,)")
+            offsets = iter(adapters(e, guidance))
+        elif self.guidance_emb is not None:
             if guidance is None:
                 raise ValueError("this UNet is conditioned on the guidance weight (guidance_embedding=True): pass guidance (B,)")
             e = e + self.guidance_emb(guidance)
         elif guidance is not None:
             raise ValueError("this UNet takes no guidance weight (guidance_embedding=False); drop the guidance argument")
+
+        def run(stage: nn.Module, h: Tensor) -> Tensor:
+            h = self._run(stage, h, e)
+            if offsets is not None and isinstance(stage, nn.ModuleList):
+                h = h + next(offsets).to(h.dtype)[:, :, None, None]
+            return h
+
         h = self.stem(x)
         hs = [h]
         for stage in self.down:
-            h = self._run(stage, h, e)
+            h = run(stage, h)
             hs.append(h)
-        h = self.mid_out(self._run(self.mid, h, e), e)
+        h = self.mid_out(run(self.mid, h), e)
         for stage in self.up:
             if isinstance(stage, nn.ModuleList):
                 h = torch.cat([h, hs.pop()], dim=1)
-            h = self._run(stage, h, e)
+            h = run(stage, h)
         return self.out(nn.functional.silu(self.out_norm(h)))
 
     def attention_layers(self) -> list[SelfAttention2d]:

@@ -15,6 +15,14 @@ Data-prediction exponential integrator in ``lambda = log(alpha/sigma)``, step ``
 - SDE-DPM-Solver++ (``sde=True``): ``x_t = (sigma_t/sigma_s) e^{-h} x + alpha_t (1 - e^{-2h}) (D0 + ...)
   + sigma_t sqrt(1 - e^{-2h}) z``, diffusers' ``algorithm_type="sde-dpmsolver++"``.
 
+CFG++ (Chung et al., arXiv 2406.08070), the paper's multistep sampler: when the prediction carries
+the unconditional data prediction (``Prediction.extras["x0_uncond"] = u``, set by
+:class:`~decoding.wrappers.guidance.GuidedModel` for CFG++), the step uses the guided ``m0`` but
+renoises with the unconditional noise, which is the update from ``x + alpha_s (m0 - u)`` instead of
+``x`` (``x = alpha_s u + sigma_s eps_u``), and the history keeps ``u`` instead of ``m0``: the 2M step is
+``x_t = alpha_t m0 + sigma_t eps_u + alpha_t (1 - e^{-h}) (m0 - u_{i-1}) / (2 r)``. At ``lambda = 0``
+(``m0 = u``) the shift is exactly zero: the unconditional solver, bit for bit.
+
 Lower orders at the start (warm-up) and, as in diffusers, at the end: the step onto data
 (``sigma = 0``) is first order (``x = m0``); with ``lower_order_final`` and fewer than 15 steps the
 last step is first order and the one before at most second order.
@@ -170,12 +178,16 @@ class DPMSolverPP:
         a_s, s_s, l_s = info.s
         a_t, s_t, l_t = info.t
         hist = history if history is not None else MultistepHistory()
-        hist = hist.push(data_prediction(pred, x, a_s, s_s), l_s, float(info.ts[info.i]), self.order)
+        m0 = data_prediction(pred, x, a_s, s_s)
+        hist = hist.push(m0, l_s, float(info.ts[info.i]), self.order)
         order = self.step_order(info, len(hist))
+        uncond = pred.extras.get("x0_uncond")
+        if uncond is not None:  # CFG++: renoise with the unconditional noise (see the module docstring)
+            x = x + a_s * (m0 - uncond)
         if self.sde and s_t > 0:
             if noise is None:
                 raise ValueError("SDE-DPM-Solver++ needs noise")
             out = sde_dpmpp_update(x, hist.x0s, hist.lams, l_t, a_t, s_t, s_s, order, noise, self.solver_type)
         else:
             out = dpmpp_update(x, hist.x0s, hist.lams, l_t, a_t, s_t, s_s, order, self.solver_type, self.third_order)
-        return out, hist
+        return out, (hist if uncond is None else hist.with_newest(uncond))

@@ -10,7 +10,7 @@ With ``x = alpha x0 + sigma eps``:
 :func:`to_prediction` turns a raw network output into a :class:`Prediction` holding both ``x0``
 and ``eps``; :func:`data_prediction` / :func:`noise_prediction` read whichever a solver needs from
 a prediction that may hold only one of them (e.g. one made by a guidance wrapper).
-:class:`NetworkModel` wraps a plain ``net(x, t)`` into a :class:`~decoding.core.protocols.Model`.
+:func:`velocity` is the inverse (``v`` of a prediction). :class:`NetworkModel` wraps a plain ``net(x, t)`` into a :class:`~decoding.core.protocols.Model`.
 """
 
 from __future__ import annotations
@@ -66,6 +66,12 @@ def data_prediction(pred: Prediction, x: Tensor, alpha: Tensor | float, sigma: T
     if pred.eps is None:
         raise ValueError("a continuous solver needs Prediction.x0 or Prediction.eps; the model gave neither")
     return (x - _coef(sigma, x) * pred.eps) / _coef(alpha, x)
+
+
+def velocity(pred: Prediction, x: Tensor, alpha: Tensor | float, sigma: Tensor | float) -> Tensor:
+    """``v = alpha eps - sigma x0`` of ``pred`` at ``x`` ``(B, ...)`` (the inverse of :func:`to_prediction` with ``"v"``)."""
+    a, s = _coef(alpha, x), _coef(sigma, x)
+    return a * noise_prediction(pred, x, alpha, sigma) - s * data_prediction(pred, x, alpha, sigma)
 
 
 def noise_prediction(pred: Prediction, x: Tensor, alpha: Tensor | float, sigma: Tensor | float) -> Tensor:

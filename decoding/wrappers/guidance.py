@@ -15,11 +15,16 @@ call (``k * B`` rows) and combines them:
   chosen layers; with CFG the three predictions share the call (``u + w (c - u) + s (c - p)``);
 - CFG++ (Chung et al., arXiv 2406.08070): the data prediction ``x0_u + lambda (x0_c - x0_u)``
   with the UNCONDITIONAL noise prediction, so DDIM renoises with ``eps_u``
-  (``x_s = alpha_s x0_lambda + sigma_s eps_u``, the paper's sampler); ``lambda`` in [0, 1].
+  (``x_s = alpha_s x0_lambda + sigma_s eps_u``, the paper's sampler); ``lambda`` in [0, 1]. The
+  unconditional data prediction rides along in ``Prediction.extras["x0_uncond"]``: DPM-Solver++
+  (2M, 3M, SDE) renoises with ``eps_u`` and keeps it in its history (the paper's multistep sampler,
+  :mod:`decoding.solvers.dpm_solver_pp`).
 
 Every solver reads ``Prediction.x0`` / ``Prediction.eps``: the combinations apply to all of them
-(CFG++'s renoising with ``eps_u`` is exact for DDIM, which uses both; data-prediction multistep
-solvers use ``x0_lambda``). ``Prediction.nfe`` is the number of variants per row.
+(CFG++'s paper samplers are DDIM and DPM-Solver++; the other solvers take ``x0_lambda`` as their
+data prediction). Guidance rescale works on ``v`` (:func:`~decoding.solvers.parameterization.velocity`
+and :func:`~decoding.solvers.parameterization.to_prediction`, the one place that converts).
+``Prediction.nfe`` is the number of variants per row.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from torch import Tensor
 from decoding.core.protocols import Model
 from decoding.core.types import Prediction, State
 from decoding.processes.continuous import state_coefficients, state_times
-from decoding.solvers.parameterization import to_prediction
+from decoding.solvers.parameterization import to_prediction, velocity
 
 
 @dataclass(frozen=True)
@@ -199,7 +204,7 @@ class GuidedModel:
         nfe = torch.full((b,), float(k), device=state.done.device)
         if self.cfgpp is not None:
             lam = self.cfgpp.lam
-            return Prediction(x0=x0["u"] + lam * (x0["c"] - x0["u"]), eps=eps["u"], nfe=nfe)
+            return Prediction(x0=x0["u"] + lam * (x0["c"] - x0["u"]), eps=eps["u"], nfe=nfe, extras={"x0_uncond": x0["u"]})
         out_x0, out_eps = x0["c"], eps["c"]
         if "u" in names:
             w = self.cfg.scale
@@ -216,14 +221,13 @@ class GuidedModel:
     def _rescale(self, state: State, x0: Tensor, eps: Tensor, x0_c: Tensor, eps_c: Tensor) -> tuple[Tensor, Tensor]:
         """Guidance rescale in v-space (``v = alpha eps - sigma x0``), per sample."""
         alpha, sigma = state_coefficients(state, state.memory["schedule"])
-        a = alpha if isinstance(alpha, float) else alpha.view(-1, *[1] * (x0.dim() - 1))
-        s = sigma if isinstance(sigma, float) else sigma.view(-1, *[1] * (x0.dim() - 1))
-        v, v_c = a * eps - s * x0, a * eps_c - s * x0_c
+        x = state.x.to(x0.dtype)
+        v, v_c = (velocity(Prediction(x0=p, eps=e), x, alpha, sigma) for p, e in ((x0, eps), (x0_c, eps_c)))
         dims = tuple(range(1, v.dim()))
         ratio = v_c.float().std(dim=dims, keepdim=True) / v.float().std(dim=dims, keepdim=True).clamp_min(1e-12)
         phi = self.cfg.rescale
         v = phi * v * ratio.to(v.dtype) + (1 - phi) * v
-        pred = to_prediction(v, "v", state.x.to(v.dtype), alpha, sigma)
+        pred = to_prediction(v, "v", x, alpha, sigma)
         return pred.x0, pred.eps
 
 

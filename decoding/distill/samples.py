@@ -10,7 +10,7 @@ Fashion-MNIST cannot be carried to the training machine, the teacher's own condi
 writes ``train-*`` and ``t10k-*`` IDX files (uint8 images, labels ``i % 10``) that
 ``--data FOLDER`` of ``decoding train distill-*`` reads like the real set, and ``samples.json``
 with the settings. This is a deviation from the paper (the student sees the teacher's image
-distribution, FID 12.25 at NFE 20 for fashion-large, not the data's).
+distribution, FID 4.61 at NFE 20 for the fashion-large of 2026-12-06, not the data's).
 """
 
 from __future__ import annotations

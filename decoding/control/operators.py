@@ -87,7 +87,30 @@ def _rows(y: Tensor, x: Tensor) -> Tensor:
     return y
 
 
-class Inpaint:
+class _LinearGaussian:
+    """Shared pieces of a linear observation ``y = A x + noise``: subclasses set ``y``, ``noise`` and
+    ``observe`` (``A``); the residual, Gaussian loss, distance and RMSE agreement follow from them."""
+
+    y: Tensor
+    noise: float
+
+    def observe(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def residual(self, x0: Tensor) -> Tensor:
+        return self.observe(x0) - _rows(self.y, x0)
+
+    def loss(self, x0: Tensor) -> Tensor:
+        return _gaussian(self.residual(x0), self.noise)
+
+    def distance(self, x0: Tensor) -> Tensor:
+        return _norm(self.residual(x0))
+
+    def agreement(self, x: Tensor) -> Tensor:
+        return self.residual(x).flatten(1).pow(2).mean(1).sqrt()
+
+
+class Inpaint(_LinearGaussian):
     """Known pixels: ``A x = m * x``.
 
     Args:
@@ -115,12 +138,6 @@ class Inpaint:
     def residual(self, x0: Tensor) -> Tensor:
         return self.observe(x0) - self.observe(_rows(self.y, x0))
 
-    def loss(self, x0: Tensor) -> Tensor:
-        return _gaussian(self.residual(x0), self.noise)
-
-    def distance(self, x0: Tensor) -> Tensor:
-        return _norm(self.residual(x0))
-
     def project(self, x0: Tensor) -> Tensor:
         m = self.mask.to(x0.device, x0.dtype)
         return m * _rows(self.y, x0) + (1 - m) * x0
@@ -135,7 +152,7 @@ class Inpaint:
         return f"inpaint:known={float(self.mask.mean()):.3f},noise={self.noise:g}"
 
 
-class SuperResolution:
+class SuperResolution(_LinearGaussian):
     """``A x = avgpool_f(x)``: the observation is ``(B, C, H / f, W / f)``.
 
     ``A A^T = I / f^2``, so the curvature is ``1 / (f^2 noise^2)`` and the projection onto
@@ -155,21 +172,9 @@ class SuperResolution:
             raise ValueError(f"image size {tuple(x.shape[-2:])} is not a multiple of the factor {f}")
         return F.avg_pool2d(x, f)
 
-    def residual(self, x0: Tensor) -> Tensor:
-        return self.observe(x0) - _rows(self.y, x0)
-
-    def loss(self, x0: Tensor) -> Tensor:
-        return _gaussian(self.residual(x0), self.noise)
-
-    def distance(self, x0: Tensor) -> Tensor:
-        return _norm(self.residual(x0))
-
     def project(self, x0: Tensor) -> Tensor:
         r = -self.residual(x0)
         return x0 + F.interpolate(r, scale_factor=self.factor, mode="nearest")
-
-    def agreement(self, x: Tensor) -> Tensor:
-        return self.residual(x).flatten(1).pow(2).mean(1).sqrt()
 
     def spec(self) -> str:
         return f"sr:{self.factor}x,noise={self.noise:g}"
@@ -188,7 +193,7 @@ def gaussian_kernel(sigma: float, size: int | None = None) -> Tensor:
     return (k / k.sum()).float()
 
 
-class Deblur:
+class Deblur(_LinearGaussian):
     """``A x = k * (x + 1) - 1``: a Gaussian blur of the image in [0, 2] with zero padding (black outside).
 
     The kernel is non-negative and sums to 1, so ``||A|| <= 1`` and the curvature is at most
@@ -205,18 +210,6 @@ class Deblur:
         c = x.shape[1]
         k = self.kernel.to(x.device, x.dtype)[None, None].expand(c, 1, -1, -1)
         return F.conv2d(x + 1, k, padding=k.shape[-1] // 2, groups=c) - 1
-
-    def residual(self, x0: Tensor) -> Tensor:
-        return self.observe(x0) - _rows(self.y, x0)
-
-    def loss(self, x0: Tensor) -> Tensor:
-        return _gaussian(self.residual(x0), self.noise)
-
-    def distance(self, x0: Tensor) -> Tensor:
-        return _norm(self.residual(x0))
-
-    def agreement(self, x: Tensor) -> Tensor:
-        return self.residual(x).flatten(1).pow(2).mean(1).sqrt()
 
     def spec(self) -> str:
         return f"deblur:sigma={self.sigma:g},noise={self.noise:g}"

@@ -24,21 +24,11 @@ import torch
 from torch import Tensor
 
 from decoding.core.protocols import Model
-from decoding.core.types import State
 from decoding.solvers.base import StepInfo
 from decoding.solvers.dc_solver import DCSolver
+from decoding.solvers.ems import solver_state
 from decoding.solvers.parameterization import data_prediction
 from decoding.solvers.schedules import VPSchedule
-
-
-def _state(x: Tensor, t: float, schedule: VPSchedule) -> State:
-    b = x.shape[0]
-    return State(
-        x=x,
-        t=torch.full((b,), t, dtype=torch.float64, device=x.device),
-        done=torch.zeros(b, dtype=torch.bool, device=x.device),
-        memory={"schedule": schedule},
-    )
 
 
 def golden_section(fn: Callable[[float], float], lo: float, hi: float, iters: int) -> tuple[float, float]:
@@ -102,7 +92,7 @@ def _run(model: Model, schedule: VPSchedule, solver: DCSolver, ts: Tensor, carry
     x, hist, pred = carry
     for i in range(i0, stop):
         x, hist = solver.step(x, pred, StepInfo.make(schedule, ts, i), hist, ratio=ratios[i])
-        pred = model(_state(x, float(ts[i + 1]), schedule)) if i + 1 < n else None
+        pred = model(solver_state(x, float(ts[i + 1]), schedule)) if i + 1 < n else None
     return x, hist, pred
 
 
@@ -160,7 +150,7 @@ def search_dc_ratios(
         raise ValueError(f"need reg >= 0 and sweeps >= 1, got reg={reg}, sweeps={sweeps}")
     solver = DCSolver(None, solver.order, solver.variant, solver.corrector, solver.lower_order_final,
                       solver.dc_order, solver.compensate_final)
-    carry0 = (x_T, None, model(_state(x_T, float(ts[0]), schedule)))
+    carry0 = (x_T, None, model(solver_state(x_T, float(ts[0]), schedule)))
     if objective == "final":
         return _search_final(model, schedule, solver, ts, carry0, reference[-1], (lo, hi, step, refine, start, reg), sweeps)
     x, hist, pred = carry0
@@ -177,7 +167,7 @@ def search_dc_ratios(
             def loss(rho: float, x=x, hist=hist, pred=pred, info=info, target=target, nxt_info=nxt_info) -> float:
                 x1, h1 = solver.step(x, pred, info, hist, ratio=rho)
                 if nxt_info is not None and (solver.corrector or nxt_info.to_data):
-                    m1 = model(_state(x1, float(nxt_info.ts[nxt_info.i]), schedule))
+                    m1 = model(solver_state(x1, float(nxt_info.ts[nxt_info.i]), schedule))
                     if nxt_info.to_data and not solver.compensate_final:
                         x1 = data_prediction(m1, x1, *nxt_info.s[:2])
                     else:
@@ -188,7 +178,7 @@ def search_dc_ratios(
         ratios.append(best)
         x, hist = solver.step(x, pred, info, hist, ratio=best)
         if i + 1 < n:
-            pred = model(_state(x, float(ts[i + 1]), schedule))
+            pred = model(solver_state(x, float(ts[i + 1]), schedule))
     return tuple(ratios)
 
 

@@ -25,10 +25,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor
 
 from decoding.core.types import Prediction
+from decoding.data.weights import load_tensors
 from decoding.solvers.base import StepInfo
 from decoding.solvers.history import MultistepHistory
 from decoding.solvers.unipc import UniPC
@@ -122,16 +123,12 @@ class DCRatios:
     @classmethod
     def load(cls, path: str | Path) -> DCRatios:
         """Read a file written by :meth:`save`; a folder means ``<folder>/dc_solver_ratios.safetensors``."""
-        from safetensors import safe_open
-
         path = Path(path)
         if path.is_dir():
             path = path / RATIOS_FILENAME
         if not path.is_file():
             raise ValueError(f"no DC-Solver ratios at {path}; search them with decoding.solvers.dc_search")
-        data = load_file(str(path))
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
+        data, meta = load_tensors(path)
         nfes = sorted(int(k.split("_")[1]) for k in data if k.startswith("ratio_"))
         return cls(
             {n: tuple(data[f"ratio_{n}"].tolist()) for n in nfes},

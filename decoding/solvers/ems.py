@@ -23,12 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor
 from tqdm.auto import tqdm
 
 from decoding.core.protocols import Model
 from decoding.core.types import Prediction, State
+from decoding.data.weights import load_tensors
 from decoding.solvers.base import StepInfo
 from decoding.solvers.dpm_solver_pp import DPMSolverPP
 from decoding.solvers.parameterization import data_prediction
@@ -90,16 +91,12 @@ class EMS:
 
     @classmethod
     def load(cls, path: str | Path) -> EMS:
-        from safetensors import safe_open
-
         path = Path(path)
         if path.is_dir():
             path = path / EMS_FILENAME
         if not path.is_file():
             raise ValueError(f"no DPM-Solver-v3 statistics at {path}; compute them with decoding.solvers.ems.compute_ems")
-        tensors = load_file(str(path))
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
+        tensors, meta = load_tensors(path)
         return cls(
             tensors["lambdas"], tensors["l"], tensors["s"], tensors["b"],
             meta.get("schedule", ""), meta.get("model", ""), meta.get("info", ""),
@@ -111,7 +108,8 @@ def ems_path(model_dir: str | Path) -> Path:
     return Path(model_dir) / EMS_FILENAME
 
 
-def _state(x: Tensor, t: float, schedule: VPSchedule) -> State:
+def solver_state(x: Tensor, t: float, schedule: VPSchedule) -> State:
+    """A loop :class:`State` of ``x`` ``(B, ...)`` at time ``t`` for one model call outside the loop."""
     b = x.shape[0]
     return State(
         x=x,
@@ -123,7 +121,7 @@ def _state(x: Tensor, t: float, schedule: VPSchedule) -> State:
 
 def _n_of(model: Model, x: Tensor, t: float, alpha: float, sigma: float, schedule: VPSchedule) -> tuple[Tensor, Tensor]:
     """``(N, x0)`` with ``N = sigma * eps = x - alpha * x0`` at ``x``."""
-    pred = model(_state(x, t, schedule))
+    pred = model(solver_state(x, t, schedule))
     x0 = data_prediction(pred, x, alpha, sigma)
     return x - alpha * x0, x0
 

@@ -144,20 +144,17 @@ class VQAutoencoder(nn.Module):
 
     @torch.no_grad()
     def restart_dead_codes(self, z: Tensor, tokens: Tensor, generator: torch.Generator, decay: float = 0.99,
-                           threshold: float = 0.03) -> int:
+                           threshold: float = 0.03) -> None:
         """Update the usage EMA with ``tokens`` and move codes used less than ``threshold`` x the mean onto random
-        encoder outputs ``z`` ``(N, D)`` of this batch; returns how many were restarted (a device sync: call it rarely)."""
+        encoder outputs ``z`` ``(..., D)`` of this batch (no host synchronisation: every code draws a candidate)."""
         k = self.cfg.codebook_size
         counts = torch.bincount(tokens.flatten(), minlength=k).float()
-        self.usage.mul_(decay).add_(counts * (1 - decay) * k / max(tokens.numel(), 1))
+        self.usage.mul_(decay).add_(counts * ((1 - decay) * k / max(tokens.numel(), 1)))
         dead = self.usage < threshold
-        n = int(dead.sum())
-        if n:
-            flat = z.reshape(-1, z.shape[-1])
-            pick = torch.randint(0, flat.shape[0], (n,), generator=generator, device=flat.device)
-            self.codebook.data[dead] = flat[pick].to(self.codebook.dtype)
-            self.usage[dead] = 1.0
-        return n
+        flat = z.detach().reshape(-1, z.shape[-1])
+        pick = torch.randint(0, flat.shape[0], (k,), generator=generator, device=flat.device)
+        self.codebook.data.copy_(torch.where(dead[:, None], flat[pick].to(self.codebook.dtype), self.codebook.data))
+        self.usage.copy_(torch.where(dead, torch.ones_like(self.usage), self.usage))
 
 
 def _check_images(images: Tensor, cfg: VQConfig) -> None:
@@ -166,13 +163,13 @@ def _check_images(images: Tensor, cfg: VQConfig) -> None:
         raise ValueError(f"the VQ autoencoder takes (B, 1, {s}, {s}) images in [-1, 1], got {tuple(images.shape)}")
 
 
-def vq_losses(model: VQAutoencoder, images: Tensor, beta: float = 0.25) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """``(total, reconstruction MSE, commitment, tokens)`` of VQ-VAE: ``|x - x^|^2 + |sg(z) - q|^2 + beta |z - sg(q)|^2``."""
-    recon, z, q, tokens = model(images)
+def vq_losses(images: Tensor, out: tuple[Tensor, Tensor, Tensor, Tensor], beta: float = 0.25) -> Tensor:
+    """VQ-VAE's loss ``|x - x^|^2 + |sg(z) - q|^2 + beta |z - sg(q)|^2`` of ``out = model(images)``."""
+    recon, z, q, _ = out
     rec = F.mse_loss(recon.float(), images.float())
     code = F.mse_loss(q.float(), z.detach().float())
     commit = F.mse_loss(z.float(), q.detach().float())
-    return rec + code + beta * commit, rec, commit, tokens
+    return rec + code + beta * commit
 
 
 def save_vq(model: VQAutoencoder, folder: str | Path, extra: dict[str, Any] | None = None,

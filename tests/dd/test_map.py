@@ -11,8 +11,9 @@ from decoding.dd.joint import JointAR, histogram, random_joint
 from decoding.dd.pairs import map_noise
 from decoding.dd.process import FlowTokens
 from decoding.models.ar_image import ARImageModel, ARImageNet, class_tokens, guided
+from decoding.models.vq import VQAutoencoder
 from decoding.processes.autoregressive import Autoregressive
-from tests.dd.helpers import TINY_AR
+from tests.dd.helpers import TINY_AR, TINY_VQ
 
 pytestmark = pytest.mark.one_thread
 
@@ -66,10 +67,6 @@ def test_cfg_combines_the_conditional_and_null_class_calls() -> None:
 
 def test_map_noise_is_deterministic_and_batch_independent() -> None:
     torch.manual_seed(2)
-    from decoding.models.vq import VQAutoencoder
-
-    from tests.dd.helpers import TINY_VQ
-
     codes = VQAutoencoder(TINY_VQ).codes.detach()
     model = ARImageModel(ARImageNet(TINY_AR).eval(), 1.5)
     noise = torch.randn(6, TINY_AR.num_tokens, TINY_VQ.code_dim, generator=torch.Generator().manual_seed(4))

@@ -10,7 +10,7 @@ Rows, all through ``decoding.generate`` (labels ``i mod 10``, seed 0):
 - ``vq-recon``: the tokenizer's reconstructions of the 10,000 test images (the floor of any token model).
 
 FID (:func:`decoding.evals.fid.fid`, Inception features vs. the 60,000 training images) on ``--n``
-samples; images/s of whole ``generate`` calls at ``--batch-size`` (one warm-up call, then
+samples (or, with ``--no-fid --npz-dir``, later on another machine); images/s of whole ``generate`` calls at ``--batch-size`` (one warm-up call, then
 ``--timed-batches`` batches, synchronised), and the ratios to ``teacher-cfg``. Grids (10 per class)
 are written to ``--out-dir``; the table to stdout and ``--json``.
 
@@ -91,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--no-fid", action="store_true", help="only time the rows")
     p.add_argument("--out-dir", type=Path, help="write a grid (10 per class) per row here")
+    p.add_argument("--npz-dir", type=Path, help="save each row's samples as ROW.npz (uint8 images, labels) for "
+                   "`python -m decoding.evals.fid samples` on a machine with the Inception network")
     p.add_argument("--json", type=Path, help="write the table here")
     a = p.parse_args(argv)
     from decoding.evals.fid import fid
@@ -117,6 +119,12 @@ def main(argv: list[str] | None = None) -> int:
             order = torch.arange(min(100, images.shape[0]))
             grid = ((images[order].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
             make_grid(grid, nrow=10, scale=2).save(a.out_dir / f"{name}.png")
+        if a.npz_dir is not None:
+            import numpy as np
+
+            a.npz_dir.mkdir(parents=True, exist_ok=True)
+            u8 = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
+            np.savez(a.npz_dir / f"{name}.npz", images=u8, labels=np.arange(u8.shape[0]) % 10)
         table[name] = row
         print(f"{name:>12}: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()), flush=True)
     base = table.get("teacher-cfg", {})

@@ -19,9 +19,13 @@ def test_dd_eval_toy(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "r.json"
     assert bench.main(["--teacher", str(zoo.ar), "--student", str(zoo.dd), "--n", "12", "--batch-size", "6",
                        "--timed-batches", "1", "--device", "cpu", "--no-fid", "--out-dir", str(tmp_path / "grids"),
-                       "--json", str(out)]) == 0
+                       "--json", str(out), "--npz-dir", str(tmp_path / "npz")]) == 0
     rows = json.loads(out.read_text())["rows"]
     assert set(rows) == {"teacher", "teacher-cfg", "teacher-flow", "dd-1", "dd-2", "one-pass"}
     assert [rows[k]["nfe"] for k in ("teacher", "teacher-cfg", "dd-1", "dd-2", "one-pass")] == [49, 98, 1, 2, 2]
     assert rows["teacher-cfg"]["speedup_vs_teacher_cfg"] == 1.0 and rows["dd-1"]["images_per_s"] > 0
+    import numpy as np
+
+    saved = np.load(tmp_path / "npz" / "dd-2.npz")
+    assert saved["images"].shape == (12, 1, 28, 28) and saved["images"].dtype == np.uint8 and saved["labels"][11] == 1
     assert (tmp_path / "grids" / "dd-1.png").is_file() and "| dd-1 | 1 |" in capsys.readouterr().out

@@ -79,6 +79,11 @@ def vq_reconstructions(vq_folder: str, n: int, device: str, batch: int) -> torch
     return torch.cat([vq.decode(vq.encode(b)).float().cpu() for b in x.split(batch)])
 
 
+def cell(row: dict[str, Any], key: str, fmt: str) -> str:
+    """``row[key]`` formatted, or ``-`` when missing."""
+    return format(row[key], fmt) if row.get(key) is not None else "-"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--teacher", required=True, help="image-ar folder or zoo name")
@@ -135,11 +140,9 @@ def main(argv: list[str] | None = None) -> int:
             row["fid_ratio_vs_teacher_cfg"] = row["fid"] / base["fid"]
     print("\n| row | NFE | images/s | speed-up | FID | FID ratio |\n|---|---|---|---|---|---|")
     for name, r in table.items():
-        def f(key: str, fmt: str) -> str:
-            return format(r[key], fmt) if r.get(key) is not None else "-"
-
-        print(f"| {name} | {r['nfe']:g} | {f('images_per_s', '.1f')} | {f('speedup_vs_teacher_cfg', '.1f')}x | {f('fid', '.2f')} | "
-              f"{f('fid_ratio_vs_teacher_cfg', '.2f')} |")
+        cells = [cell(r, "images_per_s", ".1f"), cell(r, "speedup_vs_teacher_cfg", ".1f") + "x", cell(r, "fid", ".2f"),
+                 cell(r, "fid_ratio_vs_teacher_cfg", ".2f")]
+        print(f"| {name} | {r['nfe']:g} | " + " | ".join(cells) + " |")
     if a.json is not None:
         device = torch.cuda.get_device_name() if a.device.startswith("cuda") else platform.processor() or "cpu"
         meta = {"command": " ".join(sys.argv), "device": device, "n": a.n, "batch_size": a.batch_size, "cfg_scale": scale,

@@ -29,3 +29,14 @@ def test_dd_eval_toy(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     saved = np.load(tmp_path / "npz" / "dd-2.npz")
     assert saved["images"].shape == (12, 1, 28, 28) and saved["images"].dtype == np.uint8 and saved["labels"][11] == 1
     assert (tmp_path / "grids" / "dd-1.png").is_file() and "| dd-1 | 1 |" in capsys.readouterr().out
+
+
+def test_dd_vq_check_toy(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from tests.train.helpers import fashion_folder
+
+    zoo = tiny_zoo(tmp_path / "zoo")
+    data = fashion_folder(tmp_path / "data", 8, 24)
+    check = load_script("benchmarks/dd_vq_check.py", "dd_vq_check")
+    assert check.main(["--vq", str(zoo.vq), "--data", str(data), "--grid", str(tmp_path / "g.png")]) == 0
+    row = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert row["images"] == 24 and row["mse"] > 0 and 1 <= row["perplexity"] <= 16 and (tmp_path / "g.png").is_file()

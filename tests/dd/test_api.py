@@ -76,6 +76,7 @@ def test_tokenizer_is_found_beside_the_model_or_in_the_zoo(zoo: Zoo, tmp_path: P
     moved = tmp_path / "elsewhere"
     shutil.copytree(zoo.ar, moved / "fashion-ar")
     card["tokenizer"]["path"] = str(tmp_path / "gone")
+    monkeypatch.setenv("DECODING_MODELS", str(tmp_path / "empty-zoo"))
     with pytest.raises(FileNotFoundError, match="was not found"):
         tokenizer_folder(card, moved / "fashion-ar")
     monkeypatch.setenv("DECODING_MODELS", str(zoo.vq.parent))

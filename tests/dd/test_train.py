@@ -96,11 +96,11 @@ def test_resumed_student_equals_the_uninterrupted_one(pipeline: Pipeline, tmp_pa
     assert train_main("fashion-ar-dd", [*args, "--checkpoint", str(tmp_path / "b"), "--stop-at", "2"]) == 0
     assert train_main("fashion-ar-dd", [*args, "--checkpoint", str(tmp_path / "b"), "--resume"]) == 0
     a, b = (load_file(str(next((tmp_path / k).glob("*.safetensors")))) for k in ("a", "b"))
-    model = [k for k in a if k.startswith("model/")]
-    assert model and all(torch.equal(a[k], b[k]) for k in model)
-    # the EMA agrees to float rounding only: its CPU update was seen to differ by ~5e-9 between runs of one process
-    ema = [k for k in a if k.startswith("ema/")]
-    assert ema and all(torch.allclose(a[k], b[k], rtol=0, atol=1e-7) for k in ema)
+    # equal up to float rounding: on this CPU the same step was seen to differ by ~5e-9 between runs in one process
+    # (alignment-dependent vector kernels); a wrong resume (batch, moments, schedule) moves weights by ~1e-4 per step
+    weights = [k for k in a if k.startswith(("model/", "ema/"))]
+    worst = max(float((a[k].float() - b[k].float()).abs().max()) for k in weights)
+    assert weights and worst < 1e-6, worst
 
 
 def test_bad_set_ups_are_refused(pipeline: Pipeline, tmp_path: Path) -> None:

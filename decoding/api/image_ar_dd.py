@@ -6,7 +6,9 @@ and ``"defaults": {"steps": 1}``. A call runs :class:`~decoding.dd.steps.DDProce
 loop with ``steps`` 1 (one network call) or 2 (re-entering at token ``reenter``). The noise is the
 first draw of the generator seeded with ``seed``, as the teacher's ``sampler="flow"`` draws it: with
 the same seed a student approximates the image its teacher maps that noise to. The CFG scale is the
-one the pairs were made with (``dd.guidance``), so ``guidance`` is not an option.
+one the pairs were made with (``dd.guidance``), so ``guidance`` is not an option. Without
+``class_label`` the samples are unconditional (the null class), which needs a student whose pairs
+held unconditional ones (``dd.uncond_share > 0``).
 """
 
 from __future__ import annotations
@@ -61,8 +63,8 @@ def generate_image_ar_dd(handle: DDHandle, prompt: Any, run: Run, *, class_label
     """See :func:`decoding.generate` and the module docstring."""
     if prompt is not None:
         raise OptionError(f"{handle.name} is an image model: it takes class_label=..., not a prompt")
-    if class_label is None:
-        raise OptionError(f"{handle.name} is a Distilled Decoding student of class-conditional pairs: give class_label")
+    if class_label is None and not handle.card["dd"].get("uncond_share"):
+        raise OptionError(f"{handle.name} was trained on class-conditional pairs only: give class_label")
     steps = int(steps if steps is not None else handle.card.get("defaults", {}).get("steps", 1))
     if steps not in (1, 2):
         raise OptionError(f"{handle.name} is a Distilled Decoding student: steps must be 1 or 2, got {steps}")

@@ -4,7 +4,8 @@
         --shard-size 8192 --batch-size 2048 --guidance 1.5 --device cuda
 
 Shard ``i`` holds ``shard_size`` pairs drawn from its own seed (``seed * 1_000_003 + i``): class labels
-uniform over the classes, noise ``(S, n, D)`` float32 standard Gaussian, and the tokens ``(S, n)``
+uniform over the classes, replaced by the null class (unconditional; CFG does not change it) with
+probability ``uncond_share``, noise ``(S, n, D)`` float32 standard Gaussian, and the tokens ``(S, n)``
 (int16) the teacher's map gives them through :func:`decoding.decode` with
 :class:`~decoding.dd.process.FlowTokens`. A shard is written atomically (``pairs-00007.safetensors``);
 a run that is stopped and started again skips the shards that exist, so the output does not
@@ -48,6 +49,7 @@ class PairSettings:
     num_tokens: int
     code_dim: int
     num_classes: int
+    uncond_share: float = 0.1
 
 
 def map_noise(model: ARImageModel, codes: Tensor, labels: Tensor, noise: Tensor, flow: TokenFlow,
@@ -71,6 +73,8 @@ def make_shard(model: ARImageModel, codes: Tensor, settings: PairSettings, index
     g = torch.Generator(device=dev).manual_seed(settings.seed * 1_000_003 + index)
     n, s = settings.num_tokens, settings.shard_size
     labels = torch.randint(0, settings.num_classes, (s,), generator=g, device=dev)
+    uncond = torch.rand((s,), generator=g, device=dev) < settings.uncond_share
+    labels = torch.where(uncond, settings.num_classes, labels)
     noise = torch.randn((s, n, settings.code_dim), generator=g, device=dev)
     tokens = torch.cat([map_noise(model, codes, labels[lo : lo + batch_size], noise[lo : lo + batch_size], flow)
                         for lo in range(0, s, batch_size)])
@@ -142,15 +146,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--guidance", type=float, default=None, help="CFG scale of the teacher (default: its card's)")
     p.add_argument("--flow-steps", type=int, default=TokenFlow().steps, help="ODE steps of the per-token flow")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--uncond-share", type=float, default=0.1, help="share of unconditional pairs (null class)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--minutes", type=float, help="stop (cleanly, between shards) before this many minutes")
     a = p.parse_args(argv)
     if a.pairs < 1 or a.shard_size < 1 or a.batch_size < 1:
         p.error("--pairs, --shard-size and --batch-size must be >= 1")
+    if not 0.0 <= a.uncond_share <= 1.0:
+        p.error("--uncond-share must lie in [0, 1]")
     model, vq, card = load_teacher_parts(a.teacher, torch.device(a.device), a.guidance)
     settings = PairSettings(teacher=str(a.teacher), guidance=model.guidance, flow_steps=a.flow_steps, seed=a.seed,
                             shard_size=a.shard_size, num_tokens=model.cfg.num_tokens, code_dim=vq.cfg.code_dim,
-                            num_classes=model.cfg.num_classes)
+                            num_classes=model.cfg.num_classes, uncond_share=a.uncond_share)
     res = generate_pairs(model, vq.codes.detach(), a.out, a.pairs, settings, a.batch_size, a.minutes)
     state = "all shards present" if res["done"] else "more shards to write: run the same command again"
     print(f"{a.out}: wrote {res['written']} shard(s) in {res['seconds']:.1f} s; {res['shards']} in all; {state}")

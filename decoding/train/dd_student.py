@@ -140,7 +140,8 @@ class DDStudentTask(Task):
         tc = self.teacher_card
         card = {"tokenizer": tc["tokenizer"], "classes": tc.get("classes", []),
                 "dd": {"teacher": str(self.config.teacher), "reenter": self.k, "guidance": self.meta["guidance"],
-                       "flow_steps": self.meta["flow_steps"], "pairs": info["data"]["train_pairs"], "arxiv": "2412.17153"},
+                       "flow_steps": self.meta["flow_steps"],
+                       "uncond_share": self.meta.get("uncond_share", 0.0), "pairs": info["data"]["train_pairs"], "arxiv": "2412.17153"},
                 "defaults": {"steps": 1}, "valid": info["summary"].get("shipped_valid") or {}}
         save_student(net, out, card, dtype=dtype_from_name(info["options"]["save_dtype"]))
         return [out / "config.json", out / "model.safetensors"]

@@ -32,6 +32,7 @@ def tiny_zoo(root: Path, seed: int = 0) -> Zoo:
     tok = {"tokenizer": {"name": "fashion-vq", "path": str(root / "fashion-vq")}, "classes": list(CLASSES)}
     save_ar(net, root / "fashion-ar", {**tok, "defaults": {"guidance": "cfg:1.5"}})
     student = DDStudentNet.from_teacher(net, vq.codes.detach())
-    save_student(student, root / "fashion-ar-dd", {**tok, "dd": {"teacher": "fashion-ar", "reenter": 24, "guidance": 1.5},
+    save_student(student, root / "fashion-ar-dd", {**tok, "dd": {"teacher": "fashion-ar", "reenter": 24, "guidance": 1.5,
+                                                                                  "uncond_share": 0.1},
                                                    "defaults": {"steps": 1}})
     return Zoo(root / "fashion-vq", root / "fashion-ar", root / "fashion-ar-dd")

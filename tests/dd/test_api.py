@@ -57,7 +57,6 @@ def test_bad_options_are_refused(zoo: Zoo) -> None:
     cases = [
         (lambda: dc.generate(s, class_label=1, guidance=["cfg:2"]), "option 'guidance' does not apply to image-ar-dd"),
         (lambda: dc.generate(s, class_label=1, steps=3), "steps must be 1 or 2"),
-        (lambda: dc.generate(s), "give class_label"),
         (lambda: dc.generate(h, class_label=1, sampler="euler"), "unknown sampler"),
         (lambda: dc.generate(h, class_label=1, sampler="flow", sampling={"temperature": 0.5}), "apply to sampler='ancestral'"),
         (lambda: dc.generate(h, class_label=1, guidance=["pag:2"]), "one plain CFG scale"),
@@ -68,6 +67,9 @@ def test_bad_options_are_refused(zoo: Zoo) -> None:
     for call, message in cases:
         with pytest.raises(OptionError, match=message):
             call()
+    s.card = {**s.card, "dd": {**s.card["dd"], "uncond_share": 0.0}}
+    with pytest.raises(OptionError, match="class-conditional pairs only: give class_label"):
+        dc.generate(s)
 
 
 def test_tokenizer_is_found_beside_the_model_or_in_the_zoo(zoo: Zoo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -95,6 +97,9 @@ def test_cli_generates_by_zoo_name(zoo: Zoo, tmp_path: Path, monkeypatch: pytest
     assert cli(["generate", "fashion-ar-dd", "--steps", "1", "--class", "2", "--n", "8", "--device", "cpu", "--out", str(out2)]) == 0
     assert "8 images, 1 NFE each" in capsys.readouterr().out and out2.is_file()
     assert cli(["generate", "fashion-ar-dd", "--steps", "2", "--class", "2", "--device", "cpu", "--out", str(out2)]) == 0
+    monkeypatch.chdir(tmp_path)  # the command: unconditional, one step, grid.png in the working folder
+    assert cli(["generate", "fashion-ar-dd", "--steps", "1", "--device", "cpu"]) == 0
+    assert json.loads((tmp_path / "grid.json").read_text())["class_label"] == [10]
     assert cli(["generate", "fashion-ar", "--sampler", "flow", "--class", "1", "--n", "2", "--device", "cpu", "--out", str(out2)]) == 0
     assert cli(["generate", "fashion-ar-dd", "--guidance", "cfg:2", "--class", "2", "--device", "cpu"]) == 2
     assert "does not apply to image-ar-dd" in capsys.readouterr().err

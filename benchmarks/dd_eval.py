@@ -70,13 +70,14 @@ def samples(handle: Any, opts: dict[str, Any], n: int, batch: int) -> tuple[torc
     return out.images, max(out.nfe)
 
 
-def vq_reconstructions(vq_folder: str, n: int, device: str, batch: int) -> torch.Tensor:
+def vq_reconstructions(vq_folder: str, n: int, device: str, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``n`` test images through the tokenizer, and their labels."""
     from decoding.data.fashion_mnist import fashion_splits
     from decoding.models.vq import load_vq
 
     vq = load_vq(vq_folder, device)
-    _, (x, _), _ = fashion_splits(None, None, n, device)
-    return torch.cat([vq.decode(vq.encode(b)).float().cpu() for b in x.split(batch)])
+    _, (x, y), _ = fashion_splits(None, 1, n, device)
+    return torch.cat([vq.decode(vq.encode(b)).float().cpu() for b in x.split(batch)]), y.cpu()
 
 
 def cell(row: dict[str, Any], key: str, fmt: str) -> str:
@@ -95,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timed-batches", type=int, default=4)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--no-fid", action="store_true", help="only time the rows")
+    p.add_argument("--classifier", help="also the class accuracy of the samples under this classifier (e.g. fashion-classifier)")
     p.add_argument("--out-dir", type=Path, help="write a grid (10 per class) per row here")
     p.add_argument("--npz-dir", type=Path, help="save each row's samples as ROW.npz (uint8 images, labels) for "
                    "`python -m decoding.evals.fid samples` on a machine with the Inception network")
@@ -109,14 +111,19 @@ def main(argv: list[str] | None = None) -> int:
         if name == "vq-recon":
             if a.vq is None:
                 continue
-            images, nfe, rate = vq_reconstructions(a.vq, a.n, a.device, a.batch_size), 0.0, None
+            (images, labels), nfe, rate = vq_reconstructions(a.vq, a.n, a.device, a.batch_size), 0.0, None
         else:
             handle, opts = row_call(name, teacher, student, scale)
             rate = throughput(handle, opts, a.batch_size, a.timed_batches, a.device)
             images, nfe = samples(handle, opts, a.n, a.batch_size)
+            labels = torch.arange(images.shape[0]) % 10
         row: dict[str, Any] = {"nfe": nfe, "images_per_s": rate}
         if not a.no_fid:
             row["fid"] = fid(images, device=a.device)
+        if a.classifier is not None:
+            from decoding.evals.classifier import class_accuracy, load_classifier
+
+            row["class_accuracy"] = class_accuracy(load_classifier(a.classifier, a.device), images, labels)
         if a.out_dir is not None:
             from decoding.api.generation import make_grid
 
@@ -129,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
 
             a.npz_dir.mkdir(parents=True, exist_ok=True)
             u8 = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
-            np.savez(a.npz_dir / f"{name}.npz", images=u8, labels=np.arange(u8.shape[0]) % 10)
+            np.savez(a.npz_dir / f"{name}.npz", images=u8, labels=labels.numpy())
         table[name] = row
         print(f"{name:>12}: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()), flush=True)
     base = table.get("teacher-cfg", {})
@@ -138,10 +145,10 @@ def main(argv: list[str] | None = None) -> int:
             row["speedup_vs_teacher_cfg"] = row["images_per_s"] / base["images_per_s"]
         if base.get("fid") and row.get("fid") is not None:
             row["fid_ratio_vs_teacher_cfg"] = row["fid"] / base["fid"]
-    print("\n| row | NFE | images/s | speed-up | FID | FID ratio |\n|---|---|---|---|---|---|")
+    print("\n| row | NFE | images/s | x teacher-cfg | FID | FID ratio | class accuracy |\n|---|---|---|---|---|---|---|")
     for name, r in table.items():
-        cells = [cell(r, "images_per_s", ".1f"), cell(r, "speedup_vs_teacher_cfg", ".1f") + "x", cell(r, "fid", ".2f"),
-                 cell(r, "fid_ratio_vs_teacher_cfg", ".2f")]
+        cells = [cell(r, "images_per_s", ".1f"), cell(r, "speedup_vs_teacher_cfg", ".1f"), cell(r, "fid", ".2f"),
+                 cell(r, "fid_ratio_vs_teacher_cfg", ".2f"), cell(r, "class_accuracy", ".3f")]
         print(f"| {name} | {r['nfe']:g} | " + " | ".join(cells) + " |")
     if a.json is not None:
         device = torch.cuda.get_device_name() if a.device.startswith("cuda") else platform.processor() or "cpu"

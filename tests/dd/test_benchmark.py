@@ -19,10 +19,11 @@ def test_dd_eval_toy(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "r.json"
     assert bench.main(["--teacher", str(zoo.ar), "--student", str(zoo.dd), "--n", "12", "--batch-size", "6",
                        "--timed-batches", "1", "--device", "cpu", "--no-fid", "--out-dir", str(tmp_path / "grids"),
-                       "--json", str(out), "--npz-dir", str(tmp_path / "npz")]) == 0
+                       "--json", str(out), "--npz-dir", str(tmp_path / "npz"), "--classifier", "fashion-classifier"]) == 0
     rows = json.loads(out.read_text())["rows"]
     assert set(rows) == {"teacher", "teacher-cfg", "teacher-flow", "dd-1", "dd-2", "one-pass"}
     assert [rows[k]["nfe"] for k in ("teacher", "teacher-cfg", "dd-1", "dd-2", "one-pass")] == [49, 98, 1, 2, 2]
+    assert all(0.0 <= r["class_accuracy"] <= 1.0 for r in rows.values())
     assert rows["teacher-cfg"]["speedup_vs_teacher_cfg"] == 1.0 and rows["dd-1"]["images_per_s"] > 0
     import numpy as np
 

@@ -101,6 +101,11 @@ def load(
         from decoding.api.distilled import load_distilled
 
         return load_distilled(source, dev, torch_dtype)
+    if source.kind in ("image-ar", "image-ar-dd"):
+        from decoding.api.image_ar import load_image_ar
+        from decoding.api.image_ar_dd import load_image_ar_dd
+
+        return (load_image_ar if source.kind == "image-ar" else load_image_ar_dd)(source, dev, torch_dtype)
     raise ValueError(
         f"{source.name} is a {source.kind} model: it does not generate (see decoding.evals for how it is used)"
     )
@@ -186,6 +191,11 @@ def generate(
     ``steps`` (an N-step student takes exactly N) and ``sampler`` (deterministic, stochastic), or
     for a stage-1 student ``solver`` and ``spacing``.
 
+    Image AR models (``image-ar``, :mod:`decoding.api.image_ar`): ``class_label``, ``guidance``
+    (one CFG scale), ``sampler`` (ancestral, flow = the Distilled Decoding noise map, one-pass) and
+    ``sampling``. Distilled Decoding students (``image-ar-dd``, arXiv 2412.17153): ``class_label``
+    and ``steps`` (1 or 2).
+
     Defaults in parentheses may be overridden by the model card's ``"defaults"``.
 
     Raises:
@@ -223,6 +233,11 @@ def generate(
         from decoding.api.distilled import generate_distilled
 
         return generate_distilled(model, prompt, run, **given)
+    if kind in ("image-ar", "image-ar-dd"):
+        from decoding.api.image_ar import generate_image_ar
+        from decoding.api.image_ar_dd import generate_image_ar_dd
+
+        return (generate_image_ar if kind == "image-ar" else generate_image_ar_dd)(model, prompt, run, **given)
     from decoding.api.image import generate_image
 
     return generate_image(model, prompt, run, **given)

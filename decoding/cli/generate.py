@@ -162,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     source = resolve(args.model)
-    images = source.kind in ("image-diffusion", "distilled-diffusion")
+    images = source.kind in ("image-diffusion", "distilled-diffusion", "image-ar", "image-ar-dd")
     if args.nrow is not None and not images:
         raise dc.OptionError(f"option 'nrow' does not apply to {source.kind} models like {args.model}")
     prompts = read_prompts(args)

@@ -19,13 +19,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from decoding.train.agd import AGDConfig, AGDTask
+from decoding.train.ar_image import ARTask, ARTaskConfig
 from decoding.train.as_arm import AsArmConfig, AsArmTask
 from decoding.train.classifier import ClassifierConfig, ClassifierTask
+from decoding.train.dd_student import DDStudentTask, DDTaskConfig
 from decoding.train.distill_guided import GuidedDistillConfig, GuidedDistillTask
 from decoding.train.image import ImageConfig, ImageTask
 from decoding.train.progressive import ProgressiveConfig, ProgressiveTask
 from decoding.train.radd import RaddConfig, RaddTask
 from decoding.train.task import Task
+from decoding.train.vq import VQTask, VQTaskConfig
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,8 @@ _IMAGE = {"batch_size": 512, "lr": 4e-4, "warmup": 200, "min_lr_ratio": 0.1, "be
 
 _DISTILL = {"batch_size": 256, "lr": 1e-4, "warmup": 50, "min_lr_ratio": 0.1, "beta2": 0.99, "grad_clip": 1.0,
             "ema_std": 0.10, "log_every": 25, "val_every": 250, "checkpoint_minutes": 4.0, "save_dtype": "bfloat16"}
+
+_DD = {"log_every": 50, "val_every": 500, "checkpoint_minutes": 4.0, "beta2": 0.95, "grad_clip": 1.0, "ema_std": 0.10}
 
 RECIPES: dict[str, Recipe] = {
     r.name: r
@@ -80,6 +85,14 @@ RECIPES: dict[str, Recipe] = {
                {"steps": 4 * (60_000 // 128), "batch_size": 128, "lr": 3e-3, "warmup": 100, "min_lr_ratio": 0.0,
                 "beta2": 0.999, "weight_decay": 1e-4, "grad_clip": 0.0, "log_every": 50, "val_every": 468,
                 "save_dtype": "float32"}),
+        Recipe("fashion-vq", "VQ tokenizer of Fashion-MNIST for the image AR model: 7x7 tokens, 256 codes of dim 8",
+               VQTask, VQTaskConfig, {}, {**_DD, "batch_size": 256, "lr": 1e-3, "warmup": 200, "save_dtype": "float32"}),
+        Recipe("fashion-ar", "class-conditional AR transformer over fashion-vq tokens, the DD teacher (GPU)", ARTask,
+               ARTaskConfig, {}, {**_DD, "batch_size": 256, "lr": 5e-4, "warmup": 500, "weight_decay": 0.05,
+                                  "save_dtype": "bfloat16", "keep_best": True}),
+        Recipe("fashion-ar-dd", "Distilled Decoding student of fashion-ar (arXiv 2412.17153): 1 or 2 steps (GPU)",
+               DDStudentTask, DDTaskConfig, {}, {**_DD, "batch_size": 256, "lr": 2e-4, "warmup": 200,
+                                                 "save_dtype": "bfloat16", "keep_best": True}),
     )
 }
 

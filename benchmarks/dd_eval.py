@@ -1,0 +1,163 @@
+"""Distilled Decoding evaluation (arXiv 2412.17153): FID and images/s of the AR teacher, its DD students and the naive baseline.
+
+Rows, all through ``decoding.generate`` (labels ``i mod 10``, seed 0):
+
+- ``teacher``: ancestral AR sampling with the KV cache, conditional only (``cfg:1``, 49 calls);
+- ``teacher-cfg``: the same with the CFG scale the pairs were made with (98 calls at batch 2B);
+- ``teacher-flow``: the teacher's deterministic noise -> tokens map (what the student learned);
+- ``dd-1`` / ``dd-2``: the student in one / two steps;
+- ``one-pass``: every token at once from one teacher pass (CFG as ``teacher-cfg``);
+- ``vq-recon``: the tokenizer's reconstructions of the 10,000 test images (the floor of any token model).
+
+FID (:func:`decoding.evals.fid.fid`, Inception features vs. the 60,000 training images) on ``--n``
+samples (or, with ``--no-fid --npz-dir``, later on another machine); images/s of whole ``generate`` calls at ``--batch-size`` (one warm-up call, then
+``--timed-batches`` batches, synchronised), and the ratios to ``teacher-cfg``. Grids (10 per class)
+are written to ``--out-dir``; the table to stdout and ``--json``.
+
+    python benchmarks/dd_eval.py --teacher models/fashion-ar --student models/fashion-ar-dd --vq models/fashion-vq \\
+        --n 10000 --batch-size 256 --device cuda --json benchmarks/results/dd_eval_h100_2026-12-06.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import decoding as dc
+
+ROWS = ("teacher", "teacher-cfg", "teacher-flow", "dd-1", "dd-2", "one-pass", "vq-recon")
+
+
+def row_call(name: str, teacher: Any, student: Any, scale: float) -> tuple[Any, dict[str, Any]]:
+    """The handle and the ``generate`` options of a row."""
+    cfg = [f"cfg:{scale:g}"]
+    return {
+        "teacher": (teacher, {"guidance": ["cfg:1"]}),
+        "teacher-cfg": (teacher, {"guidance": cfg}),
+        "teacher-flow": (teacher, {"guidance": cfg, "sampler": "flow"}),
+        "dd-1": (student, {"steps": 1}),
+        "dd-2": (student, {"steps": 2}),
+        "one-pass": (teacher, {"guidance": cfg, "sampler": "one-pass"}),
+    }[name]
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def throughput(handle: Any, opts: dict[str, Any], batch: int, batches: int, device: str) -> float:
+    """Images per second of whole ``generate`` calls of ``batch`` images (after one warm-up call)."""
+    labels = [i % 10 for i in range(batch)]
+    dc.generate(handle, class_label=labels, n=batch, seed=1, **opts)
+    sync(device)
+    start = time.perf_counter()
+    for k in range(batches):
+        dc.generate(handle, class_label=labels, n=batch, seed=2 + k, **opts)
+    sync(device)
+    return batch * batches / (time.perf_counter() - start)
+
+
+def samples(handle: Any, opts: dict[str, Any], n: int, batch: int) -> tuple[torch.Tensor, float]:
+    out = dc.generate(handle, class_label=[i % 10 for i in range(n)], n=n, seed=0, batch_size=batch, **opts)
+    return out.images, max(out.nfe)
+
+
+def vq_reconstructions(vq_folder: str, n: int, device: str, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``n`` test images through the tokenizer, and their labels."""
+    from decoding.data.fashion_mnist import fashion_splits
+    from decoding.models.vq import load_vq
+
+    vq = load_vq(vq_folder, device)
+    _, (x, y), _ = fashion_splits(None, 1, n, device)
+    return torch.cat([vq.decode(vq.encode(b)).float().cpu() for b in x.split(batch)]), y.cpu()
+
+
+def cell(row: dict[str, Any], key: str, fmt: str) -> str:
+    """``row[key]`` formatted, or ``-`` when missing."""
+    return format(row[key], fmt) if row.get(key) is not None else "-"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--teacher", required=True, help="image-ar folder or zoo name")
+    p.add_argument("--student", required=True, help="image-ar-dd folder or zoo name")
+    p.add_argument("--vq", help="the tokenizer folder, for the vq-recon row (needs Fashion-MNIST)")
+    p.add_argument("--rows", nargs="+", default=list(ROWS), choices=ROWS)
+    p.add_argument("--n", type=int, default=10000, help="samples per FID")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--timed-batches", type=int, default=4)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--no-fid", action="store_true", help="only time the rows")
+    p.add_argument("--classifier", help="also the class accuracy of the samples under this classifier (e.g. fashion-classifier)")
+    p.add_argument("--out-dir", type=Path, help="write a grid (10 per class) per row here")
+    p.add_argument("--npz-dir", type=Path, help="save each row's samples as ROW.npz (uint8 images, labels) for "
+                   "`python -m decoding.evals.fid samples` on a machine with the Inception network")
+    p.add_argument("--json", type=Path, help="write the table here")
+    a = p.parse_args(argv)
+    from decoding.evals.fid import fid
+
+    teacher, student = dc.load(a.teacher, device=a.device), dc.load(a.student, device=a.device)
+    scale = float(student.card["dd"]["guidance"])
+    table: dict[str, dict[str, Any]] = {}
+    for name in a.rows:
+        if name == "vq-recon":
+            if a.vq is None:
+                continue
+            (images, labels), nfe, rate = vq_reconstructions(a.vq, a.n, a.device, a.batch_size), 0.0, None
+        else:
+            handle, opts = row_call(name, teacher, student, scale)
+            rate = throughput(handle, opts, a.batch_size, a.timed_batches, a.device)
+            images, nfe = samples(handle, opts, a.n, a.batch_size)
+            labels = torch.arange(images.shape[0]) % 10
+        row: dict[str, Any] = {"nfe": nfe, "images_per_s": rate}
+        if not a.no_fid:
+            row["fid"] = fid(images, device=a.device)
+        if a.classifier is not None:
+            from decoding.evals.classifier import class_accuracy, load_classifier
+
+            row["class_accuracy"] = class_accuracy(load_classifier(a.classifier, a.device), images, labels)
+        if a.out_dir is not None:
+            from decoding.api.generation import make_grid
+
+            a.out_dir.mkdir(parents=True, exist_ok=True)
+            order = torch.arange(min(100, images.shape[0]))
+            grid = ((images[order].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+            make_grid(grid, nrow=10, scale=2).save(a.out_dir / f"{name}.png")
+        if a.npz_dir is not None:
+            import numpy as np
+
+            a.npz_dir.mkdir(parents=True, exist_ok=True)
+            u8 = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
+            np.savez(a.npz_dir / f"{name}.npz", images=u8, labels=labels.numpy())
+        table[name] = row
+        print(f"{name:>12}: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()), flush=True)
+    base = table.get("teacher-cfg", {})
+    for row in table.values():
+        if base.get("images_per_s") and row.get("images_per_s"):
+            row["speedup_vs_teacher_cfg"] = row["images_per_s"] / base["images_per_s"]
+        if base.get("fid") and row.get("fid") is not None:
+            row["fid_ratio_vs_teacher_cfg"] = row["fid"] / base["fid"]
+    print("\n| row | NFE | images/s | x teacher-cfg | FID | FID ratio | class accuracy |\n|---|---|---|---|---|---|---|")
+    for name, r in table.items():
+        cells = [cell(r, "images_per_s", ".1f"), cell(r, "speedup_vs_teacher_cfg", ".1f"), cell(r, "fid", ".2f"),
+                 cell(r, "fid_ratio_vs_teacher_cfg", ".2f"), cell(r, "class_accuracy", ".3f")]
+        print(f"| {name} | {r['nfe']:g} | " + " | ".join(cells) + " |")
+    if a.json is not None:
+        device = torch.cuda.get_device_name() if a.device.startswith("cuda") else platform.processor() or "cpu"
+        meta = {"command": " ".join(sys.argv), "device": device, "n": a.n, "batch_size": a.batch_size, "cfg_scale": scale,
+                "teacher": a.teacher, "student": a.student, "torch": torch.__version__}
+        a.json.parent.mkdir(parents=True, exist_ok=True)
+        a.json.write_text(json.dumps({"meta": meta, "rows": table}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from decoding.adapters.hf import parse_dtype
 from decoding.api.generation import Generation
 from decoding.api.image import SPACINGS, labels_for, parse_guidance, solver_name
 from decoding.api.options import OptionError
@@ -66,8 +67,7 @@ def load_distilled(source: Source, device: torch.device, dtype: torch.dtype | No
     if "distill" not in source.card or "w_range" not in source.card["distill"]:
         raise ValueError(f"{source.path}/config.json declares kind distilled-diffusion but has no 'distill' entry with 'w_range'")
     net, config = load_unet(source.path, device)
-    if dtype is None:
-        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    dtype = parse_dtype(dtype, device)  # None: bfloat16 on CUDA, float32 elsewhere
     net = net.to(dtype)
     if device.type == "cuda":
         net = net.to(memory_format=torch.channels_last)

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from decoding.adapters.hf import parse_dtype
 from decoding.api.generation import Generation
 from decoding.api.image import labels_for, parse_guidance
 from decoding.api.options import OptionError, Sampling
@@ -99,8 +100,7 @@ def cfg_scale(spec: Any, name: str) -> float:
 
 def load_image_ar(source: Source, device: torch.device, dtype: torch.dtype | None) -> ARHandle:
     """The teacher (float32 on the CPU, bfloat16 on CUDA unless ``dtype``) and its tokenizer."""
-    if dtype is None:
-        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    dtype = parse_dtype(dtype, device)  # None: bfloat16 on CUDA, float32 elsewhere
     model, vq, card = load_teacher_parts(source.path, device, 1.0, dtype)
     return ARHandle(model, source.name, source.card, device, vq=vq)
 

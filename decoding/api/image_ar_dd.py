@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from decoding.adapters.hf import parse_dtype
 from decoding.api.generation import Generation
 from decoding.api.image import labels_for
 from decoding.api.image_ar import draw_noise, images_of, tokenizer_folder
@@ -50,8 +51,7 @@ def load_image_ar_dd(source: Source, device: torch.device, dtype: torch.dtype | 
     if "dd" not in source.card or "reenter" not in source.card["dd"]:
         raise ValueError(f"{source.path}/config.json declares kind image-ar-dd but has no 'dd' entry with 'reenter'")
     net, card = load_student(source.path, device)
-    if dtype is None:
-        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    dtype = parse_dtype(dtype, device)  # None: bfloat16 on CUDA, float32 elsewhere
     net = net.to(dtype)
     net.codes = net.codes.float()
     vq = load_vq(tokenizer_folder(card, source.path), device)

@@ -25,6 +25,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from decoding.adapters.hf import parse_dtype
 from decoding.core.types import Prediction, State
 from decoding.io import atomic_path, atomic_write_bytes
 from decoding.models.graphs import GraphReplay
@@ -346,8 +347,7 @@ def load_image_model(
     """
     net, config = load_unet(path_or_name, device)
     dev = torch.device(device)
-    if dtype is None:
-        dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
+    dtype = parse_dtype(dtype, dev)  # None: bfloat16 on CUDA, float32 elsewhere
     net = net.to(dtype)
     if dev.type == "cuda":
         net = net.to(memory_format=torch.channels_last)

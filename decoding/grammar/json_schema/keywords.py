@@ -57,6 +57,12 @@ class SchemaWarning(UserWarning):
     """``strict=False``: a keyword was dropped, so the grammar accepts more than the schema."""
 
 
+class NarrowingWarning(UserWarning):
+    """``narrow=True``: a construct without a small exact grammar was replaced by a subset of its
+    values (e.g. ``uniqueItems`` arrays of at most one item), so the grammar accepts fewer texts
+    than the schema; everything it accepts is still valid."""
+
+
 ANNOTATIONS = {
     "title", "description", "default", "examples", "example", "$comment", "readOnly", "writeOnly",
     "deprecated", "markdownDescription", "contentMediaType", "contentEncoding", "$schema",
@@ -87,14 +93,17 @@ class Normalizer:
         root: the schema (``dict`` or ``bool``).
         draft: 4, 6, 7, 2019 or 2020 (default: from ``$schema``, else 2020).
         strict: raise on unsupported keywords (else warn and drop them).
+        narrow: in strict mode, replace a construct whose exact grammar is too large by a sound
+            subset of its values (with a :class:`NarrowingWarning`) instead of raising.
     """
 
-    def __init__(self, root: Any, draft: int | None = None, strict: bool = True) -> None:
+    def __init__(self, root: Any, draft: int | None = None, strict: bool = True, narrow: bool = True) -> None:
         self.root = root
         self.draft = draft if draft is not None else detect_draft(root)
         if self.draft not in (4, 6, 7, 2019, 2020):
             raise ValueError(f"draft must be one of 4, 6, 7, 2019, 2020, got {self.draft!r}")
         self.strict = strict
+        self.narrowing = narrow and strict
         self.resolver = Resolver(root, self.draft)
         self.registry: list[tuple[Any, str, str]] = []
         self._ids: dict[tuple[int, str], int] = {}
@@ -167,6 +176,15 @@ class Normalizer:
         msg = f"{err} (strict=False: the keyword is ignored, so the grammar accepts more than the schema)"
         self.warnings.append(msg)
         warnings.warn(msg, SchemaWarning, stacklevel=4)
+
+    def narrow(self, err: Unsupported, how: str) -> None:
+        """Raise ``err`` unless narrowing is on; then warn that ``how`` replaces the exact language."""
+        if not self.narrowing:
+            raise err
+        msg = f"{err}; narrowed: {how} (the grammar accepts fewer texts than the schema, all of them valid)"
+        if msg not in self.warnings:
+            self.warnings.append(msg)
+            warnings.warn(msg, NarrowingWarning, stacklevel=4)
 
     def _schema_shape(self, schema: Any, base: str, path: str) -> Shape:
         if schema is True:
@@ -490,13 +508,28 @@ class Normalizer:
                 for i, p in enumerate(parts):
                     for j, q in enumerate(parts):
                         if i != j and not self.alg.disjoint(p, q):
-                            p = meet(p, restrict_to(self.alg.complement(q, "oneOf", path), f))
+                            p = meet(p, self._excluding(p, q, f, path))
                     exact.append(p)
                 parts = exact
             for p in parts:
                 acc = join(acc, p)
             out[f] = getattr(acc, f)
         return Shape(**out)
+
+    def _excluding(self, p: Shape, q: Shape, f: str, path: str) -> Shape:
+        """Values of type ``f`` outside ``q``: its complement, or (narrowing on, objects) the
+        objects without a key every object of ``q`` requires and ``p`` does not (a subset of the
+        complement that keeps the product automata small: alternatives told apart by a key)."""
+        if f == "objs" and self.narrowing:
+            required = set.intersection(*(set(a.required) for a in q.objs))
+            in_p = set.intersection(*(set(a.required) for a in p.objs))
+            for k in sorted(required - in_p):
+                self.narrow(
+                    Unsupported("oneOf", "object alternatives that may overlap", path),
+                    f"an object of another alternative is excluded by the absence of its required key {k!r}",
+                )
+                return constrain(objs=(ObjAtom(props=((k, self.false_ref),)),))
+        return restrict_to(self.alg.complement(q, "oneOf", path), f)
 
     def _if(self, schema: dict, base: str, path: str) -> Shape:
         cond = self.shape(self._sub(schema, "if", base, path))

@@ -106,3 +106,10 @@ def test_non_strict_mode_does_not_narrow() -> None:
         g = compile_json_schema(UNIQUE, get_tokenizer("smollm2"), strict=False, warm_seconds=0)
     assert not any(issubclass(w.category, NarrowingWarning) for w in caught)
     assert accepts(g, '["a", "a"]')  # strict=False drops uniqueItems (an over-approximation, documented)
+
+
+def test_nothing_left_after_narrowing_is_named() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NarrowingWarning)
+        with pytest.raises(Unsupported, match="left after narrowing.*multipleOf"):
+            json_schema_to_lark({"type": "integer", "multipleOf": 0.123456789})

@@ -212,6 +212,9 @@ class GrammarBuilder:
                     productive.add(name)
                     changed = True
         if root not in productive:
+            narrowed = [w for w in self.norm.warnings if "; narrowed: " in w]
+            if narrowed:
+                raise Unsupported("schema", f"no JSON value is left after narrowing ({narrowed[0]})", "#")
             raise Unsupported("schema", "no JSON value satisfies the schema", "#")
         kept: dict[str, list[list[Item]]] = {}
         todo = [root]

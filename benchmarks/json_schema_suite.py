@@ -383,7 +383,8 @@ def totals(results: dict[str, dict[str, dict]], engines: list[str], prefix: str)
     return out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict[str, dict[str, dict]]:
+    """Run the benchmark (``argv``: command-line arguments) and return the per-subset results."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument(
         "--data",
@@ -401,7 +402,7 @@ def main() -> None:
     ap.add_argument(
         "--show", action="store_true", help="print every failure, false accept and false reject of ours"
     )
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     root = data_dir(args.data)
     from tqdm import tqdm
@@ -449,7 +450,7 @@ def main() -> None:
                 json.dumps({"started": started, "args": vars(args), "results": results}, indent=1)
             )
     names = [e.name for e in engines]
-    print(f"started {started}; {' '.join(sys.argv[1:])}")
+    print(f"started {started}; {' '.join(sys.argv[1:] if argv is None else argv)}")
     print(markdown(results, names))
     for prefix in ("test-suite", "JSONSchemaBench"):
         for n, t in totals(results, names, prefix).items():
@@ -469,6 +470,7 @@ def main() -> None:
                     print(
                         f"ours {label} {c['name']}: error={c['error']} false accepts {c['false_accepts']} false rejects {c['false_rejects']}"
                     )
+    return results
 
 
 if __name__ == "__main__":

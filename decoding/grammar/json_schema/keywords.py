@@ -8,10 +8,14 @@ that changes validity but has no exact grammar raises :class:`~.shapes.Unsupport
 more than the schema (an over-approximation, e.g. ``uniqueItems`` unenforced, ``oneOf`` as
 ``anyOf``).
 
-``oneOf`` is exact: alternatives that are provably disjoint (per JSON type) are joined as
-``anyOf``; where two may overlap, each is intersected with the complements of the others, which
-the algebra computes for scalars and for objects whose other keys are unconstrained; anything
-else raises :class:`~.shapes.Unsupported` (in strict mode).
+``oneOf``: alternatives that are provably disjoint (per JSON type) are joined as ``anyOf``;
+where two may overlap, each is intersected with the complements of the others, which the algebra
+computes for scalars and for objects whose other keys are unconstrained; anything else raises
+:class:`~.shapes.Unsupported` (in strict mode). With narrowing on (the default), overlapping
+object alternatives are instead told apart by a key the other alternative requires (a subset of
+the complement: objects holding that key with a value the other rejects are not generated,
+:meth:`Normalizer._excluding`), which keeps the product automata small; ``narrow=False`` keeps
+the exact complement.
 """
 
 from __future__ import annotations

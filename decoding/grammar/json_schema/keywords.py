@@ -20,8 +20,10 @@ the exact complement.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import warnings
+from collections.abc import Iterator
 from fractions import Fraction
 from typing import Any
 
@@ -114,7 +116,7 @@ class Normalizer:
         self._by_content: dict[tuple[str, str], int] = {}
         self._keep: list[Any] = []  # keeps every registered object alive (ids stay unique)
         self._literals: dict[str, Any] = {}
-        self._shapes: dict[Ref, Shape] = {}
+        self._shapes: dict[tuple[Ref, bool], Shape] = {}  # keyed by (ref, narrowing on)
         self._active: list[Ref] = []
         self.alg = Algebra(self)
         self.warnings: list[str] = []
@@ -150,7 +152,8 @@ class Normalizer:
     # --- shapes ---------------------------------------------------------------------------------
     def shape(self, ref: Ref) -> Shape:
         """The normal form of ``ref`` (memoised)."""
-        out = self._shapes.get(ref)
+        key = (ref, self.narrowing)
+        out = self._shapes.get(key)
         if out is not None:
             return out
         if ref in self._active:
@@ -164,11 +167,30 @@ class Normalizer:
                 schema, base, path = self.registry[idx]
                 s = meet(s, self._schema_shape(schema, base, path))
             for neg in sorted(ref.neg, key=repr):
-                s = meet(s, self.alg.complement(self.shape(neg), "not", self.path_of(neg)))
+                s = meet(s, self.complement(neg, "not", self.path_of(neg)))
         finally:
             self._active.pop()
-        self._shapes[ref] = s
+        self._shapes[key] = s
         return s
+
+    @contextlib.contextmanager
+    def exact(self) -> Iterator[None]:
+        """Shapes computed inside are exact (no narrowing): what a complement needs, since the
+        complement of a narrowed subset would be a superset."""
+        saved, self.narrowing = self.narrowing, False
+        try:
+            yield
+        finally:
+            self.narrowing = saved
+
+    def exact_shape(self, ref: Ref) -> Shape:
+        with self.exact():
+            return self.shape(ref)
+
+    def complement(self, ref: Ref, keyword: str, path: str) -> Shape:
+        """The values outside ``ref``'s schema, from its exact shape."""
+        with self.exact():
+            return self.alg.complement(self.shape(ref), keyword, path)
 
     def _sub(self, schema: dict, key: str, base: str, path: str) -> Ref:
         return self.ref(schema[key], base, f"{path}/{key}")
@@ -256,7 +278,7 @@ class Normalizer:
         if "oneOf" in schema:
             parts.append(("oneOf", lambda: self._one_of(schema, base, path)))
         if "not" in schema:
-            parts.append(("not", lambda: self.alg.complement(self.shape(self._sub(schema, "not", base, path)), "not", path)))
+            parts.append(("not", lambda: self.complement(self._sub(schema, "not", base, path), "not", path)))
         if "if" in schema and ("then" in schema or "else" in schema) and self.draft >= 7:
             parts.append(("if", lambda: self._if(schema, base, path)))
         for key, other in (("unevaluatedProperties", "additionalProperties"), ("unevaluatedItems", "items")):
@@ -485,8 +507,12 @@ class Normalizer:
 
     def _one_of(self, schema: dict, base: str, path: str) -> Shape:
         subs = self._subs(schema, "oneOf", base, path)
+        exact = subs
+        if self.narrowing:
+            with self.exact():
+                exact = self._subs(schema, "oneOf", base, path)
         try:
-            return self.exclusive_union(subs, path)
+            return self.exclusive_union(subs, path, exact)
         except Unsupported as e:
             if self.strict:
                 raise
@@ -496,26 +522,32 @@ class Normalizer:
                 s = join(s, sub)
             return s
 
-    def exclusive_union(self, subs: list[Shape], path: str) -> Shape:
-        """Values valid under exactly one of ``subs`` (``oneOf``)."""
+    def exclusive_union(self, subs: list[Shape], path: str, exact: list[Shape] | None = None) -> Shape:
+        """Values valid under exactly one of ``subs`` (``oneOf``).
+
+        ``exact``: the alternatives' exact shapes where ``subs`` are narrowed (subsets): overlaps
+        and exclusions are decided on the exact ones, the values kept come from ``subs``.
+        """
+        exact = subs if exact is None else exact
         out: dict[str, Any] = {
-            "null": sum(s.null for s in subs) == 1,
-            "bools": frozenset(b for b in (False, True) if sum(b in s.bools for s in subs) == 1),
+            "null": sum(s.null for s in exact) == 1 and any(s.null for s in subs),
+            "bools": frozenset(
+                b for b in (False, True) if sum(b in s.bools for s in exact) == 1 and any(b in s.bools for s in subs)
+            ),
         }
         for f in FIELDS:
-            parts = [restrict_to(s, f) for s in subs if getattr(s, f)]
+            idx = [i for i, e in enumerate(exact) if getattr(e, f)]
+            with self.exact():
+                ex = {i: restrict_to(exact[i], f) for i in idx}
+                overlap = {(i, j) for i in idx for j in idx if i < j and not self.alg.disjoint(ex[i], ex[j])}
             acc = only()
-            if len(parts) > 1 and not all(
-                self.alg.disjoint(parts[i], parts[j]) for i in range(len(parts)) for j in range(i + 1, len(parts))
-            ):
-                exact = []
-                for i, p in enumerate(parts):
-                    for j, q in enumerate(parts):
-                        if i != j and not self.alg.disjoint(p, q):
-                            p = meet(p, self._excluding(p, q, f, path))
-                    exact.append(p)
-                parts = exact
-            for p in parts:
+            for i in idx:
+                p = restrict_to(subs[i], f)
+                if not getattr(p, f):
+                    continue
+                for j in idx:
+                    if i != j and (min(i, j), max(i, j)) in overlap:
+                        p = meet(p, self._excluding(p, ex[j], f, path))
                 acc = join(acc, p)
             out[f] = getattr(acc, f)
         return Shape(**out)
@@ -524,7 +556,7 @@ class Normalizer:
         """Values of type ``f`` outside ``q``: its complement, or (narrowing on, objects) the
         objects without a key every object of ``q`` requires and ``p`` does not (a subset of the
         complement that keeps the product automata small: alternatives told apart by a key)."""
-        if f == "objs" and self.narrowing:
+        if f == "objs" and self.narrowing and p.objs:
             required = set.intersection(*(set(a.required) for a in q.objs))
             in_p = set.intersection(*(set(a.required) for a in p.objs))
             for k in sorted(required - in_p):
@@ -533,13 +565,14 @@ class Normalizer:
                     f"an object of another alternative is excluded by the absence of its required key {k!r}",
                 )
                 return constrain(objs=(ObjAtom(props=((k, self.false_ref),)),))
-        return restrict_to(self.alg.complement(q, "oneOf", path), f)
+        with self.exact():
+            return restrict_to(self.alg.complement(q, "oneOf", path), f)
 
     def _if(self, schema: dict, base: str, path: str) -> Shape:
-        cond = self.shape(self._sub(schema, "if", base, path))
+        cond_ref = self._sub(schema, "if", base, path)
         then = self.shape(self._sub(schema, "then", base, path)) if "then" in schema else TOP
         other = self.shape(self._sub(schema, "else", base, path)) if "else" in schema else TOP
-        return join(meet(cond, then), meet(self.alg.complement(cond, "if", path), other))
+        return join(meet(self.shape(cond_ref), then), meet(self.complement(cond_ref, "if", path), other))
 
     def _dynamic_ref(self, schema: dict, key: str, base: str, path: str) -> Shape:
         ref = schema[key]

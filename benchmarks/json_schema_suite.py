@@ -2,9 +2,11 @@
 
 Every instance is serialised with ``json.dumps(ensure_ascii=False)``, tokenised with SmolLM2's
 tokenizer, and fed token by token, then EOS, through each engine's token-level matcher. Per
-subset it prints: coverage (schemas that compile), false accepts (invalid instances accepted),
-false rejects (valid instances rejected) and compile time (median / p90 over compiled schemas),
-with our figures next to each peer's in the same run.
+subset it prints: coverage (schemas that compile and whose instances are all judged within
+``--timeout``; for ours, how many of them were narrowed), false accepts (invalid instances
+accepted), false rejects (valid instances rejected), compile time (median / p90 over compiled
+schemas), compile plus first mask, and the ratio of our median compile time to each peer's, all
+engines in the same run; ``--out`` keeps one record per schema and engine, ``--show`` lists ours.
 
 The data is not in the repository. Put it in a folder (``--data DIR`` or the environment variable
 ``DECODING_JSON_SCHEMA_DATA``)::
@@ -26,10 +28,12 @@ import contextlib
 import json
 import os
 import random
+import re
 import signal
 import statistics
 import sys
 import time
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,7 +59,7 @@ class Case:
 
 @dataclass
 class Tally:
-    """Results of one engine on one subset."""
+    """Results of one engine on one subset (a schema whose matching times out counts as not compiled)."""
 
     schemas: int = 0
     compiled: int = 0
@@ -64,11 +68,27 @@ class Tally:
     false_accepts: int = 0
     false_rejects: int = 0
     compile_s: list[float] = field(default_factory=list)
+    first_mask_s: list[float] = field(default_factory=list)
     failures: Counter = field(default_factory=Counter)
-    false_accept_cases: list[str] = field(default_factory=list)
+    cases: list[dict] = field(default_factory=list)
+
+    def add(self, rec: dict) -> None:
+        """Count one schema's record (see :func:`run_case`)."""
+        self.schemas += 1
+        self.cases.append(rec)
+        if rec["error"] is not None:
+            self.failures[rec["error"]] += 1
+            return
+        self.compiled += 1
+        self.compile_s.append(rec["compile_s"])
+        self.first_mask_s.append(rec["first_mask_s"])
+        self.valid += rec["valid"]
+        self.invalid += rec["invalid"]
+        self.false_accepts += len(rec["false_accepts"])
+        self.false_rejects += len(rec["false_rejects"])
 
     def row(self) -> dict:
-        cs = sorted(self.compile_s)
+        cs, fm = sorted(self.compile_s), sorted(self.first_mask_s)
         return {
             "schemas": self.schemas,
             "compiled": self.compiled,
@@ -79,8 +99,11 @@ class Tally:
             "false_rejects": self.false_rejects,
             "compile_median_ms": 1e3 * statistics.median(cs) if cs else float("nan"),
             "compile_p90_ms": 1e3 * cs[int(0.9 * (len(cs) - 1))] if cs else float("nan"),
+            "first_mask_median_ms": 1e3 * statistics.median(fm) if fm else float("nan"),
+            "narrowed": sum(1 for c in self.cases if c["error"] is None and c.get("narrowed")),
             "failures": dict(self.failures.most_common(12)),
-            "false_accept_cases": self.false_accept_cases[:20],
+            "false_accept_cases": [c["name"] for c in self.cases if c["false_accepts"]],
+            "cases": self.cases,
         }
 
 
@@ -138,6 +161,13 @@ def quiet_stderr():
             os.close(saved)
 
 
+def short_error(err: Exception) -> str:
+    """First line of an engine's error, without log prefixes (time stamps, source paths)."""
+    line = str(err).strip().split("\n")[0]
+    line = re.sub(r"^\[[0-9:]+\]\s*\S+:\d+:\s*", "", line)  # xgrammar: "[12:00:00] /path/file.cc:123: "
+    return line[:70]
+
+
 class Ours:
     name = "ours"
 
@@ -148,24 +178,32 @@ class Ours:
         self.eos = self.vocab.eos_token_id
 
     def compile(self, case: Case) -> Any:
-        from decoding.grammar.json_schema import compile_json_schema
+        from decoding.grammar.json_schema import NarrowingWarning, compile_json_schema
 
-        return compile_json_schema(case.schema, self.vocab, draft=case.draft, warm_seconds=0)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", NarrowingWarning)
+            g = compile_json_schema(case.schema, self.vocab, draft=case.draft, warm_seconds=0)
+        self.narrowed = any(issubclass(w.category, NarrowingWarning) for w in caught)
+        return g
+
+    def first_mask(self, g: Any) -> None:
+        g.matcher().mask()
 
     def accepts(self, g: Any, ids: list[int]) -> bool:
-        m = g.matcher()
-        try:
-            for t in ids:
-                m.accept_token(t)
-            m.accept_token(self.eos)
-        except ValueError:
-            return False
-        return True
+        state = g.initial
+        for t in ids:
+            state = g.step_token(state, t)
+            if state is None:
+                return False
+        return g.is_complete(state)
 
     @staticmethod
     def failure(err: Exception) -> str:
         kw = getattr(err, "keyword", None)
-        return f"{kw}" if kw else f"{type(err).__name__}: {str(err)[:70]}"
+        if not kw:
+            return f"{type(err).__name__}: {short_error(err)}"
+        reason = re.sub(r"'[^']*'|\d+", "_", str(getattr(err, "reason", "")))  # group by kind, not by value
+        return f"{kw}: {reason[:60]}"
 
 
 class LLGuidance:
@@ -186,6 +224,9 @@ class LLGuidance:
             raise ValueError(m.get_error())
         return m
 
+    def first_mask(self, m: Any) -> None:
+        m.compute_bitmask()
+
     def accepts(self, m: Any, ids: list[int]) -> bool:
         m.reset()
         ok = all(m.consume_token(t) for t in ids)
@@ -193,7 +234,7 @@ class LLGuidance:
 
     @staticmethod
     def failure(err: Exception) -> str:
-        return str(err).split("\n")[0][:70]
+        return short_error(err)
 
 
 class XGrammar:
@@ -205,12 +246,16 @@ class XGrammar:
         self.xgr = xgr
         info = xgr.TokenizerInfo.from_huggingface(tok, vocab_size=len(tok))
         self.compiler = xgr.GrammarCompiler(info, max_threads=1, cache_enabled=False)
+        self.bitmask = xgr.allocate_token_bitmask(1, len(tok))
         self.eos = tok.eos_token_id
 
     def compile(self, case: Case) -> Any:
         with quiet_stderr():
             compiled = self.compiler.compile_json_schema(json.dumps(case.schema), strict_mode=False)
         return self.xgr.GrammarMatcher(compiled, terminate_without_stop_token=False)
+
+    def first_mask(self, m: Any) -> None:
+        m.fill_next_token_bitmask(self.bitmask)
 
     def accepts(self, m: Any, ids: list[int]) -> bool:
         m.reset()
@@ -220,7 +265,7 @@ class XGrammar:
 
     @staticmethod
     def failure(err: Exception) -> str:
-        return str(err).split("\n")[0][:70]
+        return short_error(err)
 
 
 class Timeout(Exception):
@@ -232,11 +277,11 @@ def _alarm(_sig, _frame):
 
 
 # --- running ----------------------------------------------------------------------------------
-def encode_tests(case: Case, tok: Any, vocab: Any) -> list[tuple[list[int], bool]]:
-    """Token ids of each instance's ``json.dumps(ensure_ascii=False)`` (instances that cannot be
-    spelled in UTF-8, e.g. lone surrogates, are left out)."""
+def encode_tests(case: Case, tok: Any, vocab: Any) -> list[tuple[int, list[int], bool]]:
+    """``(index, token ids, valid)`` of each instance's ``json.dumps(ensure_ascii=False)`` (instances
+    that cannot be spelled in UTF-8, e.g. lone surrogates, are left out)."""
     out = []
-    for inst, valid in case.tests:
+    for k, (inst, valid) in enumerate(case.tests):
         text = json.dumps(inst, ensure_ascii=False)
         try:
             data = text.encode("utf-8")
@@ -245,68 +290,119 @@ def encode_tests(case: Case, tok: Any, vocab: Any) -> list[tuple[list[int], bool
         ids = tok.encode(text, add_special_tokens=False)
         if b"".join(vocab.tokens[i] or b"" for i in ids) != data:
             continue
-        out.append((ids, valid))
+        out.append((k, ids, valid))
     return out
 
 
-def run_case(engine: Any, case: Case, tests: list, tally: Tally, timeout: float) -> None:
-    tally.schemas += 1
+def run_case(engine: Any, case: Case, tests: list, timeout: float) -> dict:
+    """Compile (timed, then the first mask timed), feed every instance: one record.
+
+    ``error`` is ``None`` when the schema compiled and every instance was judged in ``timeout``
+    seconds, else the reason; ``false_accepts``/``false_rejects`` hold instance indices.
+    """
+    rec: dict[str, Any] = {"name": case.name, "error": None, "compile_s": None, "first_mask_s": None,
+                           "valid": 0, "invalid": 0, "false_accepts": [], "false_rejects": []}  # fmt: skip
     signal.signal(signal.SIGALRM, _alarm)
     signal.setitimer(signal.ITIMER_REAL, timeout)
     try:
         start = time.perf_counter()
         try:
             handle = engine.compile(case)
+            rec["compile_s"] = time.perf_counter() - start
+            rec["narrowed"] = getattr(engine, "narrowed", False)
+            engine.first_mask(handle)
+            rec["first_mask_s"] = time.perf_counter() - start
         except Timeout:
-            tally.failures["timeout"] += 1
-            return
+            rec["error"] = "timeout"
+            return rec
         except Exception as e:  # noqa: BLE001 - any engine error means "does not compile"
-            tally.failures[engine.failure(e)] += 1
-            return
-        tally.compile_s.append(time.perf_counter() - start)
-        tally.compiled += 1
-        for ids, valid in tests:
+            rec["error"] = engine.failure(e)
+            return rec
+        for k, ids, valid in tests:
             ok = engine.accepts(handle, ids)
-            if valid:
-                tally.valid += 1
-                tally.false_rejects += not ok
-            else:
-                tally.invalid += 1
-                if ok:
-                    tally.false_accepts += 1
-                    tally.false_accept_cases.append(case.name)
+            rec["valid" if valid else "invalid"] += 1
+            if ok != valid:
+                rec["false_rejects" if valid else "false_accepts"].append(k)
     except Timeout:
-        tally.failures["timeout while matching"] += 1
+        rec["error"] = "timeout while matching"
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
+    return rec
+
+
+def _ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}x" if b and a == a and b == b else "-"
 
 
 def markdown(results: dict[str, dict[str, dict]], engines: list[str]) -> str:
-    lines = ["| subset | schemas | " + " | ".join(f"{e} compiles" for e in engines)
-             + " | " + " | ".join(f"{e} false acc / rej" for e in engines)
-             + " | " + " | ".join(f"{e} compile ms (med / p90)" for e in engines) + " |"]  # fmt: skip
-    lines.append("|" + "---|" * (2 + 3 * len(engines)))
+    """One row per subset: coverage, false accepts / rejects, compile and first-mask medians, ratios."""
+    peers = [e for e in engines if e != "ours"]
+    head = (
+        ["subset", "schemas"] + [f"{e} compiles" for e in engines] + [f"{e} false acc / rej" for e in engines]
+    )
+    head += [f"{e} compile ms (med / p90)" for e in engines] + [f"{e} first mask ms (med)" for e in engines]
+    if "ours" in engines:
+        head += [f"compile med ours / {p}" for p in peers]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for subset, per in results.items():
         first = next(iter(per.values()))
         cells = [subset, str(first["schemas"])]
-        cells += [f"{per[e]['compiled']} ({100 * per[e]['coverage']:.1f}%)" if e in per else "-" for e in engines]
-        cells += [f"{per[e]['false_accepts']} / {per[e]['false_rejects']}" if e in per else "-" for e in engines]
-        cells += [f"{per[e]['compile_median_ms']:.1f} / {per[e]['compile_p90_ms']:.1f}" if e in per else "-" for e in engines]
+        cells += [
+            f"{per[e]['compiled']} ({100 * per[e]['coverage']:.1f}%"
+            + (f", {per[e]['narrowed']} narrowed)" if e == "ours" else ")")
+            for e in engines
+        ]
+        cells += [f"{per[e]['false_accepts']} / {per[e]['false_rejects']}" for e in engines]
+        cells += [f"{per[e]['compile_median_ms']:.1f} / {per[e]['compile_p90_ms']:.1f}" for e in engines]
+        cells += [f"{per[e]['first_mask_median_ms']:.1f}" for e in engines]
+        if "ours" in engines:
+            cells += [_ratio(per["ours"]["compile_median_ms"], per[p]["compile_median_ms"]) for p in peers]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def main() -> None:
+def totals(results: dict[str, dict[str, dict]], engines: list[str], prefix: str) -> dict[str, dict]:
+    """Sums over the subsets whose label starts with ``prefix``, and the median compile time over all their schemas."""
+    out = {}
+    for n in engines:
+        rows = [r[n] for k, r in results.items() if k.startswith(prefix)]
+        if not rows:
+            continue
+        cs = [c["compile_s"] for r in rows for c in r["cases"] if c["error"] is None]
+        s, c = sum(r["schemas"] for r in rows), sum(r["compiled"] for r in rows)
+        out[n] = {
+            "schemas": s,
+            "compiled": c,
+            "coverage": c / s if s else float("nan"),
+            "false_accepts": sum(r["false_accepts"] for r in rows),
+            "false_rejects": sum(r["false_rejects"] for r in rows),
+            "valid": sum(r["valid"] for r in rows),
+            "invalid": sum(r["invalid"] for r in rows),
+            "compile_median_ms": 1e3 * statistics.median(cs) if cs else float("nan"),
+        }
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict[str, dict[str, dict]]:
+    """Run the benchmark (``argv``: command-line arguments) and return the per-subset results."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", help="folder with JSON-Schema-Test-Suite/ and jsonschemabench/ (or DECODING_JSON_SCHEMA_DATA)")
+    ap.add_argument(
+        "--data",
+        help="folder with JSON-Schema-Test-Suite/ and jsonschemabench/ (or DECODING_JSON_SCHEMA_DATA)",
+    )
     ap.add_argument("--suites", default="testsuite,jsb", help="testsuite, jsb or both")
-    ap.add_argument("--subsets", default="", help="comma-separated subset names (default: all)")
+    ap.add_argument(
+        "--subsets", default="", help="comma-separated subset names, e.g. draft7,Kubernetes (default: all)"
+    )
     ap.add_argument("--engines", default=",".join(ENGINES))
     ap.add_argument("--limit", type=int, default=0, help="schemas per subset, sampled with --seed (0: all)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--timeout", type=float, default=120.0, help="seconds per schema and engine")
-    ap.add_argument("--out", help="write the results as JSON here")
-    args = ap.parse_args()
+    ap.add_argument("--out", help="write the results (with one record per schema and engine) as JSON here")
+    ap.add_argument(
+        "--show", action="store_true", help="print every failure, false accept and false reject of ours"
+    )
+    args = ap.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     root = data_dir(args.data)
     from tqdm import tqdm
@@ -319,6 +415,8 @@ def main() -> None:
     vocab = vocabulary(tok)
     engines = []
     for name in args.engines.split(","):
+        if name not in ENGINES:
+            sys.exit(f"unknown engine {name!r}: choose among {', '.join(ENGINES)}")
         cls = {"ours": Ours, "llguidance": LLGuidance, "xgrammar": XGrammar}[name]
         try:
             engines.append(cls(tok))
@@ -331,9 +429,12 @@ def main() -> None:
         subsets += [(f"JSONSchemaBench {s}", lambda s=s: jsb_cases(root, s)) for s in JSB_SUBSETS]
     if args.subsets:
         wanted = set(args.subsets.split(","))
+        unknown = wanted - {n.split()[-1] for n, _ in subsets}
+        if unknown:
+            sys.exit(f"unknown subsets {sorted(unknown)} for --suites {args.suites}")
         subsets = [(n, f) for n, f in subsets if n.split()[-1] in wanted]
     results: dict[str, dict[str, dict]] = {}
-    started = time.strftime("%Y-%m-%d %H:%M")
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     for label, load in subsets:
         cases = load()
         if args.limit and len(cases) > args.limit:
@@ -342,26 +443,34 @@ def main() -> None:
         for case in tqdm(cases, desc=label, file=sys.stderr):
             tests = encode_tests(case, tok, vocab)
             for e in engines:
-                run_case(e, case, tests, tallies[e.name], args.timeout)
+                tallies[e.name].add(run_case(e, case, tests, args.timeout))
         results[label] = {n: t.row() for n, t in tallies.items()}
         if args.out:
-            Path(args.out).write_text(json.dumps({"started": started, "args": vars(args), "results": results}, indent=1))
+            Path(args.out).write_text(
+                json.dumps({"started": started, "args": vars(args), "results": results}, indent=1)
+            )
     names = [e.name for e in engines]
-    totals: dict[str, dict] = {}
-    for n in names:
-        rows = [r[n] for k, r in results.items() if k.startswith("JSONSchemaBench")]
-        if rows:
-            s, c = sum(r["schemas"] for r in rows), sum(r["compiled"] for r in rows)
-            totals[n] = {"schemas": s, "compiled": c, "coverage": c / s}
+    print(f"started {started}; {' '.join(sys.argv[1:] if argv is None else argv)}")
     print(markdown(results, names))
-    for n, t in totals.items():
-        print(f"JSONSchemaBench overall, {n}: {t['compiled']}/{t['schemas']} compile ({100 * t['coverage']:.1f}%)")
+    for prefix in ("test-suite", "JSONSchemaBench"):
+        for n, t in totals(results, names, prefix).items():
+            print(f"{prefix} overall, {n}: {t['compiled']}/{t['schemas']} compile ({100 * t['coverage']:.1f}%), "
+                  f"false accepts {t['false_accepts']}/{t['invalid']}, false rejects {t['false_rejects']}/{t['valid']}, "
+                  f"compile median {t['compile_median_ms']:.1f} ms")  # fmt: skip
     for label, per in results.items():
         for n, r in per.items():
             if r["failures"]:
                 print(f"{label} {n} failures: {r['failures']}")
             if r["false_accept_cases"]:
-                print(f"{label} {n} FALSE ACCEPTS in: {r['false_accept_cases']}")
+                print(f"{label} {n} FALSE ACCEPTS in: {r['false_accept_cases'][:20]}")
+    if args.show and "ours" in names:
+        for label, per in results.items():
+            for c in per["ours"]["cases"]:
+                if c["error"] or c["false_accepts"] or c["false_rejects"]:
+                    print(
+                        f"ours {label} {c['name']}: error={c['error']} false accepts {c['false_accepts']} false rejects {c['false_rejects']}"
+                    )
+    return results
 
 
 if __name__ == "__main__":

@@ -18,15 +18,19 @@ Sound by construction: whatever the grammar accepts validates under the schema. 
   product automata split on the values, so overlapping alternatives are factored, not refused.
 
 Unsupported constructs raise :class:`Unsupported` (naming the keyword and its JSON pointer), or
-with ``strict=False`` are dropped with a :class:`SchemaWarning` (an over-approximation).
+with ``strict=False`` are dropped with a :class:`SchemaWarning` (an over-approximation). Where
+the exact grammar is too large or not regular (``uniqueItems`` over open item sets, unions whose
+product automaton exceeds the caps), ``narrow=True`` (the default) keeps a sound subset and warns
+with a :class:`NarrowingWarning`; ``narrow=False`` raises instead.
 """
 
 from decoding.grammar.json_schema.convert import compile_json_schema, json_schema_to_lark, load_schema
-from decoding.grammar.json_schema.keywords import InvalidSchema, SchemaWarning
+from decoding.grammar.json_schema.keywords import InvalidSchema, NarrowingWarning, SchemaWarning
 from decoding.grammar.json_schema.shapes import Unsupported
 
 __all__ = [
     "InvalidSchema",
+    "NarrowingWarning",
     "SchemaWarning",
     "Unsupported",
     "compile_json_schema",

@@ -5,7 +5,8 @@ and, from the end of the prefix on, ``("," items) ~ a..b``: lark spells a bounde
 a logarithmic number of rules, so ``maxItems: 1000`` neither nests nor grows the grammar.
 
 ``uniqueItems`` is exact when the items take a few literal values (an automaton over the set of
-values used); otherwise it is refused (or, with ``strict=False``, dropped).
+values used); otherwise it is narrowed to arrays of at most one item (``narrow=True``, the
+default, with a warning), refused (``narrow=False``), or dropped (``strict=False``).
 
 Alternatives with ``contains`` clauses, or several alternatives at once, run as a product
 automaton. A state holds, per alternative, its position (saturating once the position no longer
@@ -18,7 +19,7 @@ import json
 from itertools import product as cartesian
 from typing import TYPE_CHECKING
 
-from decoding.grammar.json_schema.emit import Item, Repeat, explore, product_moves
+from decoding.grammar.json_schema.emit import Item, Repeat, explore, fitting, product_moves
 from decoding.grammar.json_schema.shapes import TRUE_REF, ArrAtom, Ref, Unsupported
 
 if TYPE_CHECKING:
@@ -35,14 +36,30 @@ def array_rule(b: GrammarBuilder, atoms: tuple[ArrAtom, ...], path: str) -> str 
     if len(atoms) == 1 and atoms[0].unique:
         return unique_array(b, atoms[0])
     if any(a.unique for a in atoms):
-        b.norm.drop(Unsupported("uniqueItems", "uniqueItems inside a union of array alternatives", path))
-        atoms = tuple(ArrAtom(a.prefix, a.items, a.min_items, a.max_items, a.contains, False) for a in atoms)
+        err = Unsupported("uniqueItems", "uniqueItems inside a union of array alternatives", path)
+        if b.norm.narrowing:
+            b.norm.narrow(err, "those alternatives take arrays of at most one item")
+            atoms = tuple(_at_most_one(a) if a.unique else a for a in atoms if not a.unique or a.min_items <= 1)
+            if not atoms:
+                return None
+        else:
+            b.norm.drop(err)
+            atoms = tuple(ArrAtom(a.prefix, a.items, a.min_items, a.max_items, a.contains, False) for a in atoms)
     if len(atoms) == 1 and not atoms[0].contains:
         return single_array(b, atoms[0])
     key = ("arrays", atoms)
     if key not in b._memo:
-        b._memo[key] = ArrayProduct(b, list(atoms), path).rule()
+        kept = fitting(b, list(atoms), lambda aa: ArrayProduct(b, aa, path).check(), "array", path)
+        if len(kept) == 1 and not kept[0].contains:
+            b._memo[key] = single_array(b, kept[0])
+        else:
+            b._memo[key] = ArrayProduct(b, kept, path).rule()
     return b._memo[key]
+
+
+def _at_most_one(a: ArrAtom) -> ArrAtom:
+    """The arrays of ``a`` with at most one item (their items are trivially distinct)."""
+    return ArrAtom(a.prefix, a.items, a.min_items, 1 if a.max_items is None else min(a.max_items, 1), a.contains, False)
 
 
 def trim(b: GrammarBuilder, a: ArrAtom, path: str) -> ArrAtom | None:
@@ -58,13 +75,16 @@ def trim(b: GrammarBuilder, a: ArrAtom, path: str) -> ArrAtom | None:
     if unique:
         domain = finite_domain(b, a)
         if domain is None or a.contains:
-            b.norm.drop(
-                Unsupported(
-                    "uniqueItems",
-                    f"distinct items can only be enforced when items take at most {MAX_UNIQUE_VALUES} literal values",
-                    path,
-                )
+            err = Unsupported(
+                "uniqueItems",
+                f"distinct items can only be enforced when items take at most {MAX_UNIQUE_VALUES} literal values",
+                path,
             )
+            if b.norm.narrowing and a.min_items <= 1:
+                b.norm.narrow(err, "arrays of at most one item")
+                hi = 1 if hi is None else min(hi, 1)
+            else:
+                b.norm.drop(err)
             unique = False
         else:
             hi = len(domain) if hi is None else min(hi, len(domain))
@@ -230,9 +250,14 @@ class ArrayProduct:
             out = self._edges[state] = product_moves(self.b, moves, len(self.atoms), kw, self.path) if moves else []
         return out
 
-    def rule(self) -> str:
+    def check(self) -> None:
+        """Visit every product state; raises :class:`Unsupported` beyond the caps."""
         start = tuple((0, (0,) * len(a.contains)) for a in self.atoms)
         explore(start, lambda st: [nxt for _, nxt in self.edges(st)], "anyOf", self.path)
+
+    def rule(self) -> str:
+        self.check()
+        start = tuple((0, (0,) * len(a.contains)) for a in self.atoms)
         alts: list[list[Item]] = []
         if self.accepts(start):
             alts.append(['"["', '"]"'])

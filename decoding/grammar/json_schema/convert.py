@@ -28,7 +28,9 @@ def load_schema(schema: Any) -> Any:
     return schema
 
 
-def json_schema_to_lark(schema: Any, *, strict: bool = True, draft: int | None = None, check: bool = True) -> str:
+def json_schema_to_lark(
+    schema: Any, *, strict: bool = True, draft: int | None = None, check: bool = True, narrow: bool = True
+) -> str:
     """A lark grammar (LALR(1), whitespace ignored) whose sentences are JSON texts valid under ``schema``.
 
     Every text the grammar accepts is valid under the schema (soundness). Where the schema asks
@@ -44,13 +46,17 @@ def json_schema_to_lark(schema: Any, *, strict: bool = True, draft: int | None =
         strict: raise on unsupported keywords (default) instead of over-approximating.
         draft: 4, 6, 7, 2019 or 2020; default: from ``$schema``, else 2020-12.
         check: build the LALR(1) table once to verify the grammar (``compile_json_schema`` skips it).
+        narrow: (strict mode) where the exact grammar is too large or not regular, accept a sound
+            subset instead of raising, with a :class:`~decoding.grammar.json_schema.NarrowingWarning`:
+            ``uniqueItems`` arrays of at most one item, unions of objects or arrays without the
+            alternatives that do not fit (see ``docs/perf/json_schema.md``).
 
     Raises:
         Unsupported: a construct without an exact grammar (strict mode), naming keyword and path.
         InvalidSchema: a malformed schema.
     """
     schema = load_schema(schema)
-    norm = Normalizer(schema, draft=draft, strict=strict)
+    norm = Normalizer(schema, draft=draft, strict=strict, narrow=narrow)
     builder = GrammarBuilder(norm)
     text = builder.lark(builder.value(norm.root_ref))
     if check:
@@ -94,6 +100,7 @@ def compile_json_schema(
     *,
     strict: bool = True,
     draft: int | None = None,
+    narrow: bool = True,
     eos_token_id: int | None = None,
     vocab_size: int | None = None,
     warm_seconds: float = 1.5,
@@ -113,7 +120,7 @@ def compile_json_schema(
     from decoding.grammar.compiled import CompiledGrammar
     from decoding.tokenizers.vocab import vocabulary
 
-    parser = lalr_parser(json_schema_to_lark(schema, strict=strict, draft=draft, check=False))
+    parser = lalr_parser(json_schema_to_lark(schema, strict=strict, draft=draft, check=False, narrow=narrow))
     check_completable(parser, "start")
     vocab = vocabulary(tokenizer, eos_token_id, vocab_size)
     if vocab.eos_token_id is None:

@@ -68,6 +68,7 @@ class GrammarBuilder:
         self._memo: dict[tuple, str] = {}
         self.specs: dict[ObjAtom, object] = {}
         self._pending: list[tuple[str, object]] = []
+        self._too_large: set[KeyLang] = set()  # key languages without a small regex (narrowing)
 
     # --- names ----------------------------------------------------------------------------------
     def _fresh(self, hint: str) -> str:
@@ -127,23 +128,27 @@ class GrammarBuilder:
         self.rules[name] = alts
         return name
 
-    def _numbers(self, shape: Shape, path: str) -> list[list[Item]]:
+    def _trees(self, atoms: tuple, keyword: str, what: str, path: str) -> list:
+        """Each atom's tree; with narrowing on, atoms without a small one are left out (a sound subset)."""
         trees = []
-        for atom in shape.nums:
+        for atom in atoms:
             try:
                 trees.append(atom.tree())
             except fa.TooLarge as e:
-                raise Unsupported("multipleOf", str(e), path) from None
-        tree = alt(*trees)
+                err = Unsupported(keyword, f"{what} have no regular expression within the size caps ({e})", path)
+                if not self.norm.narrowing:
+                    raise err from None
+                self.norm.narrow(err, f"those {what} are left out")
+        return trees
+
+    def _numbers(self, shape: Shape, path: str) -> list[list[Item]]:
+        tree = alt(*self._trees(shape.nums, "multipleOf", "the numbers", path))
         return [] if tree == NOTHING else [[self.terminal(plain_regex(tree), "NUMBER")]]
 
     def _strings(self, atoms: tuple[StrAtom, ...], path: str) -> list[list[Item]]:
         if atoms == (StrAtom(),):
             return [[self.terminal(STRING_ANY, "STRING")]]
-        try:
-            tree = alt(*(a.tree() for a in atoms))
-        except fa.TooLarge as e:
-            raise Unsupported("pattern", f"the string constraints have no regular expression within the size caps ({e})", path) from None
+        tree = alt(*self._trees(atoms, "pattern", "the string constraints", path))
         return [] if tree == NOTHING else [[self.terminal(json_string_regex(tree), "STRING")]]
 
     def key_terminal(self, lang: KeyLang | None, name: str | None = None, path: str = "#") -> str:
@@ -158,6 +163,20 @@ class GrammarBuilder:
         except fa.TooLarge as e:
             raise Unsupported("patternProperties", f"the names of additional properties have no small regex ({e})", path) from None
         return self.terminal(json_string_regex(tree, unicode_escapes=False), "KEY")
+
+    def region_terminal(self, lang: KeyLang, path: str = "#") -> str | None:
+        """:meth:`key_terminal` of a language of other names; with narrowing on, ``None`` (those
+        keys are not generated) where the language has no small regex."""
+        if lang in self._too_large:
+            return None
+        try:
+            return self.key_terminal(lang, None, path)
+        except Unsupported as e:
+            if not self.norm.narrowing:
+                raise
+            self.norm.narrow(e, "those additional property names are not generated")
+            self._too_large.add(lang)
+            return None
 
     def pair(self, key_term: str, ref: Ref) -> list[Item]:
         """``KEY ":" value`` (inlined: no rule of its own, so nothing is reduced before the object ends)."""
@@ -193,6 +212,9 @@ class GrammarBuilder:
                     productive.add(name)
                     changed = True
         if root not in productive:
+            narrowed = [w for w in self.norm.warnings if "; narrowed: " in w]
+            if narrowed:
+                raise Unsupported("schema", f"no JSON value is left after narrowing ({narrowed[0]})", "#")
             raise Unsupported("schema", "no JSON value satisfies the schema", "#")
         kept: dict[str, list[list[Item]]] = {}
         todo = [root]
@@ -244,6 +266,33 @@ def explore(start: tuple, successors, keyword: str, path: str) -> None:
                 todo.append(nxt)
                 if len(seen) > MAX_PRODUCT_STATES:
                     raise Unsupported(keyword, f"the union of alternatives needs more than {MAX_PRODUCT_STATES} states", path)
+
+
+def fitting(b: GrammarBuilder, alts: list, check, what: str, path: str) -> list:
+    """``alts`` if ``check(alts)`` passes; else (narrowing on) the alternatives kept greedily, in
+    schema order, while ``check`` passes: a union of fewer alternatives is a sound subset.
+
+    Raises:
+        Unsupported: ``check`` failed and narrowing is off, or not even one alternative fits.
+    """
+    try:
+        check(alts)
+        return alts
+    except Unsupported as e:
+        if not b.norm.narrowing:
+            raise
+        err = e
+    kept: list = []
+    for a in alts:
+        try:
+            check([*kept, a])
+        except Unsupported:
+            continue
+        kept.append(a)
+    if not kept:
+        raise err
+    b.norm.narrow(err, f"{len(alts) - len(kept)} of {len(alts)} {what} alternatives left out")
+    return kept
 
 
 def product_moves(

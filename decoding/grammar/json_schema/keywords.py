@@ -8,16 +8,22 @@ that changes validity but has no exact grammar raises :class:`~.shapes.Unsupport
 more than the schema (an over-approximation, e.g. ``uniqueItems`` unenforced, ``oneOf`` as
 ``anyOf``).
 
-``oneOf`` is exact: alternatives that are provably disjoint (per JSON type) are joined as
-``anyOf``; where two may overlap, each is intersected with the complements of the others, which
-the algebra computes for scalars and for objects whose other keys are unconstrained; anything
-else raises :class:`~.shapes.Unsupported` (in strict mode).
+``oneOf``: alternatives that are provably disjoint (per JSON type) are joined as ``anyOf``;
+where two may overlap, each is intersected with the complements of the others, which the algebra
+computes for scalars and for objects whose other keys are unconstrained; anything else raises
+:class:`~.shapes.Unsupported` (in strict mode). With narrowing on (the default), overlapping
+object alternatives are instead told apart by a key the other alternative requires (a subset of
+the complement: objects holding that key with a value the other rejects are not generated,
+:meth:`Normalizer._excluding`), which keeps the product automata small; ``narrow=False`` keeps
+the exact complement.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import warnings
+from collections.abc import Iterator
 from fractions import Fraction
 from typing import Any
 
@@ -57,6 +63,12 @@ class SchemaWarning(UserWarning):
     """``strict=False``: a keyword was dropped, so the grammar accepts more than the schema."""
 
 
+class NarrowingWarning(UserWarning):
+    """``narrow=True``: a construct without a small exact grammar was replaced by a subset of its
+    values (e.g. ``uniqueItems`` arrays of at most one item), so the grammar accepts fewer texts
+    than the schema; everything it accepts is still valid."""
+
+
 ANNOTATIONS = {
     "title", "description", "default", "examples", "example", "$comment", "readOnly", "writeOnly",
     "deprecated", "markdownDescription", "contentMediaType", "contentEncoding", "$schema",
@@ -87,21 +99,24 @@ class Normalizer:
         root: the schema (``dict`` or ``bool``).
         draft: 4, 6, 7, 2019 or 2020 (default: from ``$schema``, else 2020).
         strict: raise on unsupported keywords (else warn and drop them).
+        narrow: in strict mode, replace a construct whose exact grammar is too large by a sound
+            subset of its values (with a :class:`NarrowingWarning`) instead of raising.
     """
 
-    def __init__(self, root: Any, draft: int | None = None, strict: bool = True) -> None:
+    def __init__(self, root: Any, draft: int | None = None, strict: bool = True, narrow: bool = True) -> None:
         self.root = root
         self.draft = draft if draft is not None else detect_draft(root)
         if self.draft not in (4, 6, 7, 2019, 2020):
             raise ValueError(f"draft must be one of 4, 6, 7, 2019, 2020, got {self.draft!r}")
         self.strict = strict
+        self.narrowing = narrow and strict
         self.resolver = Resolver(root, self.draft)
         self.registry: list[tuple[Any, str, str]] = []
         self._ids: dict[tuple[int, str], int] = {}
         self._by_content: dict[tuple[str, str], int] = {}
         self._keep: list[Any] = []  # keeps every registered object alive (ids stay unique)
         self._literals: dict[str, Any] = {}
-        self._shapes: dict[Ref, Shape] = {}
+        self._shapes: dict[tuple[Ref, bool], Shape] = {}  # keyed by (ref, narrowing on)
         self._active: list[Ref] = []
         self.alg = Algebra(self)
         self.warnings: list[str] = []
@@ -137,7 +152,8 @@ class Normalizer:
     # --- shapes ---------------------------------------------------------------------------------
     def shape(self, ref: Ref) -> Shape:
         """The normal form of ``ref`` (memoised)."""
-        out = self._shapes.get(ref)
+        key = (ref, self.narrowing)
+        out = self._shapes.get(key)
         if out is not None:
             return out
         if ref in self._active:
@@ -151,11 +167,30 @@ class Normalizer:
                 schema, base, path = self.registry[idx]
                 s = meet(s, self._schema_shape(schema, base, path))
             for neg in sorted(ref.neg, key=repr):
-                s = meet(s, self.alg.complement(self.shape(neg), "not", self.path_of(neg)))
+                s = meet(s, self.complement(neg, "not", self.path_of(neg)))
         finally:
             self._active.pop()
-        self._shapes[ref] = s
+        self._shapes[key] = s
         return s
+
+    @contextlib.contextmanager
+    def exact(self) -> Iterator[None]:
+        """Shapes computed inside are exact (no narrowing): what a complement needs, since the
+        complement of a narrowed subset would be a superset."""
+        saved, self.narrowing = self.narrowing, False
+        try:
+            yield
+        finally:
+            self.narrowing = saved
+
+    def exact_shape(self, ref: Ref) -> Shape:
+        with self.exact():
+            return self.shape(ref)
+
+    def complement(self, ref: Ref, keyword: str, path: str) -> Shape:
+        """The values outside ``ref``'s schema, from its exact shape."""
+        with self.exact():
+            return self.alg.complement(self.shape(ref), keyword, path)
 
     def _sub(self, schema: dict, key: str, base: str, path: str) -> Ref:
         return self.ref(schema[key], base, f"{path}/{key}")
@@ -167,6 +202,15 @@ class Normalizer:
         msg = f"{err} (strict=False: the keyword is ignored, so the grammar accepts more than the schema)"
         self.warnings.append(msg)
         warnings.warn(msg, SchemaWarning, stacklevel=4)
+
+    def narrow(self, err: Unsupported, how: str) -> None:
+        """Raise ``err`` unless narrowing is on; then warn that ``how`` replaces the exact language."""
+        if not self.narrowing:
+            raise err
+        msg = f"{err}; narrowed: {how} (the grammar accepts fewer texts than the schema, all of them valid)"
+        if msg not in self.warnings:
+            self.warnings.append(msg)
+            warnings.warn(msg, NarrowingWarning, stacklevel=4)
 
     def _schema_shape(self, schema: Any, base: str, path: str) -> Shape:
         if schema is True:
@@ -234,7 +278,7 @@ class Normalizer:
         if "oneOf" in schema:
             parts.append(("oneOf", lambda: self._one_of(schema, base, path)))
         if "not" in schema:
-            parts.append(("not", lambda: self.alg.complement(self.shape(self._sub(schema, "not", base, path)), "not", path)))
+            parts.append(("not", lambda: self.complement(self._sub(schema, "not", base, path), "not", path)))
         if "if" in schema and ("then" in schema or "else" in schema) and self.draft >= 7:
             parts.append(("if", lambda: self._if(schema, base, path)))
         for key, other in (("unevaluatedProperties", "additionalProperties"), ("unevaluatedItems", "items")):
@@ -463,8 +507,12 @@ class Normalizer:
 
     def _one_of(self, schema: dict, base: str, path: str) -> Shape:
         subs = self._subs(schema, "oneOf", base, path)
+        exact = subs
+        if self.narrowing:
+            with self.exact():
+                exact = self._subs(schema, "oneOf", base, path)
         try:
-            return self.exclusive_union(subs, path)
+            return self.exclusive_union(subs, path, exact)
         except Unsupported as e:
             if self.strict:
                 raise
@@ -474,35 +522,57 @@ class Normalizer:
                 s = join(s, sub)
             return s
 
-    def exclusive_union(self, subs: list[Shape], path: str) -> Shape:
-        """Values valid under exactly one of ``subs`` (``oneOf``)."""
+    def exclusive_union(self, subs: list[Shape], path: str, exact: list[Shape] | None = None) -> Shape:
+        """Values valid under exactly one of ``subs`` (``oneOf``).
+
+        ``exact``: the alternatives' exact shapes where ``subs`` are narrowed (subsets): overlaps
+        and exclusions are decided on the exact ones, the values kept come from ``subs``.
+        """
+        exact = subs if exact is None else exact
         out: dict[str, Any] = {
-            "null": sum(s.null for s in subs) == 1,
-            "bools": frozenset(b for b in (False, True) if sum(b in s.bools for s in subs) == 1),
+            "null": sum(s.null for s in exact) == 1 and any(s.null for s in subs),
+            "bools": frozenset(
+                b for b in (False, True) if sum(b in s.bools for s in exact) == 1 and any(b in s.bools for s in subs)
+            ),
         }
         for f in FIELDS:
-            parts = [restrict_to(s, f) for s in subs if getattr(s, f)]
+            idx = [i for i, e in enumerate(exact) if getattr(e, f)]
+            with self.exact():
+                ex = {i: restrict_to(exact[i], f) for i in idx}
+                overlap = {(i, j) for i in idx for j in idx if i < j and not self.alg.disjoint(ex[i], ex[j])}
             acc = only()
-            if len(parts) > 1 and not all(
-                self.alg.disjoint(parts[i], parts[j]) for i in range(len(parts)) for j in range(i + 1, len(parts))
-            ):
-                exact = []
-                for i, p in enumerate(parts):
-                    for j, q in enumerate(parts):
-                        if i != j and not self.alg.disjoint(p, q):
-                            p = meet(p, restrict_to(self.alg.complement(q, "oneOf", path), f))
-                    exact.append(p)
-                parts = exact
-            for p in parts:
+            for i in idx:
+                p = restrict_to(subs[i], f)
+                if not getattr(p, f):
+                    continue
+                for j in idx:
+                    if i != j and (min(i, j), max(i, j)) in overlap:
+                        p = meet(p, self._excluding(p, ex[j], f, path))
                 acc = join(acc, p)
             out[f] = getattr(acc, f)
         return Shape(**out)
 
+    def _excluding(self, p: Shape, q: Shape, f: str, path: str) -> Shape:
+        """Values of type ``f`` outside ``q``: its complement, or (narrowing on, objects) the
+        objects without a key every object of ``q`` requires and ``p`` does not (a subset of the
+        complement that keeps the product automata small: alternatives told apart by a key)."""
+        if f == "objs" and self.narrowing and p.objs:
+            required = set.intersection(*(set(a.required) for a in q.objs))
+            in_p = set.intersection(*(set(a.required) for a in p.objs))
+            for k in sorted(required - in_p):
+                self.narrow(
+                    Unsupported("oneOf", "object alternatives that may overlap", path),
+                    f"an object of another alternative is excluded by the absence of its required key {k!r}",
+                )
+                return constrain(objs=(ObjAtom(props=((k, self.false_ref),)),))
+        with self.exact():
+            return restrict_to(self.alg.complement(q, "oneOf", path), f)
+
     def _if(self, schema: dict, base: str, path: str) -> Shape:
-        cond = self.shape(self._sub(schema, "if", base, path))
+        cond_ref = self._sub(schema, "if", base, path)
         then = self.shape(self._sub(schema, "then", base, path)) if "then" in schema else TOP
         other = self.shape(self._sub(schema, "else", base, path)) if "else" in schema else TOP
-        return join(meet(cond, then), meet(self.alg.complement(cond, "if", path), other))
+        return join(meet(self.shape(cond_ref), then), meet(self.complement(cond_ref, "if", path), other))
 
     def _dynamic_ref(self, schema: dict, key: str, base: str, path: str) -> Shape:
         ref = schema[key]

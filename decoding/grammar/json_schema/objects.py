@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from itertools import product as cartesian
 from typing import TYPE_CHECKING
 
-from decoding.grammar.json_schema.emit import Item, explore, product_moves
+from decoding.grammar.json_schema.emit import Item, explore, fitting, product_moves
 from decoding.grammar.json_schema.keys import KeyLang
 from decoding.grammar.json_schema.shapes import TRUE_REF, ObjAtom, Ref, Unsupported, object_regions
 
@@ -151,15 +151,30 @@ def _build(b: GrammarBuilder, atom: ObjAtom, path: str) -> ObjSpec | None:
 
 
 def object_rule(b: GrammarBuilder, atoms: tuple[ObjAtom, ...], path: str) -> str | None:
-    """The rule of a union of object alternatives (``None`` if none admits an object)."""
-    specs = [s for s in (build_spec(b, a, path) for a in atoms) if s is not None]
+    """The rule of a union of object alternatives (``None`` if none admits an object).
+
+    With narrowing on, alternatives that do not fit (an automaton of their own or the product
+    beyond the caps) are left out (:func:`~.emit.fitting`).
+    """
+    specs = []
+    for a in atoms:
+        try:
+            spec = build_spec(b, a, path)
+        except Unsupported as e:
+            if not b.norm.narrowing or len(atoms) == 1:
+                raise
+            b.norm.narrow(e, "that object alternative is left out")
+            continue
+        if spec is not None:
+            specs.append(spec)
     if not specs:
         return None
     if len(specs) == 1:
         return single_object(b, specs[0])
     key = ("objects", tuple(id(s) for s in specs))
     if key not in b._memo:
-        b._memo[key] = ObjectProduct(b, specs, path).rule()
+        kept = fitting(b, specs, lambda ss: ObjectProduct(b, ss, path).check(), "object", path)
+        b._memo[key] = single_object(b, kept[0]) if len(kept) == 1 else ObjectProduct(b, kept, path).rule()
     return b._memo[key]
 
 
@@ -172,10 +187,10 @@ def single_object(b: GrammarBuilder, spec: ObjSpec) -> str:
     return b._rule(("obj", id(spec)), "object", lambda _: alts)
 
 
-def _region_term(b: GrammarBuilder, spec: ObjSpec, r: int) -> str:
+def _region_term(b: GrammarBuilder, spec: ObjSpec, r: int) -> str | None:
     key = ("regionterm", id(spec), r)
     if key not in b._memo:
-        b._memo[key] = b.key_terminal(spec.regions[r][0])
+        b._memo[key] = b.region_terminal(spec.regions[r][0])  # type: ignore[assignment]
     return b._memo[key]
 
 
@@ -192,9 +207,12 @@ def _other_members(b: GrammarBuilder, spec: ObjSpec, state: State, comma: bool) 
                 for ref2, f2 in spec.splits(ref, member, f):
                     alts.append([*head, *b.pair(b.key_terminal(None, key), ref2), rest(b, spec, (i | 1 << j, c2, f2))])
     for r, (_, ref, member) in enumerate(spec.regions):
+        term = _region_term(b, spec, r)
+        if term is None:
+            continue
         for ref2, f2 in spec.splits(ref, member, f):
             head = ['","'] if comma else []
-            alts.append([*head, *b.pair(_region_term(b, spec, r), ref2), rest(b, spec, (i, c2, f2))])
+            alts.append([*head, *b.pair(term, ref2), rest(b, spec, (i, c2, f2))])
     return alts
 
 
@@ -297,7 +315,9 @@ class ObjectProduct:
                     moves[m] = mv
             if not moves:
                 continue
-            term = self.b.key_terminal(lang, name, self.path)
+            term = self.b.key_terminal(None, name) if name is not None else self.b.region_terminal(lang, self.path)  # type: ignore[arg-type]
+            if term is None:
+                continue
             for ref, nxt in product_moves(self.b, moves, len(self.specs), "anyOf", self.path):
                 out.append((term, ref, nxt))
         self._edges[state] = out
@@ -306,9 +326,14 @@ class ObjectProduct:
     def _alive(self, state: tuple) -> list[int]:
         return [m for m, st in enumerate(state) if st is not None]
 
-    def rule(self) -> str:
+    def check(self) -> None:
+        """Visit every product state; raises :class:`Unsupported` beyond the caps."""
         start = tuple(s.start() for s in self.specs)
         explore(start, lambda st: [] if len(self._alive(st)) == 1 else [nxt for _, _, nxt in self.edges(st)], "anyOf", self.path)
+
+    def rule(self) -> str:
+        self.check()
+        start = tuple(s.start() for s in self.specs)
         alts: list[list[Item]] = []
         if self.accepts(start):
             alts.append(['"{"', '"}"'])

@@ -64,17 +64,33 @@ def build_dfa(nfa: ByteNFA, starts: Sequence[int], tag_of_accept: dict[int, int]
     index: dict[frozenset[int], int] = {first: 0}
     sets = [first]
     trans: list[list[tuple[int, int, int]]] = []  # per raw state: (lo, hi_exclusive, raw target)
+    closures: dict[frozenset[int], frozenset[int]] = {}  # NFA targets -> their closure (many byte ranges repeat)
     i = 0
     while i < len(sets):
-        cur = sets[i]
-        edges = [e for s in cur for e in nfa.edges[s]]
-        bounds = sorted({lo for lo, _, _ in edges} | {hi + 1 for _, hi, _ in edges})
+        # Sweep the byte axis once: an edge (lo, hi, d) is active on [lo, hi]; every elementary
+        # interval between consecutive bounds is covered whole by exactly the active edges.
+        opens: dict[int, list[int]] = {}
+        shuts: dict[int, list[int]] = {}
+        for s in sets[i]:
+            for lo, hi, d in nfa.edges[s]:
+                opens.setdefault(lo, []).append(d)
+                shuts.setdefault(hi + 1, []).append(d)
+        bounds = sorted(opens.keys() | shuts.keys())
+        active: dict[int, int] = {}  # NFA target -> number of active edges to it
         row: list[tuple[int, int, int]] = []
         for a, b in zip(bounds, bounds[1:], strict=False):
-            targets = [d for lo, hi, d in edges if lo <= a and hi >= b - 1]
-            if not targets:
+            for d in shuts.get(a, ()):
+                active[d] -= 1
+                if not active[d]:
+                    del active[d]
+            for d in opens.get(a, ()):
+                active[d] = active.get(d, 0) + 1
+            if not active:
                 continue
-            tgt = _closure(nfa, targets)
+            key = frozenset(active)
+            tgt = closures.get(key)
+            if tgt is None:
+                tgt = closures[key] = _closure(nfa, list(key))
             j = index.get(tgt)
             if j is None:
                 j = index[tgt] = len(sets)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import re
 from functools import cache
 
@@ -75,3 +76,44 @@ def test_utf8_sequences_cover_exactly() -> None:
 def test_unsupported_constructs_raise(pattern: str) -> None:
     with pytest.raises(RegexError):
         ByteNFA().add_regex(pattern)
+
+
+def _reference_dfa_language(nfa: ByteNFA, starts: list[int], tags: dict[int, int], data: bytes) -> int:
+    """The terminals (bit mask) that match all of ``data``, by simulating the NFA byte by byte."""
+
+    def closure(states: set[int]) -> set[int]:
+        stack, seen = list(states), set(states)
+        while stack:
+            for t in nfa.eps[stack.pop()]:
+                if t not in seen:
+                    seen.add(t)
+                    stack.append(t)
+        return seen
+
+    cur = closure(set(starts))
+    for b in data:
+        cur = closure({d for s in cur for lo, hi, d in nfa.edges[s] if lo <= b <= hi})
+    return sum(1 << tags[s] for s in cur if s in tags)
+
+
+def test_multi_terminal_context_equals_nfa_simulation() -> None:
+    """Overlapping byte ranges of several terminals in one lexer context (the sweep over the byte axis)."""
+    patterns = [r"[a-z]+", r"[a-f0-9]{1,4}", r"if|in", r"[^\x00-\x1f]", r"\d+(\.\d*)?", r"(?i:ab)c?"]
+    nfa = ByteNFA()
+    starts, tags = [], {}
+    for i, p in enumerate(patterns):
+        s, e = nfa.add_regex(p)
+        starts.append(s)
+        tags[e] = i
+    d = build_dfa(nfa, starts, tags)
+    rng = random.Random(0)
+    alphabet = b"abcfinxzAB0129.\x01\xc3\xa9 "
+    for _ in range(3000):
+        data = bytes(rng.choice(alphabet) for _ in range(rng.randint(0, 6)))
+        q = START
+        for b in data:
+            q = d.rows[q][b]
+            if q == DEAD:
+                break
+        got = 0 if q == DEAD else d.accepts[q]
+        assert got == _reference_dfa_language(nfa, starts, tags, data), data

@@ -54,6 +54,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--order", type=int, default=2, help="base UniPC order")
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     p.add_argument("--ref-steps", type=int, default=200)
+    p.add_argument("--device", default="cpu", help="where the network runs (trajectories stay on the CPU in float64)")
     p.add_argument("--save", action="store_true", help="write the 'local' ratios of the largest search set into models/<model>/")
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--quick", action="store_true")
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(1)
     start = time.time()
     n_max = max(args.samples, max(args.search_samples))
-    model, schedule = load_model(args.model, n_max)
+    model, schedule = load_model(args.model, n_max, device=args.device)
     run_dtype = torch.float64 if args.model == "empirical" else torch.float32
     x = noises(args.samples, 0)
     ref = reference(model, schedule, x, args.ref_steps, (args.model, "float32", 0))[-1]

@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--ems-samples", type=int, default=128)
     p.add_argument("--knots", type=int, default=120)
     p.add_argument("--probes", type=int, default=2)
+    p.add_argument("--device", default="cpu", help="where the network runs (trajectories stay on the CPU in float64)")
     p.add_argument("--save", action="store_true")
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--quick", action="store_true")
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> dict:
         args.ems_samples, args.knots, args.probes = 4, 10, 1
     torch.set_num_threads(1)
     start = time.time()
-    model, schedule = load_model(args.model, max(args.samples, args.ems_samples))
+    model, schedule = load_model(args.model, max(args.samples, args.ems_samples), device=args.device)
     info = {}
     if args.ems is not None:
         ems = EMS.load(args.ems)

@@ -39,11 +39,12 @@ class TrainedUNet:
     the prediction is returned in the sample's dtype. ``labels[:B]`` is the class of each row.
     """
 
-    def __init__(self, name: str, labels: Tensor, dtype: torch.dtype = torch.float32) -> None:
+    def __init__(self, name: str, labels: Tensor, dtype: torch.dtype = torch.float32, device: str = "cpu") -> None:
         from decoding.models.image import load_unet, schedule_from_config
 
         net, config = load_unet(name)
-        self.net = net.to(dtype).eval()
+        self.device = torch.device(device)
+        self.net = net.to(self.device, dtype).eval()
         self.dtype = dtype
         self.schedule: VPSchedule = schedule_from_config(config["schedule"])
         self.prediction = config["prediction"]
@@ -56,13 +57,17 @@ class TrainedUNet:
         t = state.t.to(torch.float64).cpu()
         lam = self.schedule.lambda_(t)
         alpha, sigma = self.schedule.alpha(t).to(x.dtype), self.schedule.sigma(t).to(x.dtype)
-        out = self.net(x.to(self.dtype), lam.to(torch.float32), self.labels[: x.shape[0]])
+        dev = self.device
+        out = self.net(x.to(dev, self.dtype), lam.to(dev, torch.float32), self.labels[: x.shape[0]].to(dev)).to(x.device)
         self.calls += x.shape[0]
         return to_prediction(out.to(x.dtype), self.prediction, x, alpha, sigma)
 
 
-def load_model(name: str, n: int, dtype: str = "float32", n_data: int = 2000) -> tuple[object, VPSchedule]:
-    """``(model, schedule)`` for ``name`` (see the module docstring); labels ``i mod 10`` for ``n`` rows."""
+def load_model(name: str, n: int, dtype: str = "float32", n_data: int = 2000, device: str = "cpu") -> tuple[object, VPSchedule]:
+    """``(model, schedule)`` for ``name`` (see the module docstring); labels ``i mod 10`` for ``n`` rows.
+
+    ``device``: where a trained network runs (the trajectories stay on the CPU in float64).
+    """
     from decoding.models.image import read_config, schedule_from_config
 
     labels = torch.arange(max(n, 1)) % 10
@@ -71,7 +76,7 @@ def load_model(name: str, n: int, dtype: str = "float32", n_data: int = 2000) ->
 
         schedule = schedule_from_config(read_config("fashion-large")["schedule"])
         return ClosedFormModel(fashion_mnist_data(n_data, seed=0), schedule), schedule
-    model = TrainedUNet(name, labels, DTYPES[dtype])
+    model = TrainedUNet(name, labels, DTYPES[dtype], device)
     return model, model.schedule
 
 

@@ -159,6 +159,7 @@ def determinize(node: Node) -> DFA:
     sets = [first]
     trans: list[Trans] = []
     accept: list[bool] = []
+    closures: dict[frozenset[int], frozenset[int]] = {}  # active NFA targets -> their closure (sets recur)
     i = 0
     while i < len(sets):
         cur = sets[i]
@@ -183,7 +184,10 @@ def determinize(node: Node) -> DFA:
                 k += 1
             if active and k < len(events):
                 nxt = events[k][0]
-                tgt = nfa.closure(active)
+                key = frozenset(active)
+                tgt = closures.get(key)
+                if tgt is None:
+                    tgt = closures[key] = nfa.closure(key)
                 j = index.get(tgt)
                 if j is None:
                     if len(sets) >= MAX_DFA_STATES:

@@ -15,7 +15,7 @@ lazy or possessive quantifiers, atomic groups, conditionals.
 from __future__ import annotations
 
 import sys
-from functools import cache
+from functools import cache, lru_cache
 
 if sys.version_info >= (3, 11):
     import re._constants as _c
@@ -153,6 +153,12 @@ def utf8_sequences(lo: int, hi: int) -> list[list[tuple[int, int]]]:
     return out
 
 
+@lru_cache(maxsize=1 << 16)
+def _utf8_ranges(lo: int, hi: int) -> tuple[tuple[tuple[int, int], ...], ...]:
+    """:func:`utf8_sequences` as tuples, memoised: terminals repeat the same classes (string bodies, digits)."""
+    return tuple(tuple(seq) for seq in utf8_sequences(lo, hi))
+
+
 def _split(lo: int, hi: int, out: list[list[tuple[int, int]]]) -> None:
     n = len(_encode(lo))
     for i in range(1, n):
@@ -185,7 +191,7 @@ class ByteNFA:
     def add_codepoints(self, src: int, dst: int, iv: Intervals) -> None:
         """Edges ``src -> dst`` reading one UTF-8 character from ``iv``."""
         for lo, hi in normalize(iv):
-            for seq in utf8_sequences(lo, hi):
+            for seq in _utf8_ranges(lo, hi):
                 cur = src
                 for k, (blo, bhi) in enumerate(seq):
                     nxt = dst if k == len(seq) - 1 else self.new()

@@ -28,7 +28,7 @@ from decoding.distill.targets import cfg_scale
 from decoding.io import atomic_write_bytes
 from decoding.models.image import load_unet, read_config, resolve_checkpoint, save_unet, schedule_from_config
 from decoding.nn.unet import UNet
-from decoding.train.task import Task, require_each
+from decoding.train.task import Task, batched_mean, require_each
 
 KIND = "distilled-diffusion"
 W_CONVENTION = "guided prediction (1 + w) c - w u (Meng et al.); the engine's CFG scale is s = 1 + w"
@@ -171,13 +171,11 @@ class DistillTask(Task):
     def validate(self, net: nn.Module) -> dict[str, float]:
         """The same loss on the test images with the same draws every call."""
         c = self.config
-        g = torch.Generator(device=self.device).manual_seed(_VALID_SEED)
-        total = torch.zeros((), device=self.device)
-        n = int(self.val_x.shape[0])
-        for i in range(0, n, c.val_batch):
-            x0, y = self.val_x[i : i + c.val_batch], self.val_y[i : i + c.val_batch]
-            total += self.distill_loss(net, x0, y, g).float() * x0.shape[0]
-        return {"loss": float(total) / n}
+
+        def loss_of(x0: Tensor, y: Tensor, g: torch.Generator) -> Tensor:
+            return self.distill_loss(net, x0, y, g).float()
+
+        return {"loss": batched_mean(loss_of, self.val_x, self.val_y, c.val_batch, _VALID_SEED, self.device)}
 
     # ---- export --------------------------------------------------------------------------------
 

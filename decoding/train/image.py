@@ -44,7 +44,7 @@ from decoding.data.weights import dtype_from_name
 from decoding.models.image import SIZES, TRAIN_SCHEDULE, save_unet, schedule_from_config
 from decoding.nn.unet import UNet, UNetConfig
 from decoding.solvers.schedules import DiscreteVPSchedule
-from decoding.train.task import Task, require_each
+from decoding.train.task import Task, batched_mean, require_each
 
 __all__ = ["TRAIN_SCHEDULE", "ImageConfig", "ImageTask", "NoiseLevels", "alpha_sigma", "cosine_log_snr", "diffusion_loss"]
 
@@ -248,15 +248,12 @@ class ImageTask(Task):
     def validate(self, net: nn.Module) -> dict[str, float]:
         """Mean conditional loss (no label dropout) on the test images, with the same noise every call."""
         c = self.config
-        g = torch.Generator(device=self.device).manual_seed(_VALID_SEED)
-        total = torch.zeros((), device=self.device)
-        n = int(self.val_x.shape[0])
-        for i in range(0, n, c.val_batch):
-            x0, y = self.val_x[i : i + c.val_batch], self.val_y[i : i + c.val_batch]
-            loss = diffusion_loss(net, x0, y, self.levels, g, c.prediction, 0.0, 0, channels_last=c.channels_last,
+
+        def loss_of(x0: Tensor, y: Tensor, g: torch.Generator) -> Tensor:
+            return diffusion_loss(net, x0, y, self.levels, g, c.prediction, 0.0, 0, channels_last=c.channels_last,
                                   sigma_data=c.sigma_data)
-            total += loss * x0.shape[0]
-        return {"loss": float(total) / n}
+
+        return {"loss": batched_mean(loss_of, self.val_x, self.val_y, c.val_batch, _VALID_SEED, self.device)}
 
     def export(self, net: nn.Module, out: Path, info: dict[str, Any]) -> list[Path]:
         assert isinstance(net, UNet)

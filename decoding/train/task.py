@@ -127,6 +127,22 @@ def config_dict(cfg: Any) -> dict[str, Any]:
     return asdict(cfg)
 
 
+def batched_mean(
+    loss_of: Callable[[Tensor, Tensor, torch.Generator], Tensor], x: Tensor, y: Tensor, batch: int, seed: int,
+    device: torch.device,
+) -> float:
+    """Example-weighted mean of ``loss_of(x[i:i+batch], y[i:i+batch], g)`` over ``x`` ``(N, ...)`` and
+    ``y`` ``(N,)``, with one generator ``g`` on ``device`` seeded ``seed`` (the same draws every call):
+    the validation loss of the image tasks."""
+    g = torch.Generator(device=device).manual_seed(seed)
+    total = torch.zeros((), device=device)
+    n = int(x.shape[0])
+    for i in range(0, n, batch):
+        xb, yb = x[i : i + batch], y[i : i + batch]
+        total += loss_of(xb, yb, g) * xb.shape[0]
+    return float(total) / n
+
+
 class Task(ABC):
     """The model-specific part of a training run.
 

@@ -25,11 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
 from torch import Tensor
 
 from decoding.core.types import Prediction
-from decoding.data.weights import load_tensors
+from decoding.data.weights import load_tensors, save_tensors
 from decoding.solvers.base import StepInfo
 from decoding.solvers.history import MultistepHistory
 from decoding.solvers.unipc import UniPC
@@ -117,7 +116,7 @@ class DCRatios:
             "compensate_final": json.dumps(self.compensate_final), "schedule": self.schedule_key,
             "spacing": self.spacing, "model": self.model, "info": self.info,
         }
-        save_file(tensors, str(path), metadata=meta)
+        save_tensors(tensors, path, meta)  # atomic: no half-written file
         return path
 
     @classmethod

@@ -23,13 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 from torch import Tensor
 from tqdm.auto import tqdm
 
 from decoding.core.protocols import Model
 from decoding.core.types import Prediction, State
-from decoding.data.weights import load_tensors
+from decoding.data.weights import load_tensors, save_tensors
 from decoding.solvers.base import StepInfo
 from decoding.solvers.dpm_solver_pp import DPMSolverPP
 from decoding.solvers.parameterization import data_prediction
@@ -86,7 +85,7 @@ class EMS:
         path.parent.mkdir(parents=True, exist_ok=True)
         tensors = {k: getattr(self, k).contiguous() for k in ("lambdas", "l", "s", "b")}
         meta = {"schedule": self.schedule_key, "model": self.model, "info": self.info, "shape": json.dumps(self.shape)}
-        save_file(tensors, str(path), metadata=meta)
+        save_tensors(tensors, path, meta)  # atomic: no half-written file
         return path
 
     @classmethod

@@ -24,7 +24,7 @@ With ``l = 1, s = b = 0`` this is DPM-Solver++ with exactly integrated interpola
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -142,12 +142,16 @@ class _Terms:
     b_hist: Tensor  # (n, D): B^s(lam_j)
 
 
-def _terms(st: _Stats, lam_s: float, lam_t: float, lam_hist: list[float], order: int) -> _Terms:
-    key = (lam_s, lam_t, tuple(lam_hist), order)
+def _terms(
+    st: _Stats, lam_s: float, lam_t: float, lam_hist: list[float], order: int, device: torch.device
+) -> _Terms:
+    """The step's coefficients on ``device`` (computed once on the CPU in float64, then copied)."""
+    key = (lam_s, lam_t, tuple(lam_hist), order, str(device))
     if key not in st.cache:  # memoised: a grid's steps are the same on every call
         if len(st.cache) > 256:
             st.cache.clear()
-        st.cache[key] = _compute_terms(st, lam_s, lam_t, lam_hist, order)
+        t = _compute_terms(st, lam_s, lam_t, lam_hist, order)
+        st.cache[key] = _Terms(*(getattr(t, f.name).to(device) for f in fields(_Terms)))
     return st.cache[key]
 
 
@@ -200,13 +204,13 @@ def v3_update(
     """
     shape = x_s.shape
     n = len(fs) - 1
-    terms = _terms(st, lam_s, lam_t, lams[1:], n + 1)
+    terms = _terms(st, lam_s, lam_t, lams[1:], n + 1, x_s.device)
     flat = [f.reshape(shape[0], -1).to(torch.float64) for f in fs]
     g0 = flat[0]
     integral = g0 * terms.e[0] + terms.c
     if n > 0:
         gs = [torch.exp(-terms.s_hist[j]) * flat[j + 1] - terms.b_hist[j] for j in range(n)]
-        du = torch.tensor([lams[j + 1] - lam_s for j in range(n)], dtype=torch.float64)
+        du = torch.tensor([lams[j + 1] - lam_s for j in range(n)], dtype=torch.float64, device=x_s.device)
         a = torch.stack([du**k / math.factorial(k) for k in range(1, n + 1)], dim=1)  # (n, n)
         rhs = torch.stack([g - g0 for g in gs])  # (n, B, D)
         coef = torch.linalg.solve(a, rhs.reshape(n, -1)).reshape(rhs.shape)

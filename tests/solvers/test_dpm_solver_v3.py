@@ -148,3 +148,37 @@ def test_statistics_save_load_and_mismatches(gauss_ems, tmp_path):
     with pytest.raises(ValueError, match="no DPM-Solver-v3 statistics"):
         EMS.load(tmp_path / "missing")
     assert isinstance(get_solver("dpm_solver_v3", ems=path, order=3), DPMSolverV3)
+
+
+@pytest.mark.parametrize("order", [1, 2, 3])
+def test_update_runs_on_the_samples_device(gauss_ems, order):
+    """The per-step coefficients (computed on the CPU) follow the samples to their device.
+
+    The "meta" device stands in for CUDA on a CPU-only machine: any CPU tensor left in the update
+    (the coefficients, the history's lambda differences) raises a device mismatch there, as it
+    did on the H100 (issue 24's FID table run).
+    """
+    from decoding.solvers.dpm_solver_v3 import v3_update
+
+    _, schedule, ems = gauss_ems
+    st = DPMSolverV3(ems, order)._stats
+    lams = [float(v) for v in ems.lambdas[[100, 90, 80]]]
+    x = torch.empty(4, 3, device="meta")
+    fs = [torch.empty(4, 3, device="meta") for _ in range(order)]
+    out = v3_update(st, x, 0.5, 0.7, lams[0], lams[0] + 0.3, fs, lams[:order])
+    assert out.device.type == "meta" and out.shape == x.shape and out.dtype == x.dtype
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("order", [1, 2, 3])
+def test_update_on_cuda_equals_cpu(gauss_ems, order):
+    from decoding.solvers.dpm_solver_v3 import v3_update
+
+    _, _, ems = gauss_ems
+    st = DPMSolverV3(ems, order)._stats
+    lams = [float(v) for v in ems.lambdas[[100, 90, 80]]]
+    g = torch.Generator().manual_seed(0)
+    x, fs = torch.randn(8, 3, generator=g), [torch.randn(8, 3, generator=g) for _ in range(order)]
+    cpu = v3_update(st, x, 0.5, 0.7, lams[0], lams[0] + 0.3, fs, lams[:order])
+    gpu = v3_update(st, x.cuda(), 0.5, 0.7, lams[0], lams[0] + 0.3, [f.cuda() for f in fs], lams[:order])
+    assert gpu.device.type == "cuda" and torch.allclose(gpu.cpu(), cpu, atol=1e-6)

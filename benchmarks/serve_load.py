@@ -109,7 +109,7 @@ async def load(url: str, model: str, plan: list[list[dict[str, Any]]], concurren
 def check(results: list[dict], expected: int) -> dict[str, Any]:
     """Every request answered with a finish reason; every constrained answer that says ``stop`` is a
     valid document (one that says ``length`` ran out of ``max_tokens`` before it could close)."""
-    import jsonschema
+    import jsonschema  # imported by main() before the load runs, so a missing package fails fast
 
     answered = [r for r in results if r.get("finish") is not None]
     invalid = cut = 0
@@ -191,6 +191,10 @@ def decode_baseline(server: Any, plan: list[list[dict[str, Any]]], rows: int) ->
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
+    try:  # the answers are checked after minutes of load: fail before it if the checker is missing
+        import jsonschema  # noqa: F401
+    except ImportError:
+        raise SystemExit("serve_load.py checks the constrained answers with jsonschema: pip install jsonschema") from None
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="smollm2")
     p.add_argument("--device", default="cpu")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-ORDER = ["attention", "gpu_runs", "text", "grammar", "aligned", "radd", "assd", "solvers", "image", "evals"]
+ORDER = ["attention", "gpu_runs", "text", "grammar", "aligned", "radd", "assd", "solvers", "solvers_fid", "image", "evals"]
 
 
 def main() -> None:

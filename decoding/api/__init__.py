@@ -183,8 +183,10 @@ def generate(
     (temperature).
 
     Image diffusion: ``class_label`` (one, one per image, or None = unconditional), ``solver``
-    (dpmpp_2m), ``steps`` (10), ``spacing`` (logsnr, time, karras), ``guidance`` (a list of
-    wrappers such as ``decoding.CFG(2.0)`` or ``"cfg:2"``), ``solver_options``.
+    (dpmpp_2m), ``steps`` (10), ``spacing`` (time, logsnr, karras, logsnr_trunc; by default the
+    grid measured best for the solver, :func:`decoding.solvers.timesteps.default_spacing`),
+    ``guidance`` (a list of wrappers such as ``decoding.CFG(2.0)`` or ``"cfg:2"``), ``solver_options``
+    (DPM-Solver-v3's statistics and DC-Solver's ratios are read from the model's folder).
 
     Guidance-distilled students (arXiv 2210.03142, :mod:`decoding.api.distilled`): ``class_label``,
     ``guidance`` (one CFG scale, e.g. ``"cfg:1.5"``: an input of the student, one call per step),

@@ -31,7 +31,10 @@ from decoding.core.protocols import Model
 from decoding.core.types import new_generator
 from decoding.models.image import ImageDiffusionModel, load_image_model
 from decoding.processes.continuous import ContinuousProcess
+from decoding.solvers.dc_solver import RATIOS_FILENAME
+from decoding.solvers.ems import EMS_FILENAME
 from decoding.solvers.registry import SOLVERS, get_solver
+from decoding.solvers.timesteps import SPACINGS, default_spacing
 from decoding.wrappers.agd import AGD, attach
 from decoding.wrappers.guidance import (
     CFG,
@@ -45,7 +48,6 @@ from decoding.wrappers.guidance import (
 
 #: Other names users type for the registry's solvers.
 SOLVER_ALIASES = {"dpm_solver_pp": "dpmpp_2m", "dpm_solver_pp_2m": "dpmpp_2m", "dpm_solver_pp_3m": "dpmpp_3m", "unipc": "unipc_bh2"}
-SPACINGS = ("logsnr", "time", "karras")
 #: The text forms of the guidance option.
 FORMS = ("cfg:SCALE[,rescale=PHI][,interval=LO-HI], cfgpp:LAMBDA, pag:SCALE[,layers=A+B], agd:SCALE[,adapters=FOLDER], "
          "stitch:SMALL_MODEL:FRACTION, "
@@ -189,6 +191,36 @@ def labels_for(class_label: int | Sequence[int] | Tensor | None, n: int, num_cla
     return y
 
 
+def model_statistics(handle: Handle, solver: str, opts: dict[str, Any]) -> dict[str, Any]:
+    """``opts`` plus what the model's folder ships for ``solver``: DPM-Solver-v3's statistics, DC-Solver's ratios.
+
+    Both belong to one set of weights, so they are read from the folder the model was loaded from
+    unless ``solver_options`` names them (``ems=`` / ``ratios=`` / ``cpr=``). A solver that needs
+    them when the folder has none is an :class:`OptionError` saying how to make them (DC-Solver
+    without ratios would silently be plain UniPC).
+    """
+    need = {"dpm_solver_v3": ("ems", EMS_FILENAME, "python benchmarks/solver_v3.py --model MODEL --save"),
+            "dc_solver": ("ratios", RATIOS_FILENAME, "python benchmarks/solver_dc.py --model MODEL --save")}
+    if solver not in need or need[solver][0] in opts or "cpr" in opts:
+        return opts
+    from decoding.api.zoo import resolve
+
+    key, filename, how = need[solver]
+    try:
+        folder = resolve(handle.name).path
+    except (FileNotFoundError, ValueError):  # a handle built in memory: no folder to read
+        folder = None
+    path = folder / filename if folder is not None and folder.is_dir() else None
+    if path is None or not path.is_file():
+        where = f"{path} does not exist" if path is not None else "the model has no folder to read them from"
+        raise OptionError(
+            f"{solver} needs {handle.name}'s {'statistics' if key == 'ems' else 'searched ratios'} and {where}: "
+            f"make them with `{how.replace('MODEL', handle.name)}` (on a GPU, minutes) or pass "
+            f"solver_options={{'{key}': FILE}}"
+        )
+    return {**opts, key: path}
+
+
 def generate_image(
     handle: Handle,
     prompt: Any,
@@ -204,18 +236,15 @@ def generate_image(
     """See :func:`decoding.generate`."""
     if prompt is not None:
         raise OptionError(f"{handle.name} is an image diffusion model: it takes class_label=..., not a prompt")
-    d = {"solver": "dpmpp_2m", "steps": 10, "spacing": "logsnr", **handle.card.get("defaults", {})}
+    d = {"solver": "dpmpp_2m", "steps": 10, **handle.card.get("defaults", {})}
     specs = [parse_guidance(g) for g in (guidance or [])]
     control = [g for g in specs if is_control(g)]  # decoding.control: steering wrappers and tree search
     if solver is None and needs_stochastic_solver(control):
         solver = "ddpm"
     name = solver_name(str(d["solver"] if solver is None else solver))
     steps = int(d["steps"] if steps is None else steps)
-    spacing = str(d["spacing"] if spacing is None else spacing)
     if steps < 1:
         raise OptionError(f"steps must be >= 1, got {steps}")
-    if spacing not in SPACINGS:
-        raise OptionError(f"unknown spacing {spacing!r}; choose one of {', '.join(SPACINGS)}")
     model = handle.model
     n = run.n
     labels = labels_for(class_label, n, model.num_classes)
@@ -226,10 +255,17 @@ def generate_image(
         wrapped = wrap_control(guided(handle, plain), control, n, run.batch_size)
     except ValueError as e:
         raise OptionError(str(e)) from None
-    opts = dict(solver_options or {})
+    opts = model_statistics(handle, name, dict(solver_options or {}))
     if name == "dc_solver" and "cpr" in opts:  # ratios predicted for this number of steps
         opts.setdefault("steps", steps)
-    process = ContinuousProcess(model.schedule, get_solver(name, **opts), spacing=spacing)
+    try:
+        built = get_solver(name, **opts)
+    except (ValueError, FileNotFoundError) as e:
+        raise OptionError(str(e)) from None
+    spacing = str(spacing or d.get("spacing") or default_spacing(built))  # the grid measured best for it
+    if spacing not in SPACINGS:
+        raise OptionError(f"unknown spacing {spacing!r}; choose one of {', '.join(SPACINGS)}")
+    process = ContinuousProcess(model.schedule, built, spacing=spacing)
     dev = model.device
     cfg = model.net.cfg
     settings = {

@@ -87,7 +87,7 @@ def add_parser(subparsers: Any, name: str = "generate", default_model: str | Non
     g = p.add_argument_group("image diffusion (fashion-large, fashion-small)")
     g.add_argument("--class", dest="class_label", type=int, help="class index (default: unconditional)")
     g.add_argument("--solver", help="dpmpp_2m (default), dpmpp_3m, ddim, unipc_bh2, ... ")
-    g.add_argument("--spacing", help="time grid: logsnr (default), time or karras")
+    g.add_argument("--spacing", help="time grid: time, logsnr, karras or logsnr_trunc (default: the grid measured best for the solver)")
     g.add_argument("--guidance", action="append", help="a guidance wrapper, repeatable: cfg:SCALE[,rescale=PHI][,interval=LO-HI], "
                    "cfgpp:LAMBDA, pag:SCALE[,layers=A+B], agd:SCALE[,adapters=FOLDER], stitch:SMALL_MODEL:FRACTION")
     g.add_argument("--nrow", type=int, help="images per grid row (default: square)")

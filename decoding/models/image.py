@@ -110,7 +110,7 @@ def save_unet(net: UNet, out_dir: str | Path, meta: dict[str, Any], dtype: torch
     if dtype is None:
         dtype = torch.float32 if 4 * n_params <= MAX_FILE_BYTES - 65536 else torch.bfloat16
     state = {k: v.detach().to("cpu", dtype).contiguous() for k, v in net.state_dict().items()}
-    config = {"kind": "image-diffusion", "defaults": {"solver": "dpmpp_2m", "steps": 10, "spacing": "logsnr"},
+    config = {"kind": "image-diffusion", "defaults": {"solver": "dpmpp_2m", "steps": 10},
               "format": FORMAT, "unet": net.cfg.to_dict(), **meta, "weights_dtype": str(dtype).removeprefix("torch.")}
     with atomic_path(out / "model.safetensors") as tmp:
         save_file(state, str(tmp), metadata={"format": FORMAT})

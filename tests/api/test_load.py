@@ -17,7 +17,7 @@ def test_zoo_names_and_kinds() -> None:
     kinds = {n: resolve(n).kind for n in names}
     assert kinds["smollm2"] == "causal-lm" and kinds["radd-brown"] == "masked-diffusion"
     assert kinds["as-arm-brown"] == "any-subset" and kinds["fashion-large"] == "image-diffusion"
-    assert resolve("fashion-large").defaults == {"solver": "dpmpp_2m", "steps": 10, "spacing": "logsnr"}
+    assert resolve("fashion-large").defaults == {"solver": "dpmpp_2m", "steps": 10}
 
 
 def test_card_kinds() -> None:

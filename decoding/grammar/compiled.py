@@ -34,65 +34,50 @@ from decoding.grammar.dfa import DEAD, START, ByteDFA, build_dfa
 from decoding.grammar.lalr import LalrDriver
 from decoding.grammar.loader import GrammarError, grammar_source
 from decoding.grammar.mask_tree import MaskComputation, State, _Node
-from decoding.grammar.regex_bytes import ByteNFA, RegexError
+from decoding.grammar.regex_bytes import RegexError
+from decoding.grammar.spec import GrammarSpec, spec_from_lark
+from decoding.grammar.terminal_nfa import terminal_automata
 from decoding.grammar.tokens import token_matrix
 from decoding.tokenizers.vocab import Vocabulary, vocabulary
-
-# Terminals of lark's common.lark written with look-behind / lazy quantifiers, and the same
-# language without them: ESCAPED_STRING is '"', then characters other than newline where a
-# backslash escapes the next one, then the first unescaped '"'.
-KNOWN_REWRITES = {'".*?(?<!\\\\)(\\\\\\\\)*?"': r'"(?:[^"\\\n]|\\[^\n])*"'}
 
 
 class CompiledGrammar(MaskComputation):
     """A grammar compiled for one vocabulary; shared (and its caches reused) by all its matchers.
 
     Args:
-        lark_grammar: a ``lark.Lark`` object built with ``parser="lalr"``.
+        grammar: a :class:`~decoding.grammar.spec.GrammarSpec`, or a ``lark.Lark`` object built
+            with ``parser="lalr"`` (read through :func:`~decoding.grammar.spec.spec_from_lark`).
         vocab: the token bytes (see :func:`decoding.tokenizers.vocabulary`).
         name: a display name for messages.
         mask_cache_size: how many ``(V,)`` masks to keep (least recently used are dropped).
     """
 
-    def __init__(
-        self, lark_grammar: Any, vocab: Vocabulary, name: str = "grammar", mask_cache_size: int = 4096
-    ):
+    def __init__(self, grammar: Any, vocab: Vocabulary, name: str = "grammar", mask_cache_size: int = 4096):
+        spec = grammar if isinstance(grammar, GrammarSpec) else spec_from_lark(grammar)
         self.name = name
-        self.lark = lark_grammar
+        self.spec = spec
+        self.lark = spec.source  # the lark.Lark object, when the grammar came from lark text
         self.vocab = vocab
         self.eos_token_id = vocab.eos_token_id
         self.vocab_size = len(vocab)
-        conf = lark_grammar.lexer_conf
-        self.terminals = list(conf.terminals)
+        self.terminals = spec.terminals
         self.term_names = [t.name for t in self.terminals]
         self.term_index = {n: i for i, n in enumerate(self.term_names)}
         self.ignore_mask = 0
-        for n in conf.ignore:
+        for n in spec.ignore:
             self.ignore_mask |= 1 << self.term_index[n]
-        self._nfa = ByteNFA()
-        self._starts: list[int] = []
-        self._tag: dict[int, int] = {}
-        for i, t in enumerate(self.terminals):
-            try:
-                s, e = self._nfa.add_regex(KNOWN_REWRITES.get(t.pattern.to_regexp(), t.pattern.to_regexp()))
-            except RegexError as err:
-                raise GrammarError(f"terminal {t.name} ({t.pattern.to_regexp()!r}): {err}") from err
-            self._starts.append(s)
-            self._tag[e] = i
-        self.rank = sorted(
-            range(len(self.terminals)),
-            key=lambda i: (
-                -self.terminals[i].priority,
-                0 if type(self.terminals[i].pattern).__name__ == "PatternStr" else 1,
-                -self.terminals[i].pattern.max_width,
-                -len(self.terminals[i].pattern.value),
-                self.term_names[i],
-            ),
-        )
-        parser_frontend = lark_grammar.parser.parser
-        table = parser_frontend.parser.parse_table
-        start = lark_grammar.options.start[0]
-        self.parser = LalrDriver(table, start)
+        try:
+            self._nfa, states = terminal_automata([t.regex for t in self.terminals])
+        except RegexError as err:
+            bad = next(t for t in self.terminals if t.regex == getattr(err, "pattern", None))
+            raise GrammarError(f"terminal {bad.name} ({bad.regex!r}): {err}") from err
+        self._starts: list[int] = [s for s, _, _ in states]
+        self._ends: list[int] = [e for _, e, _ in states]
+        self._tag: dict[int, int] = {}  # NFA accept state -> bitmask of the terminals ending there
+        for i, e in enumerate(self._ends):
+            self._tag[e] = self._tag.get(e, 0) | 1 << i
+        self.rank = sorted(range(len(self.terminals)), key=lambda i: self.terminals[i].rank_key())
+        self.parser = LalrDriver(spec.table)
         self._ctx_of_lalr: dict[Any, int] = {}
         self._ctx_terms: list[int] = []
         ctx_index: dict[int, int] = {}
@@ -127,7 +112,7 @@ class CompiledGrammar(MaskComputation):
             d = build_dfa(
                 self._nfa,
                 [self._starts[i] for i in idx],
-                {e: t for e, t in self._tag.items() if bits >> t & 1},
+                {e: m & bits for e, m in self._tag.items() if m & bits},
             )
             if d.accepts[START]:
                 names = [self.term_names[i] for i in range(len(self.terminals)) if d.accepts[START] >> i & 1]
@@ -241,14 +226,8 @@ class CompiledGrammar(MaskComputation):
             closed = self._complete(sid, q)
             sid = closed if closed >= 0 else sid
         terms = sorted(self.parser.accepts(sid))
-        rules = sorted(
-            {
-                str(r.origin.name)
-                for r in self.lark.rules
-                for t in terms
-                if any(s.name == t for s in r.expansion)
-            }
-        )
+        wanted = set(terms)
+        rules = sorted({origin for origin, expansion in self.spec.rules if wanted.intersection(expansion)})
         shown = [r for r in rules if not r.startswith("_")] or rules
         where = f" (in rule {', '.join(repr(r) for r in shown)})" if shown else ""
         return f"the grammar expects one of the terminals {terms}{where}"

@@ -58,7 +58,8 @@ def build_dfa(nfa: ByteNFA, starts: Sequence[int], tag_of_accept: dict[int, int]
     Args:
         nfa: the shared NFA of all terminals.
         starts: NFA start states of the terminals in this lexer context.
-        tag_of_accept: NFA accept state -> terminal index (bit position in the masks).
+        tag_of_accept: NFA accept state -> bitmask of the terminals that end there (bit ``i`` is
+            terminal ``i`` of the masks).
     """
     first = _closure(nfa, starts)
     index: dict[frozenset[int], int] = {first: 0}
@@ -104,7 +105,7 @@ def build_dfa(nfa: ByteNFA, starts: Sequence[int], tag_of_accept: dict[int, int]
         for s in st:
             tag = tag_of_accept.get(s)
             if tag is not None:
-                accepts[k] |= 1 << tag
+                accepts[k] |= tag
     reach = list(accepts)
     preds: list[list[int]] = [[] for _ in range(n)]
     for k, row in enumerate(trans):

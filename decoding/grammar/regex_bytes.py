@@ -176,6 +176,23 @@ def _split(lo: int, hi: int, out: list[list[tuple[int, int]]]) -> None:
     out.append([(a[k], b[k]) for k in range(n)])
 
 
+def parse_regex(pattern: str) -> object:
+    """``pattern`` parsed by the standard library's own regex parser (``re._parser``).
+
+    Raises:
+        RegexError: not a valid Python regular expression.
+    """
+    try:
+        return _p.parse(pattern, 0)
+    except Exception as e:  # re.error
+        raise RegexError(f"invalid regular expression {pattern!r}: {e}") from e
+
+
+def max_width(parsed: object) -> int:
+    """The longest match of a parsed pattern in characters (``re``'s bound when unbounded), as lark computes it."""
+    return int(parsed.getwidth()[1])  # type: ignore[attr-defined]
+
+
 class ByteNFA:
     """A Thompson NFA over bytes: ``eps[s]`` epsilon successors, ``edges[s]`` ``(lo, hi, dst)``."""
 
@@ -200,10 +217,10 @@ class ByteNFA:
 
     def add_regex(self, pattern: str) -> tuple[int, int]:
         """Add ``pattern`` (Python ``re`` syntax); returns its ``(start, accept)`` states."""
-        try:
-            parsed = _p.parse(pattern, 0)
-        except Exception as e:  # re.error
-            raise RegexError(f"invalid regular expression {pattern!r}: {e}") from e
+        return self.add_parsed(parse_regex(pattern))
+
+    def add_parsed(self, parsed: object) -> tuple[int, int]:
+        """Add a pattern parsed by :func:`parse_regex`; returns its ``(start, accept)`` states."""
         start, end = self.new(), self.new()
         self._seq(list(parsed), parsed.state.flags, start, end)
         return start, end

@@ -6,9 +6,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from decoding.grammar.json_schema.bnf import grammar_spec
 from decoding.grammar.json_schema.emit import GrammarBuilder
 from decoding.grammar.json_schema.keywords import InvalidSchema, Normalizer
 from decoding.grammar.json_schema.shapes import Unsupported
+from decoding.grammar.spec import GrammarSpec
 
 
 def load_schema(schema: Any) -> Any:
@@ -45,7 +47,7 @@ def json_schema_to_lark(
         schema: a ``dict``/``bool``, JSON text, or a path to a ``.json`` file.
         strict: raise on unsupported keywords (default) instead of over-approximating.
         draft: 4, 6, 7, 2019 or 2020; default: from ``$schema``, else 2020-12.
-        check: build the LALR(1) table once to verify the grammar (``compile_json_schema`` skips it).
+        check: build the LALR(1) table once to verify the grammar.
         narrow: (strict mode) where the exact grammar is too large or not regular, accept a sound
             subset instead of raising, with a :class:`~decoding.grammar.json_schema.NarrowingWarning`:
             ``uniqueItems`` arrays of at most one item, unions of objects or arrays without the
@@ -55,13 +57,26 @@ def json_schema_to_lark(
         Unsupported: a construct without an exact grammar (strict mode), naming keyword and path.
         InvalidSchema: a malformed schema.
     """
+    builder, root = _build(schema, strict=strict, draft=draft, narrow=narrow)
+    text = builder.lark(root)
+    if check:
+        grammar_spec(builder, root)
+    return text
+
+
+def _build(schema: Any, *, strict: bool, draft: int | None, narrow: bool) -> tuple[GrammarBuilder, str]:
     schema = load_schema(schema)
     norm = Normalizer(schema, draft=draft, strict=strict, narrow=narrow)
     builder = GrammarBuilder(norm)
-    text = builder.lark(builder.value(norm.root_ref))
-    if check:
-        lalr_parser(text)
-    return text
+    return builder, builder.value(norm.root_ref)
+
+
+def json_schema_spec(schema: Any, *, strict: bool = True, draft: int | None = None, narrow: bool = True) -> GrammarSpec:
+    """The grammar of :func:`json_schema_to_lark` as a :class:`~decoding.grammar.spec.GrammarSpec`
+    (rules, terminals and LALR(1) table, built directly: no grammar text, no lark). Arguments and
+    errors as in :func:`json_schema_to_lark`."""
+    builder, root = _build(schema, strict=strict, draft=draft, narrow=narrow)
+    return grammar_spec(builder, root)
 
 
 def lalr_parser(text: str) -> Any:
@@ -116,16 +131,14 @@ def compile_json_schema(
         >>> g = compile_json_schema({"type": "object", "properties": {"n": {"type": "integer"}}}, tok)
         >>> constraint = g.constraint(batch_size=1, max_tokens=256)
     """
-    from decoding.grammar.checks import check_completable
     from decoding.grammar.compiled import CompiledGrammar
     from decoding.tokenizers.vocab import vocabulary
 
-    parser = lalr_parser(json_schema_to_lark(schema, strict=strict, draft=draft, check=False, narrow=narrow))
-    check_completable(parser, "start")
+    spec = json_schema_spec(schema, strict=strict, draft=draft, narrow=narrow)
     vocab = vocabulary(tokenizer, eos_token_id, vocab_size)
     if vocab.eos_token_id is None:
         raise ValueError("the tokenizer has no EOS token: pass eos_token_id")
-    compiled = CompiledGrammar(parser, vocab, "json-schema")
+    compiled = CompiledGrammar(spec, vocab, "json-schema")
     if warm_seconds > 0:
         compiled.warm_up(warm_seconds)
     return compiled

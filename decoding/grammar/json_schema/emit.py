@@ -34,6 +34,7 @@ MAX_PRODUCT_STATES = 600
 MAX_GRAMMAR_SYMBOLS = 40_000  # lark's LALR construction takes seconds beyond this
 MAX_VENN = 6  # distinct overlapping value schemas split into Venn regions
 MAX_PRODUCT_MOVES = 256
+WS_REGEX = r"[ \t\n\r]+"  # whitespace between tokens (ignored)
 STRING_ANY = r"\x22(?:[^\x22\\\x00-\x1f]|\\[\x22\\\/bfnrt]|\\u[0-9a-fA-F]{4})*\x22"  # lark-safe quotes
 
 
@@ -194,8 +195,12 @@ class GrammarBuilder:
         return array_rule(self, atoms, path)
 
     # --- output ---------------------------------------------------------------------------------
-    def lark(self, root: str) -> str:
-        """The grammar text, without rules that derive no finite text or are unreachable."""
+    def kept_rules(self, root: str) -> dict[str, list[list[Item]]]:
+        """The rules reachable from ``root`` that derive a finite text, in the order they are written.
+
+        Raises:
+            Unsupported: no value satisfies the schema, or the grammar exceeds the size cap.
+        """
         self.finish()
         productive: set[str] = set()
         changed = True
@@ -241,15 +246,23 @@ class GrammarBuilder:
         symbols = sum(len(a) + 1 for alts in kept.values() for a in alts)
         if symbols > MAX_GRAMMAR_SYMBOLS:
             raise Unsupported("schema", f"the grammar would have {symbols} symbols (at most {MAX_GRAMMAR_SYMBOLS})", "#")
+        return kept
+
+    def used_terminals(self, kept: dict[str, list[list[Item]]]) -> list[tuple[str, str]]:
+        """``(name, regex)`` of the named terminals ``kept`` uses, in the order they were made."""
+        used = {t for alts in kept.values() for a in alts for x in a for t in (x.symbols if isinstance(x, Repeat) else (x,))}
+        return [(name, regex) for regex, name in self.terminals.items() if name in used]
+
+    def lark(self, root: str) -> str:
+        """The grammar text, without rules that derive no finite text or are unreachable."""
+        kept = self.kept_rules(root)
         lines = [f"start: {root}"]
         for name, alts in kept.items():
             body = " | ".join(" ".join(x.text() if isinstance(x, Repeat) else x for x in a) for a in alts)
             lines.append(f"{name}: {body}")
-        used = {t for alts in kept.values() for a in alts for x in a for t in (x.symbols if isinstance(x, Repeat) else (x,))}
-        for regex, name in self.terminals.items():
-            if name in used:
-                lines.append(f"{name}: /{regex}/")
-        lines.append(r"WS: /[ \t\n\r]+/")
+        for name, regex in self.used_terminals(kept):
+            lines.append(f"{name}: /{regex}/")
+        lines.append(f"WS: /{WS_REGEX}/")
         lines.append("%ignore WS")
         return "\n".join(lines) + "\n"
 

@@ -173,6 +173,21 @@ def test_property_name_complements() -> None:
     assert dfa_of(lang.tree()).matches("x-b") and not dfa_of(lang.tree()).matches("x-a")
 
 
+def test_property_name_complements_exhaustively() -> None:
+    """Random name sets (shared prefixes, names inside names, non-ASCII): every short word is in
+    the complement iff it is not a name."""
+    import itertools
+    import random
+
+    rng = random.Random(0)
+    alphabet = "abé\"z"
+    words = ["".join(w) for n in range(5) for w in itertools.product(alphabet, repeat=n)]
+    for _ in range(30):
+        names = frozenset(rng.choice(words[:156]) for _ in range(rng.randint(1, 6)))
+        d = dfa_of(not_names(names))
+        assert all(d.matches(w) == (w not in names) for w in words), names
+
+
 @pytest.mark.parametrize(
     ("pattern", "lo", "hi", "example"),
     [

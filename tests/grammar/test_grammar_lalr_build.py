@@ -306,3 +306,62 @@ def test_lark_includes_quirk_is_reproduced() -> None:
     theirs = spec_from_lark(Lark(text, parser="lalr"))
     ours = build_lalr(theirs.rules, [t.name for t in theirs.terminals], "start")
     same_tables(ours, theirs.rules, theirs.table, theirs.rules)
+
+
+def _same_language(d1, d2) -> bool:
+    """Two byte DFAs accept the same strings (breadth-first over state pairs)."""
+    from decoding.grammar.dfa import START
+
+    seen = {(START, START)}
+    todo = [(START, START)]
+    while todo:
+        p, q = todo.pop()
+        if bool(d1.accepts[p]) != bool(d2.accepts[q]):
+            return False
+        for b in range(256):
+            pair = (d1.rows[p][b], d2.rows[q][b])
+            if pair not in seen:
+                seen.add(pair)
+                todo.append(pair)
+    return True
+
+
+def test_tree_automata_equal_their_regex_text() -> None:
+    """Every terminal the converter writes from a tree: the NFA built from the tree accepts the
+    language of the NFA parsed from its regex text, and its width is ``re``'s for that text."""
+    from decoding.grammar.dfa import build_dfa
+    from decoding.grammar.json_schema.emit import GrammarBuilder
+    from decoding.grammar.json_schema.keywords import Normalizer
+    from decoding.grammar.json_schema.tree_nfa import add_tree, tree_width
+    from decoding.grammar.regex_bytes import ByteNFA, max_width, parse_regex
+
+    extra = [
+        {"type": "string", "pattern": "^[a-z\u00e9\u4e00-\u9fff]{2,4}$"},
+        {"type": "string", "enum": ['a"b', "c\\d", "e/f", "\t\u0001", "\u00e9\U0001f600"]},
+        {
+            "type": "object",
+            "properties": {"\u00e9t\u00e9": {}, "a/b": {}, 'q"': {}},
+            "additionalProperties": {"type": "integer"},
+        },
+        {"type": "string", "format": "date-time"},
+        {"type": "number", "multipleOf": 0.5, "minimum": -3, "maximum": 7},
+    ]
+    checked = 0
+    for schema in [*SCHEMAS, *extra]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                norm = Normalizer(schema, draft=None, strict=True, narrow=True)
+                b = GrammarBuilder(norm)
+                b.kept_rules(b.value(norm.root_ref))
+            except Unsupported:
+                continue
+        for regex, (tree, spell) in b.trees.items():
+            n1, n2 = ByteNFA(), ByteNFA()
+            s1, e1 = add_tree(n1, tree, spell)
+            parsed = parse_regex(regex)
+            s2, e2 = n2.add_parsed(parsed)
+            assert _same_language(build_dfa(n1, [s1], {e1: 1}), build_dfa(n2, [s2], {e2: 1})), regex
+            assert tree_width(tree, spell) == max_width(parsed), regex
+            checked += 1
+    assert checked > 150

@@ -219,3 +219,12 @@ def test_dfa_to_tree_round_trip() -> None:
         for w in _words(1, 200):
             assert dfa_of(back).matches(w) == d.matches(w), (pattern, w)
     assert math.isfinite(fa.MAX_TREE_SIZE)
+
+
+def test_unicode_classes_found_by_re_equal_str_methods() -> None:
+    """``\\d \\w \\s`` of Python's ``re``, read off by ``re`` itself, are the ``str``-method sets."""
+    from decoding.grammar.json_schema import ecma
+
+    assert ecma._py_digit() == ecma._scan(str.isdecimal)
+    assert ecma._py_word() == ecma._scan(lambda c: c.isalnum() or c == "_")
+    assert ecma._py_space() == ecma._scan(str.isspace)

@@ -18,10 +18,12 @@ import re
 from functools import lru_cache
 
 from decoding.grammar.json_schema.emit import WS_REGEX, GrammarBuilder, Item, Repeat
+from decoding.grammar.json_schema.regex_ast import Node
 from decoding.grammar.json_schema.shapes import Unsupported
+from decoding.grammar.json_schema.tree_nfa import add_tree, tree_width
 from decoding.grammar.lalr_build import LalrConflict, build_lalr
 from decoding.grammar.loader import GrammarError
-from decoding.grammar.regex_bytes import RegexError
+from decoding.grammar.regex_bytes import ByteNFA, RegexError
 from decoding.grammar.spec import GrammarSpec, TerminalDef
 from decoding.grammar.terminal_nfa import terminal_automata
 
@@ -49,7 +51,7 @@ def grammar_spec(builder: GrammarBuilder, root: str) -> GrammarSpec:
     rules.extend(expander.finish())
     _check_duplicates(rules)
     terminals = [
-        *_regex_terminals([*named, ("WS", WS_REGEX)]),
+        *_regex_terminals([*named, ("WS", WS_REGEX)], builder.trees),
         *(TerminalDef(n, re.escape(v), True, len(v), len(v)) for v, n in literals.names.items()),
     ]
     try:
@@ -224,14 +226,16 @@ def _lark_value_len(regex: str) -> int:
     return len(eval_escaping(regex))
 
 
-def _regex_terminals(named: list[tuple[str, str]]) -> list[TerminalDef]:
-    """Regex terminals with lark's tie-break data (their automata are built now, or found built).
+def _regex_terminals(named: list[tuple[str, str]], trees: dict[str, tuple[Node, str]]) -> list[TerminalDef]:
+    """Regex terminals with lark's tie-break data; their automata are built now (from the tree
+    the regex was written from, when there is one), or found built.
 
     Raises:
         GrammarError: a regex the byte automaton cannot express (names the terminal).
     """
+    builders = {r: _tree_builder(*trees[r]) for _, r in named if r in trees}
     try:
-        states = terminal_automata([r for _, r in named])[1]
+        states = terminal_automata([r for _, r in named], builders)[1]
     except RegexError as err:
         bad = next(n for n, r in named if r == getattr(err, "pattern", None))
         raise GrammarError(f"terminal {bad} ({getattr(err, 'pattern', '')!r}): {err}") from err
@@ -239,3 +243,10 @@ def _regex_terminals(named: list[tuple[str, str]]) -> list[TerminalDef]:
         TerminalDef(n, r, False, w, _lark_value_len(r))
         for (n, r), (_, _, w) in zip(named, states, strict=True)
     ]
+
+
+def _tree_builder(tree: Node, spell: str):
+    def build(nfa: ByteNFA) -> tuple[int, int, int]:
+        return (*add_tree(nfa, tree, spell), tree_width(tree, spell))
+
+    return build

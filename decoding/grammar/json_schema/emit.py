@@ -26,7 +26,7 @@ from decoding.grammar.json_schema import automaton as fa
 from decoding.grammar.json_schema.encode import json_string_regex, plain_regex
 from decoding.grammar.json_schema.keys import KeyLang
 from decoding.grammar.json_schema.keywords import Normalizer
-from decoding.grammar.json_schema.regex_ast import NOTHING, alt, literal
+from decoding.grammar.json_schema.regex_ast import NOTHING, Node, alt, literal
 from decoding.grammar.json_schema.shapes import TRUE_REF, ArrAtom, ObjAtom, Ref, Shape, Unsupported
 from decoding.grammar.json_schema.strings import StrAtom
 
@@ -64,6 +64,7 @@ class GrammarBuilder:
         self.alg = norm.alg
         self.rules: dict[str, list[list[Item]]] = {}
         self.terminals: dict[str, str] = {}  # regex -> name
+        self.trees: dict[str, tuple[Node, str]] = {}  # regex -> (tree, spelling) it was written from
         self._names: set[str] = set()
         self._shape_rules: dict[Shape, str] = {}
         self._memo: dict[tuple, str] = {}
@@ -78,10 +79,14 @@ class GrammarBuilder:
         self._names.add(name)
         return name
 
-    def terminal(self, regex: str, hint: str) -> str:
+    def terminal(self, regex: str, hint: str, tree: Node | None = None, spell: str = "json") -> str:
+        """The terminal of ``regex`` (one per distinct regex); ``tree`` is the tree the regex spells
+        (:mod:`.tree_nfa` builds its automaton from it directly)."""
         name = self.terminals.get(regex)
         if name is None:
             name = self.terminals[regex] = f"{hint}_{len(self.terminals)}".upper()
+            if tree is not None:
+                self.trees[regex] = (tree, spell)
         return name
 
     def _rule(self, key: tuple, hint: str, build) -> str:
@@ -144,18 +149,18 @@ class GrammarBuilder:
 
     def _numbers(self, shape: Shape, path: str) -> list[list[Item]]:
         tree = alt(*self._trees(shape.nums, "multipleOf", "the numbers", path))
-        return [] if tree == NOTHING else [[self.terminal(plain_regex(tree), "NUMBER")]]
+        return [] if tree == NOTHING else [[self.terminal(plain_regex(tree), "NUMBER", tree, "plain")]]
 
     def _strings(self, atoms: tuple[StrAtom, ...], path: str) -> list[list[Item]]:
         if atoms == (StrAtom(),):
             return [[self.terminal(STRING_ANY, "STRING")]]
         tree = alt(*self._trees(atoms, "pattern", "the string constraints", path))
-        return [] if tree == NOTHING else [[self.terminal(json_string_regex(tree), "STRING")]]
+        return [] if tree == NOTHING else [[self.terminal(json_string_regex(tree), "STRING", tree)]]
 
     def key_terminal(self, lang: KeyLang | None, name: str | None = None, path: str = "#") -> str:
         """The terminal of one listed name, or of a language of other names."""
         if name is not None:
-            return self.terminal(json_string_regex(literal(name)), "KEY")
+            return self.terminal(json_string_regex(literal(name)), "KEY", literal(name))
         assert lang is not None
         if lang == KeyLang():
             return self.terminal(STRING_ANY, "KEY")
@@ -163,7 +168,7 @@ class GrammarBuilder:
             tree = lang.tree()
         except fa.TooLarge as e:
             raise Unsupported("patternProperties", f"the names of additional properties have no small regex ({e})", path) from None
-        return self.terminal(json_string_regex(tree, unicode_escapes=False), "KEY")
+        return self.terminal(json_string_regex(tree, unicode_escapes=False), "KEY", tree, "json-keys")
 
     def region_terminal(self, lang: KeyLang, path: str = "#") -> str | None:
         """:meth:`key_terminal` of a language of other names; with narrowing on, ``None`` (those

@@ -207,20 +207,13 @@ class GrammarBuilder:
             Unsupported: no value satisfies the schema, or the grammar exceeds the size cap.
         """
         self.finish()
-        productive: set[str] = set()
-        changed = True
+        productive = self._productive()
 
         def ok(item: Item) -> bool:
             if isinstance(item, Repeat):
                 return item.lo == 0 or all(ok(s) for s in item.symbols)
             return item not in self.rules or item in productive
 
-        while changed:
-            changed = False
-            for name, alts in self.rules.items():
-                if name not in productive and any(all(ok(x) for x in a) for a in alts):
-                    productive.add(name)
-                    changed = True
         if root not in productive:
             narrowed = [w for w in self.norm.warnings if "; narrowed: " in w]
             if narrowed:
@@ -252,6 +245,40 @@ class GrammarBuilder:
         if symbols > MAX_GRAMMAR_SYMBOLS:
             raise Unsupported("schema", f"the grammar would have {symbols} symbols (at most {MAX_GRAMMAR_SYMBOLS})", "#")
         return kept
+
+    def _productive(self) -> set[str]:
+        """Rules that derive some finite text (a worklist: each alternative waits on the rules it
+        needs, a repetition that may be empty needs none)."""
+        waiting: dict[str, list[int]] = {}
+        need: list[int] = []
+        owner: list[str] = []
+        ready: list[str] = []
+        for name, alts in self.rules.items():
+            for a in alts:
+                deps = {
+                    s
+                    for x in a
+                    if not (isinstance(x, Repeat) and x.lo == 0)
+                    for s in (x.symbols if isinstance(x, Repeat) else (x,))
+                    if s in self.rules
+                }
+                for d in deps:
+                    waiting.setdefault(d, []).append(len(need))
+                need.append(len(deps))
+                owner.append(name)
+                if not deps:
+                    ready.append(name)
+        productive: set[str] = set()
+        while ready:
+            name = ready.pop()
+            if name in productive:
+                continue
+            productive.add(name)
+            for k in waiting.get(name, ()):
+                need[k] -= 1
+                if need[k] == 0:
+                    ready.append(owner[k])
+        return productive
 
     def used_terminals(self, kept: dict[str, list[list[Item]]]) -> list[tuple[str, str]]:
         """``(name, regex)`` of the named terminals ``kept`` uses, in the order they were made."""

@@ -180,9 +180,10 @@ class Ours:
     def compile(self, case: Case) -> Any:
         from decoding.grammar.json_schema import NarrowingWarning, compile_json_schema
 
+        self.phases: dict[str, float] = {}
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", NarrowingWarning)
-            g = compile_json_schema(case.schema, self.vocab, draft=case.draft, warm_seconds=0)
+            g = compile_json_schema(case.schema, self.vocab, draft=case.draft, warm_seconds=0, timings=self.phases)
         self.narrowed = any(issubclass(w.category, NarrowingWarning) for w in caught)
         return g
 
@@ -310,6 +311,8 @@ def run_case(engine: Any, case: Case, tests: list, timeout: float) -> dict:
             handle = engine.compile(case)
             rec["compile_s"] = time.perf_counter() - start
             rec["narrowed"] = getattr(engine, "narrowed", False)
+            if hasattr(engine, "phases"):
+                rec["phases_ms"] = {k: round(1e3 * v, 3) for k, v in engine.phases.items()}
             engine.first_mask(handle)
             rec["first_mask_s"] = time.perf_counter() - start
         except Timeout:
@@ -357,6 +360,34 @@ def markdown(results: dict[str, dict[str, dict]], engines: list[str]) -> str:
         cells += [f"{per[e]['first_mask_median_ms']:.1f}" for e in engines]
         if "ours" in engines:
             cells += [_ratio(per["ours"]["compile_median_ms"], per[p]["compile_median_ms"]) for p in peers]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+PHASES = ["schema", "rules", "bnf", "automata", "lalr", "matcher"]
+
+
+def phase_table(results: dict[str, dict[str, dict]]) -> str:
+    """Where our compile time goes, per subset: the steps of the schema with the median compile time.
+
+    ``schema``: reading and normalising the schema; ``rules``: the converter's rules (objects,
+    arrays, unions, key languages); ``bnf``: lark's repetition expansion; ``automata``: terminal
+    NFAs not yet in the process-wide cache; ``lalr``: the LALR(1) table; ``matcher``: the compiled
+    grammar around it; ``other``: the rest of the call.
+    """
+    head = ["subset", "median schema", "compile ms", *PHASES, "other"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for label, per in results.items():
+        cases = sorted(
+            (c for c in per.get("ours", {}).get("cases", []) if c["error"] is None and "phases_ms" in c),
+            key=lambda c: c["compile_s"],
+        )
+        if not cases:
+            continue
+        c = cases[(len(cases) - 1) // 2]
+        ph = [c["phases_ms"].get(p, 0.0) for p in PHASES]
+        total = 1e3 * c["compile_s"]
+        cells = [label, c["name"][:32], f"{total:.2f}", *(f"{x:.2f}" for x in ph), f"{total - sum(ph):.2f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -452,6 +483,9 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, dict]]:
     names = [e.name for e in engines]
     print(f"started {started}; {' '.join(sys.argv[1:] if argv is None else argv)}")
     print(markdown(results, names))
+    if "ours" in names:
+        print("\nOur compile steps (ms) for the schema with the median compile time of each subset:")
+        print(phase_table(results))
     for prefix in ("test-suite", "JSONSchemaBench"):
         for n, t in totals(results, names, prefix).items():
             print(f"{prefix} overall, {n}: {t['compiled']}/{t['schemas']} compile ({100 * t['coverage']:.1f}%), "

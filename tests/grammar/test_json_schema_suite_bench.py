@@ -42,3 +42,7 @@ def test_json_schema_suite_benchmark_toy(tmp_path, monkeypatch) -> None:
     assert (ts["schemas"], ts["compiled"], ts["narrowed"]) == (3, 2, 1)
     assert (ts["valid"], ts["invalid"], ts["false_accepts"], ts["false_rejects"]) == (3, 3, 0, 1)
     assert (gh["schemas"], gh["compiled"], gh["false_accepts"], gh["false_rejects"]) == (1, 1, 0, 0)
+    phases = gh["cases"][0]["phases_ms"]  # where the compile time went, step by step
+    assert set(phases) == set(bench.PHASES) and all(v >= 0 for v in phases.values())
+    assert sum(phases.values()) <= 1e3 * gh["cases"][0]["compile_s"]
+    assert "Github_trivial | t1 |" in bench.phase_table(res)

@@ -15,6 +15,7 @@ lark's width and text length for tie-breaks, and the LALR(1) table comes from
 from __future__ import annotations
 
 import re
+import time
 from functools import lru_cache
 
 from decoding.grammar.json_schema.emit import WS_REGEX, GrammarBuilder, Item, Repeat
@@ -35,13 +36,19 @@ LITERAL_NAMES = {"{": "LBRACE", "}": "RBRACE", "[": "LSQB", "]": "RSQB", ":": "C
 Alt = tuple[str, ...]
 
 
-def grammar_spec(builder: GrammarBuilder, root: str) -> GrammarSpec:
+def grammar_spec(builder: GrammarBuilder, root: str, timings: dict[str, float] | None = None) -> GrammarSpec:
     """The grammar of ``builder``'s rules from ``root`` (what ``lark.Lark(builder.lark(root))`` holds).
+
+    Args:
+        timings: if given, seconds spent per step are added under ``rules`` (the converter's
+            rules, :meth:`GrammarBuilder.kept_rules`), ``bnf``, ``automata`` and ``lalr``.
 
     Raises:
         Unsupported: as :meth:`GrammarBuilder.kept_rules`, or the rules are not LALR(1).
     """
+    clock = _Clock(timings)
     kept = builder.kept_rules(root)
+    clock.lap("rules")
     named = builder.used_terminals(kept)
     literals = _Literals({n for n, _ in named} | {"WS"})
     expander = _Expander(literals)
@@ -50,12 +57,15 @@ def grammar_spec(builder: GrammarBuilder, root: str) -> GrammarSpec:
         rules.extend(expander.rule(name, alts))
     rules.extend(expander.finish())
     _check_duplicates(rules)
+    clock.lap("bnf")
     terminals = [
         *_regex_terminals([*named, ("WS", WS_REGEX)], builder.trees),
         *(TerminalDef(n, re.escape(v), True, len(v), len(v)) for v, n in literals.names.items()),
     ]
+    clock.lap("automata")
     try:
         table = build_lalr(rules, [t.name for t in terminals], "start")
+        clock.lap("lalr")
     except LalrConflict as e:
         raise Unsupported(
             "anyOf",
@@ -63,6 +73,20 @@ def grammar_spec(builder: GrammarBuilder, root: str) -> GrammarSpec:
             f"({str(e).strip().splitlines()[0][:300]})",
         ) from None
     return GrammarSpec(terminals, ("WS",), rules, "start", table)
+
+
+class _Clock:
+    """Adds the seconds since the last lap to ``timings[name]`` (nothing when ``timings`` is None)."""
+
+    def __init__(self, timings: dict[str, float] | None) -> None:
+        self.timings = timings
+        self.last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        if self.timings is not None:
+            now = time.perf_counter()
+            self.timings[name] = self.timings.get(name, 0.0) + now - self.last
+            self.last = now
 
 
 class _Literals:

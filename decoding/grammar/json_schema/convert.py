@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -74,12 +75,23 @@ def _build(schema: Any, *, strict: bool, draft: int | None, narrow: bool) -> tup
     return builder, builder.value(norm.root_ref)
 
 
-def json_schema_spec(schema: Any, *, strict: bool = True, draft: int | None = None, narrow: bool = True) -> GrammarSpec:
+def json_schema_spec(
+    schema: Any,
+    *,
+    strict: bool = True,
+    draft: int | None = None,
+    narrow: bool = True,
+    timings: dict[str, float] | None = None,
+) -> GrammarSpec:
     """The grammar of :func:`json_schema_to_lark` as a :class:`~decoding.grammar.spec.GrammarSpec`
     (rules, terminals and LALR(1) table, built directly: no grammar text, no lark). Arguments and
-    errors as in :func:`json_schema_to_lark`."""
+    errors as in :func:`json_schema_to_lark`; ``timings`` collects seconds per step (``schema``:
+    reading and normalising the schema, then those of :func:`~.bnf.grammar_spec`)."""
+    start = time.perf_counter()
     builder, root = _build(schema, strict=strict, draft=draft, narrow=narrow)
-    return grammar_spec(builder, root)
+    if timings is not None:
+        timings["schema"] = timings.get("schema", 0.0) + time.perf_counter() - start
+    return grammar_spec(builder, root, timings)
 
 
 def lalr_parser(text: str) -> Any:
@@ -137,13 +149,15 @@ def compile_json_schema(
     eos_token_id: int | None = None,
     vocab_size: int | None = None,
     warm_seconds: float = 1.5,
+    timings: dict[str, float] | None = None,
 ) -> Any:
     """Compile ``schema`` against a tokenizer: a :class:`~decoding.grammar.CompiledGrammar`.
 
     The result gives token masks for JSON texts valid under the schema
     (``.constraint(batch_size, max_tokens=...)`` for the decode loop, ``.matcher()`` for one
     sequence). Arguments as in :func:`json_schema_to_lark` and
-    :func:`~decoding.grammar.compile_grammar`.
+    :func:`~decoding.grammar.compile_grammar`; ``timings`` collects seconds per step (those of
+    :func:`json_schema_spec`, then ``matcher``: the compiled grammar around the table).
 
     Example:
         >>> g = compile_json_schema({"type": "object", "properties": {"n": {"type": "integer"}}}, tok)
@@ -156,7 +170,11 @@ def compile_json_schema(
     if vocab.eos_token_id is None:
         raise ValueError("the tokenizer has no EOS token: pass eos_token_id")
     with _collector_paused():
-        compiled = CompiledGrammar(json_schema_spec(schema, strict=strict, draft=draft, narrow=narrow), vocab, "json-schema")
+        spec = json_schema_spec(schema, strict=strict, draft=draft, narrow=narrow, timings=timings)
+        start = time.perf_counter()
+        compiled = CompiledGrammar(spec, vocab, "json-schema")
+        if timings is not None:
+            timings["matcher"] = timings.get("matcher", 0.0) + time.perf_counter() - start
     if warm_seconds > 0:
         compiled.warm_up(warm_seconds)
     return compiled

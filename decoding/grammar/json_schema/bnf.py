@@ -40,7 +40,7 @@ def grammar_spec(builder: GrammarBuilder, root: str, timings: dict[str, float] |
     """The grammar of ``builder``'s rules from ``root`` (what ``lark.Lark(builder.lark(root))`` holds).
 
     Args:
-        timings: if given, seconds spent per step are added under ``rules`` (the converter's
+        timings: if given, CPU seconds (this thread) spent per step are added under ``rules`` (the converter's
             rules, :meth:`GrammarBuilder.kept_rules`), ``bnf``, ``automata`` and ``lalr``.
 
     Raises:
@@ -76,15 +76,15 @@ def grammar_spec(builder: GrammarBuilder, root: str, timings: dict[str, float] |
 
 
 class _Clock:
-    """Adds the seconds since the last lap to ``timings[name]`` (nothing when ``timings`` is None)."""
+    """Adds the CPU seconds since the last lap to ``timings[name]`` (nothing when ``timings`` is None)."""
 
     def __init__(self, timings: dict[str, float] | None) -> None:
         self.timings = timings
-        self.last = time.perf_counter()
+        self.last = time.thread_time()
 
     def lap(self, name: str) -> None:
         if self.timings is not None:
-            now = time.perf_counter()
+            now = time.thread_time()
             self.timings[name] = self.timings.get(name, 0.0) + now - self.last
             self.last = now
 

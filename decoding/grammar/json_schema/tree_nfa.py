@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from decoding.grammar.json_schema.automaton import thompson_repeat
 from decoding.grammar.json_schema.regex_ast import Alt, Cat, Chars, CharSet, Node, Rep, cs_intersect, cs_minus
 from decoding.grammar.regex_bytes import ByteNFA
 
@@ -78,31 +79,9 @@ class _Builder:
             for p in node.parts:  # every part only adds edges out of src and into dst: they may share them
                 self.build(p, src, dst)
         elif isinstance(node, Rep):
-            self.repeat(node, src, dst)
+            thompson_repeat(nfa, self.build, node, src, dst)
         else:
             raise TypeError(node)
-
-    def repeat(self, node: Rep, src: int, dst: int) -> None:
-        nfa = self.nfa
-        cur = src
-        for _ in range(node.lo):
-            nxt = nfa.new()
-            self.build(node.body, cur, nxt)
-            cur = nxt
-        if node.hi is None:
-            loop = nfa.new()
-            nfa.eps[cur].append(loop)
-            back = nfa.new()
-            self.build(node.body, loop, back)
-            nfa.eps[back].append(loop)
-            nfa.eps[loop].append(dst)
-            return
-        for _ in range(node.hi - node.lo):
-            nxt = nfa.new()
-            nfa.eps[cur].append(dst)
-            self.build(node.body, cur, nxt)
-            cur = nxt
-        nfa.eps[cur].append(dst)
 
     def chars(self, cs: CharSet, src: int, dst: int) -> None:
         nfa = self.nfa

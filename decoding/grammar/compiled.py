@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from decoding.grammar.context_cache import ContextEntry, context_entry
 from decoding.grammar.dfa import DEAD, START, ByteDFA, build_dfa
 from decoding.grammar.lalr import LalrDriver
 from decoding.grammar.loader import GrammarError, grammar_source
@@ -39,6 +40,26 @@ from decoding.grammar.spec import GrammarSpec, spec_from_lark
 from decoding.grammar.terminal_nfa import terminal_automata
 from decoding.grammar.tokens import token_matrix
 from decoding.tokenizers.vocab import Vocabulary, vocabulary
+
+
+def _bake_ignored(d: ByteDFA, ignore: int) -> None:
+    """Let lexemes of ``%ignore`` terminals (bits ``ignore``) flow into the next lexeme inside the DFA.
+
+    In a state where only ignored terminals match, a byte that cannot extend the lexeme ends
+    it (the parser is unchanged) and starts a new one from the start state: exactly the
+    transition from the start state. Copying those transitions in saves a parser round trip
+    per whitespace run and keeps the vectorised runs shallow.
+    """
+    if not ignore:
+        return
+    start_row = d.delta[START]
+    for q in range(START + 1, d.num_states):
+        a = d.accepts[q]
+        if a and not a & ~ignore:
+            row = d.delta[q]
+            fill = row == DEAD
+            row[fill] = start_row[fill]
+            d.rows[q] = row.tolist()
 
 
 class CompiledGrammar(MaskComputation):
@@ -91,6 +112,7 @@ class CompiledGrammar(MaskComputation):
                 self._ctx_terms.append(bits)
             self._ctx_of_lalr[st] = ctx_index[bits]
         self._dfas: list[ByteDFA | None] = [None] * len(self._ctx_terms)
+        self._entries: list[ContextEntry | None] = [None] * len(self._ctx_terms)
         self.tokens = token_matrix(vocab)
         self._roots: dict[tuple[int, int], _Node] = {}
         self._ok: dict[int, int] = {}
@@ -105,40 +127,55 @@ class CompiledGrammar(MaskComputation):
 
     # --- lexer contexts ---------------------------------------------------------------------
     def dfa(self, ctx: int) -> ByteDFA:
+        """The lexer DFA of context ``ctx`` (its states' accept bits are this grammar's terminals)."""
         d = self._dfas[ctx]
         if d is None:
-            bits = self._ctx_terms[ctx]
-            idx = [i for i in range(len(self.terminals)) if bits >> i & 1]
-            d = build_dfa(
-                self._nfa,
-                [self._starts[i] for i in idx],
-                {e: m & bits for e, m in self._tag.items() if m & bits},
-            )
-            if d.accepts[START]:
-                names = [self.term_names[i] for i in range(len(self.terminals)) if d.accepts[START] >> i & 1]
+            entry = self.context(ctx)
+            idx = [i for i in range(len(self.terminals)) if self._ctx_terms[ctx] >> i & 1]
+            local = entry.dfa
+            if local.accepts[START]:
+                names = [self.term_names[i] for k, i in enumerate(idx) if local.accepts[START] >> k & 1]
                 raise GrammarError(f"terminal(s) {names} match the empty string; terminals must be non-empty")
-            self._bake_ignored(d)
+            glob: dict[int, int] = {0: 0}
+
+            def to_global(m: int) -> int:
+                g = glob.get(m)
+                if g is None:
+                    g = glob[m] = sum(1 << i for k, i in enumerate(idx) if m >> k & 1)
+                return g
+
+            d = ByteDFA(local.delta, local.rows, [to_global(a) for a in local.accepts], [to_global(r) for r in local.reach])
             self._dfas[ctx] = d
         return d
 
-    def _bake_ignored(self, d: ByteDFA) -> None:
-        """Let lexemes of ``%ignore`` terminals flow into the next lexeme inside the DFA.
+    def context(self, ctx: int) -> ContextEntry:
+        """The process-wide entry of context ``ctx`` (:mod:`~decoding.grammar.context_cache`)."""
+        entry = self._entries[ctx]
+        if entry is None:
+            bits = self._ctx_terms[ctx]
+            idx = [i for i in range(len(self.terminals)) if bits >> i & 1]
+            ignored = sum(1 << k for k, i in enumerate(idx) if self.ignore_mask >> i & 1)
+            key = (tuple(self.terminals[i].regex for i in idx), ignored)
 
-        In a state where only ignored terminals match, a byte that cannot extend the lexeme ends
-        it (the parser is unchanged) and starts a new one from the start state: exactly the
-        transition from the start state. Copying those transitions in saves a parser round trip
-        per whitespace run and keeps the vectorised runs shallow.
-        """
-        if not self.ignore_mask:
-            return
-        start_row = d.delta[START]
-        for q in range(START + 1, d.num_states):
-            a = d.accepts[q]
-            if a and not a & ~self.ignore_mask:
-                row = d.delta[q]
-                fill = row == DEAD
-                row[fill] = start_row[fill]
-                d.rows[q] = row.tolist()
+            def build() -> ByteDFA:
+                local = build_dfa(
+                    self._nfa,
+                    [self._starts[i] for i in idx],
+                    self._local_tags(idx),
+                )
+                if not local.accepts[START]:
+                    _bake_ignored(local, ignored)
+                return local
+
+            entry = self._entries[ctx] = context_entry(key, build)
+        return entry
+
+    def _local_tags(self, idx: list[int]) -> dict[int, int]:
+        """NFA accept state -> local bits (several terminals of one regex share an accept state)."""
+        tags: dict[int, int] = {}
+        for k, i in enumerate(idx):
+            tags[self._ends[i]] = tags.get(self._ends[i], 0) | 1 << k
+        return tags
 
     def ctx_of(self, sid: int) -> int:
         return self._ctx_of_lalr[self.parser.top(sid)]

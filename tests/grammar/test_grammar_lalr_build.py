@@ -365,3 +365,25 @@ def test_tree_automata_equal_their_regex_text() -> None:
             assert tree_width(tree, spell) == max_width(parsed), regex
             checked += 1
     assert checked > 150
+
+
+def test_shared_lexer_contexts_give_the_same_masks() -> None:
+    """Context DFAs and vocabulary runs reused from another grammar mask exactly like fresh ones."""
+    from decoding.grammar.context_cache import clear_contexts
+
+    tok = get_tokenizer("smollm2")
+    vocab = vocabulary(tok)
+    first = {"type": "object", "properties": {"a": {"type": "integer"}, "b": {}}}
+    second = {"type": "object", "properties": {"b": {"type": "array"}, "a": {"type": "integer"}}, "required": ["a"]}
+    clear_contexts()
+    g1 = CompiledGrammar(json_schema_spec(first), vocab)
+    g1.mask(g1.initial)
+    shared = CompiledGrammar(json_schema_spec(second), vocab)
+    assert shared.context(shared.ctx_of(shared.initial[0])) is g1.context(g1.ctx_of(g1.initial[0]))  # "{" + WS
+    clear_contexts()
+    clear_terminal_automata()
+    fresh = CompiledGrammar(json_schema_spec(second), vocab)
+    for text in ['{"a": 1, "b": [2, {"c": null}]}', '{"b": [], "a": -3}', '{"a": 1.5}', '{ "a" : 7 }']:
+        ids = tok.encode(text, add_special_tokens=False)
+        for x, y in zip(_masks_along(shared, ids), _masks_along(fresh, ids), strict=True):
+            assert torch.equal(x, y)

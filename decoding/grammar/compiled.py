@@ -30,69 +30,75 @@ from typing import Any
 import numpy as np
 import torch
 
+from decoding.grammar.context_cache import ContextEntry, context_entry
 from decoding.grammar.dfa import DEAD, START, ByteDFA, build_dfa
 from decoding.grammar.lalr import LalrDriver
 from decoding.grammar.loader import GrammarError, grammar_source
 from decoding.grammar.mask_tree import MaskComputation, State, _Node
-from decoding.grammar.regex_bytes import ByteNFA, RegexError
+from decoding.grammar.regex_bytes import RegexError
+from decoding.grammar.spec import GrammarSpec, spec_from_lark
+from decoding.grammar.terminal_nfa import terminal_automata
 from decoding.grammar.tokens import token_matrix
 from decoding.tokenizers.vocab import Vocabulary, vocabulary
 
-# Terminals of lark's common.lark written with look-behind / lazy quantifiers, and the same
-# language without them: ESCAPED_STRING is '"', then characters other than newline where a
-# backslash escapes the next one, then the first unescaped '"'.
-KNOWN_REWRITES = {'".*?(?<!\\\\)(\\\\\\\\)*?"': r'"(?:[^"\\\n]|\\[^\n])*"'}
+
+def _bake_ignored(d: ByteDFA, ignore: int) -> None:
+    """Let lexemes of ``%ignore`` terminals (bits ``ignore``) flow into the next lexeme inside the DFA.
+
+    In a state where only ignored terminals match, a byte that cannot extend the lexeme ends
+    it (the parser is unchanged) and starts a new one from the start state: exactly the
+    transition from the start state. Copying those transitions in saves a parser round trip
+    per whitespace run and keeps the vectorised runs shallow.
+    """
+    if not ignore:
+        return
+    start_row = d.delta[START]
+    for q in range(START + 1, d.num_states):
+        a = d.accepts[q]
+        if a and not a & ~ignore:
+            row = d.delta[q]
+            fill = row == DEAD
+            row[fill] = start_row[fill]
+            d.rows[q] = row.tolist()
 
 
 class CompiledGrammar(MaskComputation):
     """A grammar compiled for one vocabulary; shared (and its caches reused) by all its matchers.
 
     Args:
-        lark_grammar: a ``lark.Lark`` object built with ``parser="lalr"``.
+        grammar: a :class:`~decoding.grammar.spec.GrammarSpec`, or a ``lark.Lark`` object built
+            with ``parser="lalr"`` (read through :func:`~decoding.grammar.spec.spec_from_lark`).
         vocab: the token bytes (see :func:`decoding.tokenizers.vocabulary`).
         name: a display name for messages.
         mask_cache_size: how many ``(V,)`` masks to keep (least recently used are dropped).
     """
 
-    def __init__(
-        self, lark_grammar: Any, vocab: Vocabulary, name: str = "grammar", mask_cache_size: int = 4096
-    ):
+    def __init__(self, grammar: Any, vocab: Vocabulary, name: str = "grammar", mask_cache_size: int = 4096):
+        spec = grammar if isinstance(grammar, GrammarSpec) else spec_from_lark(grammar)
         self.name = name
-        self.lark = lark_grammar
+        self.spec = spec
+        self.lark = spec.source  # the lark.Lark object, when the grammar came from lark text
         self.vocab = vocab
         self.eos_token_id = vocab.eos_token_id
         self.vocab_size = len(vocab)
-        conf = lark_grammar.lexer_conf
-        self.terminals = list(conf.terminals)
+        self.terminals = spec.terminals
         self.term_names = [t.name for t in self.terminals]
         self.term_index = {n: i for i, n in enumerate(self.term_names)}
         self.ignore_mask = 0
-        for n in conf.ignore:
+        for n in spec.ignore:
             self.ignore_mask |= 1 << self.term_index[n]
-        self._nfa = ByteNFA()
-        self._starts: list[int] = []
-        self._tag: dict[int, int] = {}
-        for i, t in enumerate(self.terminals):
-            try:
-                s, e = self._nfa.add_regex(KNOWN_REWRITES.get(t.pattern.to_regexp(), t.pattern.to_regexp()))
-            except RegexError as err:
-                raise GrammarError(f"terminal {t.name} ({t.pattern.to_regexp()!r}): {err}") from err
-            self._starts.append(s)
-            self._tag[e] = i
-        self.rank = sorted(
-            range(len(self.terminals)),
-            key=lambda i: (
-                -self.terminals[i].priority,
-                0 if type(self.terminals[i].pattern).__name__ == "PatternStr" else 1,
-                -self.terminals[i].pattern.max_width,
-                -len(self.terminals[i].pattern.value),
-                self.term_names[i],
-            ),
-        )
-        parser_frontend = lark_grammar.parser.parser
-        table = parser_frontend.parser.parse_table
-        start = lark_grammar.options.start[0]
-        self.parser = LalrDriver(table, start)
+        try:
+            self._nfa, states = terminal_automata([t.regex for t in self.terminals])
+        except RegexError as err:
+            bad = next(t for t in self.terminals if t.regex == getattr(err, "pattern", None))
+            raise GrammarError(f"terminal {bad.name} ({bad.regex!r}): {err}") from err
+        self._starts: list[int] = [s for s, _, _ in states]
+        self._ends: list[int] = [e for _, e, _ in states]
+        self._tag: dict[int, int] = {}  # NFA accept state -> bitmask of the terminals ending there
+        for i, e in enumerate(self._ends):
+            self._tag[e] = self._tag.get(e, 0) | 1 << i
+        self.rank = sorted(range(len(self.terminals)), key=lambda i: self.terminals[i].rank_key())
+        self.parser = LalrDriver(spec.table)
         self._ctx_of_lalr: dict[Any, int] = {}
         self._ctx_terms: list[int] = []
         ctx_index: dict[int, int] = {}
@@ -106,6 +112,7 @@ class CompiledGrammar(MaskComputation):
                 self._ctx_terms.append(bits)
             self._ctx_of_lalr[st] = ctx_index[bits]
         self._dfas: list[ByteDFA | None] = [None] * len(self._ctx_terms)
+        self._entries: list[ContextEntry | None] = [None] * len(self._ctx_terms)
         self.tokens = token_matrix(vocab)
         self._roots: dict[tuple[int, int], _Node] = {}
         self._ok: dict[int, int] = {}
@@ -120,40 +127,55 @@ class CompiledGrammar(MaskComputation):
 
     # --- lexer contexts ---------------------------------------------------------------------
     def dfa(self, ctx: int) -> ByteDFA:
+        """The lexer DFA of context ``ctx`` (its states' accept bits are this grammar's terminals)."""
         d = self._dfas[ctx]
         if d is None:
-            bits = self._ctx_terms[ctx]
-            idx = [i for i in range(len(self.terminals)) if bits >> i & 1]
-            d = build_dfa(
-                self._nfa,
-                [self._starts[i] for i in idx],
-                {e: t for e, t in self._tag.items() if bits >> t & 1},
-            )
-            if d.accepts[START]:
-                names = [self.term_names[i] for i in range(len(self.terminals)) if d.accepts[START] >> i & 1]
+            entry = self.context(ctx)
+            idx = [i for i in range(len(self.terminals)) if self._ctx_terms[ctx] >> i & 1]
+            local = entry.dfa
+            if local.accepts[START]:
+                names = [self.term_names[i] for k, i in enumerate(idx) if local.accepts[START] >> k & 1]
                 raise GrammarError(f"terminal(s) {names} match the empty string; terminals must be non-empty")
-            self._bake_ignored(d)
+            glob: dict[int, int] = {0: 0}
+
+            def to_global(m: int) -> int:
+                g = glob.get(m)
+                if g is None:
+                    g = glob[m] = sum(1 << i for k, i in enumerate(idx) if m >> k & 1)
+                return g
+
+            d = ByteDFA(local.delta, local.rows, [to_global(a) for a in local.accepts], [to_global(r) for r in local.reach])
             self._dfas[ctx] = d
         return d
 
-    def _bake_ignored(self, d: ByteDFA) -> None:
-        """Let lexemes of ``%ignore`` terminals flow into the next lexeme inside the DFA.
+    def context(self, ctx: int) -> ContextEntry:
+        """The process-wide entry of context ``ctx`` (:mod:`~decoding.grammar.context_cache`)."""
+        entry = self._entries[ctx]
+        if entry is None:
+            bits = self._ctx_terms[ctx]
+            idx = [i for i in range(len(self.terminals)) if bits >> i & 1]
+            ignored = sum(1 << k for k, i in enumerate(idx) if self.ignore_mask >> i & 1)
+            key = (tuple(self.terminals[i].regex for i in idx), ignored)
 
-        In a state where only ignored terminals match, a byte that cannot extend the lexeme ends
-        it (the parser is unchanged) and starts a new one from the start state: exactly the
-        transition from the start state. Copying those transitions in saves a parser round trip
-        per whitespace run and keeps the vectorised runs shallow.
-        """
-        if not self.ignore_mask:
-            return
-        start_row = d.delta[START]
-        for q in range(START + 1, d.num_states):
-            a = d.accepts[q]
-            if a and not a & ~self.ignore_mask:
-                row = d.delta[q]
-                fill = row == DEAD
-                row[fill] = start_row[fill]
-                d.rows[q] = row.tolist()
+            def build() -> ByteDFA:
+                local = build_dfa(
+                    self._nfa,
+                    [self._starts[i] for i in idx],
+                    self._local_tags(idx),
+                )
+                if not local.accepts[START]:
+                    _bake_ignored(local, ignored)
+                return local
+
+            entry = self._entries[ctx] = context_entry(key, build)
+        return entry
+
+    def _local_tags(self, idx: list[int]) -> dict[int, int]:
+        """NFA accept state -> local bits (several terminals of one regex share an accept state)."""
+        tags: dict[int, int] = {}
+        for k, i in enumerate(idx):
+            tags[self._ends[i]] = tags.get(self._ends[i], 0) | 1 << k
+        return tags
 
     def ctx_of(self, sid: int) -> int:
         return self._ctx_of_lalr[self.parser.top(sid)]
@@ -241,14 +263,8 @@ class CompiledGrammar(MaskComputation):
             closed = self._complete(sid, q)
             sid = closed if closed >= 0 else sid
         terms = sorted(self.parser.accepts(sid))
-        rules = sorted(
-            {
-                str(r.origin.name)
-                for r in self.lark.rules
-                for t in terms
-                if any(s.name == t for s in r.expansion)
-            }
-        )
+        wanted = set(terms)
+        rules = sorted({origin for origin, expansion in self.spec.rules if wanted.intersection(expansion)})
         shown = [r for r in rules if not r.startswith("_")] or rules
         where = f" (in rule {', '.join(repr(r) for r in shown)})" if shown else ""
         return f"the grammar expects one of the terminals {terms}{where}"

@@ -41,13 +41,15 @@ class Completer:
     """Shortest completions for one :class:`~decoding.grammar.compiled.CompiledGrammar`.
 
     Args:
-        grammar: the compiled grammar (its lark rules, parse table, lexer DFAs and driver).
+        grammar: the compiled grammar (its rules, parse table, lexer DFAs and driver).
     """
 
     def __init__(self, grammar: CompiledGrammar) -> None:
         self.g = grammar
-        self.rules = [(str(r.origin.name), [(s.name, bool(s.is_term)) for s in r.expansion]) for r in grammar.lark.rules]
-        self.start = grammar.lark.options.start[0]
+        spec = grammar.spec
+        origins = {o for o, _ in spec.rules}
+        self.rules = [(o, [(s, s not in origins) for s in e]) for o, e in spec.rules]
+        self.start = spec.start
         self.term_string = [self._shortest_terminal(i) for i in range(len(grammar.terminals))]
         self.ignore_string = min(
             (self.term_string[i] for i in range(len(grammar.terminals)) if grammar.ignore_mask >> i & 1 and self.term_string[i]),
@@ -66,8 +68,7 @@ class Completer:
     def _shortest_terminal(self, i: int) -> bytes | None:
         """The shortest byte string terminal ``i`` matches on its own (``None`` if it matches nothing)."""
         g = self.g
-        end = next(e for e, t in g._tag.items() if t == i)
-        d = build_dfa(g._nfa, [g._starts[i]], {end: i})
+        d = build_dfa(g._nfa, [g._starts[i]], {g._ends[i]: 1 << i})
         return _first_goal(d.rows, d.accepts, d.reach)
 
     def _term_cost(self, name: str) -> int | None:
@@ -129,7 +130,7 @@ class Completer:
             total += c
         return total
 
-    # --- LR(0) items of lark's LALR states ------------------------------------------------------
+    # --- LR(0) items of the LALR states -----------------------------------------------------------
     def _kernels(self) -> dict[Any, list[tuple[int, int]]]:
         """Kernel items ``(rule, dot)`` of every LALR state, by building the LR(0) automaton alongside."""
         by_origin: dict[str, list[int]] = {}

@@ -39,17 +39,21 @@ class ByteDFA:
         return int(self.delta.shape[0])
 
 
-def _closure(nfa: ByteNFA, states: Sequence[int]) -> frozenset[int]:
+def _closure(nfa: ByteNFA, states: Sequence[int], accepting: dict[int, int]) -> frozenset[int]:
+    """The epsilon closure of ``states``, keeping only the states that matter: those with byte
+    edges and the accepting ones. Two closures with the same such states have the same future,
+    so keying DFA states by them merges states a plain subset construction keeps apart (the
+    branch ends of an alternation all flowing into one loop, say)."""
     seen = set(states)
     stack = list(states)
-    eps = nfa.eps
+    eps, edges = nfa.eps, nfa.edges
     while stack:
         s = stack.pop()
         for t in eps[s]:
             if t not in seen:
                 seen.add(t)
                 stack.append(t)
-    return frozenset(seen)
+    return frozenset(s for s in seen if edges[s] or s in accepting)
 
 
 def build_dfa(nfa: ByteNFA, starts: Sequence[int], tag_of_accept: dict[int, int]) -> ByteDFA:
@@ -58,9 +62,10 @@ def build_dfa(nfa: ByteNFA, starts: Sequence[int], tag_of_accept: dict[int, int]
     Args:
         nfa: the shared NFA of all terminals.
         starts: NFA start states of the terminals in this lexer context.
-        tag_of_accept: NFA accept state -> terminal index (bit position in the masks).
+        tag_of_accept: NFA accept state -> bitmask of the terminals that end there (bit ``i`` is
+            terminal ``i`` of the masks).
     """
-    first = _closure(nfa, starts)
+    first = _closure(nfa, starts, tag_of_accept)
     index: dict[frozenset[int], int] = {first: 0}
     sets = [first]
     trans: list[list[tuple[int, int, int]]] = []  # per raw state: (lo, hi_exclusive, raw target)
@@ -90,7 +95,7 @@ def build_dfa(nfa: ByteNFA, starts: Sequence[int], tag_of_accept: dict[int, int]
             key = frozenset(active)
             tgt = closures.get(key)
             if tgt is None:
-                tgt = closures[key] = _closure(nfa, list(key))
+                tgt = closures[key] = _closure(nfa, list(key), tag_of_accept)
             j = index.get(tgt)
             if j is None:
                 j = index[tgt] = len(sets)
@@ -104,7 +109,7 @@ def build_dfa(nfa: ByteNFA, starts: Sequence[int], tag_of_accept: dict[int, int]
         for s in st:
             tag = tag_of_accept.get(s)
             if tag is not None:
-                accepts[k] |= 1 << tag
+                accepts[k] |= tag
     reach = list(accepts)
     preds: list[list[int]] = [[] for _ in range(n)]
     for k, row in enumerate(trans):

@@ -13,34 +13,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from lark.parsers.lalr_analysis import Shift
-
-END = "$END"
+from decoding.grammar.spec import END, ParseTable
 
 
 class LalrDriver:
-    """Runs lark's LALR table on interned stacks.
+    """Runs an LALR(1) table on interned stacks.
 
     Args:
-        parse_table: lark's ``ParseTable`` (``states``, ``start_states``, ``end_states``).
-        start: the start rule name.
+        table: a :class:`~decoding.grammar.spec.ParseTable` (rows of ``("s", target)`` and
+            ``("r", pop count, origin, rule)`` actions by symbol name).
     """
 
-    def __init__(self, parse_table: Any, start: str) -> None:
-        self.end_state = parse_table.end_states[start]
-        self.start_state = parse_table.start_states[start]
-        # per LALR state: symbol -> ("s", target) | ("r", pop_count, origin_name)
-        self.actions: dict[Any, dict[str, tuple]] = {}
-        for state, acts in parse_table.states.items():
-            row: dict[str, tuple] = {}
-            for sym, (action, arg) in acts.items():
-                if action is Shift:
-                    row[sym] = ("s", arg)
-                else:
-                    row[sym] = ("r", len(arg.expansion), arg.origin.name, arg)
-            self.actions[state] = row
+    def __init__(self, table: ParseTable) -> None:
+        self.end_state = table.end_state
+        self.start_state = table.start_state
+        # per LALR state: symbol -> ("s", target) | ("r", pop_count, origin_name, rule index)
+        self.actions: list[dict[str, tuple]] = table.actions
         self.terminals_at: dict[Any, tuple[str, ...]] = {
-            s: tuple(sorted(k for k in row if k.isupper() and k != END)) for s, row in self.actions.items()
+            s: tuple(sorted(k for k in row if k.isupper() and k != END)) for s, row in enumerate(self.actions)
         }
         self._nodes: list[tuple[Any, int, int]] = []  # id -> (lalr state, parent id, depth)
         self._intern: dict[tuple[Any, int], int] = {}

@@ -56,8 +56,14 @@ class MaskComputation:
         key = (ctx, q, offset)
         node = self._roots.get(key)
         if node is None:
-            res = self.tokens.run_all(self.dfa(ctx).delta, q, offset)
-            node = self._roots[key] = _Node(None, res.end, _group(res, None))
+            delta = self.dfa(ctx).delta
+
+            def compute() -> tuple[np.ndarray, list]:
+                res = self.tokens.run_all(delta, q, offset)
+                return res.end, _group(res, None)
+
+            end, groups = self.context(ctx).run(self.tokens, q, offset, compute)  # shared across grammars
+            node = self._roots[key] = _Node(None, end, groups)
         return node
 
     def _child(self, node: _Node, s: int, k: int, ids: np.ndarray, pos: np.ndarray, ctx: int) -> _Node:

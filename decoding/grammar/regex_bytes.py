@@ -108,6 +108,20 @@ def _case_variants(iv: Intervals) -> Intervals:
 
 def class_set(items: list, flags: int) -> Intervals:
     """Code points of an ``IN`` item list (``[...]``)."""
+    try:
+        key = (tuple(items), flags)
+        return list(_class_set_memo(key))
+    except TypeError:  # an unhashable item: compute directly
+        return _class_set(items, flags)
+
+
+@lru_cache(maxsize=1 << 14)
+def _class_set_memo(key: tuple) -> tuple[tuple[int, int], ...]:
+    """:func:`class_set` memoised by its items (terminals repeat the same classes)."""
+    return tuple(_class_set(list(key[0]), key[1]))
+
+
+def _class_set(items: list, flags: int) -> Intervals:
     neg = False
     iv: Intervals = []
     for op, av in items:
@@ -176,34 +190,70 @@ def _split(lo: int, hi: int, out: list[list[tuple[int, int]]]) -> None:
     out.append([(a[k], b[k]) for k in range(n)])
 
 
+def parse_regex(pattern: str) -> object:
+    """``pattern`` parsed by the standard library's own regex parser (``re._parser``).
+
+    Raises:
+        RegexError: not a valid Python regular expression.
+    """
+    try:
+        return _p.parse(pattern, 0)
+    except Exception as e:  # re.error
+        raise RegexError(f"invalid regular expression {pattern!r}: {e}") from e
+
+
+def max_width(parsed: object) -> int:
+    """The longest match of a parsed pattern in characters (``re``'s bound when unbounded), as lark computes it."""
+    return int(parsed.getwidth()[1])  # type: ignore[attr-defined]
+
+
 class ByteNFA:
     """A Thompson NFA over bytes: ``eps[s]`` epsilon successors, ``edges[s]`` ``(lo, hi, dst)``."""
 
     def __init__(self) -> None:
         self.eps: list[list[int]] = []
         self.edges: list[list[tuple[int, int, int]]] = []
+        self._tails: dict[tuple[int, tuple[tuple[int, int], ...]], int] = {}
 
     def new(self) -> int:
         self.eps.append([])
         self.edges.append([])
         return len(self.eps) - 1
 
+    def truncate(self, n: int) -> None:
+        """Drop the states from ``n`` on (a construction that failed half-way)."""
+        del self.eps[n:], self.edges[n:]
+        self._tails = {k: s for k, s in self._tails.items() if s < n and k[0] < n}
+
     def add_codepoints(self, src: int, dst: int, iv: Intervals) -> None:
-        """Edges ``src -> dst`` reading one UTF-8 character from ``iv``."""
+        """Edges ``src -> dst`` reading one UTF-8 character from ``iv``.
+
+        The continuation bytes of multi-byte characters go through states shared by every
+        character (of any class) that ends in ``dst`` with the same remaining byte ranges, so
+        the classes of many alternatives flowing into one state cost few states (and DFA states).
+        """
+        edges = self.edges[src]
         for lo, hi in normalize(iv):
             for seq in _utf8_ranges(lo, hi):
-                cur = src
-                for k, (blo, bhi) in enumerate(seq):
-                    nxt = dst if k == len(seq) - 1 else self.new()
-                    self.edges[cur].append((blo, bhi, nxt))
-                    cur = nxt
+                edges.append((seq[0][0], seq[0][1], self._tail(dst, seq[1:]) if len(seq) > 1 else dst))
+
+    def _tail(self, dst: int, rest: tuple[tuple[int, int], ...]) -> int:
+        """The state that reads one byte of each range of ``rest`` in turn and is then at ``dst``."""
+        key = (dst, rest)
+        s = self._tails.get(key)
+        if s is None:
+            nxt = self._tail(dst, rest[1:]) if len(rest) > 1 else dst
+            s = self.new()
+            self.edges[s].append((rest[0][0], rest[0][1], nxt))
+            self._tails[key] = s
+        return s
 
     def add_regex(self, pattern: str) -> tuple[int, int]:
         """Add ``pattern`` (Python ``re`` syntax); returns its ``(start, accept)`` states."""
-        try:
-            parsed = _p.parse(pattern, 0)
-        except Exception as e:  # re.error
-            raise RegexError(f"invalid regular expression {pattern!r}: {e}") from e
+        return self.add_parsed(parse_regex(pattern))
+
+    def add_parsed(self, parsed: object) -> tuple[int, int]:
+        """Add a pattern parsed by :func:`parse_regex`; returns its ``(start, accept)`` states."""
         start, end = self.new(), self.new()
         self._seq(list(parsed), parsed.state.flags, start, end)
         return start, end

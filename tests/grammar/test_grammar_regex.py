@@ -31,7 +31,7 @@ ALPHABET = st.sampled_from(list('abcSELfromé日\U0001f600"\\ 0123456789.-+eE\n\
 def _dfa(pattern: str):
     nfa = ByteNFA()
     s, e = nfa.add_regex(pattern)
-    return build_dfa(nfa, [s], {e: 0})
+    return build_dfa(nfa, [s], {e: 1})
 
 
 def _matches(d, data: bytes) -> bool:
@@ -105,7 +105,7 @@ def test_multi_terminal_context_equals_nfa_simulation() -> None:
         s, e = nfa.add_regex(p)
         starts.append(s)
         tags[e] = i
-    d = build_dfa(nfa, starts, tags)
+    d = build_dfa(nfa, starts, {e: 1 << i for e, i in tags.items()})
     rng = random.Random(0)
     alphabet = b"abcfinxzAB0129.\x01\xc3\xa9 "
     for _ in range(3000):

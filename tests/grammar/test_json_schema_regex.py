@@ -173,6 +173,21 @@ def test_property_name_complements() -> None:
     assert dfa_of(lang.tree()).matches("x-b") and not dfa_of(lang.tree()).matches("x-a")
 
 
+def test_property_name_complements_exhaustively() -> None:
+    """Random name sets (shared prefixes, names inside names, non-ASCII): every short word is in
+    the complement iff it is not a name."""
+    import itertools
+    import random
+
+    rng = random.Random(0)
+    alphabet = "abé\"z"
+    words = ["".join(w) for n in range(5) for w in itertools.product(alphabet, repeat=n)]
+    for _ in range(30):
+        names = frozenset(rng.choice(words[:156]) for _ in range(rng.randint(1, 6)))
+        d = dfa_of(not_names(names))
+        assert all(d.matches(w) == (w not in names) for w in words), names
+
+
 @pytest.mark.parametrize(
     ("pattern", "lo", "hi", "example"),
     [
@@ -204,3 +219,12 @@ def test_dfa_to_tree_round_trip() -> None:
         for w in _words(1, 200):
             assert dfa_of(back).matches(w) == d.matches(w), (pattern, w)
     assert math.isfinite(fa.MAX_TREE_SIZE)
+
+
+def test_unicode_classes_found_by_re_equal_str_methods() -> None:
+    """``\\d \\w \\s`` of Python's ``re``, read off by ``re`` itself, are the ``str``-method sets."""
+    from decoding.grammar.json_schema import ecma
+
+    assert ecma._py_digit() == ecma._scan(str.isdecimal)
+    assert ecma._py_word() == ecma._scan(lambda c: c.isalnum() or c == "_")
+    assert ecma._py_space() == ecma._scan(str.isspace)

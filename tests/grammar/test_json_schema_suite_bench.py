@@ -36,9 +36,14 @@ def test_json_schema_suite_benchmark_toy(tmp_path, monkeypatch) -> None:
     (jsb / "Github_trivial---t1.json").write_text(json.dumps({"schema": schema, "tests": tests}))
     bench = _load(monkeypatch)
     out = tmp_path / "r.json"
-    res = bench.main(["--data", str(tmp_path), "--subsets", "draft7,Github_trivial", "--engines", "ours", "--out", str(out)])
+    args = ["--data", str(tmp_path), "--subsets", "draft7,Github_trivial", "--engines", "ours", "--clock", "cpu"]
+    res = bench.main([*args, "--out", str(out)])
     assert json.loads(out.read_text())["results"].keys() == res.keys()
     ts, gh = res["test-suite draft7"]["ours"], res["JSONSchemaBench Github_trivial"]["ours"]
     assert (ts["schemas"], ts["compiled"], ts["narrowed"]) == (3, 2, 1)
     assert (ts["valid"], ts["invalid"], ts["false_accepts"], ts["false_rejects"]) == (3, 3, 0, 1)
     assert (gh["schemas"], gh["compiled"], gh["false_accepts"], gh["false_rejects"]) == (1, 1, 0, 0)
+    phases = gh["cases"][0]["phases_ms"]  # where the compile time went, step by step
+    assert set(phases) == set(bench.PHASES) and all(v >= 0 for v in phases.values())
+    assert sum(phases.values()) <= 1e3 * gh["cases"][0]["compile_s"]
+    assert "Github_trivial | t1 |" in bench.phase_table(res)

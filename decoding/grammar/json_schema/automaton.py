@@ -16,6 +16,7 @@ from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from decoding.grammar.json_schema.regex_ast import (
     EPS,
@@ -47,6 +48,34 @@ class TooLarge(ValueError):
 
 
 # --- NFA --------------------------------------------------------------------------------------
+def thompson_repeat(nfa: Any, build: Callable[[Node, int, int], None], node: Rep, src: int, dst: int) -> None:
+    """``node.body`` ``node.lo`` to ``node.hi`` times from ``src`` to ``dst`` (Thompson 1968).
+
+    ``nfa`` has ``new()`` (a fresh state) and ``eps`` (epsilon successor lists); ``build(body, a, b)``
+    adds one copy of the body from ``a`` to ``b``. Only edges out of ``src`` and into ``dst`` are
+    added there (shared by the code-point NFA here and the byte NFA of :mod:`.tree_nfa`).
+    """
+    cur = src
+    for _ in range(node.lo):
+        nxt = nfa.new()
+        build(node.body, cur, nxt)
+        cur = nxt
+    if node.hi is None:
+        loop = nfa.new()
+        nfa.eps[cur].append(loop)
+        back = nfa.new()
+        build(node.body, loop, back)
+        nfa.eps[back].append(loop)
+        nfa.eps[loop].append(dst)
+        return
+    for _ in range(node.hi - node.lo):
+        nxt = nfa.new()
+        nfa.eps[cur].append(dst)
+        build(node.body, cur, nxt)
+        cur = nxt
+    nfa.eps[cur].append(dst)
+
+
 class _NFA:
     def __init__(self) -> None:
         self.eps: list[list[int]] = []
@@ -76,25 +105,7 @@ class _NFA:
                 self.eps[src].append(a)
                 self.build(p, a, dst)
         elif isinstance(node, Rep):
-            cur = src
-            for _ in range(node.lo):
-                nxt = self.new()
-                self.build(node.body, cur, nxt)
-                cur = nxt
-            if node.hi is None:
-                loop = self.new()
-                self.eps[cur].append(loop)
-                back = self.new()
-                self.build(node.body, loop, back)
-                self.eps[back].append(loop)
-                self.eps[loop].append(dst)
-            else:
-                for _ in range(node.hi - node.lo):
-                    nxt = self.new()
-                    self.eps[cur].append(dst)
-                    self.build(node.body, cur, nxt)
-                    cur = nxt
-                self.eps[cur].append(dst)
+            thompson_repeat(self, self.build, node, src, dst)
         else:
             raise TypeError(node)
 

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from decoding.grammar.json_schema.bnf import grammar_spec
 from decoding.grammar.json_schema.emit import GrammarBuilder
 from decoding.grammar.json_schema.keywords import InvalidSchema, Normalizer
 from decoding.grammar.json_schema.shapes import Unsupported
+from decoding.grammar.spec import GrammarSpec
 
 
 def load_schema(schema: Any) -> Any:
@@ -45,7 +51,7 @@ def json_schema_to_lark(
         schema: a ``dict``/``bool``, JSON text, or a path to a ``.json`` file.
         strict: raise on unsupported keywords (default) instead of over-approximating.
         draft: 4, 6, 7, 2019 or 2020; default: from ``$schema``, else 2020-12.
-        check: build the LALR(1) table once to verify the grammar (``compile_json_schema`` skips it).
+        check: build the LALR(1) table once to verify the grammar.
         narrow: (strict mode) where the exact grammar is too large or not regular, accept a sound
             subset instead of raising, with a :class:`~decoding.grammar.json_schema.NarrowingWarning`:
             ``uniqueItems`` arrays of at most one item, unions of objects or arrays without the
@@ -55,13 +61,37 @@ def json_schema_to_lark(
         Unsupported: a construct without an exact grammar (strict mode), naming keyword and path.
         InvalidSchema: a malformed schema.
     """
+    builder, root = _build(schema, strict=strict, draft=draft, narrow=narrow)
+    text = builder.lark(root)
+    if check:
+        grammar_spec(builder, root)
+    return text
+
+
+def _build(schema: Any, *, strict: bool, draft: int | None, narrow: bool) -> tuple[GrammarBuilder, str]:
     schema = load_schema(schema)
     norm = Normalizer(schema, draft=draft, strict=strict, narrow=narrow)
     builder = GrammarBuilder(norm)
-    text = builder.lark(builder.value(norm.root_ref))
-    if check:
-        lalr_parser(text)
-    return text
+    return builder, builder.value(norm.root_ref)
+
+
+def json_schema_spec(
+    schema: Any,
+    *,
+    strict: bool = True,
+    draft: int | None = None,
+    narrow: bool = True,
+    timings: dict[str, float] | None = None,
+) -> GrammarSpec:
+    """The grammar of :func:`json_schema_to_lark` as a :class:`~decoding.grammar.spec.GrammarSpec`
+    (rules, terminals and LALR(1) table, built directly: no grammar text, no lark). Arguments and
+    errors as in :func:`json_schema_to_lark`; ``timings`` collects CPU seconds of this thread per step (``schema``:
+    reading and normalising the schema, then those of :func:`~.bnf.grammar_spec`)."""
+    start = time.thread_time()
+    builder, root = _build(schema, strict=strict, draft=draft, narrow=narrow)
+    if timings is not None:
+        timings["schema"] = timings.get("schema", 0.0) + time.thread_time() - start
+    return grammar_spec(builder, root, timings)
 
 
 def lalr_parser(text: str) -> Any:
@@ -94,6 +124,21 @@ def lalr_parser(text: str) -> Any:
         ) from None
 
 
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a schema converts (it allocates many short-lived trees:
+    in a large process each full collection walks every live object, about 10% of a median
+    compile). Memory is still freed by reference counting; cycles wait for the next collection."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 def compile_json_schema(
     schema: Any,
     tokenizer: Any,
@@ -104,28 +149,32 @@ def compile_json_schema(
     eos_token_id: int | None = None,
     vocab_size: int | None = None,
     warm_seconds: float = 1.5,
+    timings: dict[str, float] | None = None,
 ) -> Any:
     """Compile ``schema`` against a tokenizer: a :class:`~decoding.grammar.CompiledGrammar`.
 
     The result gives token masks for JSON texts valid under the schema
     (``.constraint(batch_size, max_tokens=...)`` for the decode loop, ``.matcher()`` for one
     sequence). Arguments as in :func:`json_schema_to_lark` and
-    :func:`~decoding.grammar.compile_grammar`.
+    :func:`~decoding.grammar.compile_grammar`; ``timings`` collects CPU seconds per step (those of
+    :func:`json_schema_spec`, then ``matcher``: the compiled grammar around the table).
 
     Example:
         >>> g = compile_json_schema({"type": "object", "properties": {"n": {"type": "integer"}}}, tok)
         >>> constraint = g.constraint(batch_size=1, max_tokens=256)
     """
-    from decoding.grammar.checks import check_completable
     from decoding.grammar.compiled import CompiledGrammar
     from decoding.tokenizers.vocab import vocabulary
 
-    parser = lalr_parser(json_schema_to_lark(schema, strict=strict, draft=draft, check=False, narrow=narrow))
-    check_completable(parser, "start")
     vocab = vocabulary(tokenizer, eos_token_id, vocab_size)
     if vocab.eos_token_id is None:
         raise ValueError("the tokenizer has no EOS token: pass eos_token_id")
-    compiled = CompiledGrammar(parser, vocab, "json-schema")
+    with _collector_paused():
+        spec = json_schema_spec(schema, strict=strict, draft=draft, narrow=narrow, timings=timings)
+        start = time.thread_time()
+        compiled = CompiledGrammar(spec, vocab, "json-schema")
+        if timings is not None:
+            timings["matcher"] = timings.get("matcher", 0.0) + time.thread_time() - start
     if warm_seconds > 0:
         compiled.warm_up(warm_seconds)
     return compiled

@@ -26,7 +26,7 @@ from decoding.grammar.json_schema import automaton as fa
 from decoding.grammar.json_schema.encode import json_string_regex, plain_regex
 from decoding.grammar.json_schema.keys import KeyLang
 from decoding.grammar.json_schema.keywords import Normalizer
-from decoding.grammar.json_schema.regex_ast import NOTHING, alt, literal
+from decoding.grammar.json_schema.regex_ast import NOTHING, Node, alt, literal
 from decoding.grammar.json_schema.shapes import TRUE_REF, ArrAtom, ObjAtom, Ref, Shape, Unsupported
 from decoding.grammar.json_schema.strings import StrAtom
 
@@ -34,6 +34,7 @@ MAX_PRODUCT_STATES = 600
 MAX_GRAMMAR_SYMBOLS = 40_000  # lark's LALR construction takes seconds beyond this
 MAX_VENN = 6  # distinct overlapping value schemas split into Venn regions
 MAX_PRODUCT_MOVES = 256
+WS_REGEX = r"[ \t\n\r]+"  # whitespace between tokens (ignored)
 STRING_ANY = r"\x22(?:[^\x22\\\x00-\x1f]|\\[\x22\\\/bfnrt]|\\u[0-9a-fA-F]{4})*\x22"  # lark-safe quotes
 
 
@@ -63,6 +64,7 @@ class GrammarBuilder:
         self.alg = norm.alg
         self.rules: dict[str, list[list[Item]]] = {}
         self.terminals: dict[str, str] = {}  # regex -> name
+        self.trees: dict[str, tuple[Node, str]] = {}  # regex -> (tree, spelling) it was written from
         self._names: set[str] = set()
         self._shape_rules: dict[Shape, str] = {}
         self._memo: dict[tuple, str] = {}
@@ -77,10 +79,14 @@ class GrammarBuilder:
         self._names.add(name)
         return name
 
-    def terminal(self, regex: str, hint: str) -> str:
+    def terminal(self, regex: str, hint: str, tree: Node | None = None, spell: str = "json") -> str:
+        """The terminal of ``regex`` (one per distinct regex); ``tree`` is the tree the regex spells
+        (:mod:`.tree_nfa` builds its automaton from it directly)."""
         name = self.terminals.get(regex)
         if name is None:
             name = self.terminals[regex] = f"{hint}_{len(self.terminals)}".upper()
+            if tree is not None:
+                self.trees[regex] = (tree, spell)
         return name
 
     def _rule(self, key: tuple, hint: str, build) -> str:
@@ -143,18 +149,18 @@ class GrammarBuilder:
 
     def _numbers(self, shape: Shape, path: str) -> list[list[Item]]:
         tree = alt(*self._trees(shape.nums, "multipleOf", "the numbers", path))
-        return [] if tree == NOTHING else [[self.terminal(plain_regex(tree), "NUMBER")]]
+        return [] if tree == NOTHING else [[self.terminal(plain_regex(tree), "NUMBER", tree, "plain")]]
 
     def _strings(self, atoms: tuple[StrAtom, ...], path: str) -> list[list[Item]]:
         if atoms == (StrAtom(),):
             return [[self.terminal(STRING_ANY, "STRING")]]
         tree = alt(*self._trees(atoms, "pattern", "the string constraints", path))
-        return [] if tree == NOTHING else [[self.terminal(json_string_regex(tree), "STRING")]]
+        return [] if tree == NOTHING else [[self.terminal(json_string_regex(tree), "STRING", tree)]]
 
     def key_terminal(self, lang: KeyLang | None, name: str | None = None, path: str = "#") -> str:
         """The terminal of one listed name, or of a language of other names."""
         if name is not None:
-            return self.terminal(json_string_regex(literal(name)), "KEY")
+            return self.terminal(json_string_regex(literal(name)), "KEY", literal(name))
         assert lang is not None
         if lang == KeyLang():
             return self.terminal(STRING_ANY, "KEY")
@@ -162,7 +168,7 @@ class GrammarBuilder:
             tree = lang.tree()
         except fa.TooLarge as e:
             raise Unsupported("patternProperties", f"the names of additional properties have no small regex ({e})", path) from None
-        return self.terminal(json_string_regex(tree, unicode_escapes=False), "KEY")
+        return self.terminal(json_string_regex(tree, unicode_escapes=False), "KEY", tree, "json-keys")
 
     def region_terminal(self, lang: KeyLang, path: str = "#") -> str | None:
         """:meth:`key_terminal` of a language of other names; with narrowing on, ``None`` (those
@@ -194,23 +200,20 @@ class GrammarBuilder:
         return array_rule(self, atoms, path)
 
     # --- output ---------------------------------------------------------------------------------
-    def lark(self, root: str) -> str:
-        """The grammar text, without rules that derive no finite text or are unreachable."""
+    def kept_rules(self, root: str) -> dict[str, list[list[Item]]]:
+        """The rules reachable from ``root`` that derive a finite text, in the order they are written.
+
+        Raises:
+            Unsupported: no value satisfies the schema, or the grammar exceeds the size cap.
+        """
         self.finish()
-        productive: set[str] = set()
-        changed = True
+        productive = self._productive()
 
         def ok(item: Item) -> bool:
             if isinstance(item, Repeat):
                 return item.lo == 0 or all(ok(s) for s in item.symbols)
             return item not in self.rules or item in productive
 
-        while changed:
-            changed = False
-            for name, alts in self.rules.items():
-                if name not in productive and any(all(ok(x) for x in a) for a in alts):
-                    productive.add(name)
-                    changed = True
         if root not in productive:
             narrowed = [w for w in self.norm.warnings if "; narrowed: " in w]
             if narrowed:
@@ -241,15 +244,57 @@ class GrammarBuilder:
         symbols = sum(len(a) + 1 for alts in kept.values() for a in alts)
         if symbols > MAX_GRAMMAR_SYMBOLS:
             raise Unsupported("schema", f"the grammar would have {symbols} symbols (at most {MAX_GRAMMAR_SYMBOLS})", "#")
+        return kept
+
+    def _productive(self) -> set[str]:
+        """Rules that derive some finite text (a worklist: each alternative waits on the rules it
+        needs, a repetition that may be empty needs none)."""
+        waiting: dict[str, list[int]] = {}
+        need: list[int] = []
+        owner: list[str] = []
+        ready: list[str] = []
+        for name, alts in self.rules.items():
+            for a in alts:
+                deps = {
+                    s
+                    for x in a
+                    if not (isinstance(x, Repeat) and x.lo == 0)
+                    for s in (x.symbols if isinstance(x, Repeat) else (x,))
+                    if s in self.rules
+                }
+                for d in deps:
+                    waiting.setdefault(d, []).append(len(need))
+                need.append(len(deps))
+                owner.append(name)
+                if not deps:
+                    ready.append(name)
+        productive: set[str] = set()
+        while ready:
+            name = ready.pop()
+            if name in productive:
+                continue
+            productive.add(name)
+            for k in waiting.get(name, ()):
+                need[k] -= 1
+                if need[k] == 0:
+                    ready.append(owner[k])
+        return productive
+
+    def used_terminals(self, kept: dict[str, list[list[Item]]]) -> list[tuple[str, str]]:
+        """``(name, regex)`` of the named terminals ``kept`` uses, in the order they were made."""
+        used = {t for alts in kept.values() for a in alts for x in a for t in (x.symbols if isinstance(x, Repeat) else (x,))}
+        return [(name, regex) for regex, name in self.terminals.items() if name in used]
+
+    def lark(self, root: str) -> str:
+        """The grammar text, without rules that derive no finite text or are unreachable."""
+        kept = self.kept_rules(root)
         lines = [f"start: {root}"]
         for name, alts in kept.items():
             body = " | ".join(" ".join(x.text() if isinstance(x, Repeat) else x for x in a) for a in alts)
             lines.append(f"{name}: {body}")
-        used = {t for alts in kept.values() for a in alts for x in a for t in (x.symbols if isinstance(x, Repeat) else (x,))}
-        for regex, name in self.terminals.items():
-            if name in used:
-                lines.append(f"{name}: /{regex}/")
-        lines.append(r"WS: /[ \t\n\r]+/")
+        for name, regex in self.used_terminals(kept):
+            lines.append(f"{name}: /{regex}/")
+        lines.append(f"WS: /{WS_REGEX}/")
         lines.append("%ignore WS")
         return "\n".join(lines) + "\n"
 

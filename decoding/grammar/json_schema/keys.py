@@ -18,11 +18,13 @@ from decoding.grammar.json_schema.regex_ast import (
     NOTHING,
     UNIVERSE,
     Chars,
+    CharSet,
     Node,
     Rep,
     alt,
     any_string,
     cat,
+    charset,
     cs_minus,
     literal,
     rep,
@@ -88,7 +90,14 @@ def _tree(k: KeyLang) -> Node:
 
 
 def not_names(names: frozenset[str]) -> Node:
-    """Every string except ``names`` (a trie of the names, complemented)."""
+    """Every string except ``names``: a walk along the names' trie that stops short of a name, or
+    that leaves the trie (a character no name continues with) and then goes on freely.
+
+    Written for small automata (objects often list many properties): the free tail comes once,
+    after all the exits, not once per trie node; and a character no name uses at all is one
+    class after any trie path, so only the few characters the names use are spelled per node
+    (a class of all other characters per node costs a dozen UTF-8 states each).
+    """
     if not names:
         return any_string()
     trie: dict = {}
@@ -97,17 +106,30 @@ def not_names(names: frozenset[str]) -> Node:
         for ch in n:
             node = node.setdefault(ch, {})
         node[""] = {}
-    return _not_trie(trie)
+    used = charset((ord(c), ord(c)) for n in names for c in n)
+    unused = cs_minus(UNIVERSE, used)
+    exits = alt(cat(_paths(trie), Chars(unused)) if unused else NOTHING, _exits(trie, used))
+    return alt(_inner(trie), cat(exits, any_string()))
 
 
-def _not_trie(node: dict) -> Node:
-    children = sorted(c for c in node if c)
+def _inner(node: dict) -> Node:
+    """Trie paths from ``node`` that do not end on a name."""
     parts = [] if "" in node else [EPS]
-    others = cs_minus(UNIVERSE, tuple((ord(c), ord(c)) for c in children))
-    if others:
-        parts.append(cat(Chars(others), any_string()))
-    for c in children:
-        parts.append(cat(literal(c), _not_trie(node[c])))
+    parts.extend(cat(literal(c), _inner(node[c])) for c in sorted(c for c in node if c))
+    return alt(*parts)
+
+
+def _paths(node: dict) -> Node:
+    """Every trie path from ``node`` (the empty one included)."""
+    return alt(EPS, *(cat(literal(c), _paths(node[c])) for c in sorted(c for c in node if c)))
+
+
+def _exits(node: dict, used: CharSet) -> Node:
+    """Trie paths from ``node`` followed by a character of ``used`` that no name continues with."""
+    children = sorted(c for c in node if c)
+    others = cs_minus(used, tuple((ord(c), ord(c)) for c in children))
+    parts = [Chars(others)] if others else []
+    parts.extend(cat(literal(c), _exits(node[c], used)) for c in children)
     return alt(*parts)
 
 

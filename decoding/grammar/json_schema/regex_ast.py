@@ -12,6 +12,7 @@ for the ECMA-262 anchors ``^`` and ``$`` (:data:`BOS`, :data:`EOS`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 MAX_CP = 0x10FFFF
 SURROGATES = (0xD800, 0xDFFF)
@@ -171,8 +172,9 @@ def opt(body: Node) -> Node:
     return rep(body, 0, 1)
 
 
+@lru_cache(maxsize=1 << 14)
 def literal(text: str) -> Node:
-    """The tree matching exactly ``text``."""
+    """The tree matching exactly ``text`` (memoised: property names recur)."""
     return cat(*(Chars(((ord(c), ord(c)),)) for c in text))
 
 

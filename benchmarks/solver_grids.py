@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.trained_models import (  # noqa: E402
     load_model,
     noises,
+    paired_difference,
     per_sample_error,
     reference,
     solve,
@@ -136,12 +137,8 @@ def paired_differences(per_sample: dict[tuple[str, int], torch.Tensor], spacing:
 
     Empty where ``base`` was not run (or for ``base`` itself).
     """
-    out = {}
-    for (sp, n), e in per_sample.items():
-        if sp == spacing and spacing != base and (base, n) in per_sample:
-            d = e - per_sample[base, n]
-            out[n] = [float(d.mean()), float(d.std() / d.numel() ** 0.5) if d.numel() > 1 else float("nan")]
-    return out
+    return {n: paired_difference(e, per_sample[base, n]) for (sp, n), e in per_sample.items()
+            if sp == spacing and spacing != base and (base, n) in per_sample}
 
 
 def paired_table(results: list[dict], nfes: list[int]) -> str:

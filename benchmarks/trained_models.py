@@ -145,6 +145,12 @@ def trajectory_error(out: Tensor, ref: Tensor) -> float:
     return float(per_sample_error(out, ref).mean())
 
 
+def paired_difference(errors: Tensor, base: Tensor) -> list[float]:
+    """``[mean, standard error]`` of ``errors - base`` ``(B,)``: two solvers' per-sample errors from the same noises."""
+    d = errors - base
+    return [float(d.mean()), float(d.std() / math.sqrt(d.numel())) if d.numel() > 1 else float("nan")]
+
+
 def standard_error(out: Tensor, ref: Tensor) -> float:
     """Standard error of :func:`trajectory_error` over the samples."""
     e = per_sample_error(out, ref)

@@ -26,17 +26,8 @@ from torch import Tensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks import trained_models as tm  # noqa: E402
 from benchmarks.solver_dc import table  # noqa: E402
-from benchmarks.trained_models import (  # noqa: E402
-    load_model,
-    noises,
-    paired_difference,
-    per_sample_error,
-    reference,
-    solve,
-    standard_error,
-    trajectory_error,
-)
 from decoding.core.types import Prediction  # noqa: E402
 from decoding.solvers import DDIM, DPMSolverPP, DualFast, UniPC  # noqa: E402
 from decoding.solvers.base import StepInfo  # noqa: E402
@@ -87,10 +78,10 @@ def main(argv: list[str] | None = None) -> dict:
         args.samples, args.nfe, args.ref_steps, args.c = 4, [5, 6], 20, [0.3]
     torch.set_num_threads(1)
     start = time.time()
-    model, schedule = load_model(args.model, args.samples)
+    model, schedule = tm.load_model(args.model, args.samples)
     run_dtype = torch.float64 if args.model == "empirical" else torch.float32
-    x = noises(args.samples, 0)
-    ref = reference(model, schedule, x, args.ref_steps, (args.model, "float32", 0))[-1]
+    x = tm.noises(args.samples, 0)
+    ref = tm.reference(model, schedule, x, args.ref_steps, (args.model, "float32", 0))[-1]
     rows = []
     bases = {"DDIM": DDIM(), "DPM-Solver++ 2M": DPMSolverPP(2), "UniPC-2 bh2": UniPC(2)}
     for base_name, base in bases.items():
@@ -106,13 +97,13 @@ def main(argv: list[str] | None = None) -> dict:
         for name, solver in variants.items():
             row = {"solver": name, "errors": {}, "se": {}, "vs_base": {}}
             for n in args.nfe:
-                out = solve(model, schedule, solver, x, n, args.spacing, dtype=run_dtype)
-                row["errors"][n], row["se"][n] = trajectory_error(out, ref), standard_error(out, ref)
-                e = per_sample_error(out, ref)
+                out = tm.solve(model, schedule, solver, x, n, args.spacing, dtype=run_dtype)
+                row["errors"][n], row["se"][n] = tm.trajectory_error(out, ref), tm.standard_error(out, ref)
+                e = tm.per_sample_error(out, ref)
                 if solver is base:
                     base_errors[n] = e
                 else:
-                    row["vs_base"][n] = paired_difference(e, base_errors[n])
+                    row["vs_base"][n] = tm.paired_difference(e, base_errors[n])
             rows.append(row)
             print(f"{name:55s} " + " ".join(f"{row['errors'][n]:.4f}" for n in args.nfe), flush=True)
     print(table(rows, args.nfe))

@@ -5,6 +5,9 @@
 several ``c``, and the rule the project shipped before (``x0`` mixed with the first step's,
 weight decaying over the grid), by trajectory error (:mod:`benchmarks.trained_models`).
 
+Each variant is also compared with its base sample by sample (``vs_base``: mean per-sample
+difference of the error, variant minus base, and its standard error; negative: DualFast is better).
+
 Run: ``python benchmarks/solver_dualfast.py --model fashion-small``; ``--quick`` for a smoke run.
 """
 
@@ -23,8 +26,8 @@ from torch import Tensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks import trained_models as tm  # noqa: E402
 from benchmarks.solver_dc import table  # noqa: E402
-from benchmarks.trained_models import load_model, noises, reference, solve, standard_error, trajectory_error  # noqa: E402
 from decoding.core.types import Prediction  # noqa: E402
 from decoding.solvers import DDIM, DPMSolverPP, DualFast, UniPC  # noqa: E402
 from decoding.solvers.base import StepInfo  # noqa: E402
@@ -75,10 +78,10 @@ def main(argv: list[str] | None = None) -> dict:
         args.samples, args.nfe, args.ref_steps, args.c = 4, [5, 6], 20, [0.3]
     torch.set_num_threads(1)
     start = time.time()
-    model, schedule = load_model(args.model, args.samples)
+    model, schedule = tm.load_model(args.model, args.samples)
     run_dtype = torch.float64 if args.model == "empirical" else torch.float32
-    x = noises(args.samples, 0)
-    ref = reference(model, schedule, x, args.ref_steps, (args.model, "float32", 0))[-1]
+    x = tm.noises(args.samples, 0)
+    ref = tm.reference(model, schedule, x, args.ref_steps, (args.model, "float32", 0))[-1]
     rows = []
     bases = {"DDIM": DDIM(), "DPM-Solver++ 2M": DPMSolverPP(2), "UniPC-2 bh2": UniPC(2)}
     for base_name, base in bases.items():
@@ -90,14 +93,24 @@ def main(argv: list[str] | None = None) -> dict:
                 variants[f"DualFast-{base_name}, tau={tau}, c={c}"] = DualFast(base, c, tau)
             if args.old:
                 variants[f"{base_name} + x0 mixing (shipped before), c={c}"] = X0MixingFirst(base, c)
+        base_errors = {}
         for name, solver in variants.items():
-            row = {"solver": name, "errors": {}, "se": {}}
+            row = {"solver": name, "errors": {}, "se": {}, "vs_base": {}}
             for n in args.nfe:
-                out = solve(model, schedule, solver, x, n, args.spacing, dtype=run_dtype)
-                row["errors"][n], row["se"][n] = trajectory_error(out, ref), standard_error(out, ref)
+                out = tm.solve(model, schedule, solver, x, n, args.spacing, dtype=run_dtype)
+                row["errors"][n], row["se"][n] = tm.trajectory_error(out, ref), tm.standard_error(out, ref)
+                e = tm.per_sample_error(out, ref)
+                if solver is base:
+                    base_errors[n] = e
+                else:
+                    row["vs_base"][n] = tm.paired_difference(e, base_errors[n])
             rows.append(row)
             print(f"{name:55s} " + " ".join(f"{row['errors'][n]:.4f}" for n in args.nfe), flush=True)
     print(table(rows, args.nfe))
+    print("\nminus the base solver, mean over samples of the per-sample difference (standard error)")
+    for row in rows:
+        if row["vs_base"]:
+            print(f"| {row['solver']} | " + " | ".join(f"{m:+.4f} ({se:.4f})" for m, se in row["vs_base"].values()) + " |")
     out = {"command": "python benchmarks/solver_dualfast.py " + " ".join(argv if argv is not None else sys.argv[1:]),
            "rows": rows, "seconds": round(time.time() - start, 1)}
     if args.out is not None:

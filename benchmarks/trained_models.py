@@ -50,6 +50,7 @@ class TrainedUNet:
         self.prediction = config["prediction"]
         self.labels = labels
         self.calls = 0
+        self.fingerprint = weights_fingerprint(name)
 
     @torch.inference_mode()
     def __call__(self, state: State) -> Prediction:
@@ -61,6 +62,13 @@ class TrainedUNet:
         out = self.net(x.to(dev, self.dtype), lam.to(dev, torch.float32), self.labels[: x.shape[0]].to(dev)).to(x.device)
         self.calls += x.shape[0]
         return to_prediction(out.to(x.dtype), self.prediction, x, alpha, sigma)
+
+
+def weights_fingerprint(name: str) -> str:
+    """First 16 hex digits of the SHA-256 of ``name``'s ``model.safetensors`` (cached references follow the weights)."""
+    from decoding.models.image import resolve_checkpoint
+
+    return hashlib.sha256((resolve_checkpoint(name) / "model.safetensors").read_bytes()).hexdigest()[:16]
 
 
 def load_model(name: str, n: int, dtype: str = "float32", n_data: int = 2000, device: str = "cpu") -> tuple[object, VPSchedule]:
@@ -95,9 +103,14 @@ def _cache_file(kind: str, parts: tuple) -> Path:
 def reference(
     model: object, schedule: VPSchedule, x: Tensor, steps: int, key: tuple, times: Tensor | None = None
 ) -> list[Tensor]:
-    """RK4 states at ``times`` (default ``[t_max, t_end]``) from ``x``; cached under ``key``."""
+    """RK4 states at ``times`` (default ``[t_max, t_end]``) from ``x``; cached under ``key``.
+
+    The cache key also holds the model's ``fingerprint`` (the weights' hash of a :class:`TrainedUNet`),
+    so a retrained model never reads the reference of its earlier weights.
+    """
     ts = torch.tensor([schedule.t_max, schedule.t_end], dtype=torch.float64) if times is None else times
-    path = _cache_file("ref", (key, steps, tuple(ts.tolist()), x.shape, float(x.sum())))
+    fp = getattr(model, "fingerprint", None)
+    path = _cache_file("ref", ((key, fp) if fp else key, steps, tuple(ts.tolist()), x.shape, float(x.sum())))
     if path.is_file():
         data = load_file(str(path))
         return [data[str(k)] for k in range(len(data))]
@@ -130,6 +143,12 @@ def per_sample_error(out: Tensor, ref: Tensor) -> Tensor:
 def trajectory_error(out: Tensor, ref: Tensor) -> float:
     """Mean of :func:`per_sample_error`."""
     return float(per_sample_error(out, ref).mean())
+
+
+def paired_difference(errors: Tensor, base: Tensor) -> list[float]:
+    """``[mean, standard error]`` of ``errors - base`` ``(B,)``: two solvers' per-sample errors from the same noises."""
+    d = errors - base
+    return [float(d.mean()), float(d.std() / math.sqrt(d.numel())) if d.numel() > 1 else float("nan")]
 
 
 def standard_error(out: Tensor, ref: Tensor) -> float:

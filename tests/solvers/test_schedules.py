@@ -82,11 +82,15 @@ def test_logsnr_trunc_is_logsnr_where_there_is_nothing_to_cut():
 
 
 def test_default_spacing_of_solvers():
-    from decoding.solvers import DDIM, DPMSolverPP, UniPC
+    from decoding.solvers import DDIM, DPMSolverPP, DualFast, UniPC
     from decoding.solvers.timesteps import SPACINGS, default_spacing
 
     for solver in (DDIM(), DPMSolverPP(2), DPMSolverPP(3), UniPC(2), UniPC(3)):
         assert default_spacing(solver) in SPACINGS
+    # the grids measured best on the retrained fashion-large (docs/perf/solvers.md, section 3.2)
+    assert default_spacing(DDIM()) == default_spacing(DDIM(eta=1.0)) == "time"
+    for solver in (DPMSolverPP(2), DPMSolverPP(3), UniPC(2, "bh1"), UniPC(2, "bh2"), UniPC(3), DualFast(DDIM(), 0.5)):
+        assert default_spacing(solver) == "logsnr_trunc"
     assert default_spacing(object()) == "logsnr"
 
     class Odd:

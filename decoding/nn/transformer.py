@@ -29,6 +29,11 @@ class TransformerConfig:
         causal: causal LM (True) or bidirectional encoder (False).
         rope_theta: rotary base.
         tie_embeddings: share input and output embeddings.
+        norm_eps: RMSNorm epsilon.
+        dropout: training-time dropout probability on the token embeddings and on the output of every
+            residual branch (attention and SwiGLU) before it is added (GPT-2's ``embd_pdrop`` /
+            ``resid_pdrop``; Srivastava et al. JMLR 2014). Active only in ``train()`` mode; ``0``
+            (default) skips it entirely, so outputs and random streams equal a model without it.
     """
 
     vocab_size: int
@@ -42,8 +47,11 @@ class TransformerConfig:
     rope_theta: float = 10000.0
     tie_embeddings: bool = True
     norm_eps: float = 1e-5
+    dropout: float = 0.0
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must lie in [0, 1), got {self.dropout!r}")
         if self.dim % self.n_heads:
             raise ValueError(f"dim ({self.dim}) must be divisible by n_heads ({self.n_heads})")
         if self.n_kv_heads is None:
@@ -81,6 +89,11 @@ def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).to(x.dtype)
 
 
+def residual_dropout(x: Tensor, p: float, training: bool) -> Tensor:
+    """``x`` with dropout ``p`` when ``training`` and ``p > 0`` (no random draw otherwise)."""
+    return F.dropout(x, p, training=True) if training and p > 0 else x
+
+
 class Block(nn.Module):
     def __init__(self, cfg: TransformerConfig) -> None:
         super().__init__()
@@ -114,9 +127,10 @@ class Block(nn.Module):
             k = torch.cat([cache[0], k], dim=2)
             v = torch.cat([cache[1], v], dim=2)
         a = attention(q, k, v, causal=causal and mask is None, mask=mask, backend=backend)
-        x = x + self.o(a.transpose(1, 2).reshape(b, n, -1))
+        p = self.cfg.dropout
+        x = x + residual_dropout(self.o(a.transpose(1, 2).reshape(b, n, -1)), p, self.training)
         g, u = self.gate_up(self.mlp_norm(x)).chunk(2, dim=-1)
-        return x + self.down(F.silu(g) * u), (k, v)
+        return x + residual_dropout(self.down(F.silu(g) * u), p, self.training), (k, v)
 
 
 class Transformer(nn.Module):
@@ -171,7 +185,7 @@ class Transformer(nn.Module):
             raise ValueError(f"position {int(positions.max())} exceeds the model's max_len {self.cfg.max_len}")
         cos = self.rope_cos[positions][:, None]
         sin = self.rope_sin[positions][:, None]
-        x = self.embed(tokens)
+        x = residual_dropout(self.embed(tokens), self.cfg.dropout, self.training)
         new_cache = []
         for i, block in enumerate(self.blocks):
             x, kv = block(x, cos, sin, None if cache is None else cache[i], mask, self.cfg.causal, backend)

@@ -94,10 +94,7 @@ class AsArmTask(TextTask):
     config: AsArmConfig
 
     def build(self) -> nn.Module:
-        c = self.config
-        cfg = TransformerConfig(vocab_size=self.vocab, dim=c.dim, n_layers=c.layers, n_heads=c.heads, max_len=c.seq_len,
-                                causal=False)
-        return AnySubsetTransformer(cfg)
+        return AnySubsetTransformer(TransformerConfig(vocab_size=self.vocab, causal=False, **self.config.transformer_sizes()))
 
     def loss(self, net: Callable[..., Tensor], indices: Tensor, generator: torch.Generator) -> Tensor:
         return chain_loss(net, self.windows(indices), generator, self.config.l2r_fraction)

@@ -86,8 +86,7 @@ class RaddTask(TextTask):
     config: RaddConfig
 
     def build(self) -> nn.Module:
-        c = self.config
-        return RADDNet(self.vocab, dim=c.dim, n_layers=c.layers, n_heads=c.heads, max_len=c.seq_len)
+        return RADDNet(self.vocab, **self.config.transformer_sizes())
 
     def loss(self, net: Callable[..., Tensor], indices: Tensor, generator: torch.Generator) -> Tensor:
         x0 = self.windows(indices)

@@ -8,6 +8,10 @@ follows the run's length, arXiv:2312.02696) because the run now spans sessions o
 length; everything else (objective, schedule, batch 512, lr 4e-4) is the shipped recipe, trained
 for many more steps. The AS-ARM preset adds an EMA and keeps the best validation weights
 (the shipped run overfitted after ~47 epochs: validation 3.893 at step 3,750, 3.905 at 4,635).
+Both text presets train with dropout 0.1 (embeddings and residual branches; issue 16): the shipped
+6.5-minute runs overfitted the 1.6 M-token Brown train split (RADD: 83 epochs, validation flat at
+4.615 with a 0.39-nat train/valid gap), so longer runs need a regulariser; RADD also keeps its best
+validation weights. Toy evidence and the GPU plan: docs/perf/radd.md ("GPU plan for issue 16").
 The distillation presets fine-tune a copy of the teacher: a quarter of its learning rate (1e-4 at
 batch 256), a short warm-up, the same power EMA. AGD trains only new adapters (zero-initialised
 outputs), so it takes a higher rate (1e-3 at batch 512) and ships them in float32 (0.6 MB).
@@ -72,12 +76,13 @@ RECIPES: dict[str, Recipe] = {
         Recipe("agd-fashion", "adapter guidance distillation (arXiv 2503.07274): guidance adapters (~2% of the parameters) "
                "on the frozen fashion-large, one call per step instead of CFG's two (GPU)", AGDTask, AGDConfig,
                {"base": "fashion-large"}, {**_DISTILL, "batch_size": 512, "lr": 1e-3, "warmup": 100, "save_dtype": "float32"}),
-        Recipe("radd-brown", "RADD masked-diffusion text model on the Brown corpus (GPU)", RaddTask, RaddConfig, {},
+        Recipe("radd-brown", "RADD masked-diffusion text model on the Brown corpus (GPU)", RaddTask, RaddConfig,
+               {"dropout": 0.1},
                {"batch_size": 256, "lr": 1e-3, "warmup": 300, "min_lr_ratio": 0.05, "beta2": 0.98, "weight_decay": 0.0,
-                "grad_clip": 1.0, "ema_decay": 0.999, "log_every": 25, "val_every": 500, "checkpoint_minutes": 4.0,
-                "save_dtype": "float16"}),
+                "grad_clip": 1.0, "ema_decay": 0.999, "keep_best": True, "log_every": 25, "val_every": 500,
+                "checkpoint_minutes": 4.0, "save_dtype": "float16"}),
         Recipe("as-arm-brown", "any-subset autoregressive text model on the Brown corpus (GPU)", AsArmTask, AsArmConfig,
-               {}, {"batch_size": 128, "lr": 2e-3, "warmup": 200, "min_lr_ratio": 0.1, "beta2": 0.95,
+               {"dropout": 0.1}, {"batch_size": 128, "lr": 2e-3, "warmup": 200, "min_lr_ratio": 0.1, "beta2": 0.95,
                     "weight_decay": 0.1, "grad_clip": 1.0, "ema_decay": 0.999, "keep_best": True, "log_every": 25,
                     "val_every": 250, "checkpoint_minutes": 4.0, "save_dtype": "float16"}),
         Recipe("fashion-classifier", "the Fashion-MNIST CNN that checks class-conditional samples (CPU, minutes)",

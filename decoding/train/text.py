@@ -34,6 +34,8 @@ class TextConfig:
         dim, layers, heads: transformer width, depth and heads.
         eval_windows: held-out windows in each validation.
         eval_batch: windows per validation forward.
+        dropout: dropout probability on the embeddings and residual branches while training (off in
+            validation and in the shipped model; recorded in its config.json).
     """
 
     data: str | None = None
@@ -43,11 +45,18 @@ class TextConfig:
     heads: int = 4
     eval_windows: int = 512
     eval_batch: int = 256
+    dropout: float = 0.0
 
     def check(self) -> None:
         require_each(self, ("seq_len", "dim", "layers", "heads", "eval_windows", "eval_batch"), lambda v: v >= 1, "be >= 1")
+        require_each(self, ("dropout",), lambda v: 0.0 <= v < 1.0, "lie in [0, 1)")
         if self.dim % self.heads:
             raise ValueError(f"--dim {self.dim} must be a multiple of --heads {self.heads}")
+
+    def transformer_sizes(self) -> dict[str, Any]:
+        """The :class:`~decoding.nn.transformer.TransformerConfig` fields these options set."""
+        return {"dim": self.dim, "n_layers": self.layers, "n_heads": self.heads, "max_len": self.seq_len,
+                "dropout": self.dropout}
 
 
 class TextTask(Task):
@@ -148,7 +157,8 @@ class TextTask(Task):
             self.card_intro,
             "",
             *self.card_details(info),
-            f"- Size: dim {c.dim}, {c.layers} layers, {c.heads} heads, context {c.seq_len} tokens, {s['parameters']:,} "
+            f"- Size: dim {c.dim}, {c.layers} layers, {c.heads} heads, context {c.seq_len} tokens, dropout {c.dropout} in "
+            f"training (embeddings and residual branches; off at inference), {s['parameters']:,} "
             f"parameters; weights stored as {o['save_dtype']} (`model.safetensors`, {s['shipped_weights']} weights).",
             f"- Data: {d.get('corpus', '?')} corpus train split ({d.get('train_tokens', '?')} tokens; {d.get('source', '')}), "
             f"`{c.seq_len}`-token windows, every start offset once per epoch in a seeded order; validation on the held-out "

@@ -33,7 +33,7 @@ from decoding.models.image import ImageDiffusionModel, load_image_model
 from decoding.processes.continuous import ContinuousProcess
 from decoding.solvers.dc_solver import RATIOS_FILENAME
 from decoding.solvers.ems import EMS_FILENAME
-from decoding.solvers.registry import SOLVERS, get_solver
+from decoding.solvers.registry import SOLVERS, get_solver, model_file
 from decoding.solvers.timesteps import SPACINGS, default_spacing
 from decoding.wrappers.agd import AGD, attach
 from decoding.wrappers.guidance import (
@@ -203,18 +203,11 @@ def model_statistics(handle: Handle, solver: str, opts: dict[str, Any]) -> dict[
             "dc_solver": ("ratios", RATIOS_FILENAME, "python benchmarks/solver_dc.py --model MODEL --save")}
     if solver not in need or need[solver][0] in opts or "cpr" in opts:
         return opts
-    from decoding.api.zoo import resolve
-
     key, filename, how = need[solver]
-    try:
-        folder = resolve(handle.name).path
-    except (FileNotFoundError, ValueError):  # a handle built in memory: no folder to read
-        folder = None
-    path = folder / filename if folder is not None and folder.is_dir() else None
-    if path is None or not path.is_file():
-        where = f"{path} does not exist" if path is not None else "the model has no folder to read them from"
+    path = model_file(handle.name, filename)  # the loaded folder, or the zoo model of that name
+    if not path.is_file():
         raise OptionError(
-            f"{solver} needs {handle.name}'s {'statistics' if key == 'ems' else 'searched ratios'} and {where}: "
+            f"{solver} needs {handle.name}'s {'statistics' if key == 'ems' else 'searched ratios'} and {path} does not exist: "
             f"make them with `{how.replace('MODEL', handle.name)}` (on a GPU, minutes) or pass "
             f"solver_options={{'{key}': FILE}}"
         )

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from decoding.models.image import models_root
+
 #: The kinds :func:`decoding.load` knows.
 KINDS = ("causal-lm", "masked-diffusion", "any-subset", "image-diffusion", "distilled-diffusion", "classifier",
          "image-ar", "image-ar-dd", "image-tokenizer")
@@ -84,12 +86,6 @@ class Handle:
     def classes(self) -> list[str]:
         """Image kinds: the class names of the card."""
         return list(self.card.get("classes", []))
-
-
-def models_root() -> Path:
-    """``$DECODING_MODELS`` or the ``models/`` folder next to the package (the repository's zoo)."""
-    env = os.environ.get("DECODING_MODELS")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "models"
 
 
 def card_kind(card: dict[str, Any]) -> str | None:

@@ -13,7 +13,8 @@ the final images against the reference, next to the base UniPC on the same grid.
 - ``final, compensated data step``: also compensating the step onto ``sigma = 0``.
 
 ``--save`` writes the ``final`` ratios of the largest search set as
-``models/<model>/dc_solver_ratios.safetensors``.
+``models/<model>/dc_solver_ratios.safetensors``; ``--reset-nfe N... --reason TEXT`` (no search)
+sets the saved ratios of those NFEs to 1 where FID showed the searched ones worse than UniPC.
 
 Run: ``python benchmarks/solver_dc.py --model fashion-large``; ``--quick`` for a smoke run.
 """
@@ -58,7 +59,12 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--save", action="store_true", help="write the 'local' ratios of the largest search set into models/<model>/")
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--reset-nfe", type=int, nargs="+", default=None,
+                   help="no search: set the ratios of these NFEs to 1 in the model's saved table (needs --reason)")
+    p.add_argument("--reason", default="", help="with --reset-nfe: what was measured, kept in the table's info")
     args = p.parse_args(argv)
+    if args.reset_nfe:
+        return reset(args)
     if args.quick:
         args.model, args.samples, args.search_samples, args.nfe, args.ref_steps = "fashion-small", 4, [3], [5, 6], 20
     torch.set_num_threads(1)
@@ -123,6 +129,17 @@ def main(argv: list[str] | None = None) -> dict:
         args.out.write_text(json.dumps(result, indent=1))
     print(f"{time.time() - start:.0f} s")
     return result
+
+
+def reset(args: argparse.Namespace) -> dict:
+    """``--reset-nfe``: rewrite ``models/<model>/dc_solver_ratios.safetensors`` with unit ratios at those NFEs."""
+    from decoding.models.image import resolve_checkpoint
+
+    path = ratios_path(resolve_checkpoint(args.model))
+    table = DCRatios.load(path).reset(args.reset_nfe, args.reason)
+    table.save(path)
+    print(f"wrote {path}: ratios of NFE {sorted(args.reset_nfe)} set to 1 ({args.reason})")
+    return {"reset": sorted(args.reset_nfe), "reason": args.reason, "path": str(path)}
 
 
 def table(rows: list[dict], nfes: list[int]) -> str:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +102,30 @@ class DCRatios:
                 f"this run uses {[round(v, 3) for v in ts.tolist()]}; use the same spacing or search again"
             )
         return self.ratios[n]
+
+    def reset(self, nfes: Sequence[int], reason: str) -> DCRatios:
+        """This table with every ratio of ``nfes`` set to 1 (DC-Solver = its base UniPC there).
+
+        For NFEs where the searched ratios lower the search objective (trajectory error) but not
+        the measure users care about (FID against the base on the same noises): the reason is
+        kept in ``info`` under ``"reset"`` so the file says why its ratios are 1.
+        """
+        missing = sorted(set(nfes) - set(self.ratios))
+        if missing:
+            raise ValueError(f"DCRatios.reset: no ratios for NFE {missing} (the table has {sorted(self.ratios)})")
+        if not reason.strip():
+            raise ValueError("DCRatios.reset needs a reason (what was measured), kept in the table's info")
+        try:
+            info = json.loads(self.info) if self.info else {}
+        except json.JSONDecodeError:
+            info = {"note": self.info}
+        if not isinstance(info, dict):
+            info = {"note": info}
+        resets = dict(info.get("reset", {}))
+        resets.update({str(n): reason for n in sorted(set(nfes))})
+        info["reset"] = resets
+        ratios = {n: ((1.0,) * n if n in set(nfes) else r) for n, r in self.ratios.items()}
+        return replace(self, ratios=ratios, info=json.dumps(info))
 
     def save(self, path: str | Path) -> Path:
         """Write ``ratio_<N>`` and ``grid_<N>`` float64 tensors with the settings as metadata."""

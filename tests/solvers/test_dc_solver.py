@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -162,6 +164,23 @@ def test_ratio_table_round_trip_and_lookup(tmp_path):
         DCRatios.load(tmp_path / "missing")
     with pytest.raises(ValueError, match="needs 5 ratios"):
         DCRatios({5: (1.0,) * 4}, {5: (0.0,) * 6})
+
+
+def test_reset_ratios_give_the_base_solver_and_keep_the_reason(tmp_path):
+    table = _table()
+    reset = table.reset([5], "FID worse than UniPC")
+    assert reset.ratios[5] == (1.0,) * 5 and reset.ratios[6] == table.ratios[6]
+    assert json.loads(reset.info)["reset"] == {"5": "FID worse than UniPC"}
+    back = DCRatios.load(reset.save(tmp_path / "r.safetensors"))
+    assert back == reset
+    x = noise(6, 4)
+    assert torch.equal(_run(DCSolver(back), x, 5), _run(UniPC(2), x, 5))
+    assert not torch.equal(_run(DCSolver(table), x, 5), _run(UniPC(2), x, 5))
+    assert torch.equal(_run(DCSolver(back), x, 6), _run(DCSolver(table), x, 6))
+    with pytest.raises(ValueError, match="no ratios for NFE \\[8\\]"):
+        table.reset([8], "x")
+    with pytest.raises(ValueError, match="needs a reason"):
+        table.reset([5], " ")
 
 
 def test_ratio_table_by_model_name(tmp_path, monkeypatch):

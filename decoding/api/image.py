@@ -191,24 +191,25 @@ def labels_for(class_label: int | Sequence[int] | Tensor | None, n: int, num_cla
     return y
 
 
-def model_statistics(handle: Handle, solver: str, opts: dict[str, Any]) -> dict[str, Any]:
+def model_statistics(handle: Handle | str, solver: str, opts: dict[str, Any]) -> dict[str, Any]:
     """``opts`` plus what the model's folder ships for ``solver``: DPM-Solver-v3's statistics, DC-Solver's ratios.
 
     Both belong to one set of weights, so they are read from the folder the model was loaded from
-    unless ``solver_options`` names them (``ems=`` / ``ratios=`` / ``cpr=``). A solver that needs
-    them when the folder has none is an :class:`OptionError` saying how to make them (DC-Solver
-    without ratios would silently be plain UniPC).
+    (``handle``: a loaded model, or its folder / zoo name) unless ``solver_options`` names them
+    (``ems=`` / ``ratios=`` / ``cpr=``). A solver that needs them when the folder has none is an
+    :class:`OptionError` saying how to make them (DC-Solver without ratios would silently be plain UniPC).
     """
+    name = handle if isinstance(handle, str) else handle.name
     need = {"dpm_solver_v3": ("ems", EMS_FILENAME, "python benchmarks/solver_v3.py --model MODEL --save"),
             "dc_solver": ("ratios", RATIOS_FILENAME, "python benchmarks/solver_dc.py --model MODEL --save")}
     if solver not in need or need[solver][0] in opts or "cpr" in opts:
         return opts
     key, filename, how = need[solver]
-    path = model_file(handle.name, filename)  # the loaded folder, or the zoo model of that name
+    path = model_file(name, filename)  # the loaded folder, or the zoo model of that name
     if not path.is_file():
         raise OptionError(
-            f"{solver} needs {handle.name}'s {'statistics' if key == 'ems' else 'searched ratios'} and {path} does not exist: "
-            f"make them with `{how.replace('MODEL', handle.name)}` (on a GPU, minutes) or pass "
+            f"{solver} needs {name}'s {'statistics' if key == 'ems' else 'searched ratios'} and {path} does not exist: "
+            f"make them with `{how.replace('MODEL', name)}` (on a GPU, minutes) or pass "
             f"solver_options={{'{key}': FILE}}"
         )
     return {**opts, key: path}

@@ -23,6 +23,7 @@ from torch import Tensor
 from decoding.evals.base import Batch, take_args
 from decoding.evals.diffusion_classifier import denoising_errors, predictions_by_n
 from decoding.evals.suite import TaskSpec
+from decoding.solvers.timesteps import default_spacing
 
 
 @dataclass
@@ -59,7 +60,7 @@ def unet_model(args: dict[str, Any], device: torch.device) -> ImageModel:
         raise ValueError("model unet needs model_args.checkpoint (a folder, or a name in models/)")
     dtype = None if a["dtype"] is None else getattr(torch, str(a["dtype"]))
     m = load_image_model(a["checkpoint"], device, dtype=dtype)
-    return ImageModel(f"unet:{a['checkpoint']}", m, device, m.num_classes, info={"unet": True})
+    return ImageModel(f"unet:{a['checkpoint']}", m, device, m.num_classes, info={"unet": True, "checkpoint": str(a["checkpoint"])})
 
 
 @lru_cache(maxsize=2)
@@ -171,7 +172,7 @@ def _make_classify(
 class SolverSettings:
     solver: str
     steps: int
-    spacing: str
+    spacing: str | None
     classes: str | int | None
     guidance: float
     options: dict[str, Any]
@@ -182,13 +183,16 @@ def solver_decoder(
 ) -> SolverSettings:
     """Sampling with a continuous-diffusion solver of :mod:`decoding.solvers.registry`.
 
-    Settings: ``solver`` (name), ``steps``, ``spacing`` (``logsnr``, ``time``, ``karras``),
-    ``classes`` (``"all"``: sample ``i`` gets class ``i mod K``; an integer: that class;
-    ``"none"``: unconditional), ``guidance`` (classifier-free guidance scale, UNet models only),
-    ``options`` (a table passed to the solver's constructor).
+    Settings: ``solver`` (name), ``steps``, ``spacing`` (a name of
+    :data:`decoding.solvers.timesteps.SPACINGS`; default: the solver's own measured grid, as in
+    ``decoding.generate``), ``classes`` (``"all"``: sample ``i`` gets class ``i mod K``; an
+    integer: that class; ``"none"``: unconditional), ``guidance`` (classifier-free guidance scale,
+    UNet models only), ``options`` (a table passed to the solver's constructor; DPM-Solver-v3's
+    statistics and DC-Solver's ratios come from the UNet checkpoint's folder when not given).
     """
     from decoding.api.image import solver_name
     from decoding.solvers.registry import get_solver
+    from decoding.solvers.timesteps import SPACINGS
 
     s = take_args(
         "decoder solver",
@@ -196,7 +200,7 @@ def solver_decoder(
         {
             "solver": "dpmpp_2m",
             "steps": None,
-            "spacing": "logsnr",
+            "spacing": None,
             "classes": "all",
             "guidance": 1.0,
             "options": {},
@@ -204,15 +208,14 @@ def solver_decoder(
     )
     if not isinstance(s["steps"], int) or s["steps"] < 1:
         raise ValueError(f"decoder solver: settings.steps must be an integer >= 1, got {s['steps']!r}")
-    if s["spacing"] not in ("logsnr", "time", "karras"):
-        raise ValueError(
-            f"decoder solver: spacing must be 'logsnr', 'time' or 'karras', got {s['spacing']!r}"
-        )
+    if s["spacing"] is not None and s["spacing"] not in SPACINGS:
+        raise ValueError(f"decoder solver: spacing must be one of {', '.join(SPACINGS)}, got {s['spacing']!r}")
     classes = s["classes"]
     if not (classes in ("all", "none") or isinstance(classes, int) and not isinstance(classes, bool)):
         raise ValueError(f"decoder solver: classes must be 'all', 'none' or a class number, got {classes!r}")
     name = solver_name(str(s["solver"]))
-    get_solver(name, **dict(s["options"]))  # unknown options fail now
+    if name not in ("dpm_solver_v3", "dc_solver"):
+        get_solver(name, **dict(s["options"]))  # unknown options fail now (those two need the model's files first)
     return SolverSettings(name, s["steps"], s["spacing"], classes, float(s["guidance"]), dict(s["options"]))
 
 
@@ -258,6 +261,21 @@ class ImageJob:
             )
         self.conditional = c != "none"
         self.schedule = self.im.model.schedule
+        self.solver = self._solver()
+        self.spacing = self.settings.spacing or default_spacing(self.solver)
+
+    def _solver(self) -> Any:
+        """The solver with its options; v3's statistics / DC's ratios from the checkpoint's folder if not given."""
+        from decoding.api.image import model_statistics
+        from decoding.solvers.registry import get_solver
+
+        s, opts = self.settings, dict(self.settings.options)
+        if s.solver in ("dpm_solver_v3", "dc_solver"):
+            checkpoint = self.im.info.get("checkpoint")
+            if checkpoint is None:
+                raise ValueError(f"{s.solver} needs statistics of a trained checkpoint: give them in settings.options")
+            opts = model_statistics(checkpoint, s.solver, opts)
+        return get_solver(s.solver, **opts)
 
     def labels(self, indices: Sequence[int]) -> Tensor | None:
         c = self.settings.classes
@@ -271,12 +289,11 @@ class ImageJob:
         from decoding.core.loop import decode
         from decoding.evals.fid import to_uint8
         from decoding.processes.continuous import ContinuousProcess
-        from decoding.solvers.registry import get_solver
 
         s = self.settings
         labels = self.labels(indices)
         noise = torch.randn((len(indices), *self.im.shape), generator=generator, device=self.device)
-        process = ContinuousProcess(self.schedule, get_solver(s.solver, **s.options), spacing=s.spacing)
+        process = ContinuousProcess(self.schedule, self.solver, spacing=self.spacing)
         start = time.perf_counter()
         res = decode(self.model, process, noise, steps=s.steps, generator=generator, cond=labels)
         if self.device.type == "cuda":

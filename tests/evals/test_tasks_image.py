@@ -25,6 +25,7 @@ samples = 4
 batch = 2
 metrics = ["trajectory_error", "class_accuracy", "images_per_s", "nfe"]
 model_args = { checkpoint = "CKPT" }
+settings = { spacing = "logsnr" }
 sweep = { solver = ["ddim", "dpmpp_2m"], steps = [2, 4] }
 metric_args = { trajectory_error = { steps = 8 }, class_accuracy = { classifier = "CLS" } }
 
@@ -110,6 +111,28 @@ def test_paired_noise_makes_configs_comparable(tmp_path, folders):
     assert (a.float() - b.float()).abs().mean() < 40
 
 
+def test_solver_grid_and_statistics_come_as_in_generate(tmp_path, folders):
+    """Without ``spacing`` a config runs on its solver's measured grid (as ``decoding.generate``);
+    DPM-Solver-v3 / DC-Solver read the checkpoint's files, and a checkpoint without them is refused."""
+    from decoding.api.options import OptionError
+    from decoding.evals.tasks_image import ImageJob, solver_decoder, unet_model
+    from decoding.solvers.registry import get_solver
+    from decoding.solvers.timesteps import default_spacing
+
+    im = unet_model({"checkpoint": str(folders / "unet")}, torch.device("cpu"))
+    for name in ("ddim", "dpmpp_2m", "dualfast_unipc"):
+        job = ImageJob(im, solver_decoder({"solver": name, "steps": 3}))
+        assert job.spacing == default_spacing(get_solver(name))
+    assert ImageJob(im, solver_decoder({"solver": "ddim", "steps": 3})).spacing == "time"
+    assert ImageJob(im, solver_decoder({"solver": "ddim", "steps": 3, "spacing": "logsnr"})).spacing == "logsnr"
+    with pytest.raises(ValueError, match="spacing must be one of"):
+        solver_decoder({"solver": "ddim", "steps": 3, "spacing": "linear"})
+    with pytest.raises(OptionError, match="solver_v3.py --model"):
+        ImageJob(im, solver_decoder({"solver": "dpm_solver_v3", "steps": 3}))
+    with pytest.raises(OptionError, match="solver_dc.py --model"):
+        ImageJob(im, solver_decoder({"solver": "dc_solver", "steps": 3}))
+
+
 def test_bad_image_settings(tmp_path, folders):
     path = tmp_path / "img.toml"
     text = SUITE.replace("CKPT", str(folders / "unet")).replace("CLS", str(folders / "cls"))
@@ -120,7 +143,7 @@ def test_bad_image_settings(tmp_path, folders):
     with pytest.raises(ValueError, match=r"ns entry must be an integer in 1..n_samples"):
         run_suite(load_suite(path), tmp_path / "o", progress=False)
     path.write_text(
-        text.replace('checkpoint = "' + str(folders / "unet") + '" }\nsweep', 'checkpoint = "nope" }\nsweep')
+        text.replace('checkpoint = "' + str(folders / "unet") + '" }\nsettings', 'checkpoint = "nope" }\nsettings')
     )
     with pytest.raises(ValueError, match="task 'solvers': no model 'nope': not a folder"):
         run_suite(load_suite(path), tmp_path / "o", progress=False)

@@ -89,8 +89,11 @@ def test_default_spacing_of_solvers():
         assert default_spacing(solver) in SPACINGS
     # the grids measured best on the retrained fashion-large (docs/perf/solvers.md, section 3.2)
     assert default_spacing(DDIM()) == default_spacing(DDIM(eta=1.0)) == "time"
-    for solver in (DPMSolverPP(2), DPMSolverPP(3), UniPC(2, "bh1"), UniPC(2, "bh2"), UniPC(3), DualFast(DDIM(), 0.5)):
+    for solver in (DPMSolverPP(2), DPMSolverPP(3), UniPC(2, "bh1"), UniPC(2, "bh2"), UniPC(3)):
         assert default_spacing(solver) == "logsnr_trunc"
+    # DualFast runs on its base's grid (FID on fashion-large, docs/perf/solvers_fid.md)
+    for base in (DDIM(), DPMSolverPP(2), UniPC(2, "bh2")):
+        assert default_spacing(DualFast(base, 0.1)) == default_spacing(base)
     assert default_spacing(object()) == "logsnr"
 
     class Odd:

@@ -24,6 +24,7 @@ from itertools import product as cartesian
 
 from decoding.grammar.json_schema import automaton as fa
 from decoding.grammar.json_schema.encode import json_string_regex, plain_regex
+from decoding.grammar.json_schema.hashing import cached_hash
 from decoding.grammar.json_schema.keys import KeyLang
 from decoding.grammar.json_schema.keywords import Normalizer
 from decoding.grammar.json_schema.regex_ast import NOTHING, Node, alt, literal
@@ -38,6 +39,7 @@ WS_REGEX = r"[ \t\n\r]+"  # whitespace between tokens (ignored)
 STRING_ANY = r"\x22(?:[^\x22\\\x00-\x1f]|\\[\x22\\\/bfnrt]|\\u[0-9a-fA-F]{4})*\x22"  # lark-safe quotes
 
 
+@cached_hash
 @dataclass(frozen=True)
 class Repeat:
     """``(symbols) ~ lo..hi`` in lark (``hi=None``: unbounded)."""

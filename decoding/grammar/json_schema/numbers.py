@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 from decoding.grammar.json_schema import automaton as fa
+from decoding.grammar.json_schema.hashing import cached_hash
 from decoding.grammar.json_schema.regex_ast import (
     EPS,
     NOTHING,
@@ -308,6 +309,7 @@ def _lcm(a: Fraction, b: Fraction) -> Fraction:
 
 
 # --- the atom ----------------------------------------------------------------------------------
+@cached_hash
 @dataclass(frozen=True)
 class NumAtom:
     """A set of numbers: the conjunction of every field (``values=None``: no finite list)."""

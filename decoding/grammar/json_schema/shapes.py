@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from itertools import product as cartesian
 from typing import TYPE_CHECKING
 
+from decoding.grammar.json_schema.hashing import cached_hash
 from decoding.grammar.json_schema.keys import KeyLang
 from decoding.grammar.json_schema.numbers import NumAtom
 from decoding.grammar.json_schema.regex_ast import Node
@@ -43,6 +44,7 @@ class Unsupported(ValueError):
         self.keyword, self.reason, self.path = keyword, reason, path
 
 
+@cached_hash
 @dataclass(frozen=True)
 class Ref:
     """A subschema handle: all of ``pos`` (registry ids) and none of ``neg`` (other handles)."""
@@ -62,6 +64,7 @@ class Ref:
 TRUE_REF = Ref()
 
 
+@cached_hash
 @dataclass(frozen=True)
 class ArrAtom:
     """Arrays: ``prefix[i]`` for the first items, ``items`` for the rest, a count range, and
@@ -92,6 +95,7 @@ class ArrAtom:
         )
 
 
+@cached_hash
 @dataclass(frozen=True)
 class ObjAtom:
     """Objects: the conjunction of ``props`` (a listed key's schema), ``required`` names, ``forall``
@@ -174,6 +178,7 @@ def object_regions(o: ObjAtom, taken: frozenset[str]) -> list[tuple[KeyLang, Ref
     return out
 
 
+@cached_hash
 @dataclass(frozen=True)
 class Shape:
     """Valid values per JSON type (see the module docstring). ``Shape()`` is every value."""

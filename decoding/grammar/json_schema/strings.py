@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from functools import cache
 
 from decoding.grammar.json_schema import automaton as fa
+from decoding.grammar.json_schema.hashing import cached_hash
 from decoding.grammar.json_schema.regex_ast import (
     NOTHING,
     UNIVERSE,
@@ -161,6 +162,7 @@ def _restrict_cat(node: Cat, lo: int, hi: int | None, approx: bool) -> Node | No
     return cat(*parts)
 
 
+@cached_hash
 @dataclass(frozen=True)
 class StrAtom:
     """A set of strings: the conjunction of every field (``values=None``: no finite list)."""

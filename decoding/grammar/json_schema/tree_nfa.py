@@ -137,10 +137,20 @@ def _width(node: Node, json: bool, unicode_escapes: bool) -> int:
             return 1
         _, short, controls = _json_parts(node.cs, unicode_escapes)
         return 6 if controls else 2 if short else 1
-    if isinstance(node, Cat):
-        return min(sum(_width(p, json, unicode_escapes) for p in node.parts), MAXWIDTH)
+    if isinstance(node, Cat):  # the last parts first: an unbounded tail ends the walk at once
+        total = 0
+        for p in reversed(node.parts):
+            total += _width(p, json, unicode_escapes)
+            if total >= MAXWIDTH:
+                return MAXWIDTH
+        return total
     if isinstance(node, Alt):
-        return max((_width(p, json, unicode_escapes) for p in node.parts), default=0)
+        best = 0
+        for p in reversed(node.parts):
+            best = max(best, _width(p, json, unicode_escapes))
+            if best >= MAXWIDTH:
+                return MAXWIDTH
+        return best
     if isinstance(node, Rep):
         w = _width(node.body, json, unicode_escapes)
         if node.hi is None:

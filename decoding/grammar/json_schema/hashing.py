@@ -1,0 +1,36 @@
+"""Frozen dataclasses whose hash is computed once per object.
+
+The converter's values (regex trees, shapes, subschema handles, key languages) are nested frozen
+dataclasses used as dict keys and set members over and over; the hash ``@dataclass(frozen=True)``
+generates recomputes the hash of every nested field each time (a tree of a thousand nodes costs a
+thousand calls per lookup). :func:`cached_hash` keeps the generated function, so the value is the
+same, and stores it on the object the first time it is asked for.
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+T = TypeVar("T", bound=type)
+
+
+def cached_hash(cls: T) -> T:
+    """Wrap the ``__hash__`` that ``@dataclass(frozen=True)`` generated for ``cls`` (apply it
+    above the dataclass decorator): same value, computed once per object and kept in its
+    ``__dict__`` (not a field, so equality, ``repr`` and ``replace`` ignore it)."""
+    field_hash = cls.__dict__.get("__hash__")
+    if field_hash is None:
+        raise TypeError(
+            f"{cls.__name__} has no generated __hash__: apply @cached_hash over @dataclass(frozen=True)"
+        )
+
+    def __hash__(self) -> int:
+        d = self.__dict__
+        h = d.get("_hash")
+        if h is None:
+            h = d["_hash"] = field_hash(self)
+        return h
+
+    __hash__.__doc__ = field_hash.__doc__
+    cls.__hash__ = __hash__  # type: ignore[method-assign]
+    return cls

@@ -133,17 +133,31 @@ def _repeat(body: str, lo: int, hi: int | None) -> str:
 
 
 def _spell(node: Node, char) -> str:
+    out: list[str] = []
+    _spell_into(node, char, out)
+    return "".join(out)
+
+
+def _spell_into(node: Node, char, out: list[str]) -> None:
+    """Append the regex text of ``node`` to ``out`` (one join at the end, not one per level)."""
     if isinstance(node, Chars):
-        return char(node.cs)
-    if isinstance(node, Cat):
-        return "".join(_spell(p, char) for p in node.parts)
-    if isinstance(node, Alt):
+        out.append(char(node.cs))
+    elif isinstance(node, Cat):
+        for p in node.parts:
+            _spell_into(p, char, out)
+    elif isinstance(node, Alt):
         if not node.parts:
             raise ValueError("the empty language has no regex")
-        return "(?:" + "|".join(_spell(p, char) for p in node.parts) + ")"
-    if isinstance(node, Rep):
-        return _repeat(_spell(node.body, char), node.lo, node.hi)
-    raise TypeError(node)
+        out.append("(?:")
+        for k, p in enumerate(node.parts):
+            if k:
+                out.append("|")
+            _spell_into(p, char, out)
+        out.append(")")
+    elif isinstance(node, Rep):
+        out.append(_repeat(_spell(node.body, char), node.lo, node.hi))
+    else:
+        raise TypeError(node)
 
 
 @cache

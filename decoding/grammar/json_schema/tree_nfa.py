@@ -30,6 +30,8 @@ _CONTROLS: CharSet = ((0, 0x1F),)
 # decoded character -> the byte after the backslash of its short JSON escape
 _SHORT = {0x22: 0x22, 0x5C: 0x5C, 0x2F: 0x2F, 0x08: 0x62, 0x0C: 0x66, 0x0A: 0x6E, 0x0D: 0x72, 0x09: 0x74}
 _HEX = "0123456789abcdef"
+# per ASCII code point: 1 where a JSON string writes it escaped (controls, '"', '\\') or may (the '\/' of '/')
+_ESCAPED_ASCII = bytes(1 if cp < 0x20 or cp in (0x22, 0x2F, 0x5C) else 0 for cp in range(0x80))
 
 
 def add_tree(nfa: ByteNFA, node: Node, spell: str) -> tuple[int, int]:
@@ -85,6 +87,9 @@ class _Builder:
 
     def chars(self, cs: CharSet, src: int, dst: int) -> None:
         nfa = self.nfa
+        if cs and cs[-1][1] < 0x80 and (not self.json or not any(1 in _ESCAPED_ASCII[lo : hi + 1] for lo, hi in cs)):
+            nfa.edges[src].extend((lo, hi, dst) for lo, hi in cs)  # ASCII written raw: what add_codepoints adds
+            return
         if not self.json:
             nfa.add_codepoints(src, dst, list(cs))
             return

@@ -18,7 +18,7 @@ import re
 import time
 from functools import lru_cache
 
-from decoding.grammar.json_schema.emit import WS_REGEX, GrammarBuilder, Item, Repeat
+from decoding.grammar.json_schema.emit import WS_REGEX, GrammarBuilder, Item, NfaBuild, Repeat
 from decoding.grammar.json_schema.regex_ast import Node
 from decoding.grammar.json_schema.shapes import Unsupported
 from decoding.grammar.json_schema.tree_nfa import add_tree, tree_width
@@ -59,7 +59,7 @@ def grammar_spec(builder: GrammarBuilder, root: str, timings: dict[str, float] |
     _check_duplicates(rules)
     clock.lap("bnf")
     terminals = [
-        *_regex_terminals([*named, ("WS", WS_REGEX)], builder.trees),
+        *_regex_terminals([*named, ("WS", WS_REGEX)], builder.trees, builder.builds),
         *(TerminalDef(n, re.escape(v), True, len(v), len(v)) for v, n in literals.names.items()),
     ]
     clock.lap("automata")
@@ -250,14 +250,17 @@ def _lark_value_len(regex: str) -> int:
     return len(eval_escaping(regex))
 
 
-def _regex_terminals(named: list[tuple[str, str]], trees: dict[str, tuple[Node, str]]) -> list[TerminalDef]:
+def _regex_terminals(
+    named: list[tuple[str, str]], trees: dict[str, tuple[Node, str]], builds: dict[str, NfaBuild] | None = None
+) -> list[TerminalDef]:
     """Regex terminals with lark's tie-break data; their automata are built now (from the tree
-    the regex was written from, when there is one), or found built.
+    the regex was written from, or by the converter's own builder, when there is one), or found built.
 
     Raises:
         GrammarError: a regex the byte automaton cannot express (names the terminal).
     """
     builders = {r: _tree_builder(*trees[r]) for _, r in named if r in trees}
+    builders.update((r, builds[r]) for _, r in named if builds and r in builds)
     try:
         states = terminal_automata([r for _, r in named], builders)[1]
     except RegexError as err:

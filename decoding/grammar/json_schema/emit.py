@@ -19,17 +19,20 @@ Rules that can derive no finite text are removed at the end.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import product as cartesian
 
 from decoding.grammar.json_schema import automaton as fa
 from decoding.grammar.json_schema.encode import json_string_regex, plain_regex
 from decoding.grammar.json_schema.hashing import cached_hash
+from decoding.grammar.json_schema.key_trie import OtherNames
 from decoding.grammar.json_schema.keys import KeyLang
 from decoding.grammar.json_schema.keywords import Normalizer
 from decoding.grammar.json_schema.regex_ast import NOTHING, Node, alt, literal
 from decoding.grammar.json_schema.shapes import TRUE_REF, ArrAtom, ObjAtom, Ref, Shape, Unsupported
 from decoding.grammar.json_schema.strings import StrAtom
+from decoding.grammar.regex_bytes import ByteNFA
 
 MAX_PRODUCT_STATES = 600
 MAX_GRAMMAR_SYMBOLS = 40_000  # lark's LALR construction takes seconds beyond this
@@ -56,6 +59,7 @@ class Repeat:
 
 
 Item = str | Repeat
+NfaBuild = Callable[[ByteNFA], tuple[int, int, int]]
 
 
 class GrammarBuilder:
@@ -67,6 +71,7 @@ class GrammarBuilder:
         self.rules: dict[str, list[list[Item]]] = {}
         self.terminals: dict[str, str] = {}  # regex -> name
         self.trees: dict[str, tuple[Node, str]] = {}  # regex -> (tree, spelling) it was written from
+        self.builds: dict[str, NfaBuild] = {}  # regex -> what adds its automaton (without a tree)
         self._names: set[str] = set()
         self._shape_rules: dict[Shape, str] = {}
         self._memo: dict[tuple, str] = {}
@@ -81,14 +86,19 @@ class GrammarBuilder:
         self._names.add(name)
         return name
 
-    def terminal(self, regex: str, hint: str, tree: Node | None = None, spell: str = "json") -> str:
+    def terminal(
+        self, regex: str, hint: str, tree: Node | None = None, spell: str = "json", build: NfaBuild | None = None
+    ) -> str:
         """The terminal of ``regex`` (one per distinct regex); ``tree`` is the tree the regex spells
-        (:mod:`.tree_nfa` builds its automaton from it directly)."""
+        (:mod:`.tree_nfa` builds its automaton from it directly), or ``build`` adds its automaton to
+        a byte NFA (``(start, accept, longest match)``)."""
         name = self.terminals.get(regex)
         if name is None:
             name = self.terminals[regex] = f"{hint}_{len(self.terminals)}".upper()
             if tree is not None:
                 self.trees[regex] = (tree, spell)
+            elif build is not None:
+                self.builds[regex] = build
         return name
 
     def _rule(self, key: tuple, hint: str, build) -> str:
@@ -166,6 +176,9 @@ class GrammarBuilder:
         assert lang is not None
         if lang == KeyLang():
             return self.terminal(STRING_ANY, "KEY")
+        if not lang.inside and not lang.outside and not any(0xD800 <= ord(c) <= 0xDFFF for n in lang.names for c in n):
+            other = OtherNames(lang.names)  # straight from the names' trie (key_trie.py)
+            return self.terminal(other.regex(), "KEY", build=other.add_to)
         try:
             tree = lang.tree()
         except fa.TooLarge as e:

@@ -93,6 +93,9 @@ def _hex_digit_class(nibbles: list[int]) -> str:
 @cache
 def json_char(cs: CharSet, unicode_escapes: bool = True) -> str:
     """Regex for the JSON text of one decoded character of ``cs`` (``\\u00XX`` only if ``unicode_escapes``)."""
+    if cs and cs[-1][1] < 0x7F and cs[0][0] > 0x22 and not any(lo <= 0x2F <= hi or lo <= 0x5C <= hi for lo, hi in cs):
+        # printable ASCII written only raw: the class itself (what the general case below writes)
+        return _cp(cs[0][0]) if len(cs) == 1 and cs[0][0] == cs[0][1] else "[" + _ranges(cs) + "]"
     raw = cs_minus(cs, _FORBIDDEN_RAW)
     alts = [char_class(raw)] if raw else []
     short = [v for k, v in _SHORT.items() if any(lo <= k <= hi for lo, hi in cs)]

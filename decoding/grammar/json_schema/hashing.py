@@ -1,10 +1,11 @@
-"""Frozen dataclasses whose hash is computed once per object.
+"""Frozen dataclasses whose hash (and, for trees, ``repr``) is computed once per object.
 
 The converter's values (regex trees, shapes, subschema handles, key languages) are nested frozen
 dataclasses used as dict keys and set members over and over; the hash ``@dataclass(frozen=True)``
 generates recomputes the hash of every nested field each time (a tree of a thousand nodes costs a
 thousand calls per lookup). :func:`cached_hash` keeps the generated function, so the value is the
-same, and stores it on the object the first time it is asked for.
+same, and stores it on the object the first time it is asked for. :func:`cached_repr` does the
+same for ``repr`` (regex trees are sorted by it, and a tree's repr walks the whole tree).
 """
 
 from __future__ import annotations
@@ -33,4 +34,23 @@ def cached_hash(cls: T) -> T:
 
     __hash__.__doc__ = field_hash.__doc__
     cls.__hash__ = __hash__  # type: ignore[method-assign]
+    return cls
+
+
+def cached_repr(cls: T) -> T:
+    """Wrap the ``__repr__`` that ``@dataclass`` generated for ``cls`` (apply it above the
+    dataclass decorator): same text, computed once per object (for immutable objects only)."""
+    field_repr = cls.__dict__.get("__repr__")
+    if field_repr is None:
+        raise TypeError(f"{cls.__name__} has no generated __repr__: apply @cached_repr over @dataclass")
+
+    def __repr__(self) -> str:
+        d = self.__dict__
+        r = d.get("_repr")
+        if r is None:
+            r = d["_repr"] = field_repr(self)
+        return r
+
+    __repr__.__doc__ = field_repr.__doc__
+    cls.__repr__ = __repr__  # type: ignore[method-assign]
     return cls

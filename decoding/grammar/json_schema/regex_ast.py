@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from decoding.grammar.json_schema.hashing import cached_hash
+from decoding.grammar.json_schema.hashing import cached_hash, cached_repr
 
 MAX_CP = 0x10FFFF
 SURROGATES = (0xD800, 0xDFFF)
@@ -88,6 +88,7 @@ class Node:
     __slots__ = ()
 
 
+@cached_repr
 @cached_hash
 @dataclass(frozen=True)
 class Chars(Node):
@@ -96,6 +97,7 @@ class Chars(Node):
     cs: CharSet
 
 
+@cached_repr
 @cached_hash
 @dataclass(frozen=True)
 class Cat(Node):
@@ -104,6 +106,7 @@ class Cat(Node):
     parts: tuple[Node, ...]
 
 
+@cached_repr
 @cached_hash
 @dataclass(frozen=True)
 class Alt(Node):
@@ -112,6 +115,7 @@ class Alt(Node):
     parts: tuple[Node, ...]
 
 
+@cached_repr
 @cached_hash
 @dataclass(frozen=True)
 class Rep(Node):

@@ -1,0 +1,107 @@
+"""The compile-time shortcuts of the JSON Schema converter change nothing: cached hashes and reprs
+equal the dataclass-generated ones, the memoised emptiness test gives the same grammars as the
+unmemoised one, and the tree-level non-emptiness test agrees with the automaton's."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import warnings
+
+import pytest
+
+from decoding.grammar.json_schema import automaton as fa
+from decoding.grammar.json_schema import json_schema_to_lark
+from decoding.grammar.json_schema import keywords as kw
+from decoding.grammar.json_schema.ecma import pattern_language
+from decoding.grammar.json_schema.hashing import cached_hash
+from decoding.grammar.json_schema.regex_ast import Alt, Cat, Chars, Node, Rep
+from decoding.grammar.json_schema.shapes import Algebra, ObjAtom, Ref, Shape, Unsupported
+from decoding.grammar.json_schema.strings import _has_word, dfa_of
+from tests.grammar.json_schema_cases import CASES, OBJ, PETS, TREE
+
+SCHEMAS = [OBJ, TREE, PETS, *{json.dumps(s, sort_keys=True): s for _, s, _, _ in CASES}.values()]
+
+
+def _random_tree(rng: random.Random, depth: int = 0) -> Node:
+    k = rng.randrange(4 if depth < 4 else 1)
+    if k == 0:
+        lo = rng.randrange(0, 200)
+        return Chars(() if rng.random() < 0.15 else ((lo, lo + rng.randrange(3)),))
+    if k == 3:
+        lo = rng.randrange(3)
+        return Rep(_random_tree(rng, depth + 1), lo, rng.choice([None, lo + 1, max(0, lo - 1)]))  # hi < lo too
+    parts = tuple(_random_tree(rng, depth + 1) for _ in range(rng.randrange(3)))
+    return Cat(parts) if k == 1 else Alt(parts)
+
+
+def _dataclass_repr(x: object) -> str:
+    """What ``@dataclass`` writes for ``x`` (fields in order, values by their own repr)."""
+    if isinstance(x, tuple):
+        inner = ", ".join(_dataclass_repr(v) for v in x)
+        return f"({inner},)" if len(x) == 1 else f"({inner})"
+    if dataclasses.is_dataclass(x):
+        fields = ", ".join(f"{f.name}={_dataclass_repr(getattr(x, f.name))}" for f in dataclasses.fields(x))
+        return f"{type(x).__qualname__}({fields})"
+    return repr(x)
+
+
+def test_cached_hash_and_repr_equal_the_generated_ones() -> None:
+    rng = random.Random(0)
+    for _ in range(300):
+        t = _random_tree(rng)
+        assert repr(t) == _dataclass_repr(t) and repr(t) == repr(t)
+        fields = tuple(getattr(t, f.name) for f in dataclasses.fields(t))
+        assert hash(t) == hash(fields) == hash(t)
+    ref = Ref(frozenset({1, 2}), frozenset({Ref(frozenset({3}))}))
+    assert hash(ref) == hash((ref.pos, ref.neg))
+    atom = ObjAtom(props=(("a", ref),), required=("a",))
+    assert hash(atom) == hash(tuple(getattr(atom, f.name) for f in dataclasses.fields(atom)))
+    assert hash(Shape()) == hash(tuple(getattr(Shape(), f.name) for f in dataclasses.fields(Shape)))
+
+
+def test_cached_hash_refuses_a_class_without_a_generated_hash() -> None:
+    with pytest.raises(TypeError, match="no generated __hash__"):
+
+        @cached_hash
+        class Plain:
+            pass
+
+
+def test_tree_non_emptiness_agrees_with_the_automaton() -> None:
+    rng = random.Random(1)
+    trees = [_random_tree(rng) for _ in range(400)]
+    trees += [pattern_language(p) for p in ["^[a-z]+$", "^(a|b){2,3}$", "x", "^$", "^\\d{4}-\\d{2}$", "[^\\s\\S]"]]
+    seen = set()
+    for t in trees:
+        has = _has_word(t)
+        assert has == (not fa.is_empty(dfa_of(t))), t
+        seen.add(has)
+    assert seen == {True, False}
+
+
+class _Forgetful(dict):
+    """A memo that never remembers."""
+
+    def __setitem__(self, key, value) -> None:
+        pass
+
+
+def _grammars() -> list[str]:
+    out = []
+    for schema in SCHEMAS:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                out.append(json_schema_to_lark(schema))
+            except Unsupported as e:
+                out.append(f"unsupported: {e}")
+    return out
+
+
+def test_emptiness_memo_gives_the_same_grammars(monkeypatch: pytest.MonkeyPatch) -> None:
+    memoised = _grammars()
+    monkeypatch.setattr(kw, "Algebra", lambda norm: Algebra(norm, _empty_memo=_Forgetful()))
+    assert _grammars() == memoised
+    assert sum(not g.startswith("unsupported") for g in memoised) > 80

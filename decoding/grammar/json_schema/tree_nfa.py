@@ -73,9 +73,22 @@ class _Builder:
                 return
             cur = src
             last = len(node.parts) - 1
+            edges, eps = nfa.edges, nfa.eps
             for k, p in enumerate(node.parts):
-                nxt = dst if k == last else nfa.new()
-                self.build(p, cur, nxt)
+                if k == last:
+                    nxt = dst
+                else:  # nfa.new(), inlined: literals make long chains
+                    nxt = len(eps)
+                    eps.append([])
+                    edges.append([])
+                if isinstance(p, Chars):
+                    cs = p.cs
+                    if len(cs) == 1 and cs[0][1] < 0x80 and not (self.json and 1 in _ESCAPED_ASCII[cs[0][0] : cs[0][1] + 1]):
+                        edges[cur].append((cs[0][0], cs[0][1], nxt))  # one ASCII range written raw (as chars() adds it)
+                    else:
+                        self.chars(cs, cur, nxt)
+                else:
+                    self.build(p, cur, nxt)
                 cur = nxt
         elif isinstance(node, Alt):
             for p in node.parts:  # every part only adds edges out of src and into dst: they may share them

@@ -14,7 +14,8 @@ import pytest
 from decoding.grammar.dfa import START, build_dfa
 from decoding.grammar.json_schema.encode import json_string_regex
 from decoding.grammar.json_schema.key_trie import OtherNames
-from decoding.grammar.json_schema.keys import not_names
+from decoding.grammar.json_schema.keys import _without_points, not_names
+from decoding.grammar.json_schema.regex_ast import charset, cs_minus
 from decoding.grammar.json_schema.tree_nfa import add_tree, tree_width
 from decoding.grammar.regex_bytes import ByteNFA, max_width, parse_regex
 
@@ -82,3 +83,12 @@ def test_other_names_refuses_what_it_cannot_spell() -> None:
         OtherNames(frozenset())
     with pytest.raises(ValueError, match="surrogate"):
         OtherNames(frozenset({"a\ud800"}))
+
+
+def test_without_points_is_cs_minus() -> None:
+    rng = random.Random(2)
+    for _ in range(3000):
+        starts = sorted(rng.sample(range(300), rng.randint(0, 40)))
+        cs = charset([(a, a + rng.randint(0, 5)) for a in starts])
+        points = sorted(set(rng.sample(range(310), rng.randint(0, 6))))
+        assert _without_points(cs, points) == cs_minus(cs, tuple((p, p) for p in points)), (cs, points)

@@ -9,6 +9,7 @@ one pattern that no listed name matches is the pattern itself), through automata
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from functools import cache
 
@@ -32,6 +33,8 @@ from decoding.grammar.json_schema.regex_ast import (
     rep,
 )
 from decoding.grammar.json_schema.strings import dfa_of
+
+_BIG = 1 << 40  # above every code point and marker
 
 
 @cached_hash
@@ -141,22 +144,15 @@ def _exits(node: dict, used: CharSet) -> Node:
 
 
 def _without_points(cs: CharSet, points: list[int]) -> CharSet:
-    """``cs_minus(cs, points)`` for sorted code points (``cs`` within :data:`UNIVERSE`)."""
-    if not points:
-        return cs
-    out: list[tuple[int, int]] = []
-    k = 0
-    for lo, hi in cs:
-        while k < len(points) and points[k] < lo:
-            k += 1
-        while k < len(points) and points[k] <= hi:
-            if points[k] > lo:
-                out.append((lo, points[k] - 1))
-            lo = points[k] + 1
-            k += 1
-        if lo <= hi:
-            out.append((lo, hi))
-    return tuple(out)
+    """``cs_minus(cs, points)`` for sorted code points (``cs`` within :data:`UNIVERSE`): each point
+    splits the one interval holding it (found by bisection; a trie node has few children)."""
+    out = cs
+    for p in points:
+        i = bisect_right(out, (p, _BIG)) - 1  # the last interval starting at or before p
+        if i >= 0 and p <= out[i][1]:
+            lo, hi = out[i]
+            out = out[:i] + (((lo, p - 1),) if p > lo else ()) + (((p + 1, hi),) if p < hi else ()) + out[i + 1 :]
+    return out
 
 
 def _simple_complement(t: Node) -> Node | None:

@@ -105,3 +105,25 @@ def test_emptiness_memo_gives_the_same_grammars(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(kw, "Algebra", lambda norm: Algebra(norm, _empty_memo=_Forgetful()))
     assert _grammars() == memoised
     assert sum(not g.startswith("unsupported") for g in memoised) > 80
+
+
+def test_lark_value_len_equals_lark() -> None:
+    """The tie-break length of a regex terminal is lark's ``len(eval_escaping(regex))``."""
+    from lark.exceptions import GrammarError
+    from lark.load_grammar import eval_escaping
+
+    from decoding.grammar.json_schema.bnf import _lark_value_len
+
+    rng = random.Random(3)
+    pieces = ["\\", "\\\\", "\\x22", "\\u00e9", "\\U0001f600", "\\n", "\\t", "\\/", "\\'", '\\"', "'", '"', "a", "[", "]", "\u00e9", "\\d", "\\N"]
+    texts = [json_schema_to_lark(s) for s in (OBJ, TREE, PETS)]
+    regexes = [line.split(": /", 1)[1][:-1] for t in texts for line in t.splitlines() if ": /" in line]
+    regexes += ["".join(rng.choice(pieces) for _ in range(rng.randrange(8))) for _ in range(3000)]
+    for r in regexes:
+        try:
+            expected = len(eval_escaping(r))
+        except GrammarError:
+            with pytest.raises(GrammarError):
+                _lark_value_len.__wrapped__(r)
+            continue
+        assert _lark_value_len.__wrapped__(r) == expected, r

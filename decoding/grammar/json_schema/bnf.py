@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import time
+from ast import literal_eval
 from functools import lru_cache
 
 from decoding.grammar.json_schema.emit import WS_REGEX, GrammarBuilder, Item, NfaBuild, Repeat
@@ -244,10 +245,30 @@ def _check_duplicates(rules: list[tuple[str, Alt]]) -> None:
 
 @lru_cache(maxsize=1 << 14)
 def _lark_value_len(regex: str) -> int:
-    """Length of the pattern text lark keeps for ``/regex/`` (escapes such as ``\\x22`` evaluated)."""
-    from lark.load_grammar import eval_escaping
+    """Length of the pattern text lark keeps for ``/regex/`` (escapes such as ``\\x22`` evaluated):
+    ``len(lark.load_grammar.eval_escaping(regex))``, with its character loop done by ``re``."""
+    if not _LONE_BACKSLASH_AT_END.search(regex):
+        w = _ESCAPE_PAIR.sub(_lark_escape, regex)
+        w = w.replace('\\"', '"').replace("'", "\\'")
+        try:
+            return len(literal_eval(f"u'''{w}'''"))
+        except (SyntaxError, ValueError):
+            pass
+    from lark.load_grammar import eval_escaping  # lark's own error for what it cannot read
 
     return len(eval_escaping(regex))
+
+
+_ESCAPE_PAIR = re.compile(r"\\(.)", re.DOTALL)
+_LONE_BACKSLASH_AT_END = re.compile(r"(?<!\\)(?:\\\\)*\\\Z")
+
+
+def _lark_escape(m: re.Match) -> str:
+    """One backslash pair as lark's ``eval_escaping`` rewrites it before ``literal_eval``."""
+    c = m.group(1)
+    if c == "\\":
+        return "\\\\\\\\"
+    return "\\" + c if c in "Uuxnftr" else "\\\\" + c
 
 
 def _regex_terminals(

@@ -127,3 +127,14 @@ def test_lark_value_len_equals_lark() -> None:
                 _lark_value_len.__wrapped__(r)
             continue
         assert _lark_value_len.__wrapped__(r) == expected, r
+
+
+def test_literal_json_regex_equals_the_tree_route() -> None:
+    from decoding.grammar.json_schema.encode import json_string_regex, literal_json_regex
+    from decoding.grammar.json_schema.regex_ast import literal
+
+    rng = random.Random(4)
+    alphabet = ["a", "Z", "0", "_", "-", "/", '"', "\\", "\n", "\u0001", "\u00e9", "\u4e00", "\U0001f600", " ", "$", "."]
+    names = ["", "a", "ab", *("".join(rng.choice(alphabet) for _ in range(rng.randrange(6))) for _ in range(500))]
+    for n in names:
+        assert literal_json_regex(n) == json_string_regex(literal(n)), n

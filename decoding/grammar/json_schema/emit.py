@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from itertools import product as cartesian
 
 from decoding.grammar.json_schema import automaton as fa
-from decoding.grammar.json_schema.encode import json_string_regex, plain_regex
+from decoding.grammar.json_schema.encode import json_string_regex, literal_json_regex, plain_regex
 from decoding.grammar.json_schema.hashing import cached_hash
 from decoding.grammar.json_schema.key_trie import OtherNames
 from decoding.grammar.json_schema.keys import KeyLang
@@ -72,6 +72,7 @@ class GrammarBuilder:
         self.terminals: dict[str, str] = {}  # regex -> name
         self.trees: dict[str, tuple[Node, str]] = {}  # regex -> (tree, spelling) it was written from
         self.builds: dict[str, NfaBuild] = {}  # regex -> what adds its automaton (without a tree)
+        self._name_terms: dict[str, str] = {}  # listed property name -> its terminal
         self._names: set[str] = set()
         self._shape_rules: dict[Shape, str] = {}
         self._memo: dict[tuple, str] = {}
@@ -172,7 +173,10 @@ class GrammarBuilder:
     def key_terminal(self, lang: KeyLang | None, name: str | None = None, path: str = "#") -> str:
         """The terminal of one listed name, or of a language of other names."""
         if name is not None:
-            return self.terminal(json_string_regex(literal(name)), "KEY", literal(name))
+            term = self._name_terms.get(name)
+            if term is None:
+                term = self._name_terms[name] = self.terminal(literal_json_regex(name), "KEY", literal(name))
+            return term
         assert lang is not None
         if lang == KeyLang():
             return self.terminal(STRING_ANY, "KEY")

@@ -173,6 +173,12 @@ def json_string_regex(node: Node, unicode_escapes: bool = True) -> str:
     return "\\x22" + _spell(node, lambda cs: json_char(cs, unicode_escapes)) + "\\x22"
 
 
+def literal_json_regex(text: str) -> str:
+    """``json_string_regex(literal(text))`` written from the characters directly (no tree walk):
+    the regex of the JSON texts of the one string ``text`` (property names are many)."""
+    return "\\x22" + "".join([json_char(((cp, cp),)) for cp in map(ord, text)]) + "\\x22"
+
+
 def plain_regex(node: Node) -> str:
     """Regex for the strings of ``node`` themselves (``(?!)`` for the empty language)."""
     if node == Alt(()):

@@ -56,11 +56,11 @@ class OtherNames:
     # --- regex text -----------------------------------------------------------------------------
     def regex(self) -> str:
         """Regex text of the JSON texts (quotes included) of the other names."""
-        inner = _inner(self.trie)
+        spelled: dict[str, str | None] = {}  # a character of the names -> its JSON spellings
+        inner, paths, exits = _walk(self.trie, self.used, spelled)
         tail = []
         if self.unused:
-            tail.append(_paths(self.trie) + _char(self.unused))  # type: ignore[operator]
-        exits = _exits(self.trie, self.used)
+            tail.append(paths + _char(self.unused))  # type: ignore[operator]
         if exits is not None:
             tail.append(exits)
         parts = [] if inner is None else [inner]
@@ -111,38 +111,31 @@ def _group(parts: list[str]) -> str:
     return parts[0] if len(parts) == 1 else "(?:" + "|".join(parts) + ")"
 
 
-def _inner(node: dict) -> str | None:
-    """Trie paths from ``node`` that do not end on a name (``None``: there are none)."""
-    parts = []
-    for c in sorted(c for c in node if c):
-        head = _char(((ord(c), ord(c)),))
-        sub = _inner(node[c]) if head is not None else None
-        if sub is not None:
-            parts.append(head + sub)  # type: ignore[operator]
-    if _END in node:
-        return _group(parts) if parts else None
-    return "(?:" + "|".join(parts) + ")?" if parts else ""
-
-
-def _paths(node: dict) -> str:
-    """Every trie path from ``node``, the empty one included."""
-    parts = []
-    for c in sorted(c for c in node if c):
-        head = _char(((ord(c), ord(c)),))
-        if head is not None:
-            parts.append(head + _paths(node[c]))
-    return "(?:" + "|".join(parts) + ")?" if parts else ""
-
-
-def _exits(node: dict, used: CharSet) -> str | None:
-    """Trie paths from ``node`` then a character of ``used`` that no name continues with."""
+def _walk(node: dict, used: CharSet, spelled: dict[str, str | None]) -> tuple[str | None, str, str | None]:
+    """From ``node``: the trie paths that do not end on a name (``None``: none), every trie path
+    (the empty one included), and the trie paths followed by a character of ``used`` that no
+    name continues with (``None``: none); one walk for the three."""
     children = sorted(c for c in node if c)
     leave = _without_points(used, [ord(c) for c in children])
     first = _char(leave) if leave else None
-    parts = [] if first is None else [first]
+    inner_parts: list[str] = []
+    path_parts: list[str] = []
+    exit_parts = [] if first is None else [first]
     for c in children:
-        head = _char(((ord(c), ord(c)),))
-        sub = _exits(node[c], used) if head is not None else None
-        if sub is not None:
-            parts.append(head + sub)  # type: ignore[operator]
-    return _group(parts) if parts else None
+        head = spelled.get(c, "")
+        if head == "":
+            head = spelled[c] = _char(((ord(c), ord(c)),))
+        if head is None:
+            continue
+        inner, paths, exits = _walk(node[c], used, spelled)
+        if inner is not None:
+            inner_parts.append(head + inner)
+        path_parts.append(head + paths)
+        if exits is not None:
+            exit_parts.append(head + exits)
+    if _END in node:
+        inner_all = _group(inner_parts) if inner_parts else None
+    else:
+        inner_all = "(?:" + "|".join(inner_parts) + ")?" if inner_parts else ""
+    paths_all = "(?:" + "|".join(path_parts) + ")?" if path_parts else ""
+    return inner_all, paths_all, (_group(exit_parts) if exit_parts else None)

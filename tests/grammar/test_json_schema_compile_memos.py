@@ -138,3 +138,33 @@ def test_literal_json_regex_equals_the_tree_route() -> None:
     names = ["", "a", "ab", *("".join(rng.choice(alphabet) for _ in range(rng.randrange(6))) for _ in range(500))]
     for n in names:
         assert literal_json_regex(n) == json_string_regex(literal(n)), n
+
+
+def test_number_emptiness_stops_at_the_first_member() -> None:
+    """``NumAtom.is_empty`` (which lists at most one member) equals the test on the full list."""
+    from fractions import Fraction
+
+    from decoding.grammar.json_schema.numbers import NumAtom
+
+    rng = random.Random(5)
+    fr = [Fraction(n, d) for n in range(-6, 7) for d in (1, 2, 3)]
+    seen = set()
+    for _ in range(3000):
+        lo, hi = rng.choice([None, *fr]), rng.choice([None, *fr])
+        atom = NumAtom(
+            integer=rng.random() < 0.5,
+            lo=lo,
+            lo_excl=rng.random() < 0.3,
+            hi=hi,
+            hi_excl=rng.random() < 0.3,
+            multiples=tuple(rng.sample([Fraction(1, 2), Fraction(2), Fraction(3), Fraction(5, 3)], rng.randrange(3))),
+            not_values=frozenset(rng.sample(fr, rng.randrange(4))),
+            not_multiples=tuple(rng.sample([Fraction(2), Fraction(3)], rng.randrange(2))),
+        )
+        full = atom._finite()
+        by_list = (atom.integer and atom.nonint) or (
+            atom.lo is not None and atom.hi is not None and (atom.lo > atom.hi or (atom.lo == atom.hi and (atom.lo_excl or atom.hi_excl)))
+        ) or (full is not None and not full)
+        assert atom.is_empty() == by_list, atom
+        seen.add(by_list)
+    assert seen == {True, False}

@@ -11,32 +11,17 @@ import re
 
 import pytest
 
-from decoding.grammar.dfa import START, build_dfa
+from decoding.grammar.dfa import build_dfa
 from decoding.grammar.json_schema.encode import json_string_regex
 from decoding.grammar.json_schema.key_trie import OtherNames
 from decoding.grammar.json_schema.keys import _without_points, not_names
 from decoding.grammar.json_schema.regex_ast import charset, cs_minus
 from decoding.grammar.json_schema.tree_nfa import add_tree, tree_width
 from decoding.grammar.regex_bytes import ByteNFA, max_width, parse_regex
+from tests.grammar.test_grammar_lalr_build import _same_language
 
 _UNSPELLABLE = re.compile("[\x00-\x07\x0b\x0e-\x1f]")  # control characters without a short JSON escape
 ALPHABET = ["a", "b", "c", "/", '"', "\\", "\n", "\t", "\u00e9", "\u4e00", "\U0001f600", "\u0001", "-"]
-
-
-def _same_language(d1, d2) -> bool:
-    """Two byte DFAs accept the same strings (breadth-first over state pairs)."""
-    seen = {(START, START)}
-    todo = [(START, START)]
-    while todo:
-        p, q = todo.pop()
-        if bool(d1.accepts[p]) != bool(d2.accepts[q]):
-            return False
-        for b in range(256):
-            pair = (d1.rows[p][b], d2.rows[q][b])
-            if pair not in seen:
-                seen.add(pair)
-                todo.append(pair)
-    return True
 
 
 def _dfa_of_regex(regex: str):

@@ -19,38 +19,27 @@ def cached_hash(cls: T) -> T:
     """Wrap the ``__hash__`` that ``@dataclass(frozen=True)`` generated for ``cls`` (apply it
     above the dataclass decorator): same value, computed once per object and kept in its
     ``__dict__`` (not a field, so equality, ``repr`` and ``replace`` ignore it)."""
-    field_hash = cls.__dict__.get("__hash__")
-    if field_hash is None:
-        raise TypeError(
-            f"{cls.__name__} has no generated __hash__: apply @cached_hash over @dataclass(frozen=True)"
-        )
-
-    def __hash__(self) -> int:
-        d = self.__dict__
-        h = d.get("_hash")
-        if h is None:
-            h = d["_hash"] = field_hash(self)
-        return h
-
-    __hash__.__doc__ = field_hash.__doc__
-    cls.__hash__ = __hash__  # type: ignore[method-assign]
-    return cls
+    return _computed_once(cls, "__hash__", "_hash", "cached_hash")
 
 
 def cached_repr(cls: T) -> T:
     """Wrap the ``__repr__`` that ``@dataclass`` generated for ``cls`` (apply it above the
     dataclass decorator): same text, computed once per object (for immutable objects only)."""
-    field_repr = cls.__dict__.get("__repr__")
-    if field_repr is None:
-        raise TypeError(f"{cls.__name__} has no generated __repr__: apply @cached_repr over @dataclass")
+    return _computed_once(cls, "__repr__", "_repr", "cached_repr")
 
-    def __repr__(self) -> str:
+
+def _computed_once(cls: T, method: str, slot: str, decorator: str) -> T:
+    generated = cls.__dict__.get(method)
+    if generated is None:
+        raise TypeError(f"{cls.__name__} has no generated {method}: apply @{decorator} over @dataclass(frozen=True)")
+
+    def once(self):
         d = self.__dict__
-        r = d.get("_repr")
-        if r is None:
-            r = d["_repr"] = field_repr(self)
-        return r
+        value = d.get(slot)
+        if value is None:
+            value = d[slot] = generated(self)
+        return value
 
-    __repr__.__doc__ = field_repr.__doc__
-    cls.__repr__ = __repr__  # type: ignore[method-assign]
+    once.__name__, once.__doc__ = method, generated.__doc__
+    setattr(cls, method, once)
     return cls

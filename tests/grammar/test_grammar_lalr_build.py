@@ -327,7 +327,7 @@ def _same_language(d1, d2) -> bool:
 
 
 def test_tree_automata_equal_their_regex_text() -> None:
-    """Every terminal the converter writes from a tree (or builds from the names' trie): the NFA
+    """Every terminal the converter writes from a tree (or builds without one: key_trie.py, listed names): the NFA
     built from the tree accepts the language of the NFA parsed from its regex text, and its
     width is ``re``'s for that text."""
     from decoding.grammar.dfa import build_dfa
@@ -373,7 +373,7 @@ def test_tree_automata_equal_their_regex_text() -> None:
             assert _same_language(build_dfa(n1, [s1], {e1: 1}), build_dfa(n2, [s2], {e2: 1})), regex
             assert w1 == max_width(parsed), regex
             built += 1
-    assert checked > 150 and built > 10
+    assert checked > 100 and built > 50
 
 
 def test_shared_lexer_contexts_give_the_same_masks() -> None:

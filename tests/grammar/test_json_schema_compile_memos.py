@@ -168,3 +168,21 @@ def test_number_emptiness_stops_at_the_first_member() -> None:
         assert atom.is_empty() == by_list, atom
         seen.add(by_list)
     assert seen == {True, False}
+
+
+def test_literal_name_automaton_equals_the_tree_route() -> None:
+    """A listed name's byte NFA and width built without a tree equal the tree route's."""
+    from decoding.grammar.dfa import build_dfa
+    from decoding.grammar.json_schema.regex_ast import literal
+    from decoding.grammar.json_schema.tree_nfa import add_literal, add_tree, tree_width
+    from decoding.grammar.regex_bytes import ByteNFA
+    from tests.grammar.test_grammar_lalr_build import _same_language
+
+    rng = random.Random(6)
+    alphabet = ["a", "Z", "_", "/", '"', "\\", "\n", "\b", "\u0001", "\u00e9", "\U0001f600", "-"]
+    for name in ["", "a", *("".join(rng.choice(alphabet) for _ in range(rng.randrange(6))) for _ in range(150))]:
+        n1, n2 = ByteNFA(), ByteNFA()
+        s1, e1, w1 = add_literal(n1, name)
+        s2, e2 = add_tree(n2, literal(name), "json")
+        assert _same_language(build_dfa(n1, [s1], {e1: 1}), build_dfa(n2, [s2], {e2: 1})), name
+        assert w1 == tree_width(literal(name), "json"), name

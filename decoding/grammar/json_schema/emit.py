@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from itertools import product as cartesian
 
 from decoding.grammar.json_schema import automaton as fa
@@ -29,9 +30,10 @@ from decoding.grammar.json_schema.hashing import cached_hash
 from decoding.grammar.json_schema.key_trie import OtherNames
 from decoding.grammar.json_schema.keys import KeyLang
 from decoding.grammar.json_schema.keywords import Normalizer
-from decoding.grammar.json_schema.regex_ast import NOTHING, Node, alt, literal
+from decoding.grammar.json_schema.regex_ast import NOTHING, Node, alt
 from decoding.grammar.json_schema.shapes import TRUE_REF, ArrAtom, ObjAtom, Ref, Shape, Unsupported
 from decoding.grammar.json_schema.strings import StrAtom
+from decoding.grammar.json_schema.tree_nfa import add_literal
 from decoding.grammar.regex_bytes import ByteNFA
 
 MAX_PRODUCT_STATES = 600
@@ -175,7 +177,8 @@ class GrammarBuilder:
         if name is not None:
             term = self._name_terms.get(name)
             if term is None:
-                term = self._name_terms[name] = self.terminal(literal_json_regex(name), "KEY", literal(name))
+                build = partial(add_literal, text=name)  # no tree: names are many and mostly new
+                term = self._name_terms[name] = self.terminal(literal_json_regex(name), "KEY", build=build)
             return term
         assert lang is not None
         if lang == KeyLang():

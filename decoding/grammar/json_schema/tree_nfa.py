@@ -56,6 +56,23 @@ def add_tree(nfa: ByteNFA, node: Node, spell: str) -> tuple[int, int]:
     return start, end
 
 
+def add_literal(nfa: ByteNFA, text: str) -> tuple[int, int, int]:
+    """:func:`add_tree` and :func:`tree_width` of ``literal(text)`` spelled ``"json"``, without the
+    tree: ``(start, accept, longest match in characters)`` of the JSON texts of the one string."""
+    b = _Builder(nfa, "json")
+    start, end, a = nfa.new(), nfa.new(), nfa.new()
+    nfa.edges[start].append((0x22, 0x22, a))
+    width = 2
+    cur = a
+    for cp in map(ord, text):
+        nxt = nfa.new()
+        b.chars(((cp, cp),), cur, nxt)
+        width += 6 if cp < 0x20 else 2 if cp in _SHORT else 1
+        cur = nxt
+    nfa.edges[cur].append((0x22, 0x22, end))
+    return start, end, min(width, MAXWIDTH)
+
+
 class _Builder:
     def __init__(self, nfa: ByteNFA, spell: str) -> None:
         self.nfa = nfa

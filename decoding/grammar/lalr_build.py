@@ -202,6 +202,7 @@ class _Builder:
                 if x < nt0:
                     bits |= 1 << x
             term_bits.append(bits)
+        self.term_bits = term_bits
         nt_index: dict[tuple[int, int], int] = {}
         nt_list: list[tuple[int, int]] = []
         for p, row in enumerate(trans):
@@ -263,15 +264,12 @@ class _Builder:
     def table(self) -> ParseTable:
         self._lr0()
         la = self._lookaheads()
-        names, lhs, rhs, nt0 = self.names, self.lhs, self.rhs, self.n_terms
+        names, lhs, rhs, term_bits = self.names, self.lhs, self.rhs, self.term_bits
         actions: list[dict[str, tuple]] = []
         conflicts = []
         for q, row in enumerate(self.trans):
             acts: dict[str, tuple] = {names[x]: ("s", j) for x, j in row.items()}
-            shift_bits = 0
-            for x in row:
-                if x < nt0:
-                    shift_bits |= 1 << x
+            shift_bits = term_bits[q]
             seen = 0
             for r, bits in la[q].items():
                 clash = bits & seen

@@ -327,8 +327,9 @@ def _same_language(d1, d2) -> bool:
 
 
 def test_tree_automata_equal_their_regex_text() -> None:
-    """Every terminal the converter writes from a tree: the NFA built from the tree accepts the
-    language of the NFA parsed from its regex text, and its width is ``re``'s for that text."""
+    """Every terminal the converter writes from a tree (or builds without one: key_trie.py, listed names): the NFA
+    built from the tree accepts the language of the NFA parsed from its regex text, and its
+    width is ``re``'s for that text."""
     from decoding.grammar.dfa import build_dfa
     from decoding.grammar.json_schema.emit import GrammarBuilder
     from decoding.grammar.json_schema.keywords import Normalizer
@@ -346,7 +347,7 @@ def test_tree_automata_equal_their_regex_text() -> None:
         {"type": "string", "format": "date-time"},
         {"type": "number", "multipleOf": 0.5, "minimum": -3, "maximum": 7},
     ]
-    checked = 0
+    checked = built = 0
     for schema in [*SCHEMAS, *extra]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -364,7 +365,15 @@ def test_tree_automata_equal_their_regex_text() -> None:
             assert _same_language(build_dfa(n1, [s1], {e1: 1}), build_dfa(n2, [s2], {e2: 1})), regex
             assert tree_width(tree, spell) == max_width(parsed), regex
             checked += 1
-    assert checked > 150
+        for regex, build in b.builds.items():  # terminals built without a tree (key_trie.py)
+            n1, n2 = ByteNFA(), ByteNFA()
+            s1, e1, w1 = build(n1)
+            parsed = parse_regex(regex)
+            s2, e2 = n2.add_parsed(parsed)
+            assert _same_language(build_dfa(n1, [s1], {e1: 1}), build_dfa(n2, [s2], {e2: 1})), regex
+            assert w1 == max_width(parsed), regex
+            built += 1
+    assert checked > 100 and built > 50
 
 
 def test_shared_lexer_contexts_give_the_same_masks() -> None:

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import re
 import time
+from ast import literal_eval
 from functools import lru_cache
 
-from decoding.grammar.json_schema.emit import WS_REGEX, GrammarBuilder, Item, Repeat
+from decoding.grammar.json_schema.emit import WS_REGEX, GrammarBuilder, Item, NfaBuild, Repeat
 from decoding.grammar.json_schema.regex_ast import Node
 from decoding.grammar.json_schema.shapes import Unsupported
 from decoding.grammar.json_schema.tree_nfa import add_tree, tree_width
@@ -59,7 +60,7 @@ def grammar_spec(builder: GrammarBuilder, root: str, timings: dict[str, float] |
     _check_duplicates(rules)
     clock.lap("bnf")
     terminals = [
-        *_regex_terminals([*named, ("WS", WS_REGEX)], builder.trees),
+        *_regex_terminals([*named, ("WS", WS_REGEX)], builder.trees, builder.builds),
         *(TerminalDef(n, re.escape(v), True, len(v), len(v)) for v, n in literals.names.items()),
     ]
     clock.lap("automata")
@@ -244,20 +245,43 @@ def _check_duplicates(rules: list[tuple[str, Alt]]) -> None:
 
 @lru_cache(maxsize=1 << 14)
 def _lark_value_len(regex: str) -> int:
-    """Length of the pattern text lark keeps for ``/regex/`` (escapes such as ``\\x22`` evaluated)."""
-    from lark.load_grammar import eval_escaping
+    """Length of the pattern text lark keeps for ``/regex/`` (escapes such as ``\\x22`` evaluated):
+    ``len(lark.load_grammar.eval_escaping(regex))``, with its character loop done by ``re``."""
+    if not _LONE_BACKSLASH_AT_END.search(regex):
+        w = _ESCAPE_PAIR.sub(_lark_escape, regex)
+        w = w.replace('\\"', '"').replace("'", "\\'")
+        try:
+            return len(literal_eval(f"u'''{w}'''"))
+        except (SyntaxError, ValueError):
+            pass
+    from lark.load_grammar import eval_escaping  # lark's own error for what it cannot read
 
     return len(eval_escaping(regex))
 
 
-def _regex_terminals(named: list[tuple[str, str]], trees: dict[str, tuple[Node, str]]) -> list[TerminalDef]:
+_ESCAPE_PAIR = re.compile(r"\\(.)", re.DOTALL)
+_LONE_BACKSLASH_AT_END = re.compile(r"(?<!\\)(?:\\\\)*\\\Z")
+
+
+def _lark_escape(m: re.Match) -> str:
+    """One backslash pair as lark's ``eval_escaping`` rewrites it before ``literal_eval``."""
+    c = m.group(1)
+    if c == "\\":
+        return "\\\\\\\\"
+    return "\\" + c if c in "Uuxnftr" else "\\\\" + c
+
+
+def _regex_terminals(
+    named: list[tuple[str, str]], trees: dict[str, tuple[Node, str]], builds: dict[str, NfaBuild] | None = None
+) -> list[TerminalDef]:
     """Regex terminals with lark's tie-break data; their automata are built now (from the tree
-    the regex was written from, when there is one), or found built.
+    the regex was written from, or by the converter's own builder, when there is one), or found built.
 
     Raises:
         GrammarError: a regex the byte automaton cannot express (names the terminal).
     """
     builders = {r: _tree_builder(*trees[r]) for _, r in named if r in trees}
+    builders.update((r, builds[r]) for _, r in named if builds and r in builds)
     try:
         states = terminal_automata([r for _, r in named], builders)[1]
     except RegexError as err:

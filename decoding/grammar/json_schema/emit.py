@@ -19,16 +19,22 @@ Rules that can derive no finite text are removed at the end.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from itertools import product as cartesian
 
 from decoding.grammar.json_schema import automaton as fa
-from decoding.grammar.json_schema.encode import json_string_regex, plain_regex
+from decoding.grammar.json_schema.encode import json_string_regex, literal_json_regex, plain_regex
+from decoding.grammar.json_schema.hashing import cached_hash
+from decoding.grammar.json_schema.key_trie import OtherNames
 from decoding.grammar.json_schema.keys import KeyLang
 from decoding.grammar.json_schema.keywords import Normalizer
-from decoding.grammar.json_schema.regex_ast import NOTHING, Node, alt, literal
+from decoding.grammar.json_schema.regex_ast import NOTHING, Node, alt
 from decoding.grammar.json_schema.shapes import TRUE_REF, ArrAtom, ObjAtom, Ref, Shape, Unsupported
 from decoding.grammar.json_schema.strings import StrAtom
+from decoding.grammar.json_schema.tree_nfa import add_literal
+from decoding.grammar.regex_bytes import ByteNFA
 
 MAX_PRODUCT_STATES = 600
 MAX_GRAMMAR_SYMBOLS = 40_000  # lark's LALR construction takes seconds beyond this
@@ -38,6 +44,7 @@ WS_REGEX = r"[ \t\n\r]+"  # whitespace between tokens (ignored)
 STRING_ANY = r"\x22(?:[^\x22\\\x00-\x1f]|\\[\x22\\\/bfnrt]|\\u[0-9a-fA-F]{4})*\x22"  # lark-safe quotes
 
 
+@cached_hash
 @dataclass(frozen=True)
 class Repeat:
     """``(symbols) ~ lo..hi`` in lark (``hi=None``: unbounded)."""
@@ -54,6 +61,7 @@ class Repeat:
 
 
 Item = str | Repeat
+NfaBuild = Callable[[ByteNFA], tuple[int, int, int]]
 
 
 class GrammarBuilder:
@@ -65,6 +73,8 @@ class GrammarBuilder:
         self.rules: dict[str, list[list[Item]]] = {}
         self.terminals: dict[str, str] = {}  # regex -> name
         self.trees: dict[str, tuple[Node, str]] = {}  # regex -> (tree, spelling) it was written from
+        self.builds: dict[str, NfaBuild] = {}  # regex -> what adds its automaton (without a tree)
+        self._name_terms: dict[str, str] = {}  # listed property name -> its terminal
         self._names: set[str] = set()
         self._shape_rules: dict[Shape, str] = {}
         self._memo: dict[tuple, str] = {}
@@ -79,14 +89,19 @@ class GrammarBuilder:
         self._names.add(name)
         return name
 
-    def terminal(self, regex: str, hint: str, tree: Node | None = None, spell: str = "json") -> str:
+    def terminal(
+        self, regex: str, hint: str, tree: Node | None = None, spell: str = "json", build: NfaBuild | None = None
+    ) -> str:
         """The terminal of ``regex`` (one per distinct regex); ``tree`` is the tree the regex spells
-        (:mod:`.tree_nfa` builds its automaton from it directly)."""
+        (:mod:`.tree_nfa` builds its automaton from it directly), or ``build`` adds its automaton to
+        a byte NFA (``(start, accept, longest match)``)."""
         name = self.terminals.get(regex)
         if name is None:
             name = self.terminals[regex] = f"{hint}_{len(self.terminals)}".upper()
             if tree is not None:
                 self.trees[regex] = (tree, spell)
+            elif build is not None:
+                self.builds[regex] = build
         return name
 
     def _rule(self, key: tuple, hint: str, build) -> str:
@@ -160,10 +175,17 @@ class GrammarBuilder:
     def key_terminal(self, lang: KeyLang | None, name: str | None = None, path: str = "#") -> str:
         """The terminal of one listed name, or of a language of other names."""
         if name is not None:
-            return self.terminal(json_string_regex(literal(name)), "KEY", literal(name))
+            term = self._name_terms.get(name)
+            if term is None:
+                build = partial(add_literal, text=name)  # no tree: names are many and mostly new
+                term = self._name_terms[name] = self.terminal(literal_json_regex(name), "KEY", build=build)
+            return term
         assert lang is not None
         if lang == KeyLang():
             return self.terminal(STRING_ANY, "KEY")
+        if not lang.inside and not lang.outside and not any(0xD800 <= ord(c) <= 0xDFFF for n in lang.names for c in n):
+            other = OtherNames(lang.names)  # straight from the names' trie (key_trie.py)
+            return self.terminal(other.regex(), "KEY", build=other.add_to)
         try:
             tree = lang.tree()
         except fa.TooLarge as e:

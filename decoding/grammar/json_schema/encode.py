@@ -93,6 +93,9 @@ def _hex_digit_class(nibbles: list[int]) -> str:
 @cache
 def json_char(cs: CharSet, unicode_escapes: bool = True) -> str:
     """Regex for the JSON text of one decoded character of ``cs`` (``\\u00XX`` only if ``unicode_escapes``)."""
+    if cs and cs[-1][1] < 0x7F and cs[0][0] > 0x22 and not any(lo <= 0x2F <= hi or lo <= 0x5C <= hi for lo, hi in cs):
+        # printable ASCII written only raw: the class itself (what the general case below writes)
+        return _cp(cs[0][0]) if len(cs) == 1 and cs[0][0] == cs[0][1] else "[" + _ranges(cs) + "]"
     raw = cs_minus(cs, _FORBIDDEN_RAW)
     alts = [char_class(raw)] if raw else []
     short = [v for k, v in _SHORT.items() if any(lo <= k <= hi for lo, hi in cs)]
@@ -133,17 +136,31 @@ def _repeat(body: str, lo: int, hi: int | None) -> str:
 
 
 def _spell(node: Node, char) -> str:
+    out: list[str] = []
+    _spell_into(node, char, out)
+    return "".join(out)
+
+
+def _spell_into(node: Node, char, out: list[str]) -> None:
+    """Append the regex text of ``node`` to ``out`` (one join at the end, not one per level)."""
     if isinstance(node, Chars):
-        return char(node.cs)
-    if isinstance(node, Cat):
-        return "".join(_spell(p, char) for p in node.parts)
-    if isinstance(node, Alt):
+        out.append(char(node.cs))
+    elif isinstance(node, Cat):
+        for p in node.parts:
+            _spell_into(p, char, out)
+    elif isinstance(node, Alt):
         if not node.parts:
             raise ValueError("the empty language has no regex")
-        return "(?:" + "|".join(_spell(p, char) for p in node.parts) + ")"
-    if isinstance(node, Rep):
-        return _repeat(_spell(node.body, char), node.lo, node.hi)
-    raise TypeError(node)
+        out.append("(?:")
+        for k, p in enumerate(node.parts):
+            if k:
+                out.append("|")
+            _spell_into(p, char, out)
+        out.append(")")
+    elif isinstance(node, Rep):
+        out.append(_repeat(_spell(node.body, char), node.lo, node.hi))
+    else:
+        raise TypeError(node)
 
 
 @cache
@@ -154,6 +171,12 @@ def json_string_regex(node: Node, unicode_escapes: bool = True) -> str:
     or are not written): shorter terminals for property names outside ``properties``.
     """
     return "\\x22" + _spell(node, lambda cs: json_char(cs, unicode_escapes)) + "\\x22"
+
+
+def literal_json_regex(text: str) -> str:
+    """``json_string_regex(literal(text))`` written from the characters directly (no tree walk):
+    the regex of the JSON texts of the one string ``text`` (property names are many)."""
+    return "\\x22" + "".join([json_char(((cp, cp),)) for cp in map(ord, text)]) + "\\x22"
 
 
 def plain_regex(node: Node) -> str:

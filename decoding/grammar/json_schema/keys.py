@@ -9,14 +9,17 @@ one pattern that no listed name matches is the pattern itself), through automata
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from functools import cache
 
 from decoding.grammar.json_schema import automaton as fa
+from decoding.grammar.json_schema.hashing import cached_hash
 from decoding.grammar.json_schema.regex_ast import (
     EPS,
     NOTHING,
     UNIVERSE,
+    Alt,
     Chars,
     CharSet,
     Node,
@@ -31,7 +34,10 @@ from decoding.grammar.json_schema.regex_ast import (
 )
 from decoding.grammar.json_schema.strings import dfa_of
 
+_BIG = 1 << 40  # above every code point and marker
 
+
+@cached_hash
 @dataclass(frozen=True)
 class KeyLang:
     """Keys in all of ``inside``, in none of ``outside``, and not in ``names``."""
@@ -108,6 +114,7 @@ def not_names(names: frozenset[str]) -> Node:
         node[""] = {}
     used = charset((ord(c), ord(c)) for n in names for c in n)
     unused = cs_minus(UNIVERSE, used)
+    used = cs_minus(used, ())  # within UNIVERSE (lone surrogates of a name are not characters), as _exits expects
     exits = alt(cat(_paths(trie), Chars(unused)) if unused else NOTHING, _exits(trie, used))
     return alt(_inner(trie), cat(exits, any_string()))
 
@@ -125,12 +132,27 @@ def _paths(node: dict) -> Node:
 
 
 def _exits(node: dict, used: CharSet) -> Node:
-    """Trie paths from ``node`` followed by a character of ``used`` that no name continues with."""
+    """Trie paths from ``node`` followed by a character of ``used`` that no name continues with.
+
+    The tree :func:`~.regex_ast.alt` would make of these parts, built directly: the parts are one
+    class and concatenations that start with distinct characters (nothing to merge or drop)."""
     children = sorted(c for c in node if c)
-    others = cs_minus(used, tuple((ord(c), ord(c)) for c in children))
-    parts = [Chars(others)] if others else []
+    others = _without_points(used, [ord(c) for c in children])
+    parts: list[Node] = [Chars(others)] if others else []
     parts.extend(cat(literal(c), _exits(node[c], used)) for c in children)
-    return alt(*parts)
+    return parts[0] if len(parts) == 1 else Alt(tuple(parts))
+
+
+def _without_points(cs: CharSet, points: list[int]) -> CharSet:
+    """``cs_minus(cs, points)`` for sorted code points (``cs`` within :data:`UNIVERSE`): each point
+    splits the one interval holding it (found by bisection; a trie node has few children)."""
+    out = cs
+    for p in points:
+        i = bisect_right(out, (p, _BIG)) - 1  # the last interval starting at or before p
+        if i >= 0 and p <= out[i][1]:
+            lo, hi = out[i]
+            out = out[:i] + (((lo, p - 1),) if p > lo else ()) + (((p + 1, hi),) if p < hi else ()) + out[i + 1 :]
+    return out
 
 
 def _simple_complement(t: Node) -> Node | None:

@@ -14,11 +14,13 @@ exact decimal arithmetic (``jsonschema`` divides binary floats; 0.07 is a multip
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 from fractions import Fraction
 
 from decoding.grammar.json_schema import automaton as fa
+from decoding.grammar.json_schema.hashing import cached_hash
 from decoding.grammar.json_schema.regex_ast import (
     EPS,
     NOTHING,
@@ -308,6 +310,7 @@ def _lcm(a: Fraction, b: Fraction) -> Fraction:
 
 
 # --- the atom ----------------------------------------------------------------------------------
+@cached_hash
 @dataclass(frozen=True)
 class NumAtom:
     """A set of numbers: the conjunction of every field (``values=None``: no finite list)."""
@@ -384,8 +387,9 @@ class NumAtom:
             out.append(NumAtom(values=self.not_values))
         return out
 
-    def _finite(self) -> list[Fraction] | None:
-        """The members when the set is finite and small enough to list, else ``None``."""
+    def _finite(self, first_only: bool = False) -> list[Fraction] | None:
+        """The members when the set is finite and small enough to list, else ``None``
+        (``first_only``: only the smallest member, or none: what an emptiness test needs)."""
         if self.values is not None:
             return sorted(v for v in self.values if self.contains(v))
         if self.lo is None or self.hi is None:
@@ -399,7 +403,10 @@ class NumAtom:
         last = math.floor(self.hi / step)
         if last - first + 1 > MAX_ENUMERATED:
             return None
-        return [k * step for k in range(first, last + 1) if self.contains(k * step)]
+        members = (k * step for k in range(first, last + 1) if self.contains(k * step))
+        if first_only:
+            return list(itertools.islice(members, 1))
+        return list(members)
 
     def is_empty(self) -> bool:
         """True only when the set is certainly empty."""
@@ -408,7 +415,7 @@ class NumAtom:
         if self.lo is not None and self.hi is not None:
             if self.lo > self.hi or (self.lo == self.hi and (self.lo_excl or self.hi_excl)):
                 return True
-        finite = self._finite()
+        finite = self._finite(first_only=True)
         return finite is not None and not finite
 
     def tree(self, integer_syntax: bool = False, float_bounds: bool = True) -> Node:

@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
+from decoding.grammar.json_schema.hashing import cached_hash, cached_repr
+
 MAX_CP = 0x10FFFF
 SURROGATES = (0xD800, 0xDFFF)
 BOS = 0x110000  # marker read where the input begins (ECMA-262 ``^``)
@@ -86,6 +88,8 @@ class Node:
     __slots__ = ()
 
 
+@cached_repr
+@cached_hash
 @dataclass(frozen=True)
 class Chars(Node):
     """One character from ``cs``."""
@@ -93,6 +97,8 @@ class Chars(Node):
     cs: CharSet
 
 
+@cached_repr
+@cached_hash
 @dataclass(frozen=True)
 class Cat(Node):
     """Concatenation; ``Cat(())`` is the empty string."""
@@ -100,6 +106,8 @@ class Cat(Node):
     parts: tuple[Node, ...]
 
 
+@cached_repr
+@cached_hash
 @dataclass(frozen=True)
 class Alt(Node):
     """Alternation; ``Alt(())`` matches nothing."""
@@ -107,6 +115,8 @@ class Alt(Node):
     parts: tuple[Node, ...]
 
 
+@cached_repr
+@cached_hash
 @dataclass(frozen=True)
 class Rep(Node):
     """``body`` repeated ``lo`` to ``hi`` times (``hi=None``: unbounded)."""

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from itertools import product as cartesian
 from typing import TYPE_CHECKING
 
+from decoding.grammar.json_schema.hashing import cached_hash
 from decoding.grammar.json_schema.keys import KeyLang
 from decoding.grammar.json_schema.numbers import NumAtom
 from decoding.grammar.json_schema.regex_ast import Node
@@ -43,6 +44,7 @@ class Unsupported(ValueError):
         self.keyword, self.reason, self.path = keyword, reason, path
 
 
+@cached_hash
 @dataclass(frozen=True)
 class Ref:
     """A subschema handle: all of ``pos`` (registry ids) and none of ``neg`` (other handles)."""
@@ -62,6 +64,7 @@ class Ref:
 TRUE_REF = Ref()
 
 
+@cached_hash
 @dataclass(frozen=True)
 class ArrAtom:
     """Arrays: ``prefix[i]`` for the first items, ``items`` for the rest, a count range, and
@@ -92,6 +95,7 @@ class ArrAtom:
         )
 
 
+@cached_hash
 @dataclass(frozen=True)
 class ObjAtom:
     """Objects: the conjunction of ``props`` (a listed key's schema), ``required`` names, ``forall``
@@ -174,6 +178,7 @@ def object_regions(o: ObjAtom, taken: frozenset[str]) -> list[tuple[KeyLang, Ref
     return out
 
 
+@cached_hash
 @dataclass(frozen=True)
 class Shape:
     """Valid values per JSON type (see the module docstring). ``Shape()`` is every value."""
@@ -257,6 +262,7 @@ class Algebra:
 
     norm: Normalizer
     _empty_stack: set = field(default_factory=set)
+    _empty_memo: dict = field(default_factory=dict)  # (ref, narrowing) -> ref_is_empty at the top level
 
     # --- complement -----------------------------------------------------------------------------
     def complement(self, s: Shape, keyword: str, path: str) -> Shape:
@@ -330,16 +336,28 @@ class Algebra:
 
     # --- emptiness ------------------------------------------------------------------------------
     def ref_is_empty(self, ref: Ref) -> bool:
-        """True only when no value matches ``ref`` (cycles and unsupported parts count as non-empty)."""
+        """True only when no value matches ``ref`` (cycles and unsupported parts count as non-empty).
+
+        Memoised for calls made outside any other emptiness test or normalisation (their answer
+        depends only on ``ref`` and the narrowing mode); nested calls depend on what is on the stack.
+        """
         if ref in self._empty_stack:
             return False
+        key = (ref, self.norm.narrowing) if not self._empty_stack and not self.norm._active else None
+        if key is not None:
+            known = self._empty_memo.get(key)
+            if known is not None:
+                return known
         self._empty_stack.add(ref)
         try:
-            return self.is_empty(self.norm.shape(ref))
+            out = self.is_empty(self.norm.shape(ref))
         except Unsupported:
-            return False
+            out = False
         finally:
             self._empty_stack.discard(ref)
+        if key is not None:
+            self._empty_memo[key] = out
+        return out
 
     def is_empty(self, s: Shape) -> bool:
         if s.null or s.bools:

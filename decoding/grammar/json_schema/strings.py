@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from functools import cache
 
 from decoding.grammar.json_schema import automaton as fa
+from decoding.grammar.json_schema.hashing import cached_hash
 from decoding.grammar.json_schema.regex_ast import (
     NOTHING,
     UNIVERSE,
@@ -37,6 +38,20 @@ EXACT_COUNT = 64  # length bounds up to this are made exact through automata whe
 @cache
 def dfa_of(node: Node) -> fa.DFA:
     return fa.minimize(fa.determinize(node))
+
+
+def _has_word(node: Node) -> bool:
+    """Whether the language of ``node`` is non-empty (read off the tree, as the Thompson automaton
+    of :func:`dfa_of` has it: ``Rep`` takes ``lo`` copies of its body even when ``hi < lo``)."""
+    if isinstance(node, Chars):
+        return bool(node.cs)
+    if isinstance(node, Cat):
+        return all(_has_word(p) for p in node.parts)
+    if isinstance(node, Alt):
+        return any(_has_word(p) for p in node.parts)
+    if isinstance(node, Rep):
+        return node.lo == 0 or _has_word(node.body)
+    raise TypeError(node)
 
 
 def _fixed(node: Node) -> int | None:
@@ -161,6 +176,7 @@ def _restrict_cat(node: Cat, lo: int, hi: int | None, approx: bool) -> Node | No
     return cat(*parts)
 
 
+@cached_hash
 @dataclass(frozen=True)
 class StrAtom:
     """A set of strings: the conjunction of every field (``values=None``: no finite list)."""
@@ -221,6 +237,9 @@ class StrAtom:
             return True
         if not self.trees and not self.not_trees:
             return False
+        if len(self.trees) == 1 and not self.not_trees and not self.not_values and not self.min_len:
+            if self.max_len is None and _has_word(next(iter(self.trees))):
+                return False  # one tree, no other constraint: its automaton is non-empty too
         try:
             return fa.is_empty(self._dfa(cap=False))
         except fa.TooLarge:

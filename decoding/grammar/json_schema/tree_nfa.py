@@ -30,6 +30,8 @@ _CONTROLS: CharSet = ((0, 0x1F),)
 # decoded character -> the byte after the backslash of its short JSON escape
 _SHORT = {0x22: 0x22, 0x5C: 0x5C, 0x2F: 0x2F, 0x08: 0x62, 0x0C: 0x66, 0x0A: 0x6E, 0x0D: 0x72, 0x09: 0x74}
 _HEX = "0123456789abcdef"
+# per ASCII code point: 1 where a JSON string writes it escaped (controls, '"', '\\') or may (the '\/' of '/')
+_ESCAPED_ASCII = bytes(1 if cp < 0x20 or cp in (0x22, 0x2F, 0x5C) else 0 for cp in range(0x80))
 
 
 def add_tree(nfa: ByteNFA, node: Node, spell: str) -> tuple[int, int]:
@@ -54,6 +56,23 @@ def add_tree(nfa: ByteNFA, node: Node, spell: str) -> tuple[int, int]:
     return start, end
 
 
+def add_literal(nfa: ByteNFA, text: str) -> tuple[int, int, int]:
+    """:func:`add_tree` and :func:`tree_width` of ``literal(text)`` spelled ``"json"``, without the
+    tree: ``(start, accept, longest match in characters)`` of the JSON texts of the one string."""
+    b = _Builder(nfa, "json")
+    start, end, a = nfa.new(), nfa.new(), nfa.new()
+    nfa.edges[start].append((0x22, 0x22, a))
+    width = 2
+    cur = a
+    for cp in map(ord, text):
+        nxt = nfa.new()
+        b.chars(((cp, cp),), cur, nxt)
+        width += 6 if cp < 0x20 else 2 if cp in _SHORT else 1
+        cur = nxt
+    nfa.edges[cur].append((0x22, 0x22, end))
+    return start, end, min(width, MAXWIDTH)
+
+
 class _Builder:
     def __init__(self, nfa: ByteNFA, spell: str) -> None:
         self.nfa = nfa
@@ -71,9 +90,22 @@ class _Builder:
                 return
             cur = src
             last = len(node.parts) - 1
+            edges, eps = nfa.edges, nfa.eps
             for k, p in enumerate(node.parts):
-                nxt = dst if k == last else nfa.new()
-                self.build(p, cur, nxt)
+                if k == last:
+                    nxt = dst
+                else:  # nfa.new(), inlined: literals make long chains
+                    nxt = len(eps)
+                    eps.append([])
+                    edges.append([])
+                if isinstance(p, Chars):
+                    cs = p.cs
+                    if len(cs) == 1 and cs[0][1] < 0x80 and not (self.json and 1 in _ESCAPED_ASCII[cs[0][0] : cs[0][1] + 1]):
+                        edges[cur].append((cs[0][0], cs[0][1], nxt))  # one ASCII range written raw (as chars() adds it)
+                    else:
+                        self.chars(cs, cur, nxt)
+                else:
+                    self.build(p, cur, nxt)
                 cur = nxt
         elif isinstance(node, Alt):
             for p in node.parts:  # every part only adds edges out of src and into dst: they may share them
@@ -85,6 +117,9 @@ class _Builder:
 
     def chars(self, cs: CharSet, src: int, dst: int) -> None:
         nfa = self.nfa
+        if cs and cs[-1][1] < 0x80 and (not self.json or not any(1 in _ESCAPED_ASCII[lo : hi + 1] for lo, hi in cs)):
+            nfa.edges[src].extend((lo, hi, dst) for lo, hi in cs)  # ASCII written raw: what add_codepoints adds
+            return
         if not self.json:
             nfa.add_codepoints(src, dst, list(cs))
             return
@@ -137,10 +172,20 @@ def _width(node: Node, json: bool, unicode_escapes: bool) -> int:
             return 1
         _, short, controls = _json_parts(node.cs, unicode_escapes)
         return 6 if controls else 2 if short else 1
-    if isinstance(node, Cat):
-        return min(sum(_width(p, json, unicode_escapes) for p in node.parts), MAXWIDTH)
+    if isinstance(node, Cat):  # the last parts first: an unbounded tail ends the walk at once
+        total = 0
+        for p in reversed(node.parts):
+            total += _width(p, json, unicode_escapes)
+            if total >= MAXWIDTH:
+                return MAXWIDTH
+        return total
     if isinstance(node, Alt):
-        return max((_width(p, json, unicode_escapes) for p in node.parts), default=0)
+        best = 0
+        for p in reversed(node.parts):
+            best = max(best, _width(p, json, unicode_escapes))
+            if best >= MAXWIDTH:
+                return MAXWIDTH
+        return best
     if isinstance(node, Rep):
         w = _width(node.body, json, unicode_escapes)
         if node.hi is None:

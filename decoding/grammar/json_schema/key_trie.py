@@ -1,0 +1,141 @@
+"""The terminal of "any property name but these": regex text and byte NFA straight from the names' trie.
+
+An object that lists properties and allows others needs a terminal for every key that is not a
+listed name (:func:`~.keys.not_names` writes it as a tree). Going through the tree costs three
+walks of the trie building tree nodes, then spelling the tree as regex text and building a
+Thompson NFA over it: most of a cold compile of a typical GitHub schema. This module builds the
+same language (JSON spellings, quotes included, of every string except the names; escapes as
+:func:`~.encode.json_string_regex` with ``unicode_escapes=False`` writes them) in one pass each:
+
+* the NFA has one state per trie node: a child's character goes to the child, a character the
+  names use but no name continues with here goes to a free state that reads anything, a
+  character no name uses goes there through one shared state (so the large class of unused
+  characters is spelled once, not per node), and a node where no name ends may stop;
+* the regex text is the same automaton written out: ``(?:INNER|(?:PATHS UNUSED|EXITS) ANY*)``
+  with ``INNER`` the trie paths that do not end on a name, ``PATHS`` every trie path and
+  ``EXITS`` a trie path followed by a used character that leaves the trie.
+
+A character with no spelling in names (a control character without a short escape) ends its
+trie path in both. ``tests/grammar/test_json_schema_key_trie.py`` checks both against the tree
+route's NFA (same language byte for byte) on random name sets with escapes, prefixes, the empty
+name, control characters and non-ASCII.
+"""
+
+from __future__ import annotations
+
+from decoding.grammar.json_schema.encode import json_char
+from decoding.grammar.json_schema.keys import _without_points
+from decoding.grammar.json_schema.regex_ast import SURROGATES, UNIVERSE, CharSet, charset, cs_minus
+from decoding.grammar.json_schema.tree_nfa import MAXWIDTH, _Builder
+from decoding.grammar.regex_bytes import ByteNFA
+
+_END = ""  # trie key marking that a name ends at this node
+
+
+class OtherNames:
+    """Every property name except ``names`` (a non-empty set of strings without lone surrogates).
+
+    Raises:
+        ValueError: ``names`` is empty or a name holds a lone surrogate (use :func:`~.keys.not_names`).
+    """
+
+    def __init__(self, names: frozenset[str]) -> None:
+        if not names:
+            raise ValueError("no names: every string is a key (the terminal of any string)")
+        if any(SURROGATES[0] <= ord(c) <= SURROGATES[1] for n in names for c in n):
+            raise ValueError("a name holds a lone surrogate: use keys.not_names")
+        self.trie: dict = {}
+        for n in names:
+            node = self.trie
+            for ch in n:
+                node = node.setdefault(ch, {})
+            node[_END] = {}
+        self.used: CharSet = charset((ord(c), ord(c)) for n in names for c in n)
+        self.unused: CharSet = cs_minus(UNIVERSE, self.used)
+
+    # --- regex text -----------------------------------------------------------------------------
+    def regex(self) -> str:
+        """Regex text of the JSON texts (quotes included) of the other names."""
+        spelled: dict[str, str | None] = {}  # a character of the names -> its JSON spellings
+        inner, paths, exits = _walk(self.trie, self.used, spelled)
+        tail = []
+        if self.unused:
+            tail.append(paths + _char(self.unused))  # type: ignore[operator]
+        if exits is not None:
+            tail.append(exits)
+        parts = [] if inner is None else [inner]
+        if tail:
+            parts.append(_group(tail) + "(?:" + _char(UNIVERSE) + ")*")  # type: ignore[operator]
+        return "\\x22" + _group(parts) + "\\x22"
+
+    # --- byte NFA -------------------------------------------------------------------------------
+    def add_to(self, nfa: ByteNFA) -> tuple[int, int, int]:
+        """Add the language to ``nfa``: ``(start, accept, longest match in characters)``."""
+        b = _Builder(nfa, "json-keys")
+        start, end = nfa.new(), nfa.new()
+        root, stop, free = nfa.new(), nfa.new(), nfa.new()
+        nfa.edges[start].append((0x22, 0x22, root))
+        nfa.edges[stop].append((0x22, 0x22, end))
+        nfa.eps[free].append(stop)
+        b.chars(UNIVERSE, free, free)
+        shared = -1
+        if self.unused:
+            shared = nfa.new()
+            b.chars(self.unused, shared, free)
+        todo = [(self.trie, root)]
+        while todo:
+            node, s = todo.pop()
+            children = sorted(c for c in node if c)
+            if _END not in node:
+                nfa.eps[s].append(stop)
+            if shared >= 0:
+                nfa.eps[s].append(shared)
+            leave = _without_points(self.used, [ord(c) for c in children])
+            if leave:
+                b.chars(leave, s, free)
+            for c in children:
+                t = nfa.new()
+                b.chars(((ord(c), ord(c)),), s, t)
+                todo.append((node[c], t))
+        return start, end, MAXWIDTH
+
+
+def _char(cs: CharSet) -> str | None:
+    """The JSON spellings of one character of ``cs`` (``None`` when it has none: control
+    characters without a short escape are not written in names)."""
+    text = json_char(cs, False)
+    return None if text == "(?:)" else text
+
+
+def _group(parts: list[str]) -> str:
+    return parts[0] if len(parts) == 1 else "(?:" + "|".join(parts) + ")"
+
+
+def _walk(node: dict, used: CharSet, spelled: dict[str, str | None]) -> tuple[str | None, str, str | None]:
+    """From ``node``: the trie paths that do not end on a name (``None``: none), every trie path
+    (the empty one included), and the trie paths followed by a character of ``used`` that no
+    name continues with (``None``: none); one walk for the three."""
+    children = sorted(c for c in node if c)
+    leave = _without_points(used, [ord(c) for c in children])
+    first = _char(leave) if leave else None
+    inner_parts: list[str] = []
+    path_parts: list[str] = []
+    exit_parts = [] if first is None else [first]
+    for c in children:
+        head = spelled.get(c, "")
+        if head == "":
+            head = spelled[c] = _char(((ord(c), ord(c)),))
+        if head is None:
+            continue
+        inner, paths, exits = _walk(node[c], used, spelled)
+        if inner is not None:
+            inner_parts.append(head + inner)
+        path_parts.append(head + paths)
+        if exits is not None:
+            exit_parts.append(head + exits)
+    if _END in node:
+        inner_all = _group(inner_parts) if inner_parts else None
+    else:
+        inner_all = "(?:" + "|".join(inner_parts) + ")?" if inner_parts else ""
+    paths_all = "(?:" + "|".join(path_parts) + ")?" if path_parts else ""
+    return inner_all, paths_all, (_group(exit_parts) if exit_parts else None)

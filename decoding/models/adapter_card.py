@@ -15,6 +15,7 @@ from typing import Any
 
 from decoding.models.adapters import default_adapter_folder
 from decoding.models.card import _read, _training_lines, cards_main
+from decoding.models.image import models_root
 
 
 def render_adapter_card(folder: str | Path, log: dict[str, Any] | None = None, results: dict[str, Any] | None = None) -> str:
@@ -63,16 +64,28 @@ def render_adapter_card(folder: str | Path, log: dict[str, Any] | None = None, r
         lines += ["Not measured yet: see docs/perf/guidance.md (`python -m decoding.evals.guidance`).", ""]
     lines += ["## Use", "", "```python", "import decoding as dc",
               f'h = dc.load("{base["name"]}")',
-              f'out = dc.generate(h, class_label=7, n=16, steps=20, guidance=["agd:{config["default_scale"]:g},adapters={folder}"], seed=0)',
+              f'out = dc.generate(h, class_label=7, n=16, steps=20, guidance=["agd:{config["default_scale"]:g},adapters={_shown_folder(folder)}"], seed=0)',
               "```", "",
               f"or `decoding generate {base['name']} --class 7 --n 64 --guidance agd:{config['default_scale']:g}` "
-              f"(`agd` without `adapters=` reads `{default_adapter_folder(base['name'])}`).", ""]
+              f"(`agd` without `adapters=` reads `{_shown_default_folder(base['name'])}`).", ""]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     return cards_main("python -m decoding.models.adapter_card", "Write README.md cards of AGD adapter folders.",
                       "results of python -m decoding.evals.guidance (the AGD rows go on the card)", render_adapter_card, argv)
+
+
+def _shown_folder(folder: Path) -> str:
+    """``folder`` as a card shows it: ``models/<name>`` inside the zoo (no machine path), else as given."""
+    return f"models/{folder.name}" if folder.resolve().parent == models_root().resolve() else str(folder)
+
+
+def _shown_default_folder(base_name: str) -> str:
+    """The folder ``agd`` reads, as a card shows it: relative to the repository for a zoo model (no machine path)."""
+    if Path(base_name).is_dir():
+        return str(default_adapter_folder(base_name))
+    return f"models/{base_name}-agd"
 
 
 if __name__ == "__main__":

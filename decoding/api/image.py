@@ -191,6 +191,13 @@ def labels_for(class_label: int | Sequence[int] | Tensor | None, n: int, num_cla
     return y
 
 
+#: solvers that read files made for one set of weights: (option, file name in the model folder, how to make it)
+MODEL_FILES: dict[str, tuple[str, str, str]] = {
+    "dpm_solver_v3": ("ems", EMS_FILENAME, "python benchmarks/solver_v3.py --model MODEL --save"),
+    "dc_solver": ("ratios", RATIOS_FILENAME, "python benchmarks/solver_dc.py --model MODEL --save"),
+}
+
+
 def model_statistics(handle: Handle | str, solver: str, opts: dict[str, Any]) -> dict[str, Any]:
     """``opts`` plus what the model's folder ships for ``solver``: DPM-Solver-v3's statistics, DC-Solver's ratios.
 
@@ -200,11 +207,9 @@ def model_statistics(handle: Handle | str, solver: str, opts: dict[str, Any]) ->
     :class:`OptionError` saying how to make them (DC-Solver without ratios would silently be plain UniPC).
     """
     name = handle if isinstance(handle, str) else handle.name
-    need = {"dpm_solver_v3": ("ems", EMS_FILENAME, "python benchmarks/solver_v3.py --model MODEL --save"),
-            "dc_solver": ("ratios", RATIOS_FILENAME, "python benchmarks/solver_dc.py --model MODEL --save")}
-    if solver not in need or need[solver][0] in opts or "cpr" in opts:
+    if solver not in MODEL_FILES or MODEL_FILES[solver][0] in opts or "cpr" in opts:
         return opts
-    key, filename, how = need[solver]
+    key, filename, how = MODEL_FILES[solver]
     path = model_file(name, filename)  # the loaded folder, or the zoo model of that name
     if not path.is_file():
         raise OptionError(

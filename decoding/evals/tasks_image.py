@@ -190,7 +190,7 @@ def solver_decoder(
     UNet models only), ``options`` (a table passed to the solver's constructor; DPM-Solver-v3's
     statistics and DC-Solver's ratios come from the UNet checkpoint's folder when not given).
     """
-    from decoding.api.image import solver_name
+    from decoding.api.image import MODEL_FILES, solver_name
     from decoding.solvers.registry import get_solver
     from decoding.solvers.timesteps import SPACINGS
 
@@ -214,8 +214,8 @@ def solver_decoder(
     if not (classes in ("all", "none") or isinstance(classes, int) and not isinstance(classes, bool)):
         raise ValueError(f"decoder solver: classes must be 'all', 'none' or a class number, got {classes!r}")
     name = solver_name(str(s["solver"]))
-    if name not in ("dpm_solver_v3", "dc_solver"):
-        get_solver(name, **dict(s["options"]))  # unknown options fail now (those two need the model's files first)
+    if name not in MODEL_FILES:
+        get_solver(name, **dict(s["options"]))  # unknown options fail now (the others need the model's files first)
     return SolverSettings(name, s["steps"], s["spacing"], classes, float(s["guidance"]), dict(s["options"]))
 
 
@@ -266,15 +266,15 @@ class ImageJob:
 
     def _solver(self) -> Any:
         """The solver with its options; v3's statistics / DC's ratios from the checkpoint's folder if not given."""
-        from decoding.api.image import model_statistics
+        from decoding.api.image import MODEL_FILES, model_statistics
         from decoding.solvers.registry import get_solver
 
         s, opts = self.settings, dict(self.settings.options)
-        if s.solver in ("dpm_solver_v3", "dc_solver"):
-            checkpoint = self.im.info.get("checkpoint")
-            if checkpoint is None:
-                raise ValueError(f"{s.solver} needs statistics of a trained checkpoint: give them in settings.options")
+        checkpoint = self.im.info.get("checkpoint")
+        if checkpoint is not None:
             opts = model_statistics(checkpoint, s.solver, opts)
+        elif s.solver in MODEL_FILES and not {MODEL_FILES[s.solver][0], "cpr"} & set(opts):
+            raise ValueError(f"{s.solver} needs statistics of a trained checkpoint: give them in settings.options")
         return get_solver(s.solver, **opts)
 
     def labels(self, indices: Sequence[int]) -> Tensor | None:

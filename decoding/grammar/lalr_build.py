@@ -267,8 +267,10 @@ class _Builder:
         names, lhs, rhs, term_bits = self.names, self.lhs, self.rhs, self.term_bits
         actions: list[dict[str, tuple]] = []
         conflicts = []
+        shift = [("s", j) for j in range(len(self.trans))]  # one action tuple per target state / rule
+        reduce: dict[int, tuple] = {}
         for q, row in enumerate(self.trans):
-            acts: dict[str, tuple] = {names[x]: ("s", j) for x, j in row.items()}
+            acts: dict[str, tuple] = {names[x]: shift[j] for x, j in row.items()}
             shift_bits = term_bits[q]
             seen = 0
             for r, bits in la[q].items():
@@ -277,7 +279,9 @@ class _Builder:
                     conflicts.append((q, clash, r))
                 seen |= bits
                 bits &= ~shift_bits  # shift/reduce: shift wins, as in lark
-                red = ("r", len(rhs[r]), names[lhs[r]], r)
+                red = reduce.get(r)
+                if red is None:
+                    red = reduce[r] = ("r", len(rhs[r]), names[lhs[r]], r)
                 while bits:
                     low = bits & -bits
                     acts[names[low.bit_length() - 1]] = red

@@ -72,11 +72,7 @@ def _build(schema: Any, *, strict: bool, draft: int | None, narrow: bool) -> tup
     schema = load_schema(schema)
     norm = Normalizer(schema, draft=draft, strict=strict, narrow=narrow)
     builder = GrammarBuilder(norm)
-    try:
-        return builder, builder.value(norm.root_ref)
-    except BaseException:
-        _release(builder)
-        raise
+    return builder, builder.value(norm.root_ref)
 
 
 def json_schema_spec(
@@ -95,23 +91,7 @@ def json_schema_spec(
     builder, root = _build(schema, strict=strict, draft=draft, narrow=narrow)
     if timings is not None:
         timings["schema"] = timings.get("schema", 0.0) + time.thread_time() - start
-    try:
-        return grammar_spec(builder, root, timings)
-    finally:
-        _release(builder)
-
-
-def _release(builder: GrammarBuilder) -> None:
-    """Drop the converter's working state now that the spec is built (or the schema refused).
-
-    The normaliser and its algebra point at each other, so without this everything they hold
-    (shapes, key languages, rule tables: thousands of objects for a GitHub schema) stays alive
-    until the next cyclic collection, which then has to walk it all (about a tenth of a median
-    JSONSchemaBench compile); emptied, reference counting frees it at once.
-    """
-    norm = builder.norm
-    for part in (norm.alg, norm.resolver, norm, builder):
-        part.__dict__.clear()
+    return grammar_spec(builder, root, timings)
 
 
 def lalr_parser(text: str) -> Any:

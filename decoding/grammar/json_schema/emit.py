@@ -230,7 +230,12 @@ class GrammarBuilder:
         """
         self.finish()
         productive = self._productive()
-        ok = partial(self._derives, productive=productive)
+
+        def ok(item: Item) -> bool:
+            if isinstance(item, Repeat):
+                return item.lo == 0 or all(ok(s) for s in item.symbols)
+            return item not in self.rules or item in productive
+
         if root not in productive:
             narrowed = [w for w in self.norm.warnings if "; narrowed: " in w]
             if narrowed:
@@ -262,13 +267,6 @@ class GrammarBuilder:
         if symbols > MAX_GRAMMAR_SYMBOLS:
             raise Unsupported("schema", f"the grammar would have {symbols} symbols (at most {MAX_GRAMMAR_SYMBOLS})", "#")
         return kept
-
-    def _derives(self, item: Item, productive: set[str]) -> bool:
-        """Whether ``item`` derives some finite text (a terminal, a productive rule, or a repetition
-        that may be empty or repeats such items)."""
-        if isinstance(item, Repeat):
-            return item.lo == 0 or all(self._derives(s, productive) for s in item.symbols)
-        return item not in self.rules or item in productive
 
     def _productive(self) -> set[str]:
         """Rules that derive some finite text (a worklist: each alternative waits on the rules it

@@ -67,7 +67,7 @@ def render_adapter_card(folder: str | Path, log: dict[str, Any] | None = None, r
               f'out = dc.generate(h, class_label=7, n=16, steps=20, guidance=["agd:{config["default_scale"]:g},adapters={_shown_folder(folder)}"], seed=0)',
               "```", "",
               f"or `decoding generate {base['name']} --class 7 --n 64 --guidance agd:{config['default_scale']:g}` "
-              f"(`agd` without `adapters=` reads `{_shown_default_folder(base['name'])}`).", ""]
+              f"(`agd` without `adapters=` reads `{_shown_folder(default_adapter_folder(base['name']))}`).", ""]
     return "\n".join(lines)
 
 
@@ -79,13 +79,6 @@ def main(argv: list[str] | None = None) -> int:
 def _shown_folder(folder: Path) -> str:
     """``folder`` as a card shows it: ``models/<name>`` inside the zoo (no machine path), else as given."""
     return f"models/{folder.name}" if folder.resolve().parent == models_root().resolve() else str(folder)
-
-
-def _shown_default_folder(base_name: str) -> str:
-    """The folder ``agd`` reads, as a card shows it: relative to the repository for a zoo model (no machine path)."""
-    if Path(base_name).is_dir():
-        return str(default_adapter_folder(base_name))
-    return f"models/{base_name}-agd"
 
 
 if __name__ == "__main__":

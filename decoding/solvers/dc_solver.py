@@ -110,7 +110,8 @@ class DCRatios:
         the measure users care about (FID against the base on the same noises): the reason is
         kept in ``info`` under ``"reset"`` so the file says why its ratios are 1.
         """
-        missing = sorted(set(nfes) - set(self.ratios))
+        chosen = set(nfes)
+        missing = sorted(chosen - set(self.ratios))
         if missing:
             raise ValueError(f"DCRatios.reset: no ratios for NFE {missing} (the table has {sorted(self.ratios)})")
         if not reason.strip():
@@ -122,9 +123,9 @@ class DCRatios:
         if not isinstance(info, dict):
             info = {"note": info}
         resets = dict(info.get("reset", {}))
-        resets.update({str(n): reason for n in sorted(set(nfes))})
+        resets.update({str(n): reason for n in sorted(chosen)})
         info["reset"] = resets
-        ratios = {n: ((1.0,) * n if n in set(nfes) else r) for n, r in self.ratios.items()}
+        ratios = {n: ((1.0,) * n if n in chosen else r) for n, r in self.ratios.items()}
         return replace(self, ratios=ratios, info=json.dumps(info))
 
     def save(self, path: str | Path) -> Path:

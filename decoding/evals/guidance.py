@@ -111,9 +111,26 @@ def run(model: str, rows: list[Config], nfes: list[int], n: int, out: Path, devi
     return done
 
 
-def report(folder: Path, scores: Path | None) -> str:
-    """``results.json`` (timings + scores) and ``table.md`` in ``folder``; returns the table."""
+def report(folder: Path, scores: Path | None, speed: Path | None = None) -> str:
+    """``results.json`` (timings + scores) and ``table.md`` in ``folder``; returns the table.
+
+    ``speed``: the folder of a second ``run`` (fewer samples, alone on the device) whose images/s replace
+    those of ``folder``'s run, e.g. when the sampling for FID shared the device with other jobs. Every row
+    must be in it (a row without a clean timing would be silently wrong).
+    """
     timings = json.loads((folder / "timings.json").read_text())
+    speed_n = None
+    if speed is not None:
+        clean = json.loads((speed / "timings.json").read_text())
+        by_row = {r["row"]: r for r in clean["rows"]}
+        missing = sorted(r["row"] for r in timings["rows"] if r["row"] not in by_row)
+        if missing:
+            raise ValueError(f"{speed}/timings.json has no timing of rows {missing}: run them there too (--only)")
+        for r in timings["rows"]:
+            r["images_per_second_shared"] = r["images_per_second"]
+            r["images_per_second"] = by_row[r["row"]]["images_per_second"]
+        speed_n = clean["n"]
+        timings["speed"] = {"n": speed_n, "device_name": clean["device_name"], "date": clean["date"]}
     by_file: dict[str, dict[str, Any]] = {}
     if scores is not None:
         for line in scores.read_text().splitlines():
@@ -127,7 +144,8 @@ def report(folder: Path, scores: Path | None) -> str:
     rows.sort(key=lambda r: (r["nfe_budget"], r["calls_per_step"], r["config"]))
     doc = {k: v for k, v in timings.items() if k != "rows"} | {"results": rows}
     atomic_write_bytes(folder / "results.json", (json.dumps(doc, indent=1) + "\n").encode())
-    lines = [f"{timings['model']}, {timings['n']} samples per row, DPM-Solver++(2M), {timings['device_name']}, {timings['date']}.", "",
+    speed_text = f" images/s from a separate run of {speed_n} samples per row alone on the device." if speed_n else ""
+    lines = [f"{timings['model']}, {timings['n']} samples per row, DPM-Solver++(2M), {timings['device_name']}, {timings['date']}.{speed_text}", "",
              "| NFE budget | configuration | steps | NFE | FID | class accuracy | images/s |",
              "|---:|---|---:|---:|---:|---:|---:|"]
     for r in rows:
@@ -169,10 +187,11 @@ def main(argv: list[str] | None = None) -> int:
     t = sub.add_parser("report", help="join timings.json with FID scores into results.json and table.md")
     t.add_argument("folder", type=Path)
     t.add_argument("--scores", type=Path, default=None, help="JSON lines of python -m decoding.evals.fid samples")
+    t.add_argument("--speed", type=Path, default=None, help="folder of a separate speed run whose images/s the table shows")
     a = p.parse_args(argv)
     try:
         if a.cmd == "report":
-            print(report(a.folder, a.scores))
+            print(report(a.folder, a.scores, a.speed))
             return 0
         pairs = [(a.rescale, "--rescale"), (a.cfg_pag, "--cfg-pag")]
         for v, flag in pairs:

@@ -48,3 +48,17 @@ def test_guidance_eval_writes_samples_and_timings(tmp_path: Path) -> None:
     assert "| 6 | CFG 2 | 3 | 6 | 12.50 | 0.750 |" in table and "| 6 | AGD 2 | 6 | 6 | - | - |" in table
     assert json.loads((out / "results.json").read_text())["results"][0]["nfe_budget"] == 6
     assert main(["run", "--model", str(large), "--out", str(out), "--only", "nope", "--device", "cpu"]) == 2
+    speed = tmp_path / "speed"
+    speed.mkdir()
+    clean = json.loads((out / "timings.json").read_text()) | {"n": 2}
+    for r in clean["rows"]:
+        r["images_per_second"] = 777.5
+    (speed / "timings.json").write_text(json.dumps(clean))
+    assert main(["report", str(out), "--scores", str(scores), "--speed", str(speed)]) == 0
+    table = (out / "table.md").read_text()
+    assert "| 6 | CFG 2 | 3 | 6 | 12.50 | 0.750 | 777.5 |" in table and "separate run of 2 samples" in table
+    shared = json.loads((out / "results.json").read_text())["results"][0]
+    assert shared["images_per_second"] == 777.5 and shared["images_per_second_shared"] != 777.5
+    clean["rows"] = clean["rows"][1:]
+    (speed / "timings.json").write_text(json.dumps(clean))
+    assert main(["report", str(out), "--speed", str(speed)]) == 2  # a row without a clean timing is an error

@@ -77,7 +77,8 @@ def build_dfa(nfa: ByteNFA, starts: Sequence[int], tag_of_accept: dict[int, int]
         opens: dict[int, list[int]] = {}
         shuts: dict[int, list[int]] = {}
         for s in sets[i]:
-            for lo, hi, d in nfa.edges[s]:
+            it = iter(nfa.edges[s])  # flat (lo, hi, dst) triples (byte_edges, inlined)
+            for lo, hi, d in zip(it, it, it, strict=False):
                 opens.setdefault(lo, []).append(d)
                 shuts.setdefault(hi + 1, []).append(d)
         bounds = sorted(opens.keys() | shuts.keys())

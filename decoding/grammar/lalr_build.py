@@ -64,12 +64,13 @@ class _Builder:
         self.names.append("$root_" + start)
         lhs: list[int] = []
         rhs: list[tuple[int, ...]] = []
-        for origin, expansion in rules:
-            try:
-                rhs.append(tuple(sym[s] for s in expansion))
-            except KeyError as e:
-                raise ValueError(f"rule {origin!r} uses the undefined symbol {e.args[0]!r}") from None
-            lhs.append(sym[origin])
+        get = sym.__getitem__
+        try:
+            for origin, expansion in rules:
+                rhs.append(tuple(map(get, expansion)))
+                lhs.append(sym[origin])
+        except KeyError as e:
+            raise ValueError(f"rule {origin!r} uses the undefined symbol {e.args[0]!r}") from None
         self.root_rule = len(rhs)
         lhs.append(root)
         rhs.append((sym[start],))
@@ -135,19 +136,24 @@ class _Builder:
         return moves, empty
 
     def _lr0(self) -> None:
+        """The LR(0) states (kernels), their transitions and complete rules; also numbers the
+        nonterminal transitions ``(p, A)`` in the order of the states and their rows."""
         item_sym, item_rule, nt0 = self.item_sym, self.item_rule, self.n_terms
         first = (self.base[self.root_rule],)
         index: dict[tuple[int, ...], int] = {first: 0}
         kernels = [first]
         trans: list[dict[int, int]] = []
         reduces: list[list[int]] = []
-        memo: dict[frozenset[int], tuple[dict[int, list[int]], list[int]]] = {}
-        i = 0
-        while i < len(kernels):
-            groups: dict[int, list[int]] = {}
+        term_bits: list[int] = []  # per state: bitmask of the terminals it shifts
+        nt_k: list[dict[int, int]] = []  # per state: nonterminal -> number of the transition (p, A)
+        nt_list: list[tuple[int, int]] = []
+        # nonterminals after the dots -> (symbol -> its closure items advanced, sorted; empty rules)
+        memo: dict[frozenset[int], tuple[dict[int, tuple[int, ...]], list[int]]] = {}
+        for i, kernel in enumerate(kernels):  # grows while it is walked
+            groups: dict[int, list[int] | tuple[int, ...]] = {}  # lists: kernel items (to be sorted)
             red: list[int] = []
-            nts = set()
-            for it in kernels[i]:
+            nts = set()  # (a set: its frozenset's order is the closure's order, as before)
+            for it in kernel:
                 x = item_sym[it]
                 if x < 0:
                     red.append(item_rule[it])
@@ -155,101 +161,112 @@ class _Builder:
                 g = groups.get(x)
                 if g is None:
                     groups[x] = [it + 1]
+                    if x >= nt0:
+                        nts.add(x)
                 else:
-                    g.append(it + 1)
-                if x >= nt0:
-                    nts.add(x)
+                    g.append(it + 1)  # type: ignore[union-attr]
             if nts:
                 key = frozenset(nts)
                 cl = memo.get(key)
                 if cl is None:
-                    cl = memo[key] = self._closure_moves(key)
+                    moves, empty = self._closure_moves(key)
+                    cl = memo[key] = ({x: tuple(sorted(its)) for x, its in moves.items()}, empty)
                 for x, its in cl[0].items():
                     g = groups.get(x)
                     if g is None:
                         groups[x] = its
                     else:
-                        groups[x] = g + its
+                        g.extend(its)  # type: ignore[union-attr]
                 red.extend(cl[1])
             row: dict[int, int] = {}
+            bits = 0
+            ks: dict[int, int] = {}
             for x, its in groups.items():
-                k = tuple(sorted(its))
-                j = index.get(k)
+                k = tuple(sorted(its)) if its.__class__ is list else its
+                j = index.get(k)  # type: ignore[arg-type]
                 if j is None:
-                    j = index[k] = len(kernels)
-                    kernels.append(k)
+                    j = index[k] = len(kernels)  # type: ignore[index]
+                    kernels.append(k)  # type: ignore[arg-type]
                 row[x] = j
+                if x < nt0:
+                    bits |= 1 << x
+                else:
+                    ks[x] = len(nt_list)
+                    nt_list.append((i, x))
             trans.append(row)
             reduces.append(red)
-            i += 1
+            term_bits.append(bits)
+            nt_k.append(ks)
         self.kernels, self.trans, self.reduces = kernels, trans, reduces
+        self.term_bits, self.nt_k, self.nt_list = term_bits, nt_k, nt_list
 
     # --- DeRemer-Pennello -----------------------------------------------------------------------
     def _lookaheads(self) -> list[dict[int, int]]:
         """Per state: rule -> bitmask of lookahead terminals (reductions with no lookahead left out)."""
         trans, nt0, nullable = self.trans, self.n_terms, self.nullable
-        rhs, lhs, by_origin, item_sym, item_rule = (
+        rhs, lhs, by_origin, item_sym, item_rule, base = (
             self.rhs,
             self.lhs,
             self.by_origin,
             self.item_sym,
             self.item_rule,
+            self.base,
         )
-        term_bits = []
-        for row in trans:
-            bits = 0
-            for x in row:
-                if x < nt0:
-                    bits |= 1 << x
-            term_bits.append(bits)
-        self.term_bits = term_bits
-        nt_index: dict[tuple[int, int], int] = {}
-        nt_list: list[tuple[int, int]] = []
-        for p, row in enumerate(trans):
-            for x in row:
-                if x >= nt0:
-                    nt_index[(p, x)] = len(nt_list)
-                    nt_list.append((p, x))
+        term_bits, nt_k, nt_list = self.term_bits, self.nt_k, self.nt_list
         n = len(nt_list)
         direct = [0] * n
         reads: list[list[int]] = [[] for _ in range(n)]
         for k, (p, a) in enumerate(nt_list):
             r = trans[p][a]
             direct[k] = term_bits[r]
-            for c in trans[r]:
-                if c >= nt0 and nullable[c]:
-                    reads[k].append(nt_index[(r, c)])
-        root_k = nt_index.get((0, self.start_sym))
+            for c, kc in nt_k[r].items():
+                if nullable[c]:
+                    reads[k].append(kc)
+        root_k = nt_k[0].get(self.start_sym)
         if root_k is not None:  # the start symbol is followed by $END
             direct[root_k] |= 1 << self.names.index(END)
         includes: list[list[int]] = [[] for _ in range(n)]
         lookback: dict[tuple[int, int], list[int]] = {}
-        # the first index from which a rule's suffix is all nullable
-        tail = []
+        # per rule: the index of the last symbol not followed by a nullable suffix only (from
+        # there on every nonterminal's transition includes the rule's); -1 when all are nullable
+        lim_of = []
         for w in rhs:
             t = len(w)
             while t > 0 and w[t - 1] >= nt0 and nullable[w[t - 1]]:
                 t -= 1
-            tail.append(t)
+            lim_of.append(t - 1 if t else 0)
         kernel_of = self.kernels
         for k, (p, b) in enumerate(nt_list):
-            starts = [(r, 0) for r in by_origin[b]]
-            for it in kernel_of[p]:  # lark also walks B's items past their start (see the module docstring)
-                r = item_rule[it]
-                d = it - self.base[r]
-                if lhs[r] == b and d > 0 and item_sym[it] >= 0:
-                    starts.append((r, d))
-            for r, d in starts:
+            for r in by_origin[b]:
                 w = rhs[r]
                 q = p
-                lim = tail[r] - 1  # from here on the rest of the rule is nullable
-                for i in range(d, len(w)):
-                    x = w[i]
-                    if i >= lim and x >= nt0:
-                        includes[nt_index[(q, x)]].append(k)
+                lim = lim_of[r]
+                for x in w[:lim]:
                     q = trans[q][x]
-                if d == 0:
-                    lookback.setdefault((q, r), []).append(k)
+                for x in w[lim:]:
+                    if x >= nt0:
+                        includes[nt_k[q][x]].append(k)
+                    q = trans[q][x]
+                key = (q, r)
+                lb = lookback.get(key)
+                if lb is None:
+                    lookback[key] = [k]
+                else:
+                    lb.append(k)
+            for it in kernel_of[p]:  # lark also walks B's items past their start (see the module docstring)
+                r = item_rule[it]
+                if lhs[r] != b:
+                    continue
+                d = it - base[r]
+                if d > 0 and item_sym[it] >= 0:
+                    w = rhs[r]
+                    q = p
+                    lim = lim_of[r]
+                    for i in range(d, len(w)):
+                        x = w[i]
+                        if i >= lim and x >= nt0:
+                            includes[nt_k[q][x]].append(k)
+                        q = trans[q][x]
         read = _digraph(n, reads, direct)
         follow = _digraph(n, includes, read)
         out: list[dict[int, int]] = [{} for _ in trans]

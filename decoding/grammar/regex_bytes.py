@@ -15,6 +15,7 @@ lazy or possessive quantifiers, atomic groups, conditionals.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from functools import cache, lru_cache
 
 if sys.version_info >= (3, 11):
@@ -207,12 +208,25 @@ def max_width(parsed: object) -> int:
     return int(parsed.getwidth()[1])  # type: ignore[attr-defined]
 
 
+def byte_edges(edges: list[int]) -> Iterator[tuple[int, int, int]]:
+    """The ``(lo, hi, dst)`` triples of one state's flat edge list (:attr:`ByteNFA.edges`)."""
+    it = iter(edges)
+    return zip(it, it, it, strict=False)
+
+
 class ByteNFA:
-    """A Thompson NFA over bytes: ``eps[s]`` epsilon successors, ``edges[s]`` ``(lo, hi, dst)``."""
+    """A Thompson NFA over bytes: ``eps[s]`` epsilon successors; ``edges[s]`` the byte edges out of
+    ``s`` as one flat list ``[lo, hi, dst, lo, hi, dst, ...]`` (a byte in ``[lo, hi]`` goes to
+    ``dst``), read with :func:`byte_edges`.
+
+    Flat lists of ``int`` instead of one ``(lo, hi, dst)`` tuple per edge: a schema's terminals add
+    thousands of edges, and every tuple is one more object to allocate and for the cyclic garbage
+    collector to walk once after the compile.
+    """
 
     def __init__(self) -> None:
         self.eps: list[list[int]] = []
-        self.edges: list[list[tuple[int, int, int]]] = []
+        self.edges: list[list[int]] = []
         self._tails: dict[tuple[int, tuple[tuple[int, int], ...]], int] = {}
 
     def new(self) -> int:
@@ -235,7 +249,7 @@ class ByteNFA:
         edges = self.edges[src]
         for lo, hi in normalize(iv):
             for seq in _utf8_ranges(lo, hi):
-                edges.append((seq[0][0], seq[0][1], self._tail(dst, seq[1:]) if len(seq) > 1 else dst))
+                edges += (seq[0][0], seq[0][1], self._tail(dst, seq[1:]) if len(seq) > 1 else dst)
 
     def _tail(self, dst: int, rest: tuple[tuple[int, int], ...]) -> int:
         """The state that reads one byte of each range of ``rest`` in turn and is then at ``dst``."""
@@ -244,7 +258,7 @@ class ByteNFA:
         if s is None:
             nxt = self._tail(dst, rest[1:]) if len(rest) > 1 else dst
             s = self.new()
-            self.edges[s].append((rest[0][0], rest[0][1], nxt))
+            self.edges[s] += (rest[0][0], rest[0][1], nxt)
             self._tails[key] = s
         return s
 

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from decoding.grammar.dfa import DEAD, START, build_dfa
-from decoding.grammar.regex_bytes import ByteNFA, RegexError, utf8_sequences
+from decoding.grammar.regex_bytes import ByteNFA, RegexError, byte_edges, utf8_sequences
 
 PATTERNS = [
     r'"(?:[^"\\\x00-\x1f]|\\["\\\/bfnrt]|\\u[0-9a-fA-F]{4})*"',
@@ -92,7 +92,7 @@ def _reference_dfa_language(nfa: ByteNFA, starts: list[int], tags: dict[int, int
 
     cur = closure(set(starts))
     for b in data:
-        cur = closure({d for s in cur for lo, hi, d in nfa.edges[s] if lo <= b <= hi})
+        cur = closure({d for s in cur for lo, hi, d in byte_edges(nfa.edges[s]) if lo <= b <= hi})
     return sum(1 << tags[s] for s in cur if s in tags)
 
 

@@ -13,7 +13,7 @@ Lark's byte automaton (:mod:`decoding.grammar.regex_bytes`) then spells the rege
 
 from __future__ import annotations
 
-from functools import cache
+from functools import cache, lru_cache
 
 from decoding.grammar.json_schema.regex_ast import (
     BOS,
@@ -173,6 +173,7 @@ def json_string_regex(node: Node, unicode_escapes: bool = True) -> str:
     return "\\x22" + _spell(node, lambda cs: json_char(cs, unicode_escapes)) + "\\x22"
 
 
+@lru_cache(maxsize=1 << 14)
 def literal_json_regex(text: str) -> str:
     """``json_string_regex(literal(text))`` written from the characters directly (no tree walk):
     the regex of the JSON texts of the one string ``text`` (property names are many)."""

@@ -26,7 +26,7 @@ from __future__ import annotations
 from decoding.grammar.json_schema.encode import json_char
 from decoding.grammar.json_schema.keys import _without_points
 from decoding.grammar.json_schema.regex_ast import SURROGATES, UNIVERSE, CharSet, charset, cs_minus
-from decoding.grammar.json_schema.tree_nfa import MAXWIDTH, _Builder
+from decoding.grammar.json_schema.tree_nfa import _ESCAPED_ASCII, MAXWIDTH, _Builder, _raw_ascii
 from decoding.grammar.regex_bytes import ByteNFA
 
 _END = ""  # trie key marking that a name ends at this node
@@ -74,28 +74,46 @@ class OtherNames:
         b = _Builder(nfa, "json-keys")
         start, end = nfa.new(), nfa.new()
         root, stop, free = nfa.new(), nfa.new(), nfa.new()
-        nfa.edges[start].append((0x22, 0x22, root))
-        nfa.edges[stop].append((0x22, 0x22, end))
+        nfa.edges[start] += (0x22, 0x22, root)
+        nfa.edges[stop] += (0x22, 0x22, end)
         nfa.eps[free].append(stop)
         b.chars(UNIVERSE, free, free)
         shared = -1
         if self.unused:
             shared = nfa.new()
             b.chars(self.unused, shared, free)
+        leaves: dict[str, list[int] | None] = {}  # a node's children -> its flat edges to free (raw ASCII)
+        edges, eps = nfa.edges, nfa.eps
         todo = [(self.trie, root)]
         while todo:
             node, s = todo.pop()
             children = sorted(c for c in node if c)
             if _END not in node:
-                nfa.eps[s].append(stop)
+                eps[s].append(stop)
             if shared >= 0:
-                nfa.eps[s].append(shared)
-            leave = _without_points(self.used, [ord(c) for c in children])
-            if leave:
-                b.chars(leave, s, free)
+                eps[s].append(shared)
+            kids = "".join(children)
+            flat = leaves.get(kids, ())
+            if flat == ():  # first node with these children: the edges of the used characters left
+                leave = _without_points(self.used, [ord(c) for c in children])
+                flat = leaves[kids] = None
+                if leave and leave[-1][1] < 0x80 and _raw_ascii(leave):
+                    flat = leaves[kids] = [x for lo, hi in leave for x in (lo, hi, free)]
+                elif leave:
+                    b.chars(leave, s, free)
+            elif flat is None:
+                leave = _without_points(self.used, [ord(c) for c in children])
+                if leave:
+                    b.chars(leave, s, free)
+            if flat:
+                edges[s] += flat  # what b.chars(leave, s, free) adds for raw ASCII
             for c in children:
                 t = nfa.new()
-                b.chars(((ord(c), ord(c)),), s, t)
+                cp = ord(c)
+                if cp < 0x80 and not _ESCAPED_ASCII[cp]:
+                    edges[s] += (cp, cp, t)  # what b.chars(((cp, cp),), s, t) adds
+                else:
+                    b.chars(((cp, cp),), s, t)
                 todo.append((node[c], t))
         return start, end, MAXWIDTH
 

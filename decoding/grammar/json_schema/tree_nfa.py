@@ -50,9 +50,9 @@ def add_tree(nfa: ByteNFA, node: Node, spell: str) -> tuple[int, int]:
         b.build(node, start, end)
     else:
         a, z = nfa.new(), nfa.new()
-        nfa.edges[start].append((0x22, 0x22, a))
+        nfa.edges[start] += (0x22, 0x22, a)
         b.build(node, a, z)
-        nfa.edges[z].append((0x22, 0x22, end))
+        nfa.edges[z] += (0x22, 0x22, end)
     return start, end
 
 
@@ -61,7 +61,7 @@ def add_literal(nfa: ByteNFA, text: str) -> tuple[int, int, int]:
     tree: ``(start, accept, longest match in characters)`` of the JSON texts of the one string."""
     b = _Builder(nfa, "json")
     start, end, a = nfa.new(), nfa.new(), nfa.new()
-    nfa.edges[start].append((0x22, 0x22, a))
+    nfa.edges[start] += (0x22, 0x22, a)
     width = 2
     cur = a
     for cp in map(ord, text):
@@ -69,7 +69,7 @@ def add_literal(nfa: ByteNFA, text: str) -> tuple[int, int, int]:
         b.chars(((cp, cp),), cur, nxt)
         width += 6 if cp < 0x20 else 2 if cp in _SHORT else 1
         cur = nxt
-    nfa.edges[cur].append((0x22, 0x22, end))
+    nfa.edges[cur] += (0x22, 0x22, end)
     return start, end, min(width, MAXWIDTH)
 
 
@@ -101,7 +101,7 @@ class _Builder:
                 if isinstance(p, Chars):
                     cs = p.cs
                     if len(cs) == 1 and cs[0][1] < 0x80 and not (self.json and 1 in _ESCAPED_ASCII[cs[0][0] : cs[0][1] + 1]):
-                        edges[cur].append((cs[0][0], cs[0][1], nxt))  # one ASCII range written raw (as chars() adds it)
+                        edges[cur] += (cs[0][0], cs[0][1], nxt)  # one ASCII range written raw (as chars() adds it)
                     else:
                         self.chars(cs, cur, nxt)
                 else:
@@ -117,8 +117,10 @@ class _Builder:
 
     def chars(self, cs: CharSet, src: int, dst: int) -> None:
         nfa = self.nfa
-        if cs and cs[-1][1] < 0x80 and (not self.json or not any(1 in _ESCAPED_ASCII[lo : hi + 1] for lo, hi in cs)):
-            nfa.edges[src].extend((lo, hi, dst) for lo, hi in cs)  # ASCII written raw: what add_codepoints adds
+        if cs and cs[-1][1] < 0x80 and (not self.json or _raw_ascii(cs)):
+            e = nfa.edges[src]  # ASCII written raw: what add_codepoints adds
+            for lo, hi in cs:
+                e += (lo, hi, dst)
             return
         if not self.json:
             nfa.add_codepoints(src, dst, list(cs))
@@ -129,23 +131,30 @@ class _Builder:
         if not short and not controls:
             return
         esc = nfa.new()
-        nfa.edges[src].append((0x5C, 0x5C, esc))
+        nfa.edges[src] += (0x5C, 0x5C, esc)
         for byte in short:
-            nfa.edges[esc].append((byte, byte, dst))
+            nfa.edges[esc] += (byte, byte, dst)
         if controls:  # \u00XX: a small trie over the two hex digits
             u, u0, u00 = nfa.new(), nfa.new(), nfa.new()
-            nfa.edges[esc].append((0x75, 0x75, u))
-            nfa.edges[u].append((0x30, 0x30, u0))
-            nfa.edges[u0].append((0x30, 0x30, u00))
+            nfa.edges[esc] += (0x75, 0x75, u)
+            nfa.edges[u] += (0x30, 0x30, u0)
+            nfa.edges[u0] += (0x30, 0x30, u00)
             by_high: dict[int, list[int]] = {}
             for cp in controls:
                 by_high.setdefault(cp >> 4, []).append(cp & 15)
             for high, lows in sorted(by_high.items()):
                 mid = nfa.new()
-                nfa.edges[u00].append((ord(_HEX[high]), ord(_HEX[high]), mid))
+                nfa.edges[u00] += (ord(_HEX[high]), ord(_HEX[high]), mid)
                 for low in lows:
                     for ch in {_HEX[low], _HEX[low].upper()}:
-                        nfa.edges[mid].append((ord(ch), ord(ch), dst))
+                        nfa.edges[mid] += (ord(ch), ord(ch), dst)
+
+
+@lru_cache(maxsize=1 << 14)
+def _raw_ascii(cs: CharSet) -> bool:
+    """Whether a JSON string writes every character of the ASCII set ``cs`` as itself only (no
+    character of it is ever escaped)."""
+    return not any(1 in _ESCAPED_ASCII[lo : hi + 1] for lo, hi in cs)
 
 
 @lru_cache(maxsize=1 << 14)

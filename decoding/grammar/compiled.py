@@ -102,11 +102,15 @@ class CompiledGrammar(MaskComputation):
         self._ctx_of_lalr: dict[Any, int] = {}
         self._ctx_terms: list[int] = []
         ctx_index: dict[int, int] = {}
+        bits_of: dict[tuple[str, ...], int] = {}  # many states have the same terminals
         for st, terms in self.parser.terminals_at.items():
-            bits = self.ignore_mask
-            for t in terms:
-                if t in self.term_index:
-                    bits |= 1 << self.term_index[t]
+            bits = bits_of.get(terms)
+            if bits is None:
+                bits = self.ignore_mask
+                for t in terms:
+                    if t in self.term_index:
+                        bits |= 1 << self.term_index[t]
+                bits_of[terms] = bits
             if bits not in ctx_index:
                 ctx_index[bits] = len(self._ctx_terms)
                 self._ctx_terms.append(bits)

@@ -29,18 +29,10 @@ class LalrDriver:
         self.start_state = table.start_state
         # per LALR state: symbol -> ("s", target) | ("r", pop_count, origin_name, rule index)
         self.actions: list[dict[str, tuple]] = table.actions
-        terminal: dict[str, bool] = {}  # symbol -> whether it is a terminal (tested once per symbol)
-        self.terminals_at: dict[Any, tuple[str, ...]] = {}
-        for s, row in enumerate(self.actions):
-            terms = []
-            for k in row:
-                t = terminal.get(k)
-                if t is None:
-                    t = terminal[k] = k.isupper() and k != END
-                if t:
-                    terms.append(k)
-            terms.sort()
-            self.terminals_at[s] = tuple(terms)
+        terminals = {k for k in set().union(*self.actions) if k.isupper() and k != END}  # each symbol tested once
+        self.terminals_at: dict[Any, tuple[str, ...]] = {
+            s: tuple(sorted(row.keys() & terminals)) for s, row in enumerate(self.actions)
+        }
         self._nodes: list[tuple[Any, int, int]] = []  # id -> (lalr state, parent id, depth)
         self._intern: dict[tuple[Any, int], int] = {}
         self._feed: dict[tuple[int, str], tuple[int, int]] = {}

@@ -121,14 +121,26 @@ class _Expander:
         self.new_rules: list[tuple[str, list[Alt]]] = []  # helper rules: (name, alternatives)
         self.count = 0
         self.prefix = ""
+        self.symbols: dict[str, str] = {}  # item -> its BNF symbol
 
     def symbol(self, item: str) -> str:
-        return self.literals.name(item[1:-1]) if item.startswith('"') else item
+        s = self.symbols.get(item)
+        if s is None:
+            s = self.symbols[item] = self.literals.name(item[1:-1]) if item.startswith('"') else item
+        return s
 
     def rule(self, name: str, alts: list[list[Item]]) -> list[tuple[str, Alt]]:
         """``name``'s BNF alternatives: each alternative's options multiplied out, in lark's order."""
         self.prefix = name
-        return [(name, a) for alt in alts for a in _product([self.options(x) for x in alt])]
+        out: list[tuple[str, Alt]] = []
+        symbols = self.symbols
+        for alt in alts:
+            syms = [symbols.get(x) for x in alt]  # type: ignore[call-overload]
+            if None in syms:  # a repetition or an item not seen yet (else: one option each, the product is them)
+                out.extend((name, a) for a in _product([self.options(x) for x in alt]))
+            else:
+                out.append((name, tuple(syms)))  # type: ignore[arg-type]
+        return out
 
     def finish(self) -> list[tuple[str, Alt]]:
         """The helper rules made so far."""

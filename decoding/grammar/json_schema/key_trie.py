@@ -57,7 +57,7 @@ class OtherNames:
     def regex(self) -> str:
         """Regex text of the JSON texts (quotes included) of the other names."""
         spelled: dict[str, str | None] = {}  # a character of the names -> its JSON spellings
-        inner, paths, exits = _walk(self.trie, self.used, spelled)
+        inner, paths, exits = _walk(self.trie, self.used, spelled, {})
         tail = []
         if self.unused:
             tail.append(paths + _char(self.unused))  # type: ignore[operator]
@@ -129,13 +129,19 @@ def _group(parts: list[str]) -> str:
     return parts[0] if len(parts) == 1 else "(?:" + "|".join(parts) + ")"
 
 
-def _walk(node: dict, used: CharSet, spelled: dict[str, str | None]) -> tuple[str | None, str, str | None]:
+def _walk(
+    node: dict, used: CharSet, spelled: dict[str, str | None], firsts: dict[str, str | None]
+) -> tuple[str | None, str, str | None]:
     """From ``node``: the trie paths that do not end on a name (``None``: none), every trie path
     (the empty one included), and the trie paths followed by a character of ``used`` that no
-    name continues with (``None``: none); one walk for the three."""
+    name continues with (``None``: none); one walk for the three. ``firsts`` keeps the spelling
+    of the characters that leave the trie per set of children (many nodes have the same)."""
     children = sorted(c for c in node if c)
-    leave = _without_points(used, [ord(c) for c in children])
-    first = _char(leave) if leave else None
+    kids = "".join(children)
+    first = firsts.get(kids, "")
+    if first == "":
+        leave = _without_points(used, [ord(c) for c in children])
+        first = firsts[kids] = _char(leave) if leave else None
     inner_parts: list[str] = []
     path_parts: list[str] = []
     exit_parts = [] if first is None else [first]
@@ -145,7 +151,7 @@ def _walk(node: dict, used: CharSet, spelled: dict[str, str | None]) -> tuple[st
             head = spelled[c] = _char(((ord(c), ord(c)),))
         if head is None:
             continue
-        inner, paths, exits = _walk(node[c], used, spelled)
+        inner, paths, exits = _walk(node[c], used, spelled, firsts)
         if inner is not None:
             inner_parts.append(head + inner)
         path_parts.append(head + paths)

@@ -152,7 +152,9 @@ class _Builder:
         for i, kernel in enumerate(kernels):  # grows while it is walked
             groups: dict[int, list[int] | tuple[int, ...]] = {}  # lists: kernel items (to be sorted)
             red: list[int] = []
-            nts = set()  # (a set: its frozenset's order is the closure's order, as before)
+            # a set, not a list: _closure_moves walks the frozenset made from it, and a frozenset made
+            # from a list may iterate the same members in another order (other state numbers than lark's)
+            nts = set()
             for it in kernel:
                 x = item_sym[it]
                 if x < 0:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from decoding.grammar.regex_bytes import ByteNFA
+from decoding.grammar.regex_bytes import ByteNFA, byte_edges
 
 DEAD, START = 0, 1
 
@@ -77,8 +77,7 @@ def build_dfa(nfa: ByteNFA, starts: Sequence[int], tag_of_accept: dict[int, int]
         opens: dict[int, list[int]] = {}
         shuts: dict[int, list[int]] = {}
         for s in sets[i]:
-            it = iter(nfa.edges[s])  # flat (lo, hi, dst) triples (byte_edges, inlined)
-            for lo, hi, d in zip(it, it, it, strict=False):
+            for lo, hi, d in byte_edges(nfa.edges[s]):
                 opens.setdefault(lo, []).append(d)
                 shuts.setdefault(hi + 1, []).append(d)
         bounds = sorted(opens.keys() | shuts.keys())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
 
@@ -36,9 +38,21 @@ def test_dpm_solver_v3_reads_the_statistics_of_the_loaded_model(small):
     assert torch.equal(auto.images, given.images)
 
 
-def test_a_solver_without_its_statistics_is_refused_with_the_command_that_makes_them(small):
-    with pytest.raises(OptionError, match=r"dc_solver needs fashion-small's searched ratios.*solver_dc.py --model fashion-small --save"):
-        dc.generate(small, n=1, class_label=0, solver="dc_solver", steps=5)
+def test_a_solver_without_its_statistics_is_refused_with_the_command_that_makes_them(tmp_path):
+    bare = tmp_path / "fashion-small"
+    shutil.copytree(resolve("fashion-small").path, bare, ignore=shutil.ignore_patterns("dc_solver_ratios.safetensors"))
+    model = dc.load(str(bare))
+    with pytest.raises(OptionError, match=r"dc_solver needs .*searched ratios.*solver_dc.py --model .* --save"):
+        dc.generate(model, n=1, class_label=0, solver="dc_solver", steps=5)
+
+
+def test_dc_solver_uses_the_shipped_ratios_only_where_fid_confirmed_them(small):
+    """fashion-small's table keeps its searched ratios at NFE 8 only (FID-10k, docs/perf/solvers_fid.md):
+    elsewhere DC-Solver is UniPC-2 exactly."""
+    for steps, same in ((5, True), (10, True), (8, False)):
+        dcs = dc.generate(small, n=2, class_label=4, solver="dc_solver", steps=steps, seed=0)
+        base = dc.generate(small, n=2, class_label=4, solver="unipc_bh2", steps=steps, seed=0)
+        assert torch.equal(dcs.images, base.images) == same, steps
 
 
 def test_unknown_spacing_is_refused(small):

@@ -7,13 +7,14 @@ tokens; torch.compile changes rounding, so compiled logits are compared with a t
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
 
 from decoding import decode
 from decoding.adapters.static_cache import StaticCausalLM
-from decoding.core.syncs import PACKAGE, count_syncs
+from decoding.core.syncs import PACKAGE, count_syncs, sync_stacks
 from decoding.nn.transformer import Transformer, TransformerConfig
 from decoding.processes.autoregressive import Autoregressive, generated_tokens
 from decoding.processors import standard_processors
@@ -68,8 +69,9 @@ def test_decode_does_not_wait_for_the_gpu_every_step(net) -> None:
     for steps in (64, 96):
         counts[steps] = count_syncs(lambda n=steps: decode(lm, proc, inputs, steps=n, processors=PROCS, seed=0,
                                                            sync_every=16), within=PACKAGE)
-    detail = {"64": counts[64], "96": counts[96], "all (64)": count_syncs(
-        lambda: decode(lm, proc, inputs, steps=64, processors=PROCS, seed=0, sync_every=16))}
+    stacks = sync_stacks(lambda: decode(lm, proc, inputs, steps=64, processors=PROCS, seed=0, sync_every=16))
+    detail = {"64": counts[64], "96": counts[96],  # every sync of a 64-step run, innermost 6 frames first
+              "all (64)": [" < ".join(f"{Path(f.filename).name}:{f.lineno}" for f in reversed(st[-6:])) for st in stacks]}
     assert sum(counts[96].values()) - sum(counts[64].values()) == 32 // 16, detail
     assert sum(counts[64].values()) <= 64 // 16 + 1 + 1, detail
 

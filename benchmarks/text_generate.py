@@ -124,7 +124,7 @@ def ours(args: argparse.Namespace, net: Transformer) -> dict[str, tuple[int | No
     backend = None if args.attention == "auto" else args.attention
     flag = {"auto": None, "on": True, "off": False}
     out = {}
-    for name in sorted(args.engines):
+    for name in args.engines:
         base, _, variant = name.partition("-")
         if base != "loop":
             continue
@@ -160,7 +160,7 @@ def runners(args, models, hf, prompt: torch.Tensor, config: dict) -> dict[str, C
 
         out[name] = run
     if hf is None:
-        return out
+        return {name: out[name] for name in args.engines if name in out}
     if "hf-adapter" in args.engines:
         from decoding.adapters.hf import HFCausalLM
 
@@ -183,7 +183,7 @@ def runners(args, models, hf, prompt: torch.Tensor, config: dict) -> dict[str, C
                 return int((ids.shape[1] - prompt.shape[1]) * ids.shape[0])
 
             out[name] = run_hf
-    return out
+    return {name: out[name] for name in args.engines if name in out}  # in the order asked for
 
 
 def sync(device: torch.device) -> None:
@@ -319,8 +319,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--configs", nargs="+", default=["temperature=0.8,top_p=0.95"],
                    help="processor settings, one run each, e.g. 'temperature=0.8,top_p=0.95' 'typical=0.9' "
                         "'temperature=1.0' (keys: " + ", ".join(HF_NAMES) + ")")
-    p.add_argument("--engines", default=None, help="comma list (see above); default: loop,loop-sync1,hf,hf-static on "
-                   "CUDA, loop,hf-adapter,hf on CPU")
+    p.add_argument("--engines", default=None, help="comma list (see above), run in this order; default: "
+                   "loop,loop-sync1,hf,hf-static on CUDA, loop,hf-adapter,hf on CPU")
     p.add_argument("--attention", default="auto", help="attention backend of our engines: auto, xformers, sdpa, naive")
     p.add_argument("--compile", default="auto", choices=["auto", "on", "off"])
     p.add_argument("--compile-mode", default=None, help="torch.compile mode of our step, e.g. max-autotune-no-cudagraphs")
@@ -335,7 +335,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = p.parse_args(argv)
     device = torch.device(args.device)
     default = "loop,loop-sync1,hf,hf-static" if device.type == "cuda" else "loop,hf-adapter,hf"
-    args.engines = set((args.engines or default).split(","))
+    args.engines = list(dict.fromkeys((args.engines or default).split(",")))  # run in this order
     configs = [parse_config(c) for c in args.configs]
     if args.threads:
         torch.set_num_threads(args.threads)

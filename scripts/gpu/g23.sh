@@ -17,24 +17,25 @@ step() { echo "$1 rc $2 at ${SECONDS}s"; echo "$1 rc $2 at ${SECONDS}s" >> $R/st
   python3 -c "import xformers, diffusers; print('xformers', xformers.__version__, 'diffusers', diffusers.__version__)"
   echo "PYTHONPATH=$PYTHONPATH"; } > $R/env.txt 2>&1; cat $R/env.txt
 # 1. correctness on the GPU (no captured DEBUG logs: -p no:logging)
-timeout $(cap 130) python3 -m pytest -q -m gpu -p no:cacheprovider -p no:logging --tb=short -rfEs \
+timeout $(cap 140) python3 -m pytest -q -m gpu -p no:cacheprovider -p no:logging --tb=short -rfEs \
   tests/processors/test_sort_free.py tests/nn/test_decode_attention.py tests/image/test_graphs.py \
   tests/text/test_step_fusion.py tests/text/test_gpu.py tests/image/test_no_device_sync.py > $R/pytest_gpu.log 2>&1
 step pytest $?; tail -n 15 $R/pytest_gpu.log
-# 2. text at batch 1: every engine capped (a row is saved as soon as it finishes)
+# 2. text at batch 1: engines in order of need, each capped (a row is saved as soon as it finishes)
 timeout $(cap 150) python3 benchmarks/text_generate.py --device cuda --random-weights --batch 1 --reps 3 \
-  --engines loop,loop-triton,loop-sync1,hf,hf-static --engine-timeout 40 --profile --out $R/text_h100_b1.json > $R/text_b1.log 2>&1
+  --engines loop,hf,loop-triton,hf-static,loop-sync1 --engine-timeout 60 --profile --out $R/text_h100_b1.json > $R/text_b1.log 2>&1
 step text_b1 $?
-# 3. top-p / typical / min-p: search vs sort vs transformers, eager / CUDA graph / compiled
-timeout $(cap 60) python3 benchmarks/truncation.py --device cuda --batch 1 8 64 --iters 20 --reps 3 \
+# 3. top-p / typical / min-p: search vs sort vs transformers, eager / CUDA graph / compiled (batch 1 was
+# measured on the first run: last)
+timeout $(cap 60) python3 benchmarks/truncation.py --device cuda --batch 8 64 1 --iters 20 --reps 3 \
   --out $R/truncation_h100.json > $R/truncation.log 2>&1
 step truncation $?
 # 4. text at batch 64
 timeout $(cap 100) python3 benchmarks/text_generate.py --device cuda --random-weights --batch 64 --reps 3 \
-  --engines loop,loop-triton,loop-sync1,hf,hf-static --engine-timeout 30 --profile --out $R/text_h100_b64.json > $R/text_b64.log 2>&1
+  --engines loop,hf,loop-triton,hf-static,loop-sync1 --engine-timeout 45 --profile --out $R/text_h100_b64.json > $R/text_b64.log 2>&1
 step text_b64 $?
 # 5. images at small batch (graphs vs eager, against diffusers), then batch 256 (must stay >= 1.0x)
-timeout $(cap 60) python3 benchmarks/image_throughput.py --device cuda --model models/fashion-large --batch 1 16 --nfe 10 \
+timeout $(cap 45) python3 benchmarks/image_throughput.py --device cuda --model models/fashion-large --batch 1 16 --nfe 10 \
   --peer diffusers --attention sdpa --out $R/image_small_batch_h100.json > $R/image_small.log 2>&1
 step image_small $?
 timeout $(left) python3 benchmarks/image_throughput.py --device cuda --model models/fashion-large --batch 256 --nfe 10 \

@@ -287,7 +287,7 @@ def test_search_compiles_with_inductor() -> None:
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("batch", [1, 8])
+@pytest.mark.parametrize("batch", [8])
 def test_search_compiles_with_inductor_on_cuda(batch: int) -> None:
     """Batch 8 at SmolLM2's vocabulary crashed inductor's codegen (an int64 split scan) on the first
     H100 run; the search has no scan now."""

@@ -23,7 +23,11 @@ Peer (only when transformers imports):
 Every engine samples with the same processors (each ``--configs`` entry; transformers' default
 top-k 50 is switched off) and ignores EOS, so all do the same work: ``batch x new_tokens`` tokens.
 Each engine runs once per batch and config to warm up (compilation, graph capture), then
-``--reps`` times, interleaved with the others; the table shows the median tokens/s and the ratio
+``--reps`` times, engine after engine; each engine's row is printed and ``--out`` rewritten
+(atomically) as soon as it finishes, so a run stopped from outside keeps every finished row.
+``--engine-timeout S`` caps each engine's warm-up plus repetitions at ``S`` seconds (per batch and
+config): an engine over it keeps the repetitions it finished (``capped``) or, stopped in its
+warm-up, is reported as failed. The table shows the median tokens/s and the ratio
 to the best transformers engine of the same batch and config. On CPU it also shows tokens per
 CPU-second of this process (``time.process_time``): on a shared machine wall time swings with
 the other jobs' load, while CPU time measures the work each engine does (equal to wall time on
@@ -33,13 +37,15 @@ an idle machine with ``--threads 1``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
+import signal
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -118,7 +124,7 @@ def ours(args: argparse.Namespace, net: Transformer) -> dict[str, tuple[int | No
     backend = None if args.attention == "auto" else args.attention
     flag = {"auto": None, "on": True, "off": False}
     out = {}
-    for name in sorted(args.engines):
+    for name in args.engines:
         base, _, variant = name.partition("-")
         if base != "loop":
             continue
@@ -154,7 +160,7 @@ def runners(args, models, hf, prompt: torch.Tensor, config: dict) -> dict[str, C
 
         out[name] = run
     if hf is None:
-        return out
+        return {name: out[name] for name in args.engines if name in out}
     if "hf-adapter" in args.engines:
         from decoding.adapters.hf import HFCausalLM
 
@@ -177,7 +183,7 @@ def runners(args, models, hf, prompt: torch.Tensor, config: dict) -> dict[str, C
                 return int((ids.shape[1] - prompt.shape[1]) * ids.shape[0])
 
             out[name] = run_hf
-    return out
+    return {name: out[name] for name in args.engines if name in out}  # in the order asked for
 
 
 def sync(device: torch.device) -> None:
@@ -185,36 +191,94 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def measure(fns: dict[str, Callable[[int], int]], reps: int, device: torch.device) -> dict[str, dict]:
-    rows: dict[str, dict] = {}
-    for name, fn in fns.items():  # warm-up: compilation, graph capture
-        t = time.perf_counter()
-        try:
+class EngineTimeout(Exception):
+    """An engine ran past ``--engine-timeout``."""
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float | None) -> Iterator[None]:
+    """Raise :class:`EngineTimeout` in this (main) thread after ``seconds`` (no limit: None or 0)."""
+    if not seconds or not hasattr(signal, "setitimer"):
+        yield
+        return
+
+    def expire(signum, frame) -> None:
+        raise EngineTimeout(f"over the {seconds:g} s cap")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def write_atomic(path: Path, data: dict) -> None:
+    """Write JSON to ``path`` through a temporary file: a run killed mid-write leaves the last complete file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
+
+
+def short_error(e: BaseException, chars: int = 400) -> str:
+    """``Type: the last chars of the message`` (a compiler's useful line is at the end)."""
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text if len(text) <= chars else '...' + text[-chars:]}"
+
+
+def measure_one(fn: Callable[[int], int], reps: int, device: torch.device, cap: float | None) -> dict:
+    """Warm up ``fn`` once (compilation, graph capture), then time ``reps`` runs; at most ``cap`` seconds."""
+    row: dict = {"warmup_s": None, "tok_s": [], "tok_per_cpu_s": [], "error": None, "capped": False}
+    start = time.perf_counter()
+    try:
+        with time_limit(cap):
             fn(0)
             sync(device)
-            rows[name] = {"warmup_s": time.perf_counter() - t, "tok_s": [], "tok_per_cpu_s": [], "error": None}
-        except Exception as e:  # report and go on with the other engines
-            rows[name] = {"warmup_s": None, "tok_s": [], "tok_per_cpu_s": [], "error": f"{type(e).__name__}: {e}"[:400]}
-            print(f"  {name}: failed: {rows[name]['error']}", file=sys.stderr)
-    for r in range(reps):
-        for name, fn in fns.items():
-            if rows[name]["error"]:
-                continue
-            sync(device)
-            t, c = time.perf_counter(), time.process_time()
-            tokens = fn(r + 1)
-            sync(device)
-            rows[name]["tok_s"].append(tokens / (time.perf_counter() - t))
-            rows[name]["tok_per_cpu_s"].append(tokens / max(time.process_time() - c, 1e-9))
-    for row in rows.values():
-        row["median_tok_s"] = statistics.median(row["tok_s"]) if row["tok_s"] else None
-        row["median_tok_per_cpu_s"] = statistics.median(row["tok_per_cpu_s"]) if row["tok_per_cpu_s"] else None
+            row["warmup_s"] = time.perf_counter() - start
+            for r in range(reps):
+                sync(device)
+                t, c = time.perf_counter(), time.process_time()
+                tokens = fn(r + 1)
+                sync(device)
+                row["tok_s"].append(tokens / (time.perf_counter() - t))
+                row["tok_per_cpu_s"].append(tokens / max(time.process_time() - c, 1e-9))
+    except EngineTimeout as e:
+        row["capped"] = True
+        if not row["tok_s"]:
+            row["error"] = f"EngineTimeout: {e}" + (" (in the warm-up)" if row["warmup_s"] is None else "")
+    except Exception as e:  # report and go on with the other engines
+        row["error"] = short_error(e)
+    with contextlib.suppress(Exception):
+        sync(device)  # let an interrupted engine's queued work finish before the next one starts
+    row["seconds"] = time.perf_counter() - start
+    row["median_tok_s"] = statistics.median(row["tok_s"]) if row["tok_s"] else None
+    row["median_tok_per_cpu_s"] = statistics.median(row["tok_per_cpu_s"]) if row["tok_per_cpu_s"] else None
+    return row
+
+
+def add_ratios(rows: dict[str, dict]) -> None:
+    """Ratios to the best transformers engine among the rows so far."""
     best = max((r["median_tok_s"] or 0 for k, r in rows.items() if k in ("hf", "hf-static")), default=0) or None
     best_cpu = max((r["median_tok_per_cpu_s"] or 0 for k, r in rows.items() if k in ("hf", "hf-static")), default=0)
     for row in rows.values():
         row["ratio_to_hf_best"] = row["median_tok_s"] / best if (best and row["median_tok_s"]) else None
         row["cpu_ratio_to_hf_best"] = (row["median_tok_per_cpu_s"] / best_cpu
                                        if (best_cpu and row["median_tok_per_cpu_s"]) else None)
+
+
+def measure(fns: dict[str, Callable[[int], int]], reps: int, device: torch.device, cap: float | None = None,
+            on_row: Callable[[str, dict], None] | None = None) -> dict[str, dict]:
+    """Each engine in turn (warm-up, then ``reps`` timed runs); ``on_row(name, row)`` after each one."""
+    rows: dict[str, dict] = {}
+    for name, fn in fns.items():
+        rows[name] = measure_one(fn, reps, device, cap)
+        if rows[name]["error"]:
+            print(f"  {name}: failed: {rows[name]['error']}", file=sys.stderr)
+        add_ratios(rows)
+        if on_row is not None:
+            on_row(name, rows[name])
     return rows
 
 
@@ -255,8 +319,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--configs", nargs="+", default=["temperature=0.8,top_p=0.95"],
                    help="processor settings, one run each, e.g. 'temperature=0.8,top_p=0.95' 'typical=0.9' "
                         "'temperature=1.0' (keys: " + ", ".join(HF_NAMES) + ")")
-    p.add_argument("--engines", default=None, help="comma list (see above); default: loop,loop-sync1,hf,hf-static on "
-                   "CUDA, loop,hf-adapter,hf on CPU")
+    p.add_argument("--engines", default=None, help="comma list (see above), run in this order; default: "
+                   "loop,loop-sync1,hf,hf-static on CUDA, loop,hf-adapter,hf on CPU")
     p.add_argument("--attention", default="auto", help="attention backend of our engines: auto, xformers, sdpa, naive")
     p.add_argument("--compile", default="auto", choices=["auto", "on", "off"])
     p.add_argument("--compile-mode", default=None, help="torch.compile mode of our step, e.g. max-autotune-no-cudagraphs")
@@ -264,11 +328,14 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--skip-hf", action="store_true")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--profile", action="store_true", help="also profile one run of the first loop engine")
-    p.add_argument("--out", type=Path, help="write the results as JSON here")
+    p.add_argument("--engine-timeout", type=float, default=None,
+                   help="seconds per engine (warm-up + reps) for each batch and config; over it, the "
+                        "repetitions done so far are kept")
+    p.add_argument("--out", type=Path, help="write the results as JSON here (rewritten after every engine)")
     args = p.parse_args(argv)
     device = torch.device(args.device)
     default = "loop,loop-sync1,hf,hf-static" if device.type == "cuda" else "loop,hf-adapter,hf"
-    args.engines = set((args.engines or default).split(","))
+    args.engines = list(dict.fromkeys((args.engines or default).split(",")))  # run in this order
     configs = [parse_config(c) for c in args.configs]
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -284,32 +351,52 @@ def main(argv: list[str] | None = None) -> dict:
         "model": ("tiny random" if args.tiny else "random SmolLM2-135M arch") if args.random_weights else args.model,
         "prompt_len": args.prompt_len, "new_tokens": args.new_tokens, "reps": args.reps,
         "attention": args.attention, "compile": args.compile, "compile_mode": args.compile_mode,
-        "cuda_graphs": args.cuda_graphs,
+        "cuda_graphs": args.cuda_graphs, "engine_timeout": args.engine_timeout,
         "command": "python " + " ".join(sys.argv),
     }
-    results: dict = {"meta": meta, "runs": []}
+    results: dict = {"meta": meta, "runs": [], "complete": False}
+
+    def save() -> None:
+        if args.out:
+            write_atomic(args.out, results)
+
     for b in args.batch:
         g = torch.Generator().manual_seed(b)
         prompt = torch.randint(3, net.cfg.vocab_size, (b, args.prompt_len), generator=g).to(device)
         for ci, config in enumerate(configs):
             fns = runners(args, models, hf, prompt, config)
             print(f"batch {b}, {args.configs[ci]}: {', '.join(fns)} ...", file=sys.stderr)
-            rows = measure(fns, args.reps, device)
-            for name, (_, lm) in models.items():  # what actually ran (compilation may have fallen back)
-                if name in rows:
-                    rows[name].update(compiled=lm.compile, cuda_graphs=lm.cuda_graphs, decode_backend=lm.decode_backend)
-            results["runs"].append({"batch": b, "config": args.configs[ci], "engines": rows})
+            run = {"batch": b, "config": args.configs[ci], "engines": {}}
+            results["runs"].append(run)
+
+            def on_row(name: str, row: dict, run=run) -> None:
+                if name in models:  # what actually ran (compilation may have fallen back)
+                    lm = models[name][1]
+                    row.update(compiled=lm.compile, cuda_graphs=lm.cuda_graphs, decode_backend=lm.decode_backend)
+                run["engines"][name] = row
+                print_row(run, name, row, meta["device"] == "cpu")
+                save()
+
+            run["engines"] = measure(fns, args.reps, device, args.engine_timeout, on_row)
+            save()
         if args.profile and models:
-            prof = profile_loop(next(iter(models.values()))[1], device, prompt, configs[0], args.new_tokens)
+            try:
+                with time_limit(args.engine_timeout):
+                    prof = profile_loop(next(iter(models.values()))[1], device, prompt, configs[0], args.new_tokens)
+            except Exception as e:  # the profile is extra: keep the timings
+                prof = {"error": short_error(e)}
+                print(f"profile failed: {prof['error']}", file=sys.stderr)
+            else:
+                print(prof["table"])
+                print(f"device kernels per token step: {prof['device_kernels_per_token_step']:.1f}, "
+                      f"device ms per token step: {prof['device_ms_per_token_step']:.3f}")
             results.setdefault("profile", {})[str(b)] = prof
-            print(prof["table"])
-            print(f"device kernels per token step: {prof['device_kernels_per_token_step']:.1f}, "
-                  f"device ms per token step: {prof['device_ms_per_token_step']:.3f}")
+            save()
     print_table(results)
     results["meta"]["load_average_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
+    results["complete"] = True
+    save()
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=2))
         print(f"wrote {args.out}", file=sys.stderr)
     return results
 
@@ -323,6 +410,25 @@ def _tf_version() -> str | None:
         return None
 
 
+def row_line(run: dict, name: str, r: dict, cpu: bool, gpu_run: bool = True) -> str:
+    """One table line for engine ``name`` of ``run``."""
+    label = name + (" (eager)" if gpu_run and r.get("compiled") is False else "") + (" (capped)" if r.get("capped") else "")
+    head = f"{run['batch']:>5}  {run['config'][:28]:<28} {label:<18}"
+    if r["error"]:
+        return f"{head} failed: {r['error'][-160:]}"
+    ratio = f"{r['ratio_to_hf_best']:.2f}" if r["ratio_to_hf_best"] else "-"
+    tail = ""
+    if cpu:
+        cr = f"{r['cpu_ratio_to_hf_best']:.2f}" if r["cpu_ratio_to_hf_best"] else "-"
+        tail = f" {r['median_tok_per_cpu_s']:>10.1f} {cr:>6}"
+    return f"{head} {r['median_tok_s']:>15.1f} {ratio:>10} {r['warmup_s']:>10.1f}{tail}"
+
+
+def print_row(run: dict, name: str, r: dict, cpu: bool) -> None:
+    """Print one engine's line as soon as it finishes (ratio: to the transformers rows so far)."""
+    print(row_line(run, name, r, cpu, not cpu), flush=True)
+
+
 def print_table(results: dict) -> None:
     m = results["meta"]
     print(f"\n{m['model']} | {m['device']} {m['gpu'] or m['cpu']} | {m['dtype']} | prompt {m['prompt_len']} | "
@@ -332,17 +438,7 @@ def print_table(results: dict) -> None:
     print(f"{'batch':>5}  {'processors':<28} {'engine':<18} {'tok/s (median)':>15} {'x HF best':>10} {'warm-up s':>10}{extra}")
     for run in results["runs"]:
         for name, r in run["engines"].items():
-            label = name + (" (eager)" if m["device"] != "cpu" and r.get("compiled") is False else "")
-            head = f"{run['batch']:>5}  {run['config'][:28]:<28} {label:<18}"
-            if r["error"]:
-                print(f"{head} failed: {r['error'][:80]}")
-                continue
-            ratio = f"{r['ratio_to_hf_best']:.2f}" if r["ratio_to_hf_best"] else "-"
-            tail = ""
-            if cpu:
-                cr = f"{r['cpu_ratio_to_hf_best']:.2f}" if r["cpu_ratio_to_hf_best"] else "-"
-                tail = f" {r['median_tok_per_cpu_s']:>10.1f} {cr:>6}"
-            print(f"{head} {r['median_tok_s']:>15.1f} {ratio:>10} {r['warmup_s']:>10.1f}{tail}")
+            print(row_line(run, name, r, cpu, m["device"] != "cpu"))
 
 
 if __name__ == "__main__":

@@ -85,6 +85,20 @@ def time_us(fn: Callable, x: torch.Tensor, iters: int, reps: int, device: torch.
     return statistics.median(samples)
 
 
+def write_atomic(path: Path, data: dict) -> None:
+    """Write JSON to ``path`` through a temporary file: a run killed mid-write leaves the last complete file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
+
+
+def short_error(e: BaseException, chars: int = 400) -> str:
+    """``Type: the last chars of the message`` (inductor's useful line is at the end)."""
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text if len(text) <= chars else '...' + text[-chars:]}"
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -93,39 +107,57 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--iters", type=int, default=50)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows")
-    ap.add_argument("--out", type=Path)
+    ap.add_argument("--out", type=Path, help="JSON results, rewritten after every row (what ran so far)")
     args = ap.parse_args(argv)
     device = torch.device(args.device)
     modes = ["eager"] + (["graph"] if device.type == "cuda" else []) + ([] if args.no_compile else ["compiled"])
-    rows = []
+    rows: list[dict] = []
+    result = dict(command=" ".join(sys.argv), device=str(device), vocab=args.vocab, torch=torch.__version__,
+                  host=platform.node(), gpu=torch.cuda.get_device_name() if device.type == "cuda" else None,
+                  date=time.strftime("%Y-%m-%d"), load_average=os.getloadavg(), rows=rows, complete=False)
+
+    def record(row: dict) -> None:
+        rows.append(row)
+        if args.out:
+            write_atomic(args.out, result)
+
     for b in args.batch:
         x = torch.randn(b, args.vocab, device=device, generator=torch.Generator(device).manual_seed(b)) * 3 / 0.8
         fns = callables()
         for proc in ("top_p", "typical"):
             kept = [torch.isneginf(fns[(proc, m)](x)) for m in ("search", "sort")]
-            if not torch.equal(*kept):
-                raise SystemExit(f"{proc}: search and sort keep different sets at batch {b}")
+            if not torch.equal(*kept):  # a wrong answer is worth no timing: say so, time the rest
+                print(f"batch {b:3d} {proc}: search and sort keep different sets", flush=True)
+                record(dict(batch=b, processor=proc, method="search", mode="check", us=None,
+                            error="search and sort keep different sets"))
         for (proc, method), fn in fns.items():
             for mode in modes:
                 if mode == "compiled" and method == "transformers":
                     continue
-                run = torch.compile(fn, dynamic=False) if mode == "compiled" else fn
-                if device.type == "cuda" and mode != "eager":
-                    run = as_graph(run, x)
-                us = time_us(run, x, args.iters, args.reps, device)
-                rows.append(dict(batch=b, processor=proc, method=method, mode=mode, us=us))
+                try:
+                    run = torch.compile(fn, dynamic=False) if mode == "compiled" else fn
+                    if device.type == "cuda" and mode != "eager":
+                        run = as_graph(run, x)
+                    us = time_us(run, x, args.iters, args.reps, device)
+                except Exception as e:  # one failing form (a compiler bug) must not cost the other rows
+                    err = short_error(e)
+                    print(f"batch {b:3d} {proc:8s} {method:12s} {mode:9s}     FAILED {err}", flush=True)
+                    record(dict(batch=b, processor=proc, method=method, mode=mode, us=None, error=err))
+                    if device.type == "cuda":
+                        torch.cuda.synchronize()
+                    continue
                 print(f"batch {b:3d} {proc:8s} {method:12s} {mode:9s} {us:10.1f} us", flush=True)
+                record(dict(batch=b, processor=proc, method=method, mode=mode, us=us))
     print("\nsort / search (>1: the search is faster)")
     for r in rows:
-        if r["method"] == "search":
-            ref = next(s for s in rows if s["method"] == "sort" and all(s[k] == r[k] for k in ("batch", "processor", "mode")))
-            print(f"batch {r['batch']:3d} {r['processor']:8s} {r['mode']:9s} {ref['us'] / r['us']:.2f}x")
-    result = dict(command=" ".join(sys.argv), device=str(device), vocab=args.vocab, torch=torch.__version__,
-                  host=platform.node(), gpu=torch.cuda.get_device_name() if device.type == "cuda" else None,
-                  date=time.strftime("%Y-%m-%d"), load_average=os.getloadavg(), rows=rows)
+        if r["method"] == "search" and r["us"]:
+            ref = next((s for s in rows if s["method"] == "sort" and s["us"]
+                        and all(s[k] == r[k] for k in ("batch", "processor", "mode"))), None)
+            if ref is not None:
+                print(f"batch {r['batch']:3d} {r['processor']:8s} {r['mode']:9s} {ref['us'] / r['us']:.2f}x")
+    result["complete"] = True
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2))
+        write_atomic(args.out, result)
     return result
 
 

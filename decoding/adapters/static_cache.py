@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from decoding.core.fallback import FallbackWarning, error_tail
 from decoding.core.types import Prediction, State
 from decoding.nn.attention import attention
 from decoding.nn.transformer import Transformer, apply_rotary
@@ -348,10 +349,8 @@ class StaticCausalLM:
             try:
                 return self._compiled(sess)
             except Exception as e:  # compilation problems surface on the first call
-                warnings.warn(
-                    f"torch.compile of the decode step failed ({type(e).__name__}: {str(e)[:200]}); running it eagerly",
-                    stacklevel=2,
-                )
+                warnings.warn(f"torch.compile of the decode step failed ({error_tail(e)}); running it eagerly",
+                              FallbackWarning, stacklevel=2)
                 self._compiled = None
                 self.compile = False
                 self.decode_backend = self.backend
@@ -365,7 +364,7 @@ class StaticCausalLM:
             try:
                 self.capture(sess)
             except Exception as e:  # an op that cannot be captured: keep going without graphs
-                warnings.warn(f"CUDA graph capture failed ({type(e).__name__}: {str(e)[:200]}); running eagerly",
+                warnings.warn(f"CUDA graph capture failed ({error_tail(e)}); running eagerly", FallbackWarning,
                               stacklevel=2)
                 self.cuda_graphs = False
                 return self.step_fn(sess, upto)

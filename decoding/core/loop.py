@@ -59,7 +59,17 @@ class _Watch:
     def check(self, state: State) -> bool:
         """Raise on non-finite logits seen so far; True when every row is done (one host read)."""
         flags = torch.cat([self.bad_step, state.done.to(self.bad_step.device).all().long()[None]]).tolist()
-        bad, all_done = flags[:-1], bool(flags[-1])
+        return self._judge(flags[:-1], bool(flags[-1]))
+
+    def finish(self, state: State) -> Tensor:
+        """The last :meth:`check` and the per-row NFE in one host read; returns the NFE on the CPU."""
+        b = self.nfe.numel()
+        done = state.done.to(self.nfe.device).all().double()[None]
+        packed = torch.cat([self.nfe, self.bad_step.double(), done]).cpu()  # step numbers are exact in float64
+        self._judge([int(s) for s in packed[b : 2 * b].tolist()], bool(packed[-1]))
+        return packed[:b].clone()
+
+    def _judge(self, bad: list[int], all_done: bool) -> bool:
         if any(s >= 0 for s in bad):
             rows = [r for r, s in enumerate(bad) if s >= 0]
             step = min(bad[r] for r in rows)
@@ -139,7 +149,9 @@ def decode(
         progress: show a tqdm bar.
         sync_every: steps between the host's looks at the device (are all rows done? non-finite
             logits?). Default 1 on the CPU (free) and 8 on other devices, where each look is a
-            synchronisation: between looks the loop may run up to ``sync_every - 1`` steps on rows
+            synchronisation: ``ceil(steps / sync_every)`` looks (before steps ``0, sync_every, ...``)
+            and one final read (the last look and the NFE together), nothing else from the loop
+            itself. Between looks the loop may run up to ``sync_every - 1`` steps on rows
             that are already done (a finished row is left unchanged by every step, so the output
             is the same; only ``Result.steps`` and the random stream's position can differ).
             Processes, models and constraints that read the device themselves still do.
@@ -185,8 +197,7 @@ def decode(
         ran += 1
         bar.update(1)
     bar.close()
-    watch.check(state)
-    nfe = watch.nfe.cpu()
+    nfe = watch.finish(state)  # the last look and the NFE: one host read
     return Result(x=state.x, state=state, nfe=nfe, steps=ran, seconds=time.perf_counter() - start)
 
 

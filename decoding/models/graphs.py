@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from decoding.core.fallback import FallbackWarning, error_tail
+
 WARMUP_CALLS = 3  # eager calls on a side stream before capture (cuDNN autotuning, lazy inits)
 
 
@@ -62,7 +64,7 @@ class GraphReplay:
             try:
                 entry = self._capture(inputs)
             except Exception as e:  # an op that cannot be captured: keep going eagerly
-                warnings.warn(f"CUDA graph capture failed ({type(e).__name__}: {str(e)[:200]}); running eagerly",
+                warnings.warn(f"CUDA graph capture failed ({error_tail(e)}); running eagerly", FallbackWarning,
                               stacklevel=2)
                 self.failed = True
                 self._graphs.clear()

@@ -18,7 +18,6 @@ Shapes (``layout="bhld"``, the default): q ``(B, H, Lq, D)``, k and v ``(B, Hkv,
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 from collections.abc import Sequence
@@ -30,14 +29,25 @@ from torch import Tensor
 BACKENDS = ("xformers", "sdpa", "naive", "triton")
 
 
-@functools.lru_cache(maxsize=1)
+_XFORMERS: list[bool] = []  # the answer, once known
+
+
+@torch.compiler.assume_constant_result
 def xformers_available() -> bool:
-    """True when ``xformers.ops`` imports (it is an optional extra: ``pip install decoding-engine[gpu]``)."""
-    try:
-        import xformers.ops  # noqa: F401
-    except Exception:
-        return False
-    return True
+    """True when ``xformers.ops`` imports (it is an optional extra: ``pip install decoding-engine[gpu]``).
+
+    Inside ``torch.compile`` the answer is a constant of the trace: tracing the import (as Dynamo
+    does through an ``lru_cache``) broke the compiled CUDA decode step into one graph per layer
+    (first H100 run, 2026-12-07).
+    """
+    if not _XFORMERS:
+        try:
+            import xformers.ops  # noqa: F401
+        except Exception:
+            _XFORMERS.append(False)
+        else:
+            _XFORMERS.append(True)
+    return _XFORMERS[0]
 
 
 def choose_backend(device: torch.device, backend: str | None = None) -> str:

@@ -76,7 +76,9 @@ def _split_kernel(  # jitted below (_JIT, _kernel)
         kv_mask = (sm & ok)[:, None] & dm[None, :]
         k = tl.load(k_ptr + b * sk_b + h * sk_h + s_idx[:, None] * sk_s + d[None, :], mask=kv_mask, other=0.0).to(tl.float32)
         v = tl.load(v_ptr + b * sv_b + h * sv_h + s_idx[:, None] * sv_s + d[None, :], mask=kv_mask, other=0.0).to(tl.float32)
-        s = tl.dot(q, tl.trans(k), input_precision="ieee") * scale  # (BLOCK_G, BLOCK_N)
+        # (BLOCK_G, BLOCK_N); inductor passes a Python float as fp64 (torch 2.11+), so cast back: the
+        # fp64 product would reach the second tl.dot and fail to compile (operands of one dtype)
+        s = (tl.dot(q, tl.trans(k), input_precision="ieee") * scale).to(tl.float32)
         s = tl.where((sm & ok)[None, :], s, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(s, 1))
         m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # no valid key yet: keep exp() finite

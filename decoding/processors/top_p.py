@@ -24,8 +24,9 @@ class TopP:
 
     ``method="search"`` finds the same cut without sorting the vocabulary
     (:mod:`decoding.processors.cut`: static shapes, no host synchronisation, CUDA-graph safe);
-    ``method="sort"`` is the sorted reference; ``"auto"`` (default) searches under
-    ``torch.compile`` and sorts when eager (:func:`~decoding.processors.cut.use_search`). They keep the same set, except that within the
+    ``method="sort"`` is the sorted reference; ``"auto"`` (default) sorts on CUDA (faster there,
+    measured on an H100) and elsewhere searches under ``torch.compile`` and sorts when eager
+    (:func:`~decoding.processors.cut.use_search`). They keep the same set, except that within the
     tie group the cut passes through (equal logits), "search" keeps the highest ids (the order of
     a stable sort) where "sort" keeps whichever ``torch.sort``'s unstable order put last (the
     same number of them). Logits of any float dtype are cut on their float32 probabilities.
@@ -43,7 +44,7 @@ class TopP:
 
     def __call__(self, logits: Tensor, state: State | None = None) -> Tensor:
         """``logits`` ``(..., V)`` -> new ``(..., V)`` with the tail outside the nucleus set to ``-inf``."""
-        if use_search(self.method):
+        if use_search(self.method, logits.device):
             flat = logits.reshape(-1, logits.shape[-1])
             drop = top_p_drop(flat, self.p, self.min_tokens_to_keep).reshape(logits.shape)
             return logits.masked_fill(drop, float("-inf"))

@@ -51,6 +51,18 @@ def test_kernel_equals_reference_float32(b: int, hkv: int, g: int, d: int, s: in
         assert torch.equal(out[2], torch.zeros_like(out[2]))
 
 
+@pytest.mark.parametrize(("b", "hkv", "g", "d", "s"), [(1, 1, 1, 32, 40), (2, 3, 3, 64, 130), (3, 2, 4, 48, 65)])
+def test_kernel_equals_torch_sdpa(b: int, hkv: int, g: int, d: int, s: int) -> None:
+    """Against torch's own SDPA (the backend the kernel replaces), query heads grouped per key/value head."""
+    q, k, v, valid = case(b, hkv, g, d, s, torch.float32, seed=7 * b + s)
+    valid[:, -1] = True  # SDPA gives NaN for a row without a valid key (the kernel: zeros)
+    out = decode_attention(q, k, v, valid, block_n=32)
+    qh = q.reshape(b, hkv * g, 1, d)  # query head h * g + j uses key/value head h
+    kh, vh = (t.repeat_interleave(g, dim=1) for t in (k, v))
+    ref = torch.nn.functional.scaled_dot_product_attention(qh, kh, vh, attn_mask=valid[:, None, None, :])
+    torch.testing.assert_close(out.reshape(b, hkv * g, 1, d), ref, rtol=1e-5, atol=1e-5)
+
+
 def test_kernel_equals_reference_bfloat16() -> None:
     q, k, v, valid = case(2, 2, 3, 64, 150, torch.bfloat16, seed=3)
     out = decode_attention(q, k, v, valid, splits=2, block_n=32)

@@ -240,11 +240,62 @@ def test_search_has_no_data_dependent_shapes_or_host_reads() -> None:
     assert_equal_up_to_ties(TopP(0.9, 3)(x), TopP(0.9, 3, method="search")(x))  # eager "auto" sorts
 
 
+@pytest.mark.parametrize("bits", [1, 2, 4])
+def test_first_in_index_order_equals_a_running_count(bits: int) -> None:
+    from decoding.processors.cut import first_in_index_order
+
+    gen = torch.Generator().manual_seed(0)
+    for v in (1, 2, 63, 64, 65, 1000):
+        members = torch.rand(6, v, generator=gen) < torch.tensor([0.0, 0.01, 0.3, 0.5, 0.9, 1.0])[:, None]
+        count = torch.randint(0, v + 2, (6, 1), generator=gen)
+        count[0] = 0
+        expected = members & (members.long().cumsum(-1) <= count)
+        assert torch.equal(first_in_index_order(members, count, bits), expected), v
+
+
+def test_search_has_no_scan() -> None:
+    """No cumulative sum in the traced search: inductor's split scan failed to generate code for
+    the int64 one on CUDA at batch 8 (torch 2.11, first H100 run)."""
+    ops: list[str] = []
+
+    def record(gm: torch.fx.GraphModule, example_inputs):
+        ops.extend(str(n.target) for n in gm.graph.nodes if n.op == "call_function")
+        return gm.forward
+
+    torch._dynamo.reset()
+    x = logits_case(2, 300, "ties", rows=4)
+    for proc in (TopP(0.9, 3, method="search"), Typical(0.5, 2, method="search")):
+        torch.compile(proc, fullgraph=True, backend=record, dynamic=False)(x)
+    assert ops and not [op for op in ops if "cumsum" in op or "cummax" in op], sorted(set(ops))
+
+
+def test_auto_sorts_on_cuda() -> None:
+    """Measured on an H100: the library sort beats the search there in every form."""
+    from decoding.processors.cut import use_search
+
+    assert not use_search("auto", "cuda") and not use_search("auto", torch.device("cuda", 0))
+    assert not use_search("auto", "cpu")  # eager on the CPU: sort
+    assert use_search("search", "cuda") and not use_search("sort", "cpu")
+
+
 @pytest.mark.slow
 def test_search_compiles_with_inductor() -> None:
     torch._dynamo.reset()
     x = logits_case(4, 3000, "ties", rows=3)
     for proc in (TopP(0.9, 3, method="search"), Typical(0.5, 2, method="search")):
+        assert_equal(torch.compile(proc, fullgraph=True, dynamic=False)(x), proc(x))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("batch", [8])
+def test_search_compiles_with_inductor_on_cuda(batch: int) -> None:
+    """Batch 8 at SmolLM2's vocabulary crashed inductor's codegen (an int64 split scan) on the first
+    H100 run; the search has no scan now."""
+    torch._dynamo.reset()
+    dev = torch.device("cuda")
+    x = torch.randn(batch, 49152, device=dev, generator=torch.Generator(dev).manual_seed(batch)) * 3 / 0.8
+    x[0] = (x[0] * 2).round() / 2  # ties
+    for proc in (TopP(0.95, 3, method="search"), Typical(0.9, 2, method="search")):
         assert_equal(torch.compile(proc, fullgraph=True, dynamic=False)(x), proc(x))
 
 

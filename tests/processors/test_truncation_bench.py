@@ -16,3 +16,27 @@ def test_truncation_benchmark_tiny(tmp_path) -> None:
     names = {(r["processor"], r["method"]) for r in saved["rows"]}
     assert {("top_p", "search"), ("top_p", "sort"), ("typical", "search"), ("min_p", "topk-free")} <= names
     assert all(r["us"] > 0 for r in res["rows"])
+    assert saved["complete"]
+
+
+def test_a_failing_row_is_reported_and_the_run_goes_on(tmp_path, monkeypatch) -> None:
+    """A form that fails (inductor crashed compiling the search at batch 8 on the first H100 run)
+    prints its error, is saved with it, and the other rows still run and are saved."""
+    bench = load_script("benchmarks/truncation.py", "truncation_bench_fail")
+    timed = bench.time_us
+
+    def time_us(fn, x, *a):
+        if fn is fns[("typical", "search")]:
+            raise RuntimeError("codegen failed " + "x" * 1000 + " the useful end")
+        return timed(fn, x, *a)
+
+    fns = bench.callables()
+    monkeypatch.setattr(bench, "callables", lambda: fns)
+    monkeypatch.setattr(bench, "time_us", time_us)
+    out = tmp_path / "r.json"
+    res = bench.main(["--device", "cpu", "--batch", "2", "--vocab", "300", "--iters", "2", "--reps", "1",
+                      "--no-compile", "--out", str(out)])
+    failed = [r for r in res["rows"] if r.get("error")]
+    assert len(failed) == 1 and failed[0]["us"] is None and failed[0]["error"].endswith("the useful end")
+    saved = json.loads(out.read_text())
+    assert saved["complete"] and len(saved["rows"]) == len(res["rows"]) >= 5

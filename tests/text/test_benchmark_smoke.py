@@ -21,3 +21,33 @@ def test_text_benchmark_tiny(tmp_path) -> None:
             assert row["median_tok_s"] > 0
         assert run["engines"]["hf"]["ratio_to_hf_best"] == 1.0
     assert "2" in saved["profile"]
+    assert saved["complete"]
+
+
+def test_each_engine_is_saved_as_it_finishes_and_capped(tmp_path, monkeypatch) -> None:
+    """``--out`` holds every finished row while the run goes on; ``--engine-timeout`` stops an engine
+    (the first GPU run lost whole batches to an outside timeout: results were written at the end)."""
+    bench = load_script("benchmarks/text_generate.py", "text_generate_bench_cap")
+    out = tmp_path / "r.json"
+    seen: list[list[str]] = []
+    measure_one = bench.measure_one
+
+    def spy(fn, reps, device, cap):
+        if out.exists():
+            saved = json.loads(out.read_text())
+            seen.append([name for run in saved["runs"] for name in run["engines"]])
+        if seen:  # the second engine hangs: the cap stops it
+            return measure_one(lambda seed: __import__("time").sleep(30) or 0, reps, device, cap)
+        return measure_one(fn, reps, device, cap)
+
+    monkeypatch.setattr(bench, "measure_one", spy)
+    res = bench.main(["--device", "cpu", "--random-weights", "--tiny", "--batch", "2", "--new-tokens", "4",
+                      "--reps", "1", "--engines", "loop-eager,loop-eager-sync1", "--skip-hf", "--engine-timeout", "3",
+                      "--out", str(out)])
+    assert seen == [["loop-eager"]]  # before the second engine, the first one's row was on disk
+    rows = res["runs"][0]["engines"]
+    assert rows["loop-eager"]["error"] is None
+    assert rows["loop-eager-sync1"]["capped"] and "EngineTimeout" in rows["loop-eager-sync1"]["error"]
+    assert rows["loop-eager-sync1"]["seconds"] < 10
+    saved = json.loads(out.read_text())
+    assert saved["complete"] and saved["runs"][0]["engines"]["loop-eager-sync1"]["capped"]

@@ -7,13 +7,14 @@ tokens; torch.compile changes rounding, so compiled logits are compared with a t
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
 
 from decoding import decode
 from decoding.adapters.static_cache import StaticCausalLM
-from decoding.core.syncs import count_syncs
+from decoding.core.syncs import PACKAGE, count_syncs, sync_stacks
 from decoding.nn.transformer import Transformer, TransformerConfig
 from decoding.processes.autoregressive import Autoregressive, generated_tokens
 from decoding.processors import standard_processors
@@ -54,12 +55,25 @@ def test_graphs_give_the_eager_tokens(net, backend) -> None:
 
 
 def test_decode_does_not_wait_for_the_gpu_every_step(net) -> None:
-    """Between host checks the loop queues steps without a synchronisation (the graph replay runs inside decode)."""
+    """Between host checks the loop queues steps without a synchronisation (the graph replay runs inside decode).
+
+    Counted: synchronisations made from ``decoding/`` (the prompt is built outside the counted
+    call). The loop's own are one look every ``sync_every`` steps and one final read; the prefill
+    may add one. So 32 more steps add exactly ``32 / sync_every`` of them.
+    """
     lm = StaticCausalLM(net, capacity=128, compile=False, cuda_graphs=True)
     proc = Autoregressive(eos_token_id=None, pad_token_id=0)
-    decode(lm, proc, prompt(), steps=4, processors=PROCS, seed=0)  # warm-up and capture
-    syncs = count_syncs(lambda: decode(lm, proc, prompt(), steps=64, processors=PROCS, seed=0, sync_every=16))
-    assert sum(syncs.values()) <= 64 // 16 + 3, syncs
+    inputs = prompt()
+    decode(lm, proc, inputs, steps=4, processors=PROCS, seed=0)  # warm-up and capture
+    counts = {}
+    for steps in (64, 96):
+        counts[steps] = count_syncs(lambda n=steps: decode(lm, proc, inputs, steps=n, processors=PROCS, seed=0,
+                                                           sync_every=16), within=PACKAGE)
+    stacks = sync_stacks(lambda: decode(lm, proc, inputs, steps=64, processors=PROCS, seed=0, sync_every=16))
+    detail = {"64": counts[64], "96": counts[96],  # every sync of a 64-step run, innermost 6 frames first
+              "all (64)": [" < ".join(f"{Path(f.filename).name}:{f.lineno}" for f in reversed(st[-6:])) for st in stacks]}
+    assert sum(counts[96].values()) - sum(counts[64].values()) == 32 // 16, detail
+    assert sum(counts[64].values()) <= 64 // 16 + 1 + 1, detail
 
 
 def test_compiled_step_is_close_to_eager(net) -> None:

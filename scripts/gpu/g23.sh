@@ -1,0 +1,45 @@
+# Issue 23, second GPU call (one H100, ~9 minutes): `bash scripts/gpu/g23.sh` from the repository root,
+# carry [.whl] (the wheel kit: xformers, diffusers; models/fashion-large/model.safetensors in the tree).
+# Correctness first (the gpu tests of the six files), then the benchmarks, each step capped so that
+# the whole call stays inside D seconds (default 530); every log and JSON goes to one folder, tarred
+# into $OUT/g23.tar at the end (also when a step fails or the call is cut short).
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+  && export PYTHONPATH=/tmp/site:$PWD LD_LIBRARY_PATH=/tmp/site/nvidia/cuda_runtime/lib:$LD_LIBRARY_PATH \
+  || echo "wheel kit NOT installed (xformers, diffusers missing)"
+export PYTHONUNBUFFERED=1 TORCHINDUCTOR_FX_GRAPH_CACHE=1  # (PYTHONPATH is set above, once: nothing resets it)
+R=/root/r23; mkdir -p $R
+trap 'tar -C $R -cf $OUT/g23.tar . 2>/dev/null' EXIT
+left() { l=$((${D:-530}-SECONDS)); [ $l -gt 1 ] && echo $l || echo 1; }
+cap() { a=$(left); [ $a -gt $1 ] && echo $1 || echo $a; }
+step() { echo "$1 rc $2 at ${SECONDS}s"; echo "$1 rc $2 at ${SECONDS}s" >> $R/steps.txt; }
+{ nvidia-smi -L; date -u; python3 -c "import sys, torch, triton; print(sys.version.split()[0], torch.__version__, torch.version.cuda, triton.__version__)"
+  python3 -c "import transformers; print('transformers', transformers.__version__)"
+  python3 -c "import xformers, diffusers; print('xformers', xformers.__version__, 'diffusers', diffusers.__version__)"
+  echo "PYTHONPATH=$PYTHONPATH"; } > $R/env.txt 2>&1; cat $R/env.txt
+# 1. correctness on the GPU (no captured DEBUG logs: -p no:logging)
+timeout $(cap 140) python3 -m pytest -q -m gpu -p no:cacheprovider -p no:logging --tb=short -rfEs \
+  tests/processors/test_sort_free.py tests/nn/test_decode_attention.py tests/image/test_graphs.py \
+  tests/text/test_step_fusion.py tests/text/test_gpu.py tests/image/test_no_device_sync.py > $R/pytest_gpu.log 2>&1
+step pytest $?; tail -n 15 $R/pytest_gpu.log
+# 2. text at batch 1: engines in order of need, each capped (a row is saved as soon as it finishes)
+timeout $(cap 150) python3 benchmarks/text_generate.py --device cuda --random-weights --batch 1 --reps 3 \
+  --engines loop,hf,loop-triton,hf-static,loop-sync1 --engine-timeout 60 --profile --out $R/text_h100_b1.json > $R/text_b1.log 2>&1
+step text_b1 $?
+# 3. top-p / typical / min-p: search vs sort vs transformers, eager / CUDA graph / compiled (batch 1 was
+# measured on the first run: last)
+timeout $(cap 60) python3 benchmarks/truncation.py --device cuda --batch 8 64 1 --iters 20 --reps 3 \
+  --out $R/truncation_h100.json > $R/truncation.log 2>&1
+step truncation $?
+# 4. text at batch 64
+timeout $(cap 100) python3 benchmarks/text_generate.py --device cuda --random-weights --batch 64 --reps 3 \
+  --engines loop,hf,loop-triton,hf-static,loop-sync1 --engine-timeout 45 --profile --out $R/text_h100_b64.json > $R/text_b64.log 2>&1
+step text_b64 $?
+# 5. images at small batch (graphs vs eager, against diffusers), then batch 256 (must stay >= 1.0x)
+timeout $(cap 45) python3 benchmarks/image_throughput.py --device cuda --model models/fashion-large --batch 1 16 --nfe 10 \
+  --peer diffusers --attention sdpa --out $R/image_small_batch_h100.json > $R/image_small.log 2>&1
+step image_small $?
+timeout $(left) python3 benchmarks/image_throughput.py --device cuda --model models/fashion-large --batch 256 --nfe 10 \
+  --peer diffusers --attention sdpa --out $R/image_b256_h100.json > $R/image_b256.log 2>&1
+step image_b256 $?
+date -u; grep -hE "^ +[0-9]+ .*(loop|hf)|FAILED|failed" $R/text_b*.log | head -40; grep -E "^batch" $R/truncation.log | head -60
+tail -n 4 $R/image_*.log

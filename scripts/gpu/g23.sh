@@ -1,11 +1,14 @@
 # Issue 23, second GPU call (one H100, ~9 minutes): `bash scripts/gpu/g23.sh` from the repository root,
-# carry [.whl] (the wheel kit: xformers, diffusers; models/fashion-large/model.safetensors in the tree).
+# carry [.whl, .gpuE] (the wheel kit: xformers, diffusers; .gpuE/w holds fashion-large's weights, which the
+# slim tree of scripts/gpu/slim.sh leaves out; scripts/gpu/pack.sh makes it).
 # Correctness first (the gpu tests of the six files), then the benchmarks, each step capped so that
 # the whole call stays inside D seconds (default 530); every log and JSON goes to one folder, tarred
 # into $OUT/g23.tar at the end (also when a step fails or the call is cut short).
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
   && export PYTHONPATH=/tmp/site:$PWD LD_LIBRARY_PATH=/tmp/site/nvidia/cuda_runtime/lib:$LD_LIBRARY_PATH \
   || echo "wheel kit NOT installed (xformers, diffusers missing)"
+[ -f models/fashion-large/model.safetensors ] || cp .gpuE/w/fashion-large.safetensors models/fashion-large/model.safetensors \
+  || echo "no fashion-large weights: the image steps will fail"
 export PYTHONUNBUFFERED=1 TORCHINDUCTOR_FX_GRAPH_CACHE=1  # (PYTHONPATH is set above, once: nothing resets it)
 R=/root/r23; mkdir -p $R
 trap 'tar -C $R -cf $OUT/g23.tar . 2>/dev/null' EXIT

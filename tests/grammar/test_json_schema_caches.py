@@ -14,6 +14,7 @@ from decoding.grammar.json_schema.caches import clear_compile_caches, compile_me
 from decoding.grammar.json_schema.convert import json_schema_spec
 from decoding.grammar.json_schema.shapes import Unsupported
 from decoding.grammar.spec import GrammarSpec
+from decoding.grammar.terminal_nfa import terminal_automata
 from decoding.tokenizers import vocabulary
 from tests.grammar.grammar_fixtures import get_tokenizer
 from tests.grammar.json_schema_cases import CASES, OBJ, PETS, TREE
@@ -114,3 +115,27 @@ def test_same_masks_cold_and_warm() -> None:
                 assert torch.equal(x, y)
                 steps += 1
     assert steps > 50
+
+
+def test_sealed_nfa_states_and_dfa() -> None:
+    """The shared NFA's finished states are tuples (the collector stops walking them), with the
+    same members as when they were lists: the DFA over a sealed NFA equals the one over a copy
+    whose states are lists again; the states a later call adds are sealed when it returns."""
+    from decoding.grammar.dfa import build_dfa
+    from decoding.grammar.regex_bytes import ByteNFA
+
+    clear_compile_caches()
+    regexes = [r'"(?:[^"\\\x00-\x1f]|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*"', r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?", "é+|ж{2,3}|😀"]
+    nfa, states = terminal_automata(regexes)
+    assert nfa.eps and all(type(x) is tuple for x in nfa.eps) and all(type(x) is tuple for x in nfa.edges)
+    lists = ByteNFA()
+    lists.eps, lists.edges = [list(x) for x in nfa.eps], [list(x) for x in nfa.edges]
+    tags = {e: 1 << i for i, (_, e, _) in enumerate(states)}
+    a = build_dfa(nfa, [s for s, _, _ in states], tags)
+    b = build_dfa(lists, [s for s, _, _ in states], tags)
+    assert (a.delta == b.delta).all() and a.rows == b.rows and a.accepts == b.accepts and a.reach == b.reach
+    assert all(type(r) is tuple for r in a.rows)
+    n = len(nfa.eps)
+    terminal_automata(["[a-c]x"])
+    assert len(nfa.eps) > n and all(type(x) is tuple for x in nfa.eps[n:])
+

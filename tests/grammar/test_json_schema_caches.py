@@ -139,3 +139,24 @@ def test_sealed_nfa_states_and_dfa() -> None:
     terminal_automata(["[a-c]x"])
     assert len(nfa.eps) > n and all(type(x) is tuple for x in nfa.eps[n:])
 
+
+def test_other_names_memo() -> None:
+    """The memoised "other names" text is the trie's, whatever order the set was built in, and
+    the automaton built from the names alone is the trie's, edge for edge."""
+    import random
+
+    from decoding.grammar.json_schema.key_trie import OtherNames, add_other_names, other_names_regex
+    from decoding.grammar.regex_bytes import ByteNFA
+
+    rng = random.Random(17)
+    alphabet = ['a', 'b', 'ab', '"', "\\", "\n", "é", "ж", "😀", "", "x" * 5]
+    for _ in range(60):
+        names = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 4))) for _ in range(rng.randint(1, 8))]
+        a, b = frozenset(names), frozenset(reversed(names))
+        other_names_regex.cache_clear()
+        assert other_names_regex(a) == OtherNames(a).regex()
+        assert other_names_regex(b) == OtherNames(b).regex() == other_names_regex(a)
+        n1, n2 = ByteNFA(), ByteNFA()
+        assert add_other_names(n1, a) == OtherNames(b).add_to(n2)
+        assert [list(x) for x in n1.eps] == [list(x) for x in n2.eps]
+        assert [list(x) for x in n1.edges] == [list(x) for x in n2.edges]

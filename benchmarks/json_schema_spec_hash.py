@@ -52,7 +52,7 @@ def nfa_hash(spec: Any) -> str:
         num = {start: 0}
         order = [start]
         for q in order:  # grows while it is walked
-            for d in [d for _, _, d in byte_edges(nfa.edges[q])] + nfa.eps[q]:
+            for d in [d for _, _, d in byte_edges(nfa.edges[q])] + list(nfa.eps[q]):
                 if d not in num:
                     num[d] = len(order)
                     order.append(d)

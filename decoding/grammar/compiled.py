@@ -59,7 +59,7 @@ def _bake_ignored(d: ByteDFA, ignore: int) -> None:
             row = d.delta[q]
             fill = row == DEAD
             row[fill] = start_row[fill]
-            d.rows[q] = row.tolist()
+            d.rows[q] = tuple(row.tolist())
 
 
 class CompiledGrammar(MaskComputation):

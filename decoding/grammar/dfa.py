@@ -24,13 +24,15 @@ class ByteDFA:
 
     Attributes:
         delta: ``(S, 256)`` int32 transition table; row 0 (dead) maps everything to 0.
-        rows: ``delta`` as Python lists (fast scalar stepping).
+        rows: ``delta`` as Python tuples (fast scalar stepping; tuples of ``int``, which the cyclic
+            collector stops walking after one pass, where 256-entry lists would be walked by every
+            collection for as long as the lexer context is cached).
         accepts: ``accepts[s]`` bitmask of terminals whose match ends exactly at ``s``.
         reach: ``reach[s]`` bitmask of terminals still reachable from ``s`` (including ``accepts``).
     """
 
     delta: np.ndarray
-    rows: list[list[int]]
+    rows: list[tuple[int, ...]]
     accepts: list[int]
     reach: list[int]
 
@@ -137,4 +139,4 @@ def build_dfa(nfa: ByteNFA, starts: Sequence[int], tag_of_accept: dict[int, int]
         for a, b, j in trans[k]:
             if j in new_id:
                 delta[nk, a:b] = new_id[j]
-    return ByteDFA(delta, delta.tolist(), acc, rch)
+    return ByteDFA(delta, list(map(tuple, delta.tolist())), acc, rch)

@@ -221,7 +221,8 @@ class ByteNFA:
 
     Flat lists of ``int`` instead of one ``(lo, hi, dst)`` tuple per edge: a schema's terminals add
     thousands of edges, and every tuple is one more object to allocate and for the cyclic garbage
-    collector to walk once after the compile.
+    collector to walk once after the compile. States that are finished can be :meth:`seal`-ed into
+    tuples, which the collector stops tracking after its first pass over them.
     """
 
     def __init__(self) -> None:
@@ -233,6 +234,17 @@ class ByteNFA:
         self.eps.append([])
         self.edges.append([])
         return len(self.eps) - 1
+
+    def seal(self, n: int) -> None:
+        """Freeze the states from ``n`` on: their ``eps`` and ``edges`` become tuples (same
+        members, same order). A Thompson fragment gains no edges once it is built, and tuples of
+        ``int`` leave the cyclic collector's lists after one pass (lists are walked by every
+        collection, a full one included, for as long as the NFA lives). Only finished states may
+        be sealed: adding an edge to a sealed state raises (``append``) or is lost (``+=`` on a
+        local copy)."""
+        if n < len(self.eps):
+            self.eps[n:] = [tuple(x) for x in self.eps[n:]]  # type: ignore[misc]
+            self.edges[n:] = [tuple(x) for x in self.edges[n:]]  # type: ignore[misc]
 
     def truncate(self, n: int) -> None:
         """Drop the states from ``n`` on (a construction that failed half-way)."""

@@ -50,21 +50,25 @@ def terminal_automata(
             sh.nfa, sh.states = ByteNFA(), {}
             missing = list(dict.fromkeys(regexes))
         nfa = sh.nfa
-        for r in missing:
-            n0 = len(nfa.eps)
-            try:
-                build = builders.get(r) if builders else None
-                if build is not None:
-                    s, e, w = build(nfa)
-                else:
-                    parsed = parse_regex(r)
-                    s, e = nfa.add_parsed(parsed)
-                    w = max_width(parsed)
-            except RegexError as err:
-                nfa.truncate(n0)  # a failed build only touched its own new states
-                err.pattern = r  # type: ignore[attr-defined]
-                raise
-            sh.states[r] = (s, e, w)
+        n_before = len(nfa.eps)
+        try:
+            for r in missing:
+                n0 = len(nfa.eps)
+                try:
+                    build = builders.get(r) if builders else None
+                    if build is not None:
+                        s, e, w = build(nfa)
+                    else:
+                        parsed = parse_regex(r)
+                        s, e = nfa.add_parsed(parsed)
+                        w = max_width(parsed)
+                except RegexError as err:
+                    nfa.truncate(n0)  # a failed build only touched its own new states
+                    err.pattern = r  # type: ignore[attr-defined]
+                    raise
+                sh.states[r] = (s, e, w)
+        finally:
+            nfa.seal(n_before)  # finished fragments: tuples the collector soon stops walking
         return nfa, [sh.states[r] for r in regexes]
 
 

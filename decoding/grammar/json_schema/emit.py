@@ -27,7 +27,7 @@ from itertools import product as cartesian
 from decoding.grammar.json_schema import automaton as fa
 from decoding.grammar.json_schema.encode import json_string_regex, literal_json_regex, plain_regex
 from decoding.grammar.json_schema.hashing import cached_hash
-from decoding.grammar.json_schema.key_trie import OtherNames
+from decoding.grammar.json_schema.key_trie import add_other_names, other_names_regex
 from decoding.grammar.json_schema.keys import KeyLang
 from decoding.grammar.json_schema.keywords import Normalizer
 from decoding.grammar.json_schema.regex_ast import NOTHING, Node, alt
@@ -184,8 +184,10 @@ class GrammarBuilder:
         if lang == KeyLang():
             return self.terminal(STRING_ANY, "KEY")
         if not lang.inside and not lang.outside and not any(0xD800 <= ord(c) <= 0xDFFF for n in lang.names for c in n):
-            other = OtherNames(lang.names)  # straight from the names' trie (key_trie.py)
-            return self.terminal(other.regex(), "KEY", build=other.add_to)
+            # straight from the names' trie (key_trie.py); the text is memoised across compiles,
+            # the automaton (on a miss of the shared terminal cache) built from a fresh trie
+            build = partial(add_other_names, names=lang.names)
+            return self.terminal(other_names_regex(lang.names), "KEY", build=build)
         try:
             tree = lang.tree()
         except fa.TooLarge as e:

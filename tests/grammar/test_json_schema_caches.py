@@ -160,3 +160,13 @@ def test_other_names_memo() -> None:
         assert add_other_names(n1, a) == OtherNames(b).add_to(n2)
         assert [list(x) for x in n1.eps] == [list(x) for x in n2.eps]
         assert [list(x) for x in n1.edges] == [list(x) for x in n2.edges]
+
+
+def test_memos_keyed_by_schema_input_are_bounded() -> None:
+    """A server compiling user schemas for days must not grow the converter's memos without limit."""
+    from decoding.grammar.json_schema import encode, keys, strings
+    from decoding.grammar.json_schema.caches import MEMO_SIZE
+    from decoding.grammar.json_schema.ecma import pattern_language
+
+    for fn in (pattern_language, strings.dfa_of, encode.char_class, encode.json_char, encode.json_string_regex, keys._tree):
+        assert fn.cache_info().maxsize == MEMO_SIZE, fn.__name__

@@ -17,6 +17,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
+MEMO_SIZE = 4096  # entries per input-keyed memo (user patterns, character classes, ...): bounded for long-running servers
 KEPT = frozenset({"decoding.grammar.tokens._token_matrix"})  # per tokenizer, not per schema
 
 

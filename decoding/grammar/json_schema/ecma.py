@@ -17,9 +17,10 @@ Characters are code points (the ``u`` flag; Python agrees).
 from __future__ import annotations
 
 import unicodedata
-from functools import cache
+from functools import cache, lru_cache
 
 from decoding.grammar.json_schema import automaton as fa
+from decoding.grammar.json_schema.caches import MEMO_SIZE
 from decoding.grammar.json_schema.regex_ast import (
     BOS,
     EOS,
@@ -467,7 +468,7 @@ def _general_anchors(node: Node) -> Node:
     return fa.to_tree(sub)
 
 
-@cache
+@lru_cache(maxsize=MEMO_SIZE)
 def pattern_language(pattern: str) -> Node:
     """The strings in which ``pattern`` matches somewhere, as a tree over code points."""
     if not isinstance(pattern, str):

@@ -13,8 +13,9 @@ Lark's byte automaton (:mod:`decoding.grammar.regex_bytes`) then spells the rege
 
 from __future__ import annotations
 
-from functools import cache, lru_cache
+from functools import lru_cache
 
+from decoding.grammar.json_schema.caches import MEMO_SIZE
 from decoding.grammar.json_schema.regex_ast import (
     BOS,
     MAX_CP,
@@ -56,7 +57,7 @@ def _cp(cp: int) -> str:
     return f"\\U{cp:08x}"
 
 
-@cache
+@lru_cache(maxsize=MEMO_SIZE)
 def char_class(cs: CharSet) -> str:
     """A Python regex for one character of ``cs`` (``[...]``, ``[^...]`` or one escaped character).
 
@@ -90,7 +91,7 @@ def _hex_digit_class(nibbles: list[int]) -> str:
     return chars[0] if len(chars) == 1 else "[" + "".join(chars) + "]"
 
 
-@cache
+@lru_cache(maxsize=MEMO_SIZE)
 def json_char(cs: CharSet, unicode_escapes: bool = True) -> str:
     """Regex for the JSON text of one decoded character of ``cs`` (``\\u00XX`` only if ``unicode_escapes``)."""
     if cs and cs[-1][1] < 0x7F and cs[0][0] > 0x22 and not any(lo <= 0x2F <= hi or lo <= 0x5C <= hi for lo, hi in cs):
@@ -163,7 +164,7 @@ def _spell_into(node: Node, char, out: list[str]) -> None:
         raise TypeError(node)
 
 
-@cache
+@lru_cache(maxsize=MEMO_SIZE)
 def json_string_regex(node: Node, unicode_escapes: bool = True) -> str:
     """Regex for the JSON text (quotes included) of the strings of ``node``.
 

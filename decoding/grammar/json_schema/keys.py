@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from dataclasses import dataclass, field
-from functools import cache
+from functools import lru_cache
 
 from decoding.grammar.json_schema import automaton as fa
+from decoding.grammar.json_schema.caches import MEMO_SIZE
 from decoding.grammar.json_schema.hashing import cached_hash
 from decoding.grammar.json_schema.regex_ast import (
     EPS,
@@ -78,7 +79,7 @@ class KeyLang:
         return _tree(self)
 
 
-@cache
+@lru_cache(maxsize=MEMO_SIZE)
 def _tree(k: KeyLang) -> Node:
     if not k.inside and not k.outside:
         return not_names(k.names)

@@ -12,9 +12,10 @@ counts every character): longer strings are never generated, a documented under-
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 
 from decoding.grammar.json_schema import automaton as fa
+from decoding.grammar.json_schema.caches import MEMO_SIZE
 from decoding.grammar.json_schema.hashing import cached_hash
 from decoding.grammar.json_schema.regex_ast import (
     NOTHING,
@@ -35,7 +36,7 @@ MAX_LENGTH = 1000
 EXACT_COUNT = 64  # length bounds up to this are made exact through automata when the tree cannot
 
 
-@cache
+@lru_cache(maxsize=MEMO_SIZE)
 def dfa_of(node: Node) -> fa.DFA:
     return fa.minimize(fa.determinize(node))
 

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import platform
 import signal
@@ -55,7 +54,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from decoding.adapters.hf import parse_dtype  # noqa: E402
 from decoding.adapters.llama import SMOLLM2_135M, native_to_hf_state  # noqa: E402
 from decoding.adapters.static_cache import StaticCausalLM  # noqa: E402
+from decoding.core.fallback import error_tail
 from decoding.core.loop import decode  # noqa: E402
+from decoding.io import atomic_write_json
 from decoding.nn.transformer import Transformer, TransformerConfig  # noqa: E402
 from decoding.processes.autoregressive import Autoregressive  # noqa: E402
 from decoding.processors import standard_processors  # noqa: E402
@@ -214,20 +215,6 @@ def time_limit(seconds: float | None) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-def write_atomic(path: Path, data: dict) -> None:
-    """Write JSON to ``path`` through a temporary file: a run killed mid-write leaves the last complete file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
-
-
-def short_error(e: BaseException, chars: int = 400) -> str:
-    """``Type: the last chars of the message`` (a compiler's useful line is at the end)."""
-    text = str(e).strip()
-    return f"{type(e).__name__}: {text if len(text) <= chars else '...' + text[-chars:]}"
-
-
 def measure_one(fn: Callable[[int], int], reps: int, device: torch.device, cap: float | None) -> dict:
     """Warm up ``fn`` once (compilation, graph capture), then time ``reps`` runs; at most ``cap`` seconds."""
     row: dict = {"warmup_s": None, "tok_s": [], "tok_per_cpu_s": [], "error": None, "capped": False}
@@ -249,7 +236,7 @@ def measure_one(fn: Callable[[int], int], reps: int, device: torch.device, cap: 
         if not row["tok_s"]:
             row["error"] = f"EngineTimeout: {e}" + (" (in the warm-up)" if row["warmup_s"] is None else "")
     except Exception as e:  # report and go on with the other engines
-        row["error"] = short_error(e)
+        row["error"] = error_tail(e)
     with contextlib.suppress(Exception):
         sync(device)  # let an interrupted engine's queued work finish before the next one starts
     row["seconds"] = time.perf_counter() - start
@@ -358,7 +345,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     def save() -> None:
         if args.out:
-            write_atomic(args.out, results)
+            atomic_write_json(args.out, results)
 
     for b in args.batch:
         g = torch.Generator().manual_seed(b)
@@ -384,7 +371,7 @@ def main(argv: list[str] | None = None) -> dict:
                 with time_limit(args.engine_timeout):
                     prof = profile_loop(next(iter(models.values()))[1], device, prompt, configs[0], args.new_tokens)
             except Exception as e:  # the profile is extra: keep the timings
-                prof = {"error": short_error(e)}
+                prof = {"error": error_tail(e)}
                 print(f"profile failed: {prof['error']}", file=sys.stderr)
             else:
                 print(prof["table"])

@@ -18,7 +18,6 @@ calls) and the ratio sort / search.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -31,6 +30,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from decoding.core.fallback import error_tail  # noqa: E402
+from decoding.io import atomic_write_json  # noqa: E402
 from decoding.processors import MinP, TopP, Typical  # noqa: E402
 
 
@@ -85,20 +86,6 @@ def time_us(fn: Callable, x: torch.Tensor, iters: int, reps: int, device: torch.
     return statistics.median(samples)
 
 
-def write_atomic(path: Path, data: dict) -> None:
-    """Write JSON to ``path`` through a temporary file: a run killed mid-write leaves the last complete file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
-
-
-def short_error(e: BaseException, chars: int = 400) -> str:
-    """``Type: the last chars of the message`` (inductor's useful line is at the end)."""
-    text = str(e).strip()
-    return f"{type(e).__name__}: {text if len(text) <= chars else '...' + text[-chars:]}"
-
-
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -119,7 +106,7 @@ def main(argv: list[str] | None = None) -> dict:
     def record(row: dict) -> None:
         rows.append(row)
         if args.out:
-            write_atomic(args.out, result)
+            atomic_write_json(args.out, result)
 
     for b in args.batch:
         x = torch.randn(b, args.vocab, device=device, generator=torch.Generator(device).manual_seed(b)) * 3 / 0.8
@@ -140,7 +127,7 @@ def main(argv: list[str] | None = None) -> dict:
                         run = as_graph(run, x)
                     us = time_us(run, x, args.iters, args.reps, device)
                 except Exception as e:  # one failing form (a compiler bug) must not cost the other rows
-                    err = short_error(e)
+                    err = error_tail(e)
                     print(f"batch {b:3d} {proc:8s} {method:12s} {mode:9s}     FAILED {err}", flush=True)
                     record(dict(batch=b, processor=proc, method=method, mode=mode, us=None, error=err))
                     if device.type == "cuda":
@@ -157,7 +144,7 @@ def main(argv: list[str] | None = None) -> dict:
                 print(f"batch {r['batch']:3d} {r['processor']:8s} {r['mode']:9s} {ref['us'] / r['us']:.2f}x")
     result["complete"] = True
     if args.out:
-        write_atomic(args.out, result)
+        atomic_write_json(args.out, result)
     return result
 
 

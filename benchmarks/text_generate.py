@@ -54,9 +54,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from decoding.adapters.hf import parse_dtype  # noqa: E402
 from decoding.adapters.llama import SMOLLM2_135M, native_to_hf_state  # noqa: E402
 from decoding.adapters.static_cache import StaticCausalLM  # noqa: E402
-from decoding.core.fallback import error_tail
+from decoding.core.fallback import error_tail  # noqa: E402
 from decoding.core.loop import decode  # noqa: E402
-from decoding.io import atomic_write_json
+from decoding.io import atomic_write_json  # noqa: E402
 from decoding.nn.transformer import Transformer, TransformerConfig  # noqa: E402
 from decoding.processes.autoregressive import Autoregressive  # noqa: E402
 from decoding.processors import standard_processors  # noqa: E402

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from decoding.grammar import compile_grammar
 from decoding.grammar.compiled import CompiledGrammar
@@ -38,3 +39,17 @@ def get_compiled(tok: str, grammar: str) -> CompiledGrammar:
     if key not in _compiled:
         _compiled[key] = compile_grammar(grammar, get_tokenizer(tok), warm_seconds=0)
     return _compiled[key]
+
+
+def masks_along(g: CompiledGrammar, ids: list[int]) -> list[torch.Tensor]:
+    """The grammar's mask before each token of ``ids`` and after the last (stops where a token is refused)."""
+    out = []
+    state = g.initial
+    for t in ids:
+        out.append(g.mask(state))
+        state = g.step_token(state, t)
+        if state is None:
+            break
+    if state is not None:
+        out.append(g.mask(state))
+    return out

@@ -27,7 +27,7 @@ from decoding.grammar.loader import grammar_source
 from decoding.grammar.spec import END, ParseTable, spec_from_lark
 from decoding.grammar.terminal_nfa import clear_terminal_automata
 from decoding.tokenizers import vocabulary
-from tests.grammar.grammar_fixtures import GRAMMARS, get_tokenizer
+from tests.grammar.grammar_fixtures import GRAMMARS, get_tokenizer, masks_along
 from tests.grammar.json_schema_cases import CASES, OBJ, PETS, TREE
 
 REPEATS = [  # every shape of lark's repetition expansion (below and above its threshold of 50)
@@ -185,19 +185,6 @@ def test_shift_reduce_conflict_shifts_like_lark() -> None:
     same_tables(ours, theirs.rules, theirs.table, theirs.rules)
 
 
-def _masks_along(g: CompiledGrammar, ids: list[int]) -> list[torch.Tensor]:
-    out = []
-    state = g.initial
-    for t in ids:
-        out.append(g.mask(state))
-        state = g.step_token(state, t)
-        if state is None:
-            break
-    if state is not None:
-        out.append(g.mask(state))
-    return out
-
-
 def _instances(schema) -> list[str]:
     texts = [json.dumps(inst, ensure_ascii=False) for _, s, inst, _ in CASES if s == schema]
     return texts or ["[1, 2, 3]", '{"a": 1}', '"x"', "[true, false]"]
@@ -215,7 +202,7 @@ def test_masks_identical_to_the_lark_path(schema) -> None:
     steps = 0
     for text in _instances(schema):
         ids = tok.encode(text, add_special_tokens=False)
-        ma, mb = _masks_along(ours, ids), _masks_along(theirs, ids)
+        ma, mb = masks_along(ours, ids), masks_along(theirs, ids)
         assert len(ma) == len(mb)
         for x, y in zip(ma, mb, strict=True):
             assert torch.equal(x, y)
@@ -244,7 +231,7 @@ def test_cached_automata_give_the_same_masks() -> None:
     assert fresh._nfa is not cached._nfa
     for text in ['{"name": "abc", "n": -1.5e3}', '{"n": 2, "name": "abcdef"}', '{"x": [1, {"y": null}]}']:
         ids = tok.encode(text, add_special_tokens=False)
-        for x, y in zip(_masks_along(cached, ids), _masks_along(fresh, ids), strict=True):
+        for x, y in zip(masks_along(cached, ids), masks_along(fresh, ids), strict=True):
             assert torch.equal(x, y)
 
 
@@ -394,5 +381,5 @@ def test_shared_lexer_contexts_give_the_same_masks() -> None:
     fresh = CompiledGrammar(json_schema_spec(second), vocab)
     for text in ['{"a": 1, "b": [2, {"c": null}]}', '{"b": [], "a": -3}', '{"a": 1.5}', '{ "a" : 7 }']:
         ids = tok.encode(text, add_special_tokens=False)
-        for x, y in zip(_masks_along(shared, ids), _masks_along(fresh, ids), strict=True):
+        for x, y in zip(masks_along(shared, ids), masks_along(fresh, ids), strict=True):
             assert torch.equal(x, y)

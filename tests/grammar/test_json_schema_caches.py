@@ -16,7 +16,7 @@ from decoding.grammar.json_schema.shapes import Unsupported
 from decoding.grammar.spec import GrammarSpec
 from decoding.grammar.terminal_nfa import terminal_automata
 from decoding.tokenizers import vocabulary
-from tests.grammar.grammar_fixtures import get_tokenizer
+from tests.grammar.grammar_fixtures import get_tokenizer, masks_along
 from tests.grammar.json_schema_cases import CASES, OBJ, PETS, TREE
 
 SCHEMAS = [OBJ, TREE, PETS] + list({json.dumps(s, sort_keys=True): s for _, s, _, _ in CASES}.values())
@@ -79,18 +79,6 @@ def test_same_grammar_cold_and_warm() -> None:
         assert c == w == b, json.dumps(s)[:200]
 
 
-def _masks_along(g: CompiledGrammar, ids: list[int]) -> list[torch.Tensor]:
-    out, state = [], g.initial
-    for t in ids:
-        out.append(g.mask(state))
-        state = g.step_token(state, t)
-        if state is None:
-            break
-    if state is not None:
-        out.append(g.mask(state))
-    return out
-
-
 def test_same_masks_cold_and_warm() -> None:
     """Masks along valid and invalid instances: a grammar compiled on empty memos against the same
     schema's grammar compiled after every other schema (terminals and contexts from the memos)."""
@@ -102,14 +90,14 @@ def test_same_masks_cold_and_warm() -> None:
         assert texts
         clear_compile_caches()
         cold = CompiledGrammar(json_schema_spec(schema), vocab)
-        cold_masks = [_masks_along(cold, tok.encode(t, add_special_tokens=False)) for t in texts]
+        cold_masks = [masks_along(cold, tok.encode(t, add_special_tokens=False)) for t in texts]
         clear_compile_caches()
         for other in SCHEMAS[:40]:
             _spec_or_error(other)
         warm = CompiledGrammar(json_schema_spec(schema), vocab)
         assert warm._nfa is not cold._nfa
         for text, cm in zip(texts, cold_masks, strict=True):
-            wm = _masks_along(warm, tok.encode(text, add_special_tokens=False))
+            wm = masks_along(warm, tok.encode(text, add_special_tokens=False))
             assert len(wm) == len(cm)
             for x, y in zip(cm, wm, strict=True):
                 assert torch.equal(x, y)

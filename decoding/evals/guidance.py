@@ -164,7 +164,7 @@ def report(folder: Path, scores: Path | None, speed: Path | None = None, grids_f
     if figures:
         lines += [""] + [f"![{p.stem.replace('_', ' ')}]({p.name})" for p in figures]
     if drawn:
-        source = f" (drawn from the run in {grids_from})" if grids_from else ""
+        source = f" (drawn from the samples of the run `{grids_from.name}`)" if grids_from else ""
         lines += ["", f"Sample grids, one row per class: grids/*.png, {len(drawn)} rows{source}."]
     text = "\n".join(lines) + "\n"
     atomic_write_bytes(folder / "table.md", text.encode())

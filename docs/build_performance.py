@@ -9,9 +9,25 @@ this script concatenates them under one table of contents so that nothing is cop
 from __future__ import annotations
 
 import os
+import posixpath
+import re
 from pathlib import Path
 
 ORDER = ["attention", "gpu_runs", "text", "grammar", "aligned", "radd", "assd", "solvers", "solvers_fid", "image", "evals"]
+
+
+LINK = re.compile(r"(\]\()([^)\s#][^)\s]*)(\))")
+
+
+def rebase_links(text: str) -> str:
+    """Relative link and image targets of a docs/perf page, rewritten to be relative to docs/ (where the result lives)."""
+    def fix(m: re.Match[str]) -> str:
+        target = m.group(2)
+        if re.match(r"^[a-z][a-z0-9+.-]*:", target) or target.startswith("/"):
+            return m.group(0)
+        return m.group(1) + posixpath.normpath(posixpath.join("perf", target)) + m.group(3)
+
+    return LINK.sub(fix, text)
 
 
 def main() -> None:
@@ -27,7 +43,7 @@ def main() -> None:
     ]
     out += [f"- [{p.stem}](perf/{p.name})" for p in parts] + [""]
     for p in parts:
-        text = p.read_text().strip()
+        text = rebase_links(p.read_text().strip())
         lines = text.splitlines()
         if lines and lines[0].startswith("# "):
             lines[0] = "#" + lines[0]  # one level down under the page title

@@ -38,6 +38,7 @@ import torch
 
 import decoding as dc
 from decoding.evals.fid import to_uint8
+from decoding.evals.guidance_figures import grids, plots
 from decoding.io import atomic_write_bytes
 
 
@@ -75,7 +76,8 @@ def configs(cfg_scales: list[float], rescale: tuple[float, float], cfgpp: list[f
 
 
 def run(model: str, rows: list[Config], nfes: list[int], n: int, out: Path, device: str, seed: int = 0,
-        batch_size: int = 1000, only: list[str] | None = None, progress: bool = False) -> list[dict[str, Any]]:
+        batch_size: int = 1000, only: list[str] | None = None, progress: bool = False,
+        command: str | None = None) -> list[dict[str, Any]]:
     """Sample every row at every NFE budget into ``out/samples/*.npz`` and append timings to ``out/timings.json``."""
     handle = dc.load(model, device)
     labels = torch.arange(n) % handle.model.num_classes
@@ -83,7 +85,8 @@ def run(model: str, rows: list[Config], nfes: list[int], n: int, out: Path, devi
     timings = json.loads(timings_path.read_text()) if timings_path.is_file() else {"rows": []}
     dev = torch.device(device)
     timings.update({"model": model, "n": n, "seed": seed, "solver": "dpmpp_2m", "date": datetime.date.today().isoformat(),
-                    "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu", "torch": torch.__version__})
+                    "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu", "torch": torch.__version__,
+                    "command": command})
     done = []
     for nfe in nfes:
         for row in rows:
@@ -111,8 +114,12 @@ def run(model: str, rows: list[Config], nfes: list[int], n: int, out: Path, devi
     return done
 
 
-def report(folder: Path, scores: Path | None, speed: Path | None = None) -> str:
-    """``results.json`` (timings + scores) and ``table.md`` in ``folder``; returns the table.
+def report(folder: Path, scores: Path | None, speed: Path | None = None, grids_from: Path | None = None) -> str:
+    """``results.json`` (timings + scores), ``table.md``, the plots and the sample grids in ``folder``; returns the table.
+
+    Plots (``fid_vs_speed.png``, ``fid_vs_accuracy.png``) need scores; grids (``grids/<row>.png``) are drawn from
+    the ``samples/`` of ``grids_from`` (default ``folder``), e.g. a small run whose samples are kept when the
+    10,000-sample ones are not, and written into ``folder``.
 
     ``speed``: the folder of a second ``run`` (fewer samples, alone on the device) whose images/s replace
     those of ``folder``'s run, e.g. when the sampling for FID shared the device with other jobs. Every row
@@ -152,6 +159,13 @@ def report(folder: Path, scores: Path | None, speed: Path | None = None) -> str:
         fid = f"{r['fid']:.2f}" if r["fid"] is not None else "-"
         acc = f"{r['class_accuracy']:.3f}" if r["class_accuracy"] is not None else "-"
         lines.append(f"| {r['nfe_budget']} | {r['label']} | {r['steps']} | {r['nfe']:g} | {fid} | {acc} | {r['images_per_second']} |")
+    figures = plots(folder, rows)
+    drawn = grids(grids_from or folder, folder)
+    if figures:
+        lines += [""] + [f"![{p.stem.replace('_', ' ')}]({p.name})" for p in figures]
+    if drawn:
+        source = f" (drawn from the samples of the run `{grids_from.name}`)" if grids_from else ""
+        lines += ["", f"Sample grids, one row per class: grids/*.png, {len(drawn)} rows{source}."]
     text = "\n".join(lines) + "\n"
     atomic_write_bytes(folder / "table.md", text.encode())
     return text
@@ -188,10 +202,11 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("folder", type=Path)
     t.add_argument("--scores", type=Path, default=None, help="JSON lines of python -m decoding.evals.fid samples")
     t.add_argument("--speed", type=Path, default=None, help="folder of a separate speed run whose images/s the table shows")
+    t.add_argument("--grids-from", type=Path, default=None, help="draw the sample grids from this run's samples/ (default: FOLDER)")
     a = p.parse_args(argv)
     try:
         if a.cmd == "report":
-            print(report(a.folder, a.scores, a.speed))
+            print(report(a.folder, a.scores, a.speed, a.grids_from))
             return 0
         pairs = [(a.rescale, "--rescale"), (a.cfg_pag, "--cfg-pag")]
         for v, flag in pairs:
@@ -202,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
         unknown = sorted(set(a.only or []) - {r.name for r in rows})
         if unknown:
             raise ValueError(f"--only names no row {unknown}; rows: {', '.join(r.name for r in rows)}")
-        run(a.model, rows, a.nfe, a.n, a.out, a.device, a.seed, a.batch_size, a.only, a.progress)
+        command = "python -m decoding.evals.guidance " + " ".join(sys.argv[1:] if argv is None else argv)
+        run(a.model, rows, a.nfe, a.n, a.out, a.device, a.seed, a.batch_size, a.only, a.progress, command)
     except (ValueError, FileNotFoundError, dc.OptionError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

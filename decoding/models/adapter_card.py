@@ -3,7 +3,8 @@
     python -m decoding.models.adapter_card models/fashion-large-agd [--eval evals/results/guidance/results.json]
 
 Written at export by ``decoding train agd-fashion`` (without sample quality); rerun with the
-results of ``python -m decoding.evals.guidance`` to add the rows measured with these adapters.
+results of ``python -m decoding.evals.guidance`` to add the rows measured with these adapters (kept
+in the folder as ``eval_guidance.json``).
 """
 
 from __future__ import annotations
@@ -13,18 +14,28 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from decoding.io import atomic_write_bytes
 from decoding.models.adapters import default_adapter_folder
 from decoding.models.card import _read, _training_lines, cards_main
 from decoding.models.image import models_root
 
+EVAL_FILE = "eval_guidance.json"  # the AGD rows of the guidance evaluation, kept beside the weights
+
+
+def agd_results(results: dict[str, Any]) -> dict[str, Any]:
+    """The run's metadata and its AGD rows only (what the card shows)."""
+    return {k: v for k, v in results.items() if k != "results"} | {
+        "results": [r for r in results.get("results", []) if r.get("label", "").startswith("AGD")]}
+
 
 def render_adapter_card(folder: str | Path, log: dict[str, Any] | None = None, results: dict[str, Any] | None = None) -> str:
-    """README text of an adapter folder; ``log`` defaults to its ``train_log.json``."""
+    """README text of an adapter folder; ``log`` defaults to its ``train_log.json``, ``results`` to its ``eval_guidance.json``."""
     folder = Path(folder)
     config = json.loads((folder / "config.json").read_text())
     base, a = config["base"], config["adapters"]
     lo, hi = config["scale_range"]
     log = log if log is not None else (_read(folder / "train_log.json") or {})
+    results = results if results is not None else _read(folder / EVAL_FILE)
     weights = folder / "adapters.safetensors"
     traj = config.get("trajectories", {})
     off = config.get("adapters_off_valid_loss")
@@ -72,6 +83,16 @@ def render_adapter_card(folder: str | Path, log: dict[str, Any] | None = None, r
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``--eval RESULTS`` also stores the AGD rows as ``FOLDER/eval_guidance.json``, so the card re-renders without it."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--eval" in args:
+        i = args.index("--eval")
+        if i + 1 >= len(args):
+            print("error: --eval needs the results.json of python -m decoding.evals.guidance report", file=sys.stderr)
+            return 2
+        rows = agd_results(json.loads(Path(args[i + 1]).read_text()))
+        for f in [a for j, a in enumerate(args) if j not in (i, i + 1) and not a.startswith("-")]:
+            atomic_write_bytes(Path(f) / EVAL_FILE, (json.dumps(rows, indent=1) + "\n").encode())
     return cards_main("python -m decoding.models.adapter_card", "Write README.md cards of AGD adapter folders.",
                       "results of python -m decoding.evals.guidance (the AGD rows go on the card)", render_adapter_card, argv)
 

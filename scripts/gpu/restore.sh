@@ -6,5 +6,5 @@ cp $K/w/adapters.safetensors models/fashion-large-agd/
 mkdir -p data && cp $K/data/* data/ 2>/dev/null || true
 [ -f $K/fashion_mnist_train.safetensors ] && cp $K/fashion_mnist_train.safetensors models/fid/
 [ -f $K/inception.pt ] && export DECODING_INCEPTION=$K/inception.pt
-export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
+export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}  # keeps a wheel kit already on the path
 true

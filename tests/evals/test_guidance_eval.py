@@ -29,6 +29,7 @@ def test_guidance_eval_writes_samples_and_timings(tmp_path: Path) -> None:
     assert main(args) == 0
     timings = json.loads((out / "timings.json").read_text())
     rows = {r["config"]: r for r in timings["rows"]}
+    assert timings["command"] == "python -m decoding.evals.guidance " + " ".join(args)
     names = {c.name for c in configs([1.5, 2.0, 3.0], (3.0, 0.7), [0.6, 0.8, 1.0], [1.0, 2.0], (1.5, 1.0), [1.5, 2.0, 3.0],
                                      "x", [0.2, 0.4, 0.6], "y", 1.5)}
     assert set(rows) == names and len(names) == 17
@@ -47,6 +48,9 @@ def test_guidance_eval_writes_samples_and_timings(tmp_path: Path) -> None:
     table = (out / "table.md").read_text()
     assert "| 6 | CFG 2 | 3 | 6 | 12.50 | 0.750 |" in table and "| 6 | AGD 2 | 6 | 6 | - | - |" in table
     assert json.loads((out / "results.json").read_text())["results"][0]["nfe_budget"] == 6
+    assert (out / "fid_vs_speed.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and (out / "fid_vs_accuracy.png").exists()
+    assert "![fid vs speed](fid_vs_speed.png)" in table and "17 rows" in table
+    assert sorted(p.name for p in (out / "grids").glob("*.png")) == sorted(f"{r['row']}.png" for r in timings["rows"])
     assert main(["run", "--model", str(large), "--out", str(out), "--only", "nope", "--device", "cpu"]) == 2
     speed = tmp_path / "speed"
     speed.mkdir()

@@ -17,3 +17,12 @@ def test_shipped_card_is_current_and_portable():
     log = json.loads((FOLDER / "train_log.json").read_text())
     assert f"{log['steps']} of {log['planned_steps']} planned steps" in text
     assert ("(NOT finished)" in text) == (not log["finished"])
+
+
+def test_the_shipped_card_shows_the_measured_agd_rows():
+    """The card's sample-quality table comes from the folder's eval_guidance.json (AGD rows only)."""
+    rows = json.loads((FOLDER / "eval_guidance.json").read_text())["results"]
+    assert rows and all(r["label"].startswith("AGD") for r in rows)
+    text = (FOLDER / "README.md").read_text()
+    for r in rows:
+        assert f"| {r['label']} | {r['nfe']:g} | {r['fid']:.2f} | {r['class_accuracy']:.3f} |" in text

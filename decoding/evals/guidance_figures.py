@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from decoding.api.generation import make_grid
+from decoding.evals.report import _pyplot, _save
 from decoding.io import atomic_write_bytes
 
 FAMILIES = ("none", "cfgpp", "cfg", "pag", "agd", "stitch")  # "cfgpp" before "cfg": prefixes are matched in order
@@ -26,21 +27,6 @@ def family(config: str) -> str:
     if config.startswith("cfg-") and "-pag-" in config:
         return "cfg+pag"
     return next((f for f in FAMILIES if config == f or config.startswith(f + "-")), config)
-
-
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig: Any, path: Path) -> None:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    atomic_write_bytes(path, buf.getvalue())
 
 
 def plots(folder: Path, rows: Sequence[dict[str, Any]]) -> list[Path]:
@@ -56,7 +42,7 @@ def plots(folder: Path, rows: Sequence[dict[str, Any]]) -> list[Path]:
     written = []
     for name, key, xlabel, log in (("fid_vs_speed.png", "images_per_second", "images/s", True),
                                    ("fid_vs_accuracy.png", "class_accuracy", "class accuracy", False)):
-        fig, axes = plt.subplots(1, len(budgets), figsize=(6.5 * len(budgets), 4.8), squeeze=False)
+        fig, axes = plt.subplots(1, len(budgets), figsize=(6.5 * len(budgets), 4.8), squeeze=False, layout="tight")
         for ax, budget in zip(axes[0], budgets, strict=True):
             here = [r for r in scored if r["nfe_budget"] == budget and r.get(key) is not None]
             for fam in sorted({family(r["config"]) for r in here}):

@@ -53,3 +53,11 @@ def masks_along(g: CompiledGrammar, ids: list[int]) -> list[torch.Tensor]:
     if state is not None:
         out.append(g.mask(state))
     return out
+
+
+def assert_same_masks(a: list[torch.Tensor], b: list[torch.Tensor]) -> int:
+    """Two mask sequences (:func:`masks_along`) are equal step for step; returns the number of steps compared."""
+    assert len(a) == len(b), (len(a), len(b))
+    for i, (x, y) in enumerate(zip(a, b, strict=True)):
+        assert torch.equal(x, y), f"masks differ at step {i}"
+    return len(a)

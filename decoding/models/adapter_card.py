@@ -82,19 +82,15 @@ def render_adapter_card(folder: str | Path, log: dict[str, Any] | None = None, r
     return "\n".join(lines)
 
 
+def keep_agd_results(folder: Path, results: dict[str, Any]) -> None:
+    """Store the AGD rows of ``--eval`` as ``folder/eval_guidance.json``, so the card re-renders without it."""
+    atomic_write_bytes(folder / EVAL_FILE, (json.dumps(agd_results(results), indent=1) + "\n").encode())
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``--eval RESULTS`` also stores the AGD rows as ``FOLDER/eval_guidance.json``, so the card re-renders without it."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    if "--eval" in args:
-        i = args.index("--eval")
-        if i + 1 >= len(args):
-            print("error: --eval needs the results.json of python -m decoding.evals.guidance report", file=sys.stderr)
-            return 2
-        rows = agd_results(json.loads(Path(args[i + 1]).read_text()))
-        for f in [a for j, a in enumerate(args) if j not in (i, i + 1) and not a.startswith("-")]:
-            atomic_write_bytes(Path(f) / EVAL_FILE, (json.dumps(rows, indent=1) + "\n").encode())
     return cards_main("python -m decoding.models.adapter_card", "Write README.md cards of AGD adapter folders.",
-                      "results of python -m decoding.evals.guidance (the AGD rows go on the card)", render_adapter_card, argv)
+                      "results of python -m decoding.evals.guidance (the AGD rows go on the card)", render_adapter_card, argv,
+                      keep=keep_agd_results)
 
 
 def _shown_folder(folder: Path) -> str:

@@ -78,8 +78,12 @@ def _training_lines(log: dict[str, Any]) -> list[str]:
     return [*lines, "", "![loss curve](loss.png)", ""]
 
 
-def cards_main(prog: str, description: str, eval_help: str, render: Any, argv: list[str] | None = None) -> int:
-    """The command line of a card writer: ``prog FOLDER... [--eval RESULTS.json]`` -> ``FOLDER/README.md`` = ``render(folder, None, results)``."""
+def cards_main(prog: str, description: str, eval_help: str, render: Any, argv: list[str] | None = None,
+               keep: Any = None) -> int:
+    """The command line of a card writer: ``prog FOLDER... [--eval RESULTS.json]`` -> ``FOLDER/README.md`` = ``render(folder, None, results)``.
+
+    ``keep(folder, results)``, when given, first stores in the folder what its card needs from ``--eval``.
+    """
     import argparse
 
     p = argparse.ArgumentParser(prog=prog, description=description)
@@ -88,6 +92,8 @@ def cards_main(prog: str, description: str, eval_help: str, render: Any, argv: l
     a = p.parse_args(argv)
     results = json.loads(Path(a.eval).read_text()) if a.eval else None
     for f in a.folders:
+        if keep is not None and results is not None:
+            keep(Path(f), results)
         atomic_write_bytes(Path(f) / "README.md", render(f, None, results).encode())
         print(f"wrote {f}/README.md")
     return 0

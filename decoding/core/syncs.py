@@ -21,9 +21,10 @@ def sync_stacks(fn: Callable[[], Any]) -> list[traceback.StackSummary]:
     the synchronising op, and the stack is taken right there. Needs a CUDA device.
     """
     stacks: list[traceback.StackSummary] = []
+    running = False  # only what fn() does: switching the debug mode on may itself warn (seen on an H100)
 
     def record(message, category, filename, lineno, file=None, line=None) -> None:
-        if "synchroniz" in str(message):
+        if running and "synchroniz" in str(message):
             stack = traceback.extract_stack()
             while stack and stack[-1].filename in (__file__, warnings.__file__):  # the hook, the warnings machinery
                 stack.pop()
@@ -34,8 +35,10 @@ def sync_stacks(fn: Callable[[], Any]) -> list[traceback.StackSummary]:
         warnings.showwarning = record
         torch.cuda.set_sync_debug_mode("warn")
         try:
+            running = True
             fn()
         finally:
+            running = False
             torch.cuda.set_sync_debug_mode(0)
     return stacks
 

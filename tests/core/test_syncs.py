@@ -32,3 +32,16 @@ def test_syncs_are_charged_to_the_calling_package_line(monkeypatch: pytest.Monke
     everything = syncs.count_syncs(run)
     assert sum(everything.values()) == 3 and all(k.startswith("test_syncs.py:") for k in everything)
     assert len(syncs.sync_stacks(run)) == 3
+
+
+def test_the_switch_to_debug_mode_is_not_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On an H100 (2026-12-07) the first ``set_sync_debug_mode("warn")`` of a process warned of a
+    synchronisation itself, which was charged to ``decoding/core/syncs.py``: only ``fn()`` counts."""
+
+    def switch(mode) -> None:
+        if mode == "warn":
+            _sync_here()
+
+    monkeypatch.setattr(torch.cuda, "set_sync_debug_mode", switch)
+    assert syncs.count_syncs(lambda: None, within=syncs.PACKAGE) == {}
+    assert syncs.count_syncs(_sync_here) == {"test_syncs.py:15": 1}  # the one of fn() is still counted

@@ -76,6 +76,9 @@ def test_compiled_step_fuses_norm_rotary_swiglu_on_cpu() -> None:
 
 
 @pytest.mark.gpu
+@pytest.mark.xfail(strict=True, reason="issue 23, open: on an H100 (2026-12-07 07:31 UTC) inductor emitted 27 kernels "
+                   "for the 3-layer step, not <= 15: rotary of q and of k and the two KV-cache writes are separate "
+                   "kernels there (a generated C++ kernel on the CPU may hold several loop nests); docs/perf/gpu_speed.md")
 def test_compiled_step_fuses_norm_rotary_swiglu_on_gpu() -> None:
     if not torch.cuda.is_available():
         pytest.skip("needs CUDA")

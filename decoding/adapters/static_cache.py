@@ -39,8 +39,7 @@ def static_forward(
     net: Transformer,
     tokens: Tensor,
     positions: Tensor,
-    k_cache: list[Tensor],
-    v_cache: list[Tensor],
+    kv_cache: list[Tensor],
     slots: Tensor,
     mask: Tensor,
     backend: str | None,
@@ -52,7 +51,8 @@ def static_forward(
 
     Args:
         tokens: ``(B, n)`` ids; positions: ``(B, n)`` rotary positions.
-        k_cache, v_cache: per layer ``(B, Hkv, S, D)``, written in place at ``slots``.
+        kv_cache: per layer ``(2, B, Hkv, S, D)`` (keys, then values), written in place at ``slots``
+            by one indexed write per layer.
         slots: ``(n,)`` long, the cache slots of the ``n`` tokens.
         mask: bool ``(B, 1, n, S)``, True where a query may attend to a slot.
         backend: attention backend (see :mod:`decoding.nn.attention`).
@@ -68,32 +68,41 @@ def static_forward(
     cfg = net.cfg
     b, n = tokens.shape
     hd = cfg.dim // cfg.n_heads
-    cos = net.rope_cos[positions][:, None]
-    sin = net.rope_sin[positions][:, None]
+    hq, hkv = cfg.n_heads, cfg.n_kv_heads
+    # rotary tables for the (B, n, heads, D) layout of the projections: the rotation of q and k is
+    # one elementwise op over the fused projection (one kernel under inductor, not one per tensor)
+    cos = net.rope_cos[positions][:, :, None]
+    sin = net.rope_sin[positions][:, :, None]
     x = net.embed(tokens)
     if upto is not None:
         mask = mask[..., :upto]
-    groups = cfg.n_heads // cfg.n_kv_heads
+    groups = hq // hkv
     group_mask = mask
     if groups > 1:
         group_mask = mask[:, :, None].expand(b, 1, groups, n, mask.shape[-1]).reshape(b, 1, groups * n, -1)
+    triton_step = n == 1 and backend == "triton"
+    if tokens.is_cuda and not triton_step:
+        # the bool mask as an additive bias once per step: SDPA would otherwise convert it in every
+        # layer (one kernel a layer on CUDA; on the CPU the bool mask is kept, as SDPA takes it there)
+        group_mask = torch.zeros((), dtype=x.dtype, device=x.device).masked_fill(~group_mask, float("-inf"))
     for i, blk in enumerate(net.blocks):
         h = blk.attn_norm(x)
         if qkv is None:
-            q, kv = blk.q(h), blk.kv(h)
+            q = apply_rotary(blk.q(h).view(b, n, hq, hd), cos, sin)
+            kv = blk.kv(h).view(b, n, 2 * hkv, hd)
+            k, v = apply_rotary(kv[:, :, :hkv], cos, sin), kv[:, :, hkv:]
         else:
-            q, kv = F.linear(h, qkv[i]).split([cfg.n_heads * hd, 2 * cfg.n_kv_heads * hd], dim=-1)
-        q = q.reshape(b, n, cfg.n_heads, hd).transpose(1, 2)
-        k, v = kv.reshape(b, n, 2, cfg.n_kv_heads, hd).permute(2, 0, 3, 1, 4)
-        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        k_cache[i][:, :, slots] = k  # index_put_: the form inductor updates in place (as in gpt-fast)
-        v_cache[i][:, :, slots] = v
-        kc, vc = (k_cache[i], v_cache[i]) if upto is None else (k_cache[i][:, :, :upto], v_cache[i][:, :, :upto])
+            t = F.linear(h, qkv[i]).view(b, n, hq + 2 * hkv, hd)
+            qk = apply_rotary(t[:, :, : hq + hkv], cos, sin)
+            q, k, v = qk[:, :, :hq], qk[:, :, hq:], t[:, :, hq + hkv :]
+        # keys and values in one index_put_ (the form inductor updates in place, as in gpt-fast)
+        kv_cache[i][:, :, :, slots] = torch.stack([k, v]).transpose(2, 3)
+        kc, vc = kv_cache[i].unbind(0) if upto is None else kv_cache[i][:, :, :, :upto].unbind(0)
         # grouped-query attention as Hkv heads with G * n queries each: the G query heads that share
         # a key/value head see the same keys and mask, so no copy of the cache per query head
-        qg = q.reshape(b, cfg.n_kv_heads, groups * n, hd)
-        key_mask = mask if (n == 1 and backend == "triton") else group_mask  # one query: a per-slot mask is enough
-        a = attention(qg, kc, vc, mask=key_mask, backend=backend).reshape(b, cfg.n_heads, n, hd)
+        qg = q.transpose(1, 2).reshape(b, hkv, groups * n, hd)
+        key_mask = mask if triton_step else group_mask  # one query: a per-slot mask is enough
+        a = attention(qg, kc, vc, mask=key_mask, backend=backend).reshape(b, hq, n, hd)
         x = x + blk.o(a.transpose(1, 2).reshape(b, n, -1))
         h = blk.mlp_norm(x)
         if split_mlp:
@@ -112,7 +121,8 @@ class StaticSession:
     """The mutable buffers of one batch shape: caches, slot mask and the decode step's inputs.
 
     Attributes:
-        k, v: per layer ``(B, Hkv, S, D)`` with ``S = capacity + SCRATCH``.
+        kv: per layer ``(2, B, Hkv, S, D)`` with ``S = capacity + SCRATCH``: keys and values of a
+            layer in one buffer, so a step writes both with one kernel (views: :attr:`k`, :attr:`v`).
         valid: ``(B, S)`` bool, the slot holds a real token.
         tok: ``(B, 1)`` the token the next decode step feeds; slot: ``(1,)`` its slot.
         length: slots written so far; epoch: bumped when a new prompt claims the session.
@@ -120,8 +130,7 @@ class StaticSession:
             :meth:`StaticCausalLM.release_rows`).
     """
 
-    k: list[Tensor]
-    v: list[Tensor]
+    kv: list[Tensor]
     valid: Tensor
     tok: Tensor
     slot: Tensor
@@ -132,6 +141,16 @@ class StaticSession:
     graph_logits: Tensor | None = None
     extras: dict = field(default_factory=dict)
     rows: bool = False
+
+    @property
+    def k(self) -> list[Tensor]:
+        """Per layer the keys, ``(B, Hkv, S, D)`` views of :attr:`kv`."""
+        return [t[0] for t in self.kv]
+
+    @property
+    def v(self) -> list[Tensor]:
+        """Per layer the values, ``(B, Hkv, S, D)`` views of :attr:`kv`."""
+        return [t[1] for t in self.kv]
 
     @property
     def batch_size(self) -> int:
@@ -242,11 +261,10 @@ class StaticCausalLM:
         cfg = self.net.cfg
         hd = cfg.dim // cfg.n_heads
         s = cap + SCRATCH
-        shape = (batch, cfg.n_kv_heads, s, hd)
+        shape = (2, batch, cfg.n_kv_heads, s, hd)
         kw = dict(device=self.device, dtype=self.dtype)
         return StaticSession(
-            k=[torch.zeros(shape, **kw) for _ in range(cfg.n_layers)],
-            v=[torch.zeros(shape, **kw) for _ in range(cfg.n_layers)],
+            kv=[torch.zeros(shape, **kw) for _ in range(cfg.n_layers)],
             valid=torch.zeros(batch, s, dtype=torch.bool, device=self.device),
             tok=torch.zeros(batch, 1, dtype=torch.long, device=self.device),
             slot=torch.full((1,), cap, dtype=torch.long, device=self.device),
@@ -256,8 +274,8 @@ class StaticCausalLM:
     def _grow(self, sess: StaticSession, needed: int) -> StaticSession:
         size = max(needed, 2 * sess.capacity)
         bigger = self._rows_session(sess.batch_size, size) if sess.rows else self.session(sess.batch_size, size)
-        for dst, src in zip(bigger.k + bigger.v, sess.k + sess.v, strict=True):
-            dst[:, :, : sess.capacity].copy_(src[:, :, : sess.capacity])
+        for dst, src in zip(bigger.kv, sess.kv, strict=True):
+            dst[:, :, :, : sess.capacity].copy_(src[:, :, :, : sess.capacity])
         bigger.valid[:, : sess.capacity].copy_(sess.valid[:, : sess.capacity])
         bigger.length = sess.length
         return bigger
@@ -293,8 +311,8 @@ class StaticCausalLM:
             lo, dst = max(0, -shift), max(0, shift)
             idx = index.to(self.device)
             n = int(idx.numel())
-            for d, s in zip(sess.k + sess.v, src.k + src.v, strict=True):
-                d[at : at + n, :, dst:kv_len] = s[:, :, lo:have].index_select(0, idx)
+            for d, s in zip(sess.kv, src.kv, strict=True):
+                d[:, at : at + n, :, dst:kv_len] = s[:, :, :, lo:have].index_select(1, idx)
             sess.valid[at : at + n, dst:kv_len] = src.valid[:, lo:have].index_select(0, idx)
             at += n
         sess.length = kv_len
@@ -323,7 +341,7 @@ class StaticCausalLM:
         causal = keys <= q_slot[:, None]  # (n, S)
         own = keys == q_slot[:, None]  # a padding query sees itself: no fully masked rows, no NaN
         mask = ((causal[None] & sess.valid[:, None, :]) | own[None])[:, None]  # (B, 1, n, S)
-        logits = static_forward(self.net, tokens, positions, sess.k, sess.v, q_slot, mask, self.backend, self._qkv,
+        logits = static_forward(self.net, tokens, positions, sess.kv, q_slot, mask, self.backend, self._qkv,
                                 upto=start + n, split_mlp=self._split_mlp)
         sess.length = start + n
         return logits
@@ -336,7 +354,7 @@ class StaticCausalLM:
         """
         positions = sess.valid.long().sum(-1, keepdim=True) - 1
         mask = sess.valid[:, None, None, :]
-        return static_forward(self.net, sess.tok, positions, sess.k, sess.v, sess.slot, mask, self.decode_backend,
+        return static_forward(self.net, sess.tok, positions, sess.kv, sess.slot, mask, self.decode_backend,
                               self._qkv,
                               upto=upto, split_mlp=self._split_mlp)
 

@@ -77,10 +77,9 @@ def test_compiled_step_fuses_norm_rotary_swiglu_on_cpu() -> None:
 
 
 @pytest.mark.gpu
-@pytest.mark.xfail(strict=True, reason="issue 23, open: on an H100 (2026-12-07 07:31 UTC) inductor emitted 27 kernels "
-                   "for the 3-layer step, not <= 15: rotary of q and of k and the two KV-cache writes were separate "
-                   "kernels there; static_forward now rotates q and k in one op and writes keys and values with one "
-                   "index_put, not yet run on a GPU (docs/perf/gpu_speed.md)")
+@pytest.mark.xfail(strict=True, reason="issue 23, open: on an H100 (2026-12-07 08:34 UTC) inductor emitted 21 kernels "
+                   "for the 3-layer step (27 before the one-buffer cache write), not <= 15: q's rotary is its own kernel "
+                   "(SDPA reads it) and SDPA's output is copied before the head reshape (docs/perf/gpu_speed.md)")
 def test_compiled_step_fuses_norm_rotary_swiglu_on_gpu() -> None:
     if not torch.cuda.is_available():
         pytest.skip("needs CUDA")

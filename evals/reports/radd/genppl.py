@@ -41,6 +41,12 @@ from decoding.processes.masked import Masked  # noqa: E402
 from decoding.wrappers.cache import CachedModel  # noqa: E402
 
 
+def _model_name(folder: str) -> str:
+    """The model's name for titles: the folder's name, or its parent's for a trainer export (``out/NAME/model``)."""
+    path = Path(folder)
+    return path.parent.name if path.name == "model" else path.name
+
+
 def sample_stage(args: argparse.Namespace) -> None:
     device = torch.device(args.device)
     dtype = torch.bfloat16 if device.type == "cuda" and args.dtype == "auto" else getattr(torch, args.dtype, torch.float32)
@@ -196,7 +202,7 @@ def _plot(out: dict, folder: Path) -> None:
         ax.legend()
     axes[1].set_yscale("log")
     axes[2].set_yscale("log")
-    fig.suptitle(f"RADD {Path(out['model']).name}: {out['samples']} samples x {out['length']} tokens, sampler {out['sampler']}, "
+    fig.suptitle(f"RADD {_model_name(out['model'])}: {out['samples']} samples x {out['length']} tokens, sampler {out['sampler']}, "
                  f"sampled on {out['device']}")
     fig.tight_layout()
     fig.savefig(folder / "genppl.png", dpi=120)
@@ -207,7 +213,7 @@ def _report(out: dict, folder: Path) -> None:
     ref = out["reference"]
     scored = out["results"][0].get("scored_samples", out["samples"])
     lines = [
-        f"# RADD generation perplexity ({Path(out['model']).name})",
+        f"# RADD generation perplexity ({_model_name(out['model'])})",
         "",
         f"Date {out['date']}. Sampling on {out['device']} (torch {out['torch']}, {out['dtype']}), "
         f"{out['samples']} unconditional samples of {out['length']} tokens per row, sampler `{out['sampler']}`, "

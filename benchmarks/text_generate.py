@@ -374,9 +374,18 @@ def main(argv: list[str] | None = None) -> dict:
                 prof = {"error": error_tail(e)}
                 print(f"profile failed: {prof['error']}", file=sys.stderr)
             else:
+                first = next(iter(models))
+                tok_s = results["runs"][-1]["engines"].get(first, {}).get("median_tok_s")
+                busy = tok_s and device.type == "cuda"  # (on the CPU no kernel is a device kernel)
+                if tok_s:  # the unprofiled wall time of a step of the same engine: is the device kept busy?
+                    prof["wall_ms_per_token_step"] = 1e3 * b / tok_s
+                if busy:
+                    prof["device_busy_fraction"] = prof["device_ms_per_token_step"] / prof["wall_ms_per_token_step"]
                 print(prof["table"])
                 print(f"device kernels per token step: {prof['device_kernels_per_token_step']:.1f}, "
-                      f"device ms per token step: {prof['device_ms_per_token_step']:.3f}")
+                      f"device ms per token step: {prof['device_ms_per_token_step']:.3f}"
+                      + (f", wall ms per token step ({first}, unprofiled): {prof['wall_ms_per_token_step']:.3f}"
+                         if tok_s else "") + (f", device busy {prof['device_busy_fraction']:.0%}" if busy else ""))
             results.setdefault("profile", {})[str(b)] = prof
             save()
     print_table(results)

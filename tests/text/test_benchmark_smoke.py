@@ -21,6 +21,7 @@ def test_text_benchmark_tiny(tmp_path) -> None:
             assert row["median_tok_s"] > 0
         assert run["engines"]["hf"]["ratio_to_hf_best"] == 1.0
     assert "2" in saved["profile"]
+    assert saved["profile"]["2"]["wall_ms_per_token_step"] > 0  # (the device busy fraction: CUDA only)
     assert saved["complete"]
 
 

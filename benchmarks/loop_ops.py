@@ -7,6 +7,10 @@ launches, not the graph, can set the pace (issue 23). The count does not depend 
 on the model's size, so it is taken on the CPU with a one-layer model of SmolLM2's vocabulary
 (``TorchDispatchMode``, ops counted only while the model is not running).
 
+It also times the loop's host work per step with a null model (a fixed ``(1, V)`` logits tensor,
+``--time-vocab`` entries, small so that the ops' arithmetic is negligible): what a step costs the
+host before any kernel launch.
+
     python benchmarks/loop_ops.py
     python benchmarks/loop_ops.py --configs temperature=0.8,top_p=0.95 temperature=1.0 typical=0.9
 """
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import time
 from typing import Any
 
 import torch
@@ -64,11 +69,30 @@ def ops_per_step(lm: StaticCausalLM, prompt: torch.Tensor, config: dict[str, flo
     return per_step, [(k, v / (steps - steps // 2)) for k, v in diff.most_common(12)]
 
 
+def host_us_per_step(config: dict[str, float], vocab: int, steps: int, reps: int = 5) -> float:
+    """Best-of-``reps`` wall time per step of ``decode()`` with a null model, in microseconds."""
+    logits = torch.randn(1, vocab, generator=torch.Generator().manual_seed(0))
+
+    def model(state: State) -> Prediction:
+        return Prediction(logits=logits.clone(), memory={})
+
+    procs = standard_processors(**config)
+    prompt = torch.randint(0, vocab, (1, 32), generator=torch.Generator().manual_seed(1))
+    best = float("inf")
+    for rep in range(reps):
+        t0 = time.perf_counter()
+        decode(model, Autoregressive(), prompt, steps=steps, processors=procs, seed=rep, sync_every=8)
+        best = min(best, time.perf_counter() - t0)
+    return 1e6 * best / steps
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--configs", nargs="+", default=["temperature=0.8,top_p=0.95", "temperature=1.0"])
     p.add_argument("--vocab", type=int, default=49152)
     p.add_argument("--steps", type=int, default=64, help="even; the count is the difference of steps and steps/2")
+    p.add_argument("--time-vocab", type=int, default=512, help="vocabulary of the null model that times the host work")
+    p.add_argument("--time-steps", type=int, default=256)
     args = p.parse_args(argv)
     torch.manual_seed(0)
     torch.set_num_threads(1)
@@ -80,8 +104,10 @@ def main(argv: list[str] | None = None) -> dict:
     for text in args.configs:
         config = {k: float(v) for k, v in (kv.split("=") for kv in text.split(","))}
         per_step, top = ops_per_step(lm, prompt, config, args.steps)
-        out[text] = {"ops_per_step": per_step, "top": top}
-        print(f"{text}: {per_step:.2f} ops per step outside the model; most frequent: "
+        host = host_us_per_step(config, args.time_vocab, args.time_steps)
+        out[text] = {"ops_per_step": per_step, "top": top, "host_us_per_step": host}
+        print(f"{text}: {per_step:.2f} ops per step outside the model; host work {host:.1f} us per step "
+              f"(null model, V={args.time_vocab}, 1 thread); most frequent: "
               + ", ".join(f"{k} {v:.2f}" for k, v in top))
     return out
 

@@ -58,6 +58,8 @@ def test_loop_ops_counts_only_the_ops_outside_the_model() -> None:
     """Top-p adds its ops to a temperature-only step; the model's own ops are not counted (a step of
     a one-layer transformer alone dispatches far more than the loop's few dozen)."""
     bench = load_script("benchmarks/loop_ops.py", "loop_ops_bench")
-    res = bench.main(["--vocab", "512", "--steps", "8", "--configs", "temperature=1.0", "temperature=0.8,top_p=0.95"])
+    res = bench.main(["--vocab", "512", "--steps", "8", "--time-steps", "8", "--configs", "temperature=1.0",
+                      "temperature=0.8,top_p=0.95"])
     plain, top_p = res["temperature=1.0"]["ops_per_step"], res["temperature=0.8,top_p=0.95"]["ops_per_step"]
     assert 10 < plain < top_p < 100, (plain, top_p)
+    assert all(r["host_us_per_step"] > 0 for r in res.values())

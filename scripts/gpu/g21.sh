@@ -1,0 +1,59 @@
+# Issue 21 (guided distillation, Meng et al. arXiv 2210.03142) on one H100: three calls back to back on
+# the slim tree (docs/perf/distill.md, GPU plan; scripts/gpu/pack.sh makes the carry folders):
+#   1. carry [.gpuD, .gpuE]  `S=train bash scripts/gpu/g21.sh`   keeps data and weights in /root/keep; stage 1,
+#                                                                then progressive rounds 64 -> 32 -> ... until the call's end
+#   2. carry [.gpuA]         `S=rounds bash scripts/gpu/g21.sh`  the remaining rounds down to 1 step
+#   3. carry [.gpuB]         `S=eval bash scripts/gpu/g21.sh`    FID (10,000 per row) and class accuracy of the
+#                                                                teacher with CFG, the same-step baselines and every student
+# Training data: the real Fashion-MNIST images of .gpuD (as the paper noises real images). Every stage
+# returns its students as tars in $OUT (stage 1 after call 1; the 4-, 2- and 1-step students after call 2,
+# the ones shipped in models/fashion-large-distill-*). A machine stays warm ~30 s after a reply: send the
+# next call at once; if it went back, extract the returned tars into out/distill/ here and carry out/distill.
+# `D=SECONDS` caps a call (default 540); DEV (default cuda), TS (the stage-1 student's steps, 64), RM (minutes
+# per round, 1.5) and TR_OPTS / RD_OPTS / EV_OPTS (extra options) exist for a dry run on a CPU at toy size.
+set -u
+K=/root/keep; R=$K/distill; DEV=${DEV:-cuda}; mkdir -p $K/w $R $OUT
+[ -d .gpuD ] && { cp -r .gpuD/data $K/; cp .gpuD/w/* $K/w/; }
+[ -d .gpuE ] && cp .gpuE/w/* $K/w/
+[ -f .gpuA/incA ] && cp .gpuA/incA $K/
+[ -f .gpuB/incB ] && { cp .gpuB/incB $K/; cp .gpuB/fashion_mnist_train.safetensors $K/; }
+[ -d out/distill ] && cp -r out/distill/. $R/  # students carried back after the machine went back
+[ -f $K/incA ] && [ -f $K/incB ] && [ ! -f $K/inception.pt ] && cat $K/incA $K/incB > $K/inception.pt
+for m in fashion-large fashion-classifier; do
+  [ -f $K/w/$m.safetensors ] && cp $K/w/$m.safetensors models/$m/model.safetensors
+done
+[ -f $K/fashion_mnist_train.safetensors ] && cp $K/fashion_mnist_train.safetensors models/fid/
+[ -f $K/inception.pt ] && export DECODING_INCEPTION=$K/inception.pt
+export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+need() { [ -e "$1" ] || { echo "missing $1: $2"; exit 1; }; }
+left_min() { awk "BEGIN{l=(${D:-540}-$SECONDS)/60; print (l > 0.1 ? l : 0.1)}"; }
+rounds() {  # the progressive rounds from the last finished student (finished rounds are skipped)
+  python3 -m decoding.train.distill_rounds --teacher $R/stage1 --teacher-steps ${TS:-64} --until 1 --root $R --minutes ${RM:-1.5} \
+    --deadline-minutes $(left_min) ${RD_OPTS:-} -- --device $DEV --data $K/data/fashion-mnist --no-progress
+}
+need models/fashion-large/model.safetensors "carry .gpuE (scripts/gpu/pack.sh) in the first call"
+{ nvidia-smi -L 2>/dev/null; date -u; } | tee $OUT/g21-$S-env.txt
+case "${S:?set S=train, rounds or eval}" in
+train)
+  need $K/data/fashion-mnist "carry .gpuD"
+  [ -f $R/stage1/model.safetensors ] || python3 -m decoding train distill-guided --teacher models/fashion-large \
+    --data $K/data/fashion-mnist --device $DEV --minutes 4.5 --no-progress --checkpoint $R/stage1-ck --out $R/stage1 \
+    ${TR_OPTS:-} > $OUT/stage1.log 2>&1
+  echo "stage 1 rc $?"; tar -C $R -cf $OUT/stage1.tar stage1
+  rounds > $OUT/rounds-1.log 2>&1; echo "rounds rc $?"; ls $R; tail -n 4 $OUT/stage1.log $OUT/rounds-1.log ;;
+rounds)
+  need $R/stage1/model.safetensors "the machine went back: extract stage1.tar into out/distill/ and carry out/distill"
+  need $K/data/fashion-mnist "the machine went back: carry .gpuD with out/distill"
+  rounds > $OUT/rounds-2.log 2>&1; echo "rounds rc $?"; ls $R
+  for s in steps-4 steps-2 steps-1; do [ -d $R/$s ] && tar -C $R -cf $OUT/$s.tar $s; done
+  tail -n 6 $OUT/rounds-2.log ;;
+eval)
+  need "${DECODING_INCEPTION:-}" "carry .gpuA in the rounds call and .gpuB in this one (the two Inception parts)"
+  need models/fid/fashion_mnist_train.safetensors "carry .gpuB"
+  students=$(for s in stage1 steps-8 steps-4 steps-2 steps-1; do [ -d $R/$s ] && echo $R/$s; done)
+  python3 -m decoding.evals.distill --teacher models/fashion-large --scale 1.5 --scales 1 1.5 2 3 --students $students \
+    --baseline-steps 8 4 2 1 --n 10000 --device $DEV --out $OUT/distill_eval_h100.json ${EV_OPTS:-} > $OUT/eval.log 2>&1
+  echo "eval rc $?"; tail -n 25 $OUT/eval.log ;;
+*) echo "unknown stage S=$S"; exit 1 ;;
+esac
+date -u

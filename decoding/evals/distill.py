@@ -7,7 +7,8 @@
 Rows, each with ``n`` class-balanced samples (class ``i % 10``) from the same seed:
 
 - the teacher with CFG at ``--scale`` and DPM-Solver++(2M), ``--teacher-steps`` (20: NFE 40);
-- the same-step baselines: the teacher with CFG and DPM-Solver++(2M) at ``--baseline-steps`` (4: NFE 8);
+- the same-step baselines: the teacher with CFG and DPM-Solver++(2M) at ``--baseline-steps`` (4: NFE 8;
+  1 step: DDIM, the first-order DPM-Solver++);
 - a stage-1 student: DPM-Solver++(2M) at ``--teacher-steps`` steps (one call per step) at each of
   ``--scales``, next to the teacher at the same scales;
 - an N-step student: its N steps, deterministic and (N >= 2) stochastic sampler.
@@ -52,12 +53,17 @@ class Row:
         return str(o.get("sampler") or f"{o.get('solver', 'dpmpp_2m')} {o.get('steps')} steps")
 
 
+def cfg_options(scale: float, steps: int) -> dict[str, Any]:
+    """:func:`decoding.generate` options of a CFG row: DPM-Solver++(2M) with ``steps`` steps; at one step its
+    first-order form, DDIM (the 2M solver needs two steps and refuses one)."""
+    return {"guidance": [f"cfg:{scale:g}"], "solver": "dpmpp_2m" if steps >= 2 else "ddim", "steps": steps}
+
+
 def plan(teacher: str, students: list[str], scale: float, scales: list[float], teacher_steps: int,
          baseline_steps: list[int]) -> list[Row]:
     """The rows of one evaluation (see the module docstring)."""
-    cfg = lambda s: {"guidance": [f"cfg:{s:g}"], "solver": "dpmpp_2m"}  # noqa: E731
-    rows = [Row(f"teacher CFG {scale:g}", teacher, {**cfg(scale), "steps": teacher_steps}, scale)]
-    rows += [Row(f"teacher CFG {scale:g}, {k} steps", teacher, {**cfg(scale), "steps": k}, scale) for k in baseline_steps]
+    rows = [Row(f"teacher CFG {scale:g}", teacher, cfg_options(scale, teacher_steps), scale)]
+    rows += [Row(f"teacher CFG {scale:g}, {k} steps", teacher, cfg_options(scale, k), scale) for k in baseline_steps]
     for path in students:
         card = resolve(path).card
         steps = card.get("distill", {}).get("steps")
@@ -65,8 +71,8 @@ def plan(teacher: str, students: list[str], scale: float, scales: list[float], t
         if steps is None:
             for s in scales:
                 if s != scale:
-                    rows.append(Row(f"teacher CFG {s:g}", teacher, {**cfg(s), "steps": teacher_steps}, s))
-                rows.append(Row(f"{name} (stage 1)", path, {**cfg(s), "steps": teacher_steps}, s))
+                    rows.append(Row(f"teacher CFG {s:g}", teacher, cfg_options(s, teacher_steps), s))
+                rows.append(Row(f"{name} (stage 1)", path, cfg_options(s, teacher_steps), s))
             continue
         label = f"{name} ({steps} step{'s' if steps > 1 else ''})"
         for sampler in ("deterministic", "stochastic") if steps >= 2 else ("deterministic",):

@@ -61,3 +61,14 @@ def test_example_rows(students: Students, tmp_path: Path, capsys) -> None:  # no
     assert png.is_file() and "one row per model" in text
     nfe = [line.split("NFE")[1].split()[0] for line in text.splitlines() if "NFE" in line]
     assert nfe == ["4", "2", "1"]  # CFG: 2 calls per step; the stage-1 student: 1; the 1-step student: 1 in all
+
+
+def test_eval_one_step_baseline(students: Students, tmp_path: Path) -> None:
+    """``--baseline-steps ... 1`` (the GPU plan's) runs: the 1-step CFG baseline is DDIM (DPM-Solver++(2M) refuses 1 step)."""
+    out = tmp_path / "eval.json"
+    assert eval_main(["--teacher", str(students.teacher), "--students", str(students.steps1), "--n", "2", "--batch-size", "2",
+                      "--teacher-steps", "2", "--baseline-steps", "2", "1", "--device", "cpu", "--no-fid", "--no-classifier",
+                      "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())["results"]
+    assert [(r["sampler"], r["nfe"]) for r in rows] == [("dpmpp_2m 2 steps", 4.0), ("dpmpp_2m 2 steps", 4.0),
+                                                       ("ddim 1 steps", 2.0), ("deterministic", 1.0)]

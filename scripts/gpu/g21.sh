@@ -10,7 +10,8 @@
 # the ones shipped in models/fashion-large-distill-*). A machine stays warm ~30 s after a reply: send the
 # next call at once; if it went back, extract the returned tars into out/distill/ here and carry out/distill.
 # `D=SECONDS` caps a call (default 540); DEV (default cuda), TS (the stage-1 student's steps, 64), RM (minutes
-# per round, 1.5) and TR_OPTS / RD_OPTS / EV_OPTS (extra options) exist for a dry run on a CPU at toy size.
+# per round, 1.5) and TR_OPTS / RD_OPTS / RT_OPTS (each round's training) / EV_OPTS (extra options) exist for a
+# dry run on a CPU at toy size.
 set -u
 K=/root/keep; R=$K/distill; DEV=${DEV:-cuda}; mkdir -p $K/w $R $OUT
 [ -d .gpuD ] && { cp -r .gpuD/data $K/; cp .gpuD/w/* $K/w/; }
@@ -29,7 +30,7 @@ need() { [ -e "$1" ] || { echo "missing $1: $2"; exit 1; }; }
 left_min() { awk "BEGIN{l=(${D:-540}-$SECONDS)/60; print (l > 0.1 ? l : 0.1)}"; }
 rounds() {  # the progressive rounds from the last finished student (finished rounds are skipped)
   python3 -m decoding.train.distill_rounds --teacher $R/stage1 --teacher-steps ${TS:-64} --until 1 --root $R --minutes ${RM:-1.5} \
-    --deadline-minutes $(left_min) ${RD_OPTS:-} -- --device $DEV --data $K/data/fashion-mnist --no-progress
+    --deadline-minutes $(left_min) ${RD_OPTS:-} -- --device $DEV --data $K/data/fashion-mnist --no-progress ${RT_OPTS:-}
 }
 need models/fashion-large/model.safetensors "carry .gpuE (scripts/gpu/pack.sh) in the first call"
 { nvidia-smi -L 2>/dev/null; date -u; } | tee $OUT/g21-$S-env.txt

@@ -9,19 +9,8 @@
 # DEV (default cuda) and T_OPTS / P_OPTS / S_OPTS / E_OPTS (extra options of each command) exist for a dry
 # run on a CPU at toy size.
 set -u
-K=/root/keep; DEV=${DEV:-cuda}; mkdir -p $K/w $K/dd $OUT
-[ -d .gpuD ] && { cp -r .gpuD/data $K/; cp .gpuD/w/* $K/w/; }
-[ -f .gpuA/incA ] && cp .gpuA/incA $K/
-[ -f .gpuB/incB ] && { cp .gpuB/incB $K/; cp .gpuB/fashion_mnist_train.safetensors $K/; }
+source scripts/gpu/keep.sh; DEV=${DEV:-cuda}; mkdir -p $K/dd
 [ -d out/dd ] && cp -r out/dd/. $K/dd/  # a stage's results carried back after the machine went back
-[ -f $K/incA ] && [ -f $K/incB ] && [ ! -f $K/inception.pt ] && cat $K/incA $K/incB > $K/inception.pt
-for m in fashion-vq fashion-classifier; do
-  [ -f $K/w/$m.safetensors ] && cp $K/w/$m.safetensors models/$m/model.safetensors
-done
-[ -f $K/fashion_mnist_train.safetensors ] && cp $K/fashion_mnist_train.safetensors models/fid/
-[ -f $K/inception.pt ] && export DECODING_INCEPTION=$K/inception.pt
-export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
-need() { [ -e "$1" ] || { echo "missing $1: $2"; exit 1; }; }
 need models/fashion-vq/model.safetensors "carry .gpuD (scripts/gpu/pack.sh) in the teacher call"
 { nvidia-smi -L 2>/dev/null; date -u; } | tee $OUT/g20-$S-env.txt
 case "${S:?set S=teacher, student or eval}" in

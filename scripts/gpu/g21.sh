@@ -13,20 +13,8 @@
 # per round, 1.5) and TR_OPTS / RD_OPTS / RT_OPTS (each round's training) / EV_OPTS (extra options) exist for a
 # dry run on a CPU at toy size.
 set -u
-K=/root/keep; R=$K/distill; DEV=${DEV:-cuda}; mkdir -p $K/w $R $OUT
-[ -d .gpuD ] && { cp -r .gpuD/data $K/; cp .gpuD/w/* $K/w/; }
-[ -d .gpuE ] && cp .gpuE/w/* $K/w/
-[ -f .gpuA/incA ] && cp .gpuA/incA $K/
-[ -f .gpuB/incB ] && { cp .gpuB/incB $K/; cp .gpuB/fashion_mnist_train.safetensors $K/; }
+source scripts/gpu/keep.sh; R=$K/distill; DEV=${DEV:-cuda}; mkdir -p $R
 [ -d out/distill ] && cp -r out/distill/. $R/  # students carried back after the machine went back
-[ -f $K/incA ] && [ -f $K/incB ] && [ ! -f $K/inception.pt ] && cat $K/incA $K/incB > $K/inception.pt
-for m in fashion-large fashion-classifier; do
-  [ -f $K/w/$m.safetensors ] && cp $K/w/$m.safetensors models/$m/model.safetensors
-done
-[ -f $K/fashion_mnist_train.safetensors ] && cp $K/fashion_mnist_train.safetensors models/fid/
-[ -f $K/inception.pt ] && export DECODING_INCEPTION=$K/inception.pt
-export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
-need() { [ -e "$1" ] || { echo "missing $1: $2"; exit 1; }; }
 left_min() { awk "BEGIN{l=(${D:-540}-$SECONDS)/60; print (l > 0.1 ? l : 0.1)}"; }
 rounds() {  # the progressive rounds from the last finished student (finished rounds are skipped)
   python3 -m decoding.train.distill_rounds --teacher $R/stage1 --teacher-steps ${TS:-64} --until 1 --root $R --minutes ${RM:-1.5} \

@@ -3,17 +3,29 @@
     python -m decoding.distill.card runs/distill/steps-4 [--eval distill_eval.json]
 
 Written at export by the training task (without results); rerun after
-``python -m decoding.evals.distill`` to add the rows of that results file that name this folder.
+``python -m decoding.evals.distill`` to add the rows of that results file that are this student: rows
+whose ``weights_sha256`` is the folder's ``model.safetensors`` (so a student evaluated as
+``runs/distill/steps-4`` and then moved to ``models/fashion-large-distill-4`` keeps its rows), or, in
+results without digests, rows naming this folder.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
 from decoding.models.card import _read, _training_lines, cards_main
+
+
+def weights_digest(folder: str | Path | None) -> str | None:
+    """SHA-256 of ``folder/model.safetensors`` (hex), or None when there is no such file."""
+    weights = Path(folder) / "model.safetensors" if folder is not None else None
+    if weights is None or not weights.is_file():
+        return None
+    return hashlib.sha256(weights.read_bytes()).hexdigest()
 
 
 def _result_lines(rows: list[dict[str, Any]], meta: dict[str, Any]) -> list[str]:
@@ -64,7 +76,9 @@ def render_card(folder: str | Path, log: dict[str, Any] | None = None, results: 
     if log:
         lines += _training_lines(log)
     lines += ["## Sample quality", ""]
-    rows = [r for r in (results or {}).get("results", []) if r.get("model") in (str(folder), name)]
+    digest = weights_digest(folder)
+    rows = [r for r in (results or {}).get("results", [])
+            if (r["weights_sha256"] == digest if r.get("weights_sha256") else r.get("model") in (str(folder), name))]
     if rows:
         lines += _result_lines(rows, results or {})
     else:

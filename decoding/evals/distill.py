@@ -13,7 +13,8 @@ Rows, each with ``n`` class-balanced samples (class ``i % 10``) from the same se
   ``--scales``, next to the teacher at the same scales;
 - an N-step student: its N steps, deterministic and (N >= 2) stochastic sampler.
 
-Each row: FID against the Fashion-MNIST training statistics (:mod:`decoding.evals.fid`), class
+Each row: the SHA-256 of the model's ``model.safetensors`` (how
+``python -m decoding.distill.card`` finds a student's rows after its folder is moved or renamed), FID against the Fashion-MNIST training statistics (:mod:`decoding.evals.fid`), class
 accuracy by ``models/fashion-classifier``, images/s (decode wall time; one warm-up call per row
 first). ``--npz-dir`` also saves each row's samples as uint8 (``images`` ``(N, 1, 28, 28)``,
 ``labels``) for ``python -m decoding.evals.fid samples FILE.npz`` on a machine with the
@@ -35,6 +36,7 @@ import torch
 
 import decoding as dc
 from decoding.api.zoo import resolve
+from decoding.distill.card import weights_digest
 from decoding.evals.fid import feature_stats, frechet_distance, inception_features, load_reference, to_uint8
 from decoding.io import atomic_write_bytes
 
@@ -101,7 +103,7 @@ def evaluate(rows: list[Row], n: int, device: str, seed: int = 0, batch_size: in
             "label": row.label, "model": row.model, "kind": handle.kind, "sampler": row.describe(), "steps": settings["steps"],
             "nfe": max(samples.nfe), "scale": row.scale, "w": row.scale - 1.0, "n": n, "seed": seed,
             "seconds": round(samples.seconds, 3), "images_per_second": round(n / max(samples.seconds, 1e-9), 1),
-            "device": str(device), "dtype": settings["dtype"],
+            "device": str(device), "dtype": settings["dtype"], "weights_sha256": weights_digest(resolve(row.model).path),
         }
         if ref is not None:
             mu, s = feature_stats(inception_features(samples.images, device))

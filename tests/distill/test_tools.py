@@ -80,3 +80,19 @@ def test_card_shows_the_rows_of_its_folder(students: Students, tmp_path: Path) -
     assert "| steps-1 (1 step) | deterministic | 1.0 | 1.5 (0.5) | 10 | 42.12 | 0.500 | 99.0 |" in text
     assert "| teacher | dpmpp_2m" not in text and "--steps 1 --guidance cfg:1.5 --out grid.png" in text
     assert "train_log" not in text and "reproduce: `decoding train distill-progressive" in text
+
+
+def test_card_finds_its_rows_after_the_folder_moved(students: Students, tmp_path: Path) -> None:
+    """The GPU plan evaluates out/distill/steps-N, then moves the students to models/...-distill-N: rows follow the weights."""
+    from decoding.evals.distill import main as eval_main
+
+    path = tmp_path / "eval.json"
+    assert eval_main(["--teacher", str(students.teacher), "--students", str(students.steps1), "--n", "2", "--batch-size", "2",
+                      "--teacher-steps", "2", "--baseline-steps", "--device", "cpu", "--no-fid", "--no-classifier",
+                      "--out", str(path)]) == 0
+    moved = tmp_path / "models" / "fashion-tiny-distill-1"
+    shutil.copytree(students.steps1, moved)
+    assert card_main([str(moved), "--eval", str(path)]) == 0
+    text = (moved / "README.md").read_text()
+    assert "| steps-1 (1 step) | deterministic | 1.0 | 1.5 (0.5) | 2 |" in text and "Not measured yet" not in text
+    assert "| teacher CFG" not in text

@@ -11,12 +11,12 @@ results without digests, rows naming this folder.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
+from decoding.data.tokenizer import file_sha256
 from decoding.models.card import _read, _training_lines, cards_main
 
 
@@ -25,7 +25,7 @@ def weights_digest(folder: str | Path | None) -> str | None:
     weights = Path(folder) / "model.safetensors" if folder is not None else None
     if weights is None or not weights.is_file():
         return None
-    return hashlib.sha256(weights.read_bytes()).hexdigest()
+    return file_sha256(weights)
 
 
 def _result_lines(rows: list[dict[str, Any]], meta: dict[str, Any]) -> list[str]:

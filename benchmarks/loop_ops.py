@@ -64,9 +64,10 @@ def ops_per_step(lm: StaticCausalLM, prompt: torch.Tensor, config: dict[str, flo
         with counter:
             decode(model, Autoregressive(), prompt, steps=n, processors=procs, seed=0, sync_every=8)
         counts.append(counter)
-    per_step = (sum(counts[1].ops.values()) - sum(counts[0].ops.values())) / (steps - steps // 2)
+    extra = steps - steps // 2  # the steps the longer run adds
     diff = counts[1].ops - counts[0].ops
-    return per_step, [(k, v / (steps - steps // 2)) for k, v in diff.most_common(12)]
+    per_step = (sum(counts[1].ops.values()) - sum(counts[0].ops.values())) / extra
+    return per_step, [(k, v / extra) for k, v in diff.most_common(12)]
 
 
 def host_us_per_step(config: dict[str, float], vocab: int, steps: int, reps: int = 5) -> float:

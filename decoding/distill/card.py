@@ -22,10 +22,10 @@ from decoding.models.card import _read, _training_lines, cards_main
 
 def weights_digest(folder: str | Path | None) -> str | None:
     """SHA-256 of ``folder/model.safetensors`` (hex), or None when there is no such file."""
-    weights = Path(folder) / "model.safetensors" if folder is not None else None
-    if weights is None or not weights.is_file():
+    if folder is None:
         return None
-    return file_sha256(weights)
+    weights = Path(folder) / "model.safetensors"
+    return file_sha256(weights) if weights.is_file() else None
 
 
 def _result_lines(rows: list[dict[str, Any]], meta: dict[str, Any]) -> list[str]:

@@ -46,14 +46,14 @@ def interpreting() -> bool:
 
 def _split_kernel(  # jitted below (_JIT, _kernel)
     q_ptr, k_ptr, v_ptr, valid_ptr, o_ptr, lse_ptr,
-    S, G, D, chunk, scale,
+    S, G, D, scale,
     sq_b, sq_h, sq_g,
     sk_b, sk_h, sk_s,
     sv_b, sv_h, sv_s,
     sm_b,
     so_b, so_h, so_c, so_g,
     sl_b, sl_h, sl_c,
-    HKV: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+    HKV: tl.constexpr, CHUNK: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
     bh = tl.program_id(0)
     c = tl.program_id(1)
@@ -68,9 +68,11 @@ def _split_kernel(  # jitted below (_JIT, _kernel)
     m_i = tl.full([BLOCK_G], float("-inf"), tl.float32)
     l_i = tl.zeros([BLOCK_G], tl.float32)
     acc = tl.zeros([BLOCK_G, BLOCK_D], tl.float32)
-    start = c * chunk
-    for off in range(start, start + chunk, BLOCK_N):
-        s_idx = off + n
+    start = c * CHUNK
+    # constant loop bounds: Triton 3.6's interpreter cannot range() over a runtime scalar with NumPy >= 2.4
+    # (its scalars are 1-element arrays, and int() of those is an error there)
+    for off in range(0, CHUNK, BLOCK_N):
+        s_idx = start + off + n
         sm = s_idx < S
         ok = tl.load(valid_ptr + b * sm_b + s_idx, mask=sm, other=0) != 0
         kv_mask = (sm & ok)[:, None] & dm[None, :]
@@ -163,13 +165,13 @@ def decode_attention(
     block_d = max(16, triton.next_power_of_2(d))
     _kernel(q.device)[(b * hkv, splits)](
         q, k, v, mask, out, lse,
-        s, g, d, chunk, scale,
+        s, g, d, scale,
         q.stride(0), q.stride(1), q.stride(2),
         k.stride(0), k.stride(1), k.stride(2),
         v.stride(0), v.stride(1), v.stride(2),
         mask.stride(0),
         out.stride(0), out.stride(1), out.stride(2), out.stride(3),
         lse.stride(0), lse.stride(1), lse.stride(2),
-        HKV=hkv, BLOCK_G=block_g, BLOCK_N=block_n, BLOCK_D=block_d,
+        HKV=hkv, CHUNK=chunk, BLOCK_G=block_g, BLOCK_N=block_n, BLOCK_D=block_d,
     )
     return combine_splits(out, lse).to(q.dtype)

@@ -49,7 +49,7 @@ def test_kernel_compiles_for_an_h100_with_inductors_signature(scale_type: str) -
         from triton.compiler import ASTSource
     except ImportError as e:
         pytest.skip(f"this triton has no ASTSource / GPUTarget: {e}")
-    constexprs = {"HKV": 3, "BLOCK_G": 16, "BLOCK_N": 64, "BLOCK_D": 64}
+    constexprs = {"HKV": 3, "CHUNK": 128, "BLOCK_G": 16, "BLOCK_N": 64, "BLOCK_D": 64}
     names = da._JIT.arg_names
     sig = {}
     for name in names:

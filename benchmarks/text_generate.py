@@ -13,6 +13,8 @@ Ours:
                    static-cache model (its one-token step compiled + CUDA graph on GPU); the host looks at
                    the GPU every 8 steps. Suffixes: ``-sdpa``/``-xformers``/``-naive``/``-triton`` (attention
                    backend; ``-triton``: our split-K decode kernel, :mod:`decoding.nn.decode_attention`),
+                   ``-fused`` (``-triton`` plus the fused five-kernel layer of batches <= 8,
+                   :mod:`decoding.nn.fused_decode`; ``loop-fused`` is ``loop-triton`` with it),
                    ``-eager`` (no torch.compile), ``-nograph`` (no CUDA graph), ``-sync1`` (the host looks
                    every step), e.g. ``loop-sdpa-eager``;
     ``hf-adapter`` the decode loop driving the transformers model.
@@ -137,13 +139,16 @@ def ours(args: argparse.Namespace, net: Transformer) -> dict[str, tuple[int | No
                 sync_every = 1
             elif v in ("sdpa", "xformers", "naive", "triton"):
                 opts["backend"] = v
+            elif v == "fused":
+                opts["backend"] = "triton"
+                opts["fused"] = True
             elif v == "eager":
                 opts["compile"] = False
             elif v == "nograph":
                 opts["cuda_graphs"] = False
             else:
-                raise SystemExit(f"unknown engine {name!r} (suffixes: -sdpa, -xformers, -naive, -triton, -eager, -nograph, "
-                               "-sync1)")
+                raise SystemExit(f"unknown engine {name!r} (suffixes: -sdpa, -xformers, -naive, -triton, -fused, -eager, "
+                                 "-nograph, -sync1)")
         out[name] = (sync_every, StaticCausalLM(net, capacity=args.prompt_len + args.new_tokens + 1, **opts))
     return out
 

@@ -33,6 +33,7 @@ from decoding.nn.attention import attention
 from decoding.nn.transformer import Transformer, apply_rotary
 
 SCRATCH = 8  # spare slots after the capacity: warm-up and capture write there, never read
+FUSED_MAX_BATCH = 8  # the fused step's kernels take at most this many rows (decoding.nn.fused_decode.MAX_BATCH)
 
 
 def static_forward(
@@ -46,6 +47,7 @@ def static_forward(
     qkv: list[Tensor] | None = None,
     upto: int | None = None,
     split_mlp: bool = False,
+    fused: bool = False,
 ) -> Tensor:
     """Run ``tokens`` through ``net``, writing their keys/values into the static cache.
 
@@ -61,12 +63,19 @@ def static_forward(
             static shape that compilation and CUDA graphs need.
         split_mlp: compute gate and up as two matmuls on the halves of the fused weight (faster
             with MKL on CPU for SmolLM2's shapes; one matmul is fewer kernels on GPU).
+        fused: run a one-token step (``n == 1``) of at most :data:`~decoding.nn.fused_decode.MAX_BATCH`
+            rows with the ``"triton"`` backend as five kernels a layer (:mod:`decoding.nn.fused_decode`;
+            needs ``qkv``); any other call ignores it and runs the unfused ops.
 
     Returns:
         logits of the last position, ``(B, V)`` in the weights' dtype.
     """
     cfg = net.cfg
     b, n = tokens.shape
+    if fused and n == 1 and backend == "triton" and b <= FUSED_MAX_BATCH:
+        if qkv is None:
+            raise ValueError("the fused step needs the per-layer [q; kv] weights (qkv)")
+        return _fused_step(net, tokens, positions, kv_cache, slots, mask, qkv, upto)
     hd = cfg.dim // cfg.n_heads
     hq, hkv = cfg.n_heads, cfg.n_kv_heads
     # rotary tables for the (B, n, heads, D) layout of the projections: the rotation of q and k is
@@ -112,6 +121,37 @@ def static_forward(
             g, u = blk.gate_up(h).chunk(2, dim=-1)
         x = x + blk.down(F.silu(g) * u)
     x = net.norm(x[:, -1])
+    w = net.embed.weight if net.head is None else net.head.weight
+    return x @ w.t()
+
+
+def _fused_step(
+    net: Transformer, tokens: Tensor, positions: Tensor, kv_cache: list[Tensor], slots: Tensor, mask: Tensor,
+    qkv: list[Tensor], upto: int | None,
+) -> Tensor:
+    """The one-token step of :func:`static_forward` in five kernels a layer (``fused=True``).
+
+    RMSNorm + ``[q; k; v]`` + rotary + cache write, split-K decode attention, output projection +
+    residual, RMSNorm + ``[gate; up]`` + SwiGLU, down projection + residual
+    (:mod:`decoding.nn.fused_decode`). Same arguments and result as :func:`static_forward`.
+    """
+    from decoding.nn import fused_decode as fd
+    from decoding.nn.decode_attention import decode_attention
+
+    cfg = net.cfg
+    b = tokens.shape[0]
+    x = net.embed(tokens).reshape(b, cfg.dim)
+    valid = (mask if upto is None else mask[..., :upto]).reshape(b, -1)  # (B, 1, 1, S): one key mask a row
+    pos = positions.reshape(b)
+    for i, blk in enumerate(net.blocks):
+        q = fd.norm_qkv_rotary_cache(x, blk.attn_norm.weight, qkv[i], net.rope_cos, net.rope_sin, pos,
+                                     kv_cache[i], slots, cfg.n_heads, blk.attn_norm.eps)
+        kc, vc = kv_cache[i].unbind(0) if upto is None else kv_cache[i][:, :, :, :upto].unbind(0)
+        a = decode_attention(q, kc, vc, valid)  # (B, Hkv, G, D): the query heads in order
+        x = fd.gemv_residual(a.reshape(b, -1), blk.o.weight, x)
+        x = fd.gemv_residual(fd.norm_gate_up_silu(x, blk.mlp_norm.weight, blk.gate_up.weight, blk.mlp_norm.eps),
+                             blk.down.weight, x)
+    x = net.norm(x)
     w = net.embed.weight if net.head is None else net.head.weight
     return x @ w.t()
 
@@ -174,6 +214,10 @@ class StaticCausalLM:
         cuda_graphs: replay the one-token step as a CUDA graph (default: on CUDA).
         compile_mode: ``torch.compile`` mode, e.g. ``"max-autotune-no-cudagraphs"`` (we capture the
             graphs ourselves, so modes that add CUDA graphs are not useful).
+        fused: run the one-token step of batches of at most 8 rows as five Triton kernels a layer
+            (:mod:`decoding.nn.fused_decode`, with the ``"triton"`` decode attention, which it
+            implies: ``backend`` must be ``None`` or ``"triton"``); larger batches and prefills run
+            unfused. Needs triton and CUDA (or the CPU under ``TRITON_INTERPRET=1``).
 
     On CUDA the attention projections are fused into one ``[q; kv]`` weight per layer at
     construction; call :meth:`refresh_weights` after changing them in ``net``.
@@ -187,11 +231,21 @@ class StaticCausalLM:
         compile: bool | None = None,
         cuda_graphs: bool | None = None,
         compile_mode: str | None = None,
+        fused: bool = False,
     ) -> None:
         if not net.cfg.causal:
             raise ValueError("StaticCausalLM needs a causal transformer (TransformerConfig(causal=True))")
         self.net = net.eval()
         self.capacity = int(capacity)
+        self.fused = bool(fused)
+        if self.fused:
+            from decoding.nn.fused_decode import fused_available
+
+            if backend not in (None, "triton"):
+                raise ValueError(f"fused=True runs the triton decode attention; got backend={backend!r}")
+            if not fused_available(self.device):
+                raise ValueError("fused=True needs triton and a CUDA model (or TRITON_INTERPRET=1 on CPU)")
+            backend = "triton"
         self.backend = backend
         cuda = self.device.type == "cuda"
         self.compile = (cuda and _triton_available()) if compile is None else bool(compile)
@@ -223,6 +277,10 @@ class StaticCausalLM:
         if self.device.type == "cuda":
             with torch.no_grad():
                 self._qkv = [torch.cat([blk.q.weight, blk.kv.weight], dim=0) for blk in self.net.blocks]
+        self._fused_qkv = self._qkv  # the fused step's [q; kv] weights (on CPU only it uses them)
+        if self.fused and self._qkv is None:
+            with torch.no_grad():
+                self._fused_qkv = [torch.cat([blk.q.weight, blk.kv.weight], dim=0) for blk in self.net.blocks]
 
     @property
     def device(self) -> torch.device:
@@ -354,6 +412,9 @@ class StaticCausalLM:
         """
         positions = sess.valid.long().sum(-1, keepdim=True) - 1
         mask = sess.valid[:, None, None, :]
+        if self.fused:
+            return static_forward(self.net, sess.tok, positions, sess.kv, sess.slot, mask, self.decode_backend,
+                                  self._fused_qkv, upto=upto, split_mlp=self._split_mlp, fused=True)
         return static_forward(self.net, sess.tok, positions, sess.kv, sess.slot, mask, self.decode_backend,
                               self._qkv,
                               upto=upto, split_mlp=self._split_mlp)

@@ -1,0 +1,313 @@
+"""Fused Triton kernels for the small-batch (``B <= 8``) one-token decode step, in Triton.
+
+At batch 1 a decoder layer is a handful of matrix-vector products, each too small to keep a GPU
+busy, with elementwise work (RMSNorm, rotary, the KV-cache write, SwiGLU, residual adds) between
+them; every kernel launch costs a few microseconds even inside a CUDA graph, so the number of
+kernels sets the step time. Following the idea of gpt-fast (a decode step as few, memory-bound
+kernels) and of FlashAttention's fusion of everything around one read of the operands (arXiv
+2205.14135), a layer here is five kernels:
+
+1. :func:`norm_qkv_rotary_cache`: RMSNorm, the ``[q; k; v]`` product, rotary positions on ``q``
+   and ``k``, and the write of ``k`` and ``v`` into the static cache at the step's slot; ``q``
+   comes out in the ``(B, Hkv, G, D)`` layout of :func:`decoding.nn.decode_attention.decode_attention`;
+2. decode attention (:mod:`decoding.nn.decode_attention`, not in this module);
+3. :func:`gemv_residual` with the output projection: ``x + a @ Wo^T``;
+4. :func:`norm_gate_up_silu`: RMSNorm, the ``[gate; up]`` product and ``silu(g) * u``;
+5. :func:`gemv_residual` with the down projection.
+
+Each program owns a block of output rows (for rotary: the matching rows of both halves of a
+head, for SwiGLU: the matching rows of gate and up), reads its weight rows once for all ``B``
+tokens and multiplies them with ``tl.dot`` (the batch padded to 16 columns, the smallest tile
+``tl.dot`` takes; weights in their own dtype, accumulation in float32). The RMSNorm prologue
+recomputes the row norms of the ``B`` inputs in every program (``B * K`` reads, small next to the
+weights). Intermediate roundings follow the torch modules step by step (the projection is rounded
+to the weights' dtype before rotary or SiLU, as ``F.linear`` rounds), so in float32 the kernels
+equal the unfused step up to summation order.
+
+Runs on CUDA; with ``TRITON_INTERPRET=1`` (set before triton is imported) the same kernels run on
+CPU tensors, which is how the tests check them. Sizes the kernels loop over (``K``) and the norm's
+epsilon are compile-time constants (``tl.constexpr``): a model has one set, the loops need constant
+bounds under Triton 3.6's interpreter, and a constant epsilon is float32 in the kernel (inductor
+passes Python floats as fp64 when they are runtime arguments).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from decoding.nn.decode_attention import interpreting, triton_available
+
+try:
+    import triton
+    import triton.language as tl
+except ImportError:  # an optional extra: the kernels need it, nothing else does
+    triton = None
+    tl = None
+
+MAX_BATCH = 8  # rows per step the kernels take; larger batches use the unfused step
+BLOCK_B = 16  # the batch is padded to tl.dot's smallest tile
+
+
+def _norm_qkv_rope_kernel(  # jitted below (_JITS, _kernel)
+    x_ptr, nw_ptr, w_ptr, cos_ptr, sin_ptr, pos_ptr, slot_ptr, q_ptr, kv_ptr,
+    B, sx_b, sw_n, s_rope, sq_b, skv_w, skv_b, skv_h, skv_s,
+    K: tl.constexpr, HQ: tl.constexpr, HKV: tl.constexpr, D: tl.constexpr, EPS: tl.constexpr,
+    BLOCK_B: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_K: tl.constexpr, UPCAST: tl.constexpr,
+):
+    head = tl.program_id(0)  # 0 .. HQ + 2 HKV - 1: query heads, then key heads, then value heads
+    HALF: tl.constexpr = D // 2
+    dt = w_ptr.dtype.element_ty
+    r = tl.program_id(1) * BLOCK_R + tl.arange(0, BLOCK_R)  # rows of the head's first half
+    rm = r < HALF
+    bi = tl.arange(0, BLOCK_B)
+    bm = bi < B
+    kk = tl.arange(0, BLOCK_K)
+    ss = tl.zeros([BLOCK_B], tl.float32)
+    for k0 in range(0, K, BLOCK_K):  # RMSNorm: the mean square of each input row
+        km = k0 + kk < K
+        xv = tl.load(x_ptr + bi[:, None] * sx_b + (k0 + kk)[None, :], mask=bm[:, None] & km[None, :],
+                     other=0.0).to(tl.float32)
+        ss += tl.sum(xv * xv, 1)
+    rstd = tl.rsqrt(ss / K + EPS)
+    row1 = head * D + r
+    row2 = row1 + HALF
+    acc1 = tl.zeros([BLOCK_R, BLOCK_B], tl.float32)
+    acc2 = tl.zeros([BLOCK_R, BLOCK_B], tl.float32)
+    for k0 in range(0, K, BLOCK_K):
+        km = k0 + kk < K
+        xv = tl.load(x_ptr + bi[:, None] * sx_b + (k0 + kk)[None, :], mask=bm[:, None] & km[None, :],
+                     other=0.0).to(tl.float32)
+        nw = tl.load(nw_ptr + k0 + kk, mask=km, other=0.0).to(tl.float32)
+        h = ((xv * rstd[:, None]).to(dt).to(tl.float32) * nw[None, :]).to(dt)  # as RMSNorm rounds
+        wm = rm[:, None] & km[None, :]
+        w1 = tl.load(w_ptr + row1[:, None] * sw_n + (k0 + kk)[None, :], mask=wm, other=0.0)
+        w2 = tl.load(w_ptr + row2[:, None] * sw_n + (k0 + kk)[None, :], mask=wm, other=0.0)
+        if UPCAST:  # the interpreter's tl.dot cannot multiply bf16 / fp16 (exact in fp32 all the same)
+            h, w1, w2 = h.to(tl.float32), w1.to(tl.float32), w2.to(tl.float32)
+        acc1 += tl.dot(w1, tl.trans(h), input_precision="ieee")
+        acc2 += tl.dot(w2, tl.trans(h), input_precision="ieee")
+    p1 = acc1.to(dt).to(tl.float32)  # (BLOCK_R, BLOCK_B): the projection in the weights' dtype
+    p2 = acc2.to(dt).to(tl.float32)
+    om = rm[:, None] & bm[None, :]
+    pos = tl.load(pos_ptr + bi, mask=bm, other=0)
+    c = tl.load(cos_ptr + pos[None, :] * s_rope + r[:, None], mask=om, other=0.0)
+    s = tl.load(sin_ptr + pos[None, :] * s_rope + r[:, None], mask=om, other=0.0)
+    rot = head < HQ + HKV  # value heads are not rotated
+    o1 = tl.where(rot, p1 * c - p2 * s, p1).to(dt)
+    o2 = tl.where(rot, p1 * s + p2 * c, p2).to(dt)
+    is_q = head < HQ
+    tl.store(q_ptr + bi[None, :] * sq_b + row1[:, None], o1, mask=om & is_q)
+    tl.store(q_ptr + bi[None, :] * sq_b + row2[:, None], o2, mask=om & is_q)
+    kvh = tl.maximum(head - HQ, 0)  # 0 .. 2 HKV - 1 for key and value heads
+    which = kvh // HKV  # 0: keys, 1: values
+    slot = tl.load(slot_ptr)
+    base = kv_ptr + which * skv_w + bi[None, :] * skv_b + (kvh - which * HKV) * skv_h + slot * skv_s
+    tl.store(base + r[:, None], o1, mask=om & (head >= HQ))
+    tl.store(base + (r + HALF)[:, None], o2, mask=om & (head >= HQ))
+
+
+def _gemv_residual_kernel(  # jitted below
+    a_ptr, w_ptr, res_ptr, out_ptr,
+    B, N, sa_b, sw_n, sr_b, so_b,
+    K: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, UPCAST: tl.constexpr,
+):
+    dt = w_ptr.dtype.element_ty
+    n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    nm = n < N
+    bi = tl.arange(0, BLOCK_B)
+    bm = bi < B
+    kk = tl.arange(0, BLOCK_K)
+    acc = tl.zeros([BLOCK_N, BLOCK_B], tl.float32)
+    for k0 in range(0, K, BLOCK_K):
+        km = k0 + kk < K
+        a = tl.load(a_ptr + bi[:, None] * sa_b + (k0 + kk)[None, :], mask=bm[:, None] & km[None, :], other=0.0)
+        w = tl.load(w_ptr + n[:, None] * sw_n + (k0 + kk)[None, :], mask=nm[:, None] & km[None, :], other=0.0)
+        a = a.to(dt)
+        if UPCAST:
+            a, w = a.to(tl.float32), w.to(tl.float32)
+        acc += tl.dot(w, tl.trans(a), input_precision="ieee")
+    om = nm[:, None] & bm[None, :]
+    res = tl.load(res_ptr + bi[None, :] * sr_b + n[:, None], mask=om, other=0.0).to(tl.float32)
+    y = (acc.to(dt).to(tl.float32) + res).to(dt)  # as x + linear(a) rounds
+    tl.store(out_ptr + bi[None, :] * so_b + n[:, None], y, mask=om)
+
+
+def _norm_gate_up_kernel(  # jitted below
+    x_ptr, nw_ptr, w_ptr, out_ptr,
+    B, HIDDEN, sx_b, sw_n, so_b,
+    K: tl.constexpr, EPS: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    UPCAST: tl.constexpr,
+):
+    dt = w_ptr.dtype.element_ty
+    n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)  # rows of gate; up's are HIDDEN further
+    nm = n < HIDDEN
+    bi = tl.arange(0, BLOCK_B)
+    bm = bi < B
+    kk = tl.arange(0, BLOCK_K)
+    ss = tl.zeros([BLOCK_B], tl.float32)
+    for k0 in range(0, K, BLOCK_K):
+        km = k0 + kk < K
+        xv = tl.load(x_ptr + bi[:, None] * sx_b + (k0 + kk)[None, :], mask=bm[:, None] & km[None, :],
+                     other=0.0).to(tl.float32)
+        ss += tl.sum(xv * xv, 1)
+    rstd = tl.rsqrt(ss / K + EPS)
+    acc_g = tl.zeros([BLOCK_N, BLOCK_B], tl.float32)
+    acc_u = tl.zeros([BLOCK_N, BLOCK_B], tl.float32)
+    for k0 in range(0, K, BLOCK_K):
+        km = k0 + kk < K
+        xv = tl.load(x_ptr + bi[:, None] * sx_b + (k0 + kk)[None, :], mask=bm[:, None] & km[None, :],
+                     other=0.0).to(tl.float32)
+        nw = tl.load(nw_ptr + k0 + kk, mask=km, other=0.0).to(tl.float32)
+        h = ((xv * rstd[:, None]).to(dt).to(tl.float32) * nw[None, :]).to(dt)
+        wm = nm[:, None] & km[None, :]
+        wg = tl.load(w_ptr + n[:, None] * sw_n + (k0 + kk)[None, :], mask=wm, other=0.0)
+        wu = tl.load(w_ptr + (n + HIDDEN)[:, None] * sw_n + (k0 + kk)[None, :], mask=wm, other=0.0)
+        if UPCAST:
+            h, wg, wu = h.to(tl.float32), wg.to(tl.float32), wu.to(tl.float32)
+        acc_g += tl.dot(wg, tl.trans(h), input_precision="ieee")
+        acc_u += tl.dot(wu, tl.trans(h), input_precision="ieee")
+    g = acc_g.to(dt).to(tl.float32)
+    u = acc_u.to(dt).to(tl.float32)
+    act = (g / (1.0 + tl.exp(-g))).to(dt).to(tl.float32)  # silu, rounded as F.silu's output
+    om = nm[:, None] & bm[None, :]
+    tl.store(out_ptr + bi[None, :] * so_b + n[:, None], (act * u).to(dt), mask=om)
+
+
+_FNS = {"norm_qkv_rope": _norm_qkv_rope_kernel, "gemv_residual": _gemv_residual_kernel,
+        "norm_gate_up": _norm_gate_up_kernel}
+# made at import: torch.compile traces ready kernels (as decode_attention's _JIT)
+_JITS = {name: triton.jit(fn) for name, fn in _FNS.items()} if triton is not None else {}
+_INTERPRETED: dict = {}
+
+
+def _kernel(name: str, device: torch.device):
+    """Kernel ``name`` for tensors on ``device``: compiled for CUDA, interpreted for CPU tensors
+    (``TRITON_INTERPRET=1``, which must be set before triton is imported)."""
+    if device.type == "cuda":
+        return _JITS[name]
+    if name not in _INTERPRETED:
+        _INTERPRETED[name] = triton.jit(_FNS[name])
+    return _INTERPRETED[name]
+
+
+def fused_available(device: torch.device) -> bool:
+    """Whether the kernels can run on ``device`` (CUDA, or the CPU under ``TRITON_INTERPRET=1``)."""
+    return triton_available() and (device.type == "cuda" or interpreting())
+
+
+def _check(what: str, x: Tensor, *weights: Tensor) -> None:
+    if triton is None:
+        raise RuntimeError(f"{what} needs triton: pip install triton (CUDA), or use the unfused step")
+    if x.device.type != "cuda" and not interpreting():
+        raise ValueError(f"{what} runs on CUDA tensors (or on CPU with TRITON_INTERPRET=1), got {x.device}")
+    if x.dim() != 2:
+        raise ValueError(f"{what} expects (B, features) inputs, got {tuple(x.shape)}")
+    if x.shape[0] > MAX_BATCH:
+        raise ValueError(f"{what} takes at most {MAX_BATCH} rows (got {x.shape[0]}); larger batches use the "
+                         "unfused step")
+    for t in (x, *weights):
+        if t.stride(-1) != 1:
+            raise ValueError(f"{what} needs the last dimension of its inputs and weights contiguous")
+
+
+def _block_k(k: int) -> int:
+    return max(16, min(64, triton.next_power_of_2(k)))
+
+
+def _upcast(w: Tensor) -> bool:
+    """Multiply in float32: under the interpreter (its ``tl.dot`` gives garbage for bf16 / fp16
+    operands, Triton 3.6) for half-precision weights; products of half-precision numbers are exact
+    in float32, so this changes nothing but the speed. Never on CUDA (tensor cores take bf16)."""
+    return w.device.type != "cuda" and w.dtype != torch.float32
+
+
+def norm_qkv_rotary_cache(
+    x: Tensor, norm_weight: Tensor, qkv_weight: Tensor, cos: Tensor, sin: Tensor, positions: Tensor,
+    kv: Tensor, slot: Tensor, n_heads: int, eps: float, block_r: int = 16,
+) -> Tensor:
+    """RMSNorm, ``[q; k; v]`` projection, rotary on q and k, and the cache write of k and v.
+
+    Args:
+        x: ``(B, dim)`` residual stream (``B <= 8``), in the weights' dtype.
+        norm_weight: ``(dim,)`` RMSNorm weight; eps: its epsilon.
+        qkv_weight: ``((H + 2 Hkv) D, dim)``: the query heads' rows, then keys', then values'.
+        cos, sin: ``(max_len, D / 2)`` float32 rotary tables (half-split convention, as
+            :func:`decoding.nn.transformer.apply_rotary`).
+        positions: ``(B,)`` long, each row's rotary position (a device tensor: no host sync).
+        kv: ``(2, B, Hkv, S, D)`` the layer's cache (keys, then values), written in place at ``slot``.
+        slot: ``(1,)`` long device tensor, the cache slot of this step's token.
+        n_heads: ``H``, the number of query heads.
+        block_r: rows of a head half per program (at least 16).
+
+    Returns:
+        ``q`` ``(B, Hkv, G, D)`` rotated, in the weights' dtype (``G = H / Hkv`` query heads per
+        key/value head, the layout decode attention reads).
+    """
+    _check("norm_qkv_rotary_cache", x, qkv_weight)
+    b, k = x.shape
+    _, cb, hkv, _, d = kv.shape
+    if kv.shape[0] != 2 or cb != b or kv.stride(-1) != 1:
+        raise ValueError(f"kv must be the (2, B={b}, Hkv, S, D) cache, last dimension contiguous; got {tuple(kv.shape)}")
+    if qkv_weight.shape != ((n_heads + 2 * hkv) * d, k) or norm_weight.shape != (k,):
+        raise ValueError(f"qkv_weight must be ((H + 2 Hkv) D, dim) = {((n_heads + 2 * hkv) * d, k)}, norm_weight "
+                         f"({k},); got {tuple(qkv_weight.shape)} and {tuple(norm_weight.shape)}")
+    if cos.shape[-1] != d // 2 or cos.stride() != sin.stride() or cos.stride(-1) != 1 or positions.shape != (b,):
+        raise ValueError("cos, sin must be (max_len, D / 2) tables of one layout and positions (B,)")
+    q = torch.empty(b, hkv, n_heads // hkv, d, device=x.device, dtype=qkv_weight.dtype)
+    positions = positions.contiguous()
+    grid = (n_heads + 2 * hkv, triton.cdiv(d // 2, block_r))
+    _kernel("norm_qkv_rope", x.device)[grid](
+        x, norm_weight, qkv_weight, cos, sin, positions, slot, q, kv,
+        b, x.stride(0), qkv_weight.stride(0), cos.stride(0), q.stride(0),
+        kv.stride(0), kv.stride(1), kv.stride(2), kv.stride(3),
+        K=k, HQ=n_heads, HKV=hkv, D=d, EPS=float(eps),
+        BLOCK_B=BLOCK_B, BLOCK_R=block_r, BLOCK_K=_block_k(k), UPCAST=_upcast(qkv_weight),
+    )
+    return q
+
+
+def gemv_residual(a: Tensor, weight: Tensor, residual: Tensor, block_n: int = 16) -> Tensor:
+    """``residual + a @ weight^T`` for a few rows: ``a`` ``(B, K)``, ``weight`` ``(N, K)``,
+    ``residual`` ``(B, N)`` -> ``(B, N)`` in the weights' dtype (the product rounded to it first,
+    as ``x + linear(a)`` rounds)."""
+    _check("gemv_residual", a, weight, residual)
+    b, k = a.shape
+    n = weight.shape[0]
+    if weight.shape[1] != k or residual.shape != (b, n):
+        raise ValueError(f"gemv_residual: a (B, K), weight (N, K), residual (B, N); got a{tuple(a.shape)} "
+                         f"weight{tuple(weight.shape)} residual{tuple(residual.shape)}")
+    out = torch.empty(b, n, device=a.device, dtype=weight.dtype)
+    _kernel("gemv_residual", a.device)[(triton.cdiv(n, block_n),)](
+        a, weight, residual, out,
+        b, n, a.stride(0), weight.stride(0), residual.stride(0), out.stride(0),
+        K=k, BLOCK_B=BLOCK_B, BLOCK_N=block_n, BLOCK_K=_block_k(k), UPCAST=_upcast(weight),
+    )
+    return out
+
+
+def norm_gate_up_silu(x: Tensor, norm_weight: Tensor, gate_up_weight: Tensor, eps: float, block_n: int = 16) -> Tensor:
+    """RMSNorm, the ``[gate; up]`` product and ``silu(gate) * up``.
+
+    Args:
+        x: ``(B, dim)`` residual stream (``B <= 8``); norm_weight ``(dim,)``; eps: the norm's epsilon.
+        gate_up_weight: ``(2 hidden, dim)``, gate's rows then up's.
+
+    Returns:
+        ``(B, hidden)`` in the weights' dtype, the input of the down projection.
+    """
+    _check("norm_gate_up_silu", x, gate_up_weight)
+    b, k = x.shape
+    two_hidden = gate_up_weight.shape[0]
+    if gate_up_weight.shape[1] != k or two_hidden % 2 or norm_weight.shape != (k,):
+        raise ValueError(f"norm_gate_up_silu: x (B, dim), gate_up_weight (2 hidden, dim), norm_weight (dim,); got "
+                         f"x{tuple(x.shape)} weight{tuple(gate_up_weight.shape)} norm{tuple(norm_weight.shape)}")
+    hidden = two_hidden // 2
+    out = torch.empty(b, hidden, device=x.device, dtype=gate_up_weight.dtype)
+    _kernel("norm_gate_up", x.device)[(triton.cdiv(hidden, block_n),)](
+        x, norm_weight, gate_up_weight, out,
+        b, hidden, x.stride(0), gate_up_weight.stride(0), out.stride(0),
+        K=k, EPS=float(eps), BLOCK_B=BLOCK_B, BLOCK_N=block_n, BLOCK_K=_block_k(k),
+        UPCAST=_upcast(gate_up_weight),
+    )
+    return out

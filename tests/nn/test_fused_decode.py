@@ -9,6 +9,7 @@ kernels in the compiled, CUDA-graph-captured step.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -88,6 +89,64 @@ def test_kernel_compiles_for_an_h100(name: str, dtype: str) -> None:
         assert "mma" in compiled.asm["ptx"]
 
 
+class _H100Driver:
+    """Stands in for Triton's CUDA driver where torch's kernel analysis only asks for the target."""
+
+    def get_current_target(self):
+        from triton.backends.compiler import GPUTarget
+
+        return GPUTarget("cuda", 90, 32)
+
+    def get_active_torch_device(self) -> torch.device:
+        return torch.device("cpu")
+
+    def get_current_device(self) -> int:
+        return 0
+
+
+def test_torch_compile_sees_what_each_kernel_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inside ``torch.compile`` a user kernel's arguments are functionalized: torch reads the kernel's
+    Triton IR to find the tensors it stores to, and an analysis that fails marks every argument
+    as written (inductor would then copy weights and caches around each launch). Here that analysis
+    runs on each kernel with a compiled step's arguments: only the outputs, and for the first
+    kernel the cache, are written.
+    """
+    import triton
+
+    from decoding.nn import fused_decode as fd
+
+    try:
+        from torch._higher_order_ops.triton_kernel_wrap import identify_accessed_tensors
+    except ImportError as e:
+        pytest.skip(f"this torch has no identify_accessed_tensors: {e}")
+    if fd.interpreting():
+        pytest.skip("TRITON_INTERPRET=1: the jitted kernels are the interpreter's")
+    monkeypatch.setattr(triton.runtime.driver, "_active", _H100Driver())
+    bf = torch.bfloat16
+
+    def empty(*shape: int, dtype: torch.dtype = bf) -> torch.Tensor:
+        return torch.empty(shape, dtype=dtype)
+
+    b, dim, s, d = 1, 576, 300, 64
+    calls = {
+        "norm_qkv_rope": dict(
+            x_ptr=empty(b, dim), nw_ptr=empty(dim), w_ptr=empty(960, dim), cos_ptr=empty(8, 32, dtype=torch.float32),
+            sin_ptr=empty(8, 32, dtype=torch.float32), pos_ptr=empty(b, dtype=torch.long),
+            slot_ptr=empty(1, dtype=torch.long), q_ptr=empty(b, 576), kv_ptr=empty(2, b, 3, s, d),
+            B=b, sx_b=dim, sw_n=dim, s_rope=32, sq_b=576, skv_w=b * 3 * s * d, skv_b=3 * s * d, skv_h=s * d, skv_s=d),
+        "gemv_residual": dict(a_ptr=empty(b, 1536), w_ptr=empty(dim, 1536), res_ptr=empty(b, dim), out_ptr=empty(b, dim),
+                              B=b, N=dim, sa_b=1536, sw_n=1536, sr_b=dim, so_b=dim),
+        "norm_gate_up": dict(x_ptr=empty(b, dim), nw_ptr=empty(dim), w_ptr=empty(3072, dim), out_ptr=empty(b, 1536),
+                             B=b, HIDDEN=1536, sx_b=dim, sw_n=dim, so_b=1536),
+    }
+    written = {"norm_qkv_rope": {"q_ptr", "kv_ptr"}, "gemv_residual": {"out_ptr"}, "norm_gate_up": {"out_ptr"}}
+    for name, kwargs in calls.items():
+        kwargs = {**kwargs, **CONSTEXPRS[name]}
+        accesses = identify_accessed_tensors(fd._JITS[name], kwargs, {})
+        writes = {dep.name for dep in accesses.read_writes.writes if isinstance(kwargs.get(dep.name), torch.Tensor)}
+        assert writes == written[name], (name, writes)
+
+
 def smollm2_like(dtype: torch.dtype, layers: int = 4):
     from decoding.adapters.llama import SMOLLM2_135M
     from decoding.nn.transformer import Transformer, TransformerConfig
@@ -162,3 +221,42 @@ def test_fused_step_logits_close_in_bfloat16_on_the_gpu() -> None:
     assert (got.argmax(-1) == ref.argmax(-1)).all()
     for a, b in zip(got_kv, ref_kv, strict=True):
         torch.testing.assert_close(a, b, rtol=2e-2, atol=2e-2)
+
+
+@pytest.mark.gpu
+def test_compiled_fused_step_launches_the_kernels_once_a_layer_and_copies_no_cache() -> None:
+    """The compiled fused step is one graph; per layer it launches each fused kernel (the GEMV twice)
+    and the attention kernel once, and inductor writes the cache in place (no copy of a cache buffer
+    around the kernel that writes it: see ``test_torch_compile_sees_what_each_kernel_writes``)."""
+    from torch._inductor.utils import run_and_get_code
+
+    from decoding.adapters.static_cache import StaticCausalLM
+    from decoding.nn.transformer import Transformer, TransformerConfig
+    from tests.text.test_step_fusion import generated_kernels
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    layers, b = 3, 2
+    torch.manual_seed(0)
+    cfg = TransformerConfig(vocab_size=512, dim=64, n_layers=layers, n_heads=4, n_kv_heads=2, hidden=128)
+    net = Transformer(cfg).cuda().eval()
+    lm = StaticCausalLM(net, capacity=64, compile=False, cuda_graphs=False, fused=True)
+    sess = lm.session(b, 16)
+    for t in sess.kv:
+        t.normal_()
+    sess.valid[:, :5] = True
+    sess.valid[0, 0] = False
+    sess.slot.fill_(4)
+    sess.tok.fill_(7)
+    with torch.no_grad():
+        eager = lm._decode_step(sess).clone()
+        torch._dynamo.reset()
+        out, codes = run_and_get_code(torch.compile(lm._decode_step, dynamic=False, fullgraph=True), sess)
+    torch.testing.assert_close(out, eager, rtol=1e-4, atol=1e-4)
+    assert len(codes) == 1, f"{len(codes)} compiled modules for one step"
+    kernels = generated_kernels(codes[0])
+    print(f"{len(kernels)} kernel launches:", *kernels, sep="\n")  # in full on a failure
+    for part, per_layer in (("norm_qkv_rope", 1), ("split_kernel", 1), ("gemv_residual", 2), ("norm_gate_up", 1)):
+        assert sum(part in k for k in kernels) == per_layer * layers, part
+    cache = str(tuple(sess.kv[0].shape))  # a new buffer of the cache's shape would be a copy of it
+    assert not re.search(r"empty_strided\w*\(" + re.escape(cache), codes[0]), f"a {cache} buffer: the cache is copied"

@@ -141,7 +141,8 @@ def _fused_step(
     cfg = net.cfg
     b = tokens.shape[0]
     x = net.embed(tokens).reshape(b, cfg.dim)
-    valid = (mask if upto is None else mask[..., :upto]).reshape(b, -1)  # (B, 1, 1, S): one key mask a row
+    # (B, 1, 1, S): one key mask a row, as the attention kernel reads it (int8), converted once for all layers
+    valid = (mask if upto is None else mask[..., :upto]).reshape(b, -1).to(torch.int8)
     pos = positions.reshape(b)
     for i, blk in enumerate(net.blocks):
         q = fd.norm_qkv_rotary_cache(x, blk.attn_norm.weight, qkv[i], net.rope_cos, net.rope_sin, pos,

@@ -131,7 +131,8 @@ def decode_attention(
     Args:
         q: ``(B, Hkv, G, D)``: the queries that share key/value head ``h`` (grouped-query attention).
         k, v: ``(B, Hkv, S, D)`` the cache (last dimension contiguous).
-        valid: ``(B, S)`` bool, True where a slot holds a key to attend to.
+        valid: ``(B, S)`` bool, True where a slot holds a key to attend to; or int8, nonzero there
+            (the kernel's own form: a caller with many layers converts the mask once).
         scale: softmax scale, default ``1 / sqrt(D)``.
         splits: key chunks processed in parallel (default: about 512 programs in all, enough
             to fill an H100's 132 SMs four times over, at most ``S / block_n``).
@@ -149,8 +150,8 @@ def decode_attention(
                          f"q{tuple(q.shape)} k{tuple(k.shape)} v{tuple(v.shape)}")
     b, hkv, g, d = q.shape
     s = k.shape[2]
-    if valid.shape != (b, s) or valid.dtype != torch.bool:
-        raise ValueError(f"valid must be a (B, S) = {(b, s)} bool mask, got {tuple(valid.shape)} {valid.dtype}")
+    if valid.shape != (b, s) or valid.dtype not in (torch.bool, torch.int8):
+        raise ValueError(f"valid must be a (B, S) = {(b, s)} bool (or int8) mask, got {tuple(valid.shape)} {valid.dtype}")
     if q.stride(-1) != 1 or k.stride(-1) != 1 or v.stride(-1) != 1:
         raise ValueError("decode_attention needs the last dimension of q, k and v contiguous")
     scale = 1.0 / math.sqrt(d) if scale is None else float(scale)
@@ -160,7 +161,7 @@ def decode_attention(
     splits = triton.cdiv(s, chunk)
     out = torch.empty(b, hkv, splits, g, d, device=q.device, dtype=torch.float32)
     lse = torch.empty(b, hkv, splits, g, device=q.device, dtype=torch.float32)
-    mask = valid.to(torch.int8)
+    mask = valid if valid.dtype == torch.int8 else valid.to(torch.int8)
     block_g = max(16, triton.next_power_of_2(g))  # tl.dot needs at least 16 rows
     block_d = max(16, triton.next_power_of_2(d))
     _kernel(q.device)[(b * hkv, splits)](

@@ -82,6 +82,11 @@ def test_attention_backend_groups_query_heads_and_leaves_prefill_to_sdpa() -> No
     assert torch.equal(attention(qp, k, v, causal=True, backend="triton"), attention(qp, k, v, causal=True, backend="sdpa"))
 
 
+def test_an_int8_mask_equals_the_bool_mask() -> None:
+    q, k, v, valid = case(3, 2, 3, 32, 70, torch.float32, seed=4)
+    assert torch.equal(decode_attention(q, k, v, valid.to(torch.int8), block_n=32), decode_attention(q, k, v, valid, block_n=32))
+
+
 def test_bad_inputs_are_clear_errors() -> None:
     q, k, v, valid = case(2, 2, 3, 32, 20, torch.float32, seed=1)
     with pytest.raises(ValueError, match="valid must be"):

@@ -232,8 +232,9 @@ def norm_qkv_rotary_cache(
         x: ``(B, dim)`` residual stream (``B <= 8``), in the weights' dtype.
         norm_weight: ``(dim,)`` RMSNorm weight; eps: its epsilon.
         qkv_weight: ``((H + 2 Hkv) D, dim)``: the query heads' rows, then keys', then values'.
-        cos, sin: ``(max_len, D / 2)`` float32 rotary tables (half-split convention, as
-            :func:`decoding.nn.transformer.apply_rotary`).
+        cos, sin: ``(max_len, D / 2)`` rotary tables (half-split convention, as
+            :func:`decoding.nn.transformer.apply_rotary`), float32 or the model's dtype (as
+            ``Transformer.to(dtype)`` leaves them); the rotation is computed in float32.
         positions: ``(B,)`` long, each row's rotary position (a device tensor: no host sync).
         kv: ``(2, B, Hkv, S, D)`` the layer's cache (keys, then values), written in place at ``slot``.
         slot: ``(1,)`` long device tensor, the cache slot of this step's token.

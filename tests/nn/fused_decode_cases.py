@@ -108,6 +108,20 @@ def test_bfloat16_weights_stay_close_to_torch() -> None:
     torch.testing.assert_close(out.float(), ref.float(), rtol=6e-2, atol=6e-2)
     a, wd = ref, (0.2 * torch.randn(dim, hidden, generator=gen)).bfloat16()
     torch.testing.assert_close(fd.gemv_residual(a, wd, x).float(), (x + F.linear(a, wd)).float(), rtol=6e-2, atol=6e-2)
+    hq, hkv, d = 4, 2, 16  # rotary tables in bf16 too, as Transformer.to(torch.bfloat16) leaves them
+    wqkv = (0.2 * torch.randn((hq + 2 * hkv) * d, dim, generator=gen)).bfloat16()
+    cos, sin = (t.bfloat16() for t in rotary_tables(32, d, 10000.0))
+    pos = torch.tensor([3, 30])
+    kv = torch.zeros(2, b, hkv, 8, d, dtype=torch.bfloat16)
+    with torch.no_grad():
+        q = fd.norm_qkv_rotary_cache(x, norm.weight, wqkv, cos, sin, pos, kv, torch.tensor([5]), hq, norm.eps)
+        t = F.linear(norm(x), wqkv).view(b, 1, hq + 2 * hkv, d)
+        qk = apply_rotary(t[:, :, : hq + hkv], cos[pos[:, None]][:, :, None], sin[pos[:, None]][:, :, None])
+    assert q.dtype == torch.bfloat16
+    torch.testing.assert_close(q.float(), qk[:, :, :hq].transpose(1, 2).reshape(b, hkv, hq // hkv, d).float(),
+                               rtol=6e-2, atol=6e-2)
+    torch.testing.assert_close(kv[0, :, :, 5].float(), qk[:, 0, hq:].float(), rtol=6e-2, atol=6e-2)
+    torch.testing.assert_close(kv[1, :, :, 5].float(), t[:, 0, hq + hkv :].float(), rtol=6e-2, atol=6e-2)
 
 
 def test_bad_inputs_are_clear_errors() -> None:

@@ -46,7 +46,8 @@ def test_kernel_compiles_for_an_h100(name: str, dtype: str) -> None:
     """Each kernel through Triton's compiler for sm_90, with the argument types a compiled step passes.
 
     Sizes and the norm's epsilon are ``tl.constexpr`` (inductor would pass a runtime Python float as
-    fp64: see ``test_decode_attention.py``); the remaining scalars are ints. In bf16 the products run
+    fp64: see ``test_decode_attention.py``); the remaining scalars are ints. The rotary tables come
+    in the model's dtype (``Transformer.to(dtype)`` converts its buffers). In bf16 the products run
     on tensor cores (``mma`` in the PTX).
     """
     import triton
@@ -71,8 +72,6 @@ def test_kernel_compiles_for_an_h100(name: str, dtype: str) -> None:
             sig[arg] = "constexpr"
         elif arg in ("pos_ptr", "slot_ptr"):
             sig[arg] = "*i64"
-        elif arg in ("cos_ptr", "sin_ptr"):
-            sig[arg] = "*fp32"
         elif arg.endswith("_ptr"):
             sig[arg] = "*" + dtype
         else:

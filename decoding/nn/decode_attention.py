@@ -70,7 +70,9 @@ def _split_kernel(  # jitted below (_JIT, _kernel)
     acc = tl.zeros([BLOCK_G, BLOCK_D], tl.float32)
     start = c * CHUNK
     # constant loop bounds: Triton 3.6's interpreter cannot range() over a runtime scalar with NumPy >= 2.4
-    # (its scalars are 1-element arrays, and int() of those is an error there)
+    # (its scalars are 1-element arrays, and int() of those is an error there). A session's compiled or
+    # graphed step has one cache length, so one CHUNK; an eager step over a growing prefix (``upto``)
+    # compiles one variant per chunk length it meets (chunks are whole blocks of BLOCK_N keys)
     for off in range(0, CHUNK, BLOCK_N):
         s_idx = start + off + n
         sm = s_idx < S

@@ -131,12 +131,12 @@ def _fused_step(
 ) -> Tensor:
     """The one-token step of :func:`static_forward` in five kernels a layer (``fused=True``).
 
-    RMSNorm + ``[q; k; v]`` + rotary + cache write, split-K decode attention, output projection +
-    residual, RMSNorm + ``[gate; up]`` + SwiGLU, down projection + residual
-    (:mod:`decoding.nn.fused_decode`). Same arguments and result as :func:`static_forward`.
+    RMSNorm + ``[q; k; v]`` + rotary + cache write, split-K decode attention (its chunks), their
+    combine + output projection + residual, RMSNorm + ``[gate; up]`` + SwiGLU, down projection +
+    residual (:mod:`decoding.nn.fused_decode`). Same arguments and result as :func:`static_forward`.
     """
     from decoding.nn import fused_decode as fd
-    from decoding.nn.decode_attention import decode_attention
+    from decoding.nn.decode_attention import decode_attention_partials
 
     cfg = net.cfg
     b = tokens.shape[0]
@@ -148,8 +148,8 @@ def _fused_step(
         q = fd.norm_qkv_rotary_cache(x, blk.attn_norm.weight, qkv[i], net.rope_cos, net.rope_sin, pos,
                                      kv_cache[i], slots, cfg.n_heads, blk.attn_norm.eps)
         kc, vc = kv_cache[i].unbind(0) if upto is None else kv_cache[i][:, :, :, :upto].unbind(0)
-        a = decode_attention(q, kc, vc, valid)  # (B, Hkv, G, D): the query heads in order
-        x = fd.gemv_residual(a.reshape(b, -1), blk.o.weight, x)
+        out, lse = decode_attention_partials(q, kc, vc, valid)  # per key chunk, combined by the next kernel
+        x = fd.combine_gemv_residual(out, lse, blk.o.weight, x)
         x = fd.gemv_residual(fd.norm_gate_up_silu(x, blk.mlp_norm.weight, blk.gate_up.weight, blk.mlp_norm.eps),
                              blk.down.weight, x)
     x = net.norm(x)

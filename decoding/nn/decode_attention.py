@@ -143,6 +143,21 @@ def decode_attention(
     Returns:
         ``(B, Hkv, G, D)`` in ``q``'s dtype; rows without a valid slot are zeros.
     """
+    out, lse = decode_attention_partials(q, k, v, valid, scale=scale, splits=splits, block_n=block_n)
+    return combine_splits(out, lse).to(q.dtype)
+
+
+def decode_attention_partials(
+    q: Tensor, k: Tensor, v: Tensor, valid: Tensor, scale: float | None = None, splits: int | None = None,
+    block_n: int = 64,
+) -> tuple[Tensor, Tensor]:
+    """The split kernel of :func:`decode_attention` alone: per key chunk, before the combine.
+
+    Same arguments as :func:`decode_attention`. Returns ``out`` ``(B, Hkv, C, G, D)`` float32, each
+    chunk's normalised output, and ``lse`` ``(B, Hkv, C, G)`` float32, their log-sum-exps (``-inf``
+    for a chunk without a valid key), for :func:`combine_splits` or a consumer that combines them
+    itself (:func:`decoding.nn.fused_decode.combine_gemv_residual`).
+    """
     if triton is None:
         raise RuntimeError("decode_attention needs triton: pip install triton (CUDA), or use another backend")
     if q.device.type != "cuda" and not interpreting():
@@ -177,4 +192,4 @@ def decode_attention(
         lse.stride(0), lse.stride(1), lse.stride(2),
         HKV=hkv, CHUNK=chunk, BLOCK_G=block_g, BLOCK_N=block_n, BLOCK_D=block_d,
     )
-    return combine_splits(out, lse).to(q.dtype)
+    return out, lse

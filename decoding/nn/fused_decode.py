@@ -1,4 +1,4 @@
-"""Fused Triton kernels for the small-batch (``B <= 8``) one-token decode step, in Triton.
+"""Fused Triton kernels for the small-batch (``B <= 8``) one-token decode step.
 
 At batch 1 a decoder layer is a handful of matrix-vector products, each too small to keep a GPU
 busy, with elementwise work (RMSNorm, rotary, the KV-cache write, SwiGLU, residual adds) between
@@ -10,8 +10,11 @@ kernels) and of FlashAttention's fusion of everything around one read of the ope
 1. :func:`norm_qkv_rotary_cache`: RMSNorm, the ``[q; k; v]`` product, rotary positions on ``q``
    and ``k``, and the write of ``k`` and ``v`` into the static cache at the step's slot; ``q``
    comes out in the ``(B, Hkv, G, D)`` layout of :func:`decoding.nn.decode_attention.decode_attention`;
-2. decode attention (:mod:`decoding.nn.decode_attention`, not in this module);
-3. :func:`gemv_residual` with the output projection: ``x + a @ Wo^T``;
+2. the split-K decode attention (:func:`decoding.nn.decode_attention.decode_attention_partials`,
+   not in this module), which leaves one partial result per key chunk;
+3. :func:`combine_gemv_residual`: the combine of those chunks (as
+   :func:`~decoding.nn.decode_attention.combine_splits`) in the prologue of the output projection,
+   and the residual add: ``x + a @ Wo^T``;
 4. :func:`norm_gate_up_silu`: RMSNorm, the ``[gate; up]`` product and ``silu(g) * u``;
 5. :func:`gemv_residual` with the down projection.
 
@@ -133,6 +136,50 @@ def _gemv_residual_kernel(  # jitted below
     tl.store(out_ptr + bi[None, :] * so_b + n[:, None], y, mask=om)
 
 
+def _combine_gemv_residual_kernel(  # jitted below
+    o_ptr, lse_ptr, w_ptr, res_ptr, out_ptr,
+    B, N, so_b, so_h, so_c, so_g, sl_b, sl_h, sl_c, sw_n, sr_b, sy_b,
+    K: tl.constexpr, G: tl.constexpr, D: tl.constexpr, C: tl.constexpr,
+    BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, UPCAST: tl.constexpr,
+):
+    dt = w_ptr.dtype.element_ty
+    n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    nm = n < N
+    bi = tl.arange(0, BLOCK_B)
+    bm = bi < B
+    kk = tl.arange(0, BLOCK_K)
+    acc = tl.zeros([BLOCK_N, BLOCK_B], tl.float32)
+    for k0 in range(0, K, BLOCK_K):
+        kf = k0 + kk  # input feature (query head h * G + g, then d), as (B, H * D) holds them
+        km = kf < K
+        head = kf // D
+        h = head // G
+        g = head % G
+        m2 = bm[:, None] & km[None, :]
+        lse_at = lse_ptr + bi[:, None] * sl_b + (h * sl_h + g)[None, :]
+        o_at = o_ptr + bi[:, None] * so_b + (h * so_h + g * so_g + kf % D)[None, :]
+        top = tl.full([BLOCK_B, BLOCK_K], float("-inf"), tl.float32)
+        for c in range(C):  # combine_splits' steps, per feature: max, total, weighted sum over chunks
+            top = tl.maximum(top, tl.load(lse_at + c * sl_c, mask=m2, other=float("-inf")))
+        top = tl.where(top == float("-inf"), 0.0, top)
+        total = tl.zeros([BLOCK_B, BLOCK_K], tl.float32)
+        for c in range(C):
+            total += tl.exp(tl.load(lse_at + c * sl_c, mask=m2, other=float("-inf")) - top)
+        total = tl.where(total > 0, total, 1.0)
+        a = tl.zeros([BLOCK_B, BLOCK_K], tl.float32)
+        for c in range(C):
+            wc = tl.exp(tl.load(lse_at + c * sl_c, mask=m2, other=float("-inf")) - top) / total
+            a += wc * tl.load(o_at + c * so_c, mask=m2, other=0.0)
+        a = a.to(dt)  # attention's output in the model's dtype, as decode_attention returns it
+        w = tl.load(w_ptr + n[:, None] * sw_n + kf[None, :], mask=nm[:, None] & km[None, :], other=0.0)
+        if UPCAST:
+            a, w = a.to(tl.float32), w.to(tl.float32)
+        acc += tl.dot(w, tl.trans(a), input_precision="ieee")
+    om = nm[:, None] & bm[None, :]
+    res = tl.load(res_ptr + bi[None, :] * sr_b + n[:, None], mask=om, other=0.0).to(tl.float32)
+    tl.store(out_ptr + bi[None, :] * sy_b + n[:, None], (acc.to(dt).to(tl.float32) + res).to(dt), mask=om)
+
+
 def _norm_gate_up_kernel(  # jitted below
     x_ptr, nw_ptr, w_ptr, out_ptr,
     B, HIDDEN, sx_b, sw_n, so_b,
@@ -175,7 +222,7 @@ def _norm_gate_up_kernel(  # jitted below
 
 
 _FNS = {"norm_qkv_rope": _norm_qkv_rope_kernel, "gemv_residual": _gemv_residual_kernel,
-        "norm_gate_up": _norm_gate_up_kernel}
+        "combine_gemv_residual": _combine_gemv_residual_kernel, "norm_gate_up": _norm_gate_up_kernel}
 # made at import: torch.compile traces ready kernels (as decode_attention's _JIT)
 _JITS = {name: triton.jit(fn) for name, fn in _FNS.items()} if triton is not None else {}
 _INTERPRETED: dict = {}
@@ -285,6 +332,40 @@ def gemv_residual(a: Tensor, weight: Tensor, residual: Tensor, block_n: int = 16
         K=k, BLOCK_B=BLOCK_B, BLOCK_N=block_n, BLOCK_K=_block_k(k), UPCAST=_upcast(weight),
     )
     return out
+
+
+def combine_gemv_residual(out: Tensor, lse: Tensor, weight: Tensor, residual: Tensor, block_n: int = 16) -> Tensor:
+    """``residual + a @ weight^T`` where ``a`` is the attention output combined from its key chunks.
+
+    Args:
+        out, lse: ``(B, Hkv, C, G, D)`` and ``(B, Hkv, C, G)`` float32, the per-chunk results of
+            :func:`decoding.nn.decode_attention.decode_attention_partials`; combined as
+            :func:`~decoding.nn.decode_attention.combine_splits` does, then rounded to the weights'
+            dtype, into ``a`` ``(B, H D)`` (query head ``h G + g``), in the kernel's prologue.
+        weight: ``(N, H D)`` the output projection; residual: ``(B, N)``.
+
+    Returns:
+        ``(B, N)`` in the weights' dtype: the same as ``gemv_residual(decode_attention(...))``, one
+        kernel instead of the combine's and the product's.
+    """
+    _check("combine_gemv_residual", residual, weight)
+    if out.dim() != 5 or lse.shape != out.shape[:4] or out.stride(-1) != 1:
+        raise ValueError(f"combine_gemv_residual: out (B, Hkv, C, G, D) (last dimension contiguous), lse (B, Hkv, C, G);"
+                         f" got out{tuple(out.shape)} lse{tuple(lse.shape)}")
+    b, hkv, c, g, d = out.shape
+    n = weight.shape[0]
+    if weight.shape[1] != hkv * g * d or residual.shape != (b, n):
+        raise ValueError(f"combine_gemv_residual: weight (N, H D = {hkv * g * d}), residual (B = {b}, N); got "
+                         f"weight{tuple(weight.shape)} residual{tuple(residual.shape)}")
+    y = torch.empty(b, n, device=out.device, dtype=weight.dtype)
+    k = hkv * g * d
+    _kernel("combine_gemv_residual", out.device)[(triton.cdiv(n, block_n),)](
+        out, lse, weight, residual, y,
+        b, n, out.stride(0), out.stride(1), out.stride(2), out.stride(3), lse.stride(0), lse.stride(1), lse.stride(2),
+        weight.stride(0), residual.stride(0), y.stride(0),
+        K=k, G=g, D=d, C=c, BLOCK_B=BLOCK_B, BLOCK_N=block_n, BLOCK_K=_block_k(k), UPCAST=_upcast(weight),
+    )
+    return y
 
 
 def norm_gate_up_silu(x: Tensor, norm_weight: Tensor, gate_up_weight: Tensor, eps: float, block_n: int = 16) -> Tensor:

@@ -25,6 +25,7 @@ if os.environ.get("TRITON_INTERPRET") != "1":
 
 from decoding.adapters.static_cache import FUSED_MAX_BATCH, StaticCausalLM, static_forward  # noqa: E402
 from decoding.nn import fused_decode as fd  # noqa: E402
+from decoding.nn.decode_attention import combine_splits  # noqa: E402
 from decoding.nn.transformer import RMSNorm, Transformer, apply_rotary, rotary_tables  # noqa: E402
 
 TOL = dict(rtol=1e-5, atol=1e-5)
@@ -72,6 +73,22 @@ def test_gemv_residual_equals_torch(b: int, k: int, n: int, block_n: int) -> Non
     a, w, res = torch.randn(b, k, generator=gen), torch.randn(n, k, generator=gen), torch.randn(b, n, generator=gen)
     out = fd.gemv_residual(a, w, res, block_n=block_n)
     torch.testing.assert_close(out, res + F.linear(a, w), **TOL)
+
+
+@pytest.mark.parametrize("b", [1, 3, 8])
+@pytest.mark.parametrize(("hkv", "c", "g", "d", "n"), [(3, 5, 3, 64, 40), (2, 1, 4, 12, 30), (1, 3, 1, 20, 17)])
+def test_combine_gemv_residual_equals_torch(b: int, hkv: int, c: int, g: int, d: int, n: int) -> None:
+    """The split attention's chunks combined (as combine_splits) in the output projection's prologue."""
+    gen = torch.Generator().manual_seed(b + c + d)
+    out, lse = torch.randn(b, hkv, c, g, d, generator=gen), 3 * torch.randn(b, hkv, c, g, generator=gen)
+    lse[0, 0, 0] = float("-inf")  # a chunk without a valid key
+    if b > 2:
+        lse[2] = float("-inf")  # a row without any: attention gives zeros
+    w, res = torch.randn(n, hkv * g * d, generator=gen), torch.randn(b, n, generator=gen)
+    y = fd.combine_gemv_residual(out, lse, w, res)
+    torch.testing.assert_close(y, res + F.linear(combine_splits(out, lse).reshape(b, -1), w), **TOL)
+    if b > 2:
+        assert torch.equal(y[2], res[2])
 
 
 @pytest.mark.parametrize("b", [1, 3, 8])
@@ -131,6 +148,10 @@ def test_bad_inputs_are_clear_errors() -> None:
         fd.gemv_residual(x, torch.randn(16, 32), torch.randn(9, 16))
     with pytest.raises(ValueError, match="residual"):
         fd.gemv_residual(x[:2], torch.randn(16, 32), torch.randn(2, 15))
+    with pytest.raises(ValueError, match="lse"):
+        fd.combine_gemv_residual(torch.randn(2, 2, 3, 2, 8), torch.randn(2, 2, 3), torch.randn(16, 32), torch.randn(2, 16))
+    with pytest.raises(ValueError, match="at most 8 rows"):
+        fd.combine_gemv_residual(torch.randn(9, 2, 3, 2, 8), torch.randn(9, 2, 3, 2), torch.randn(16, 32), torch.randn(9, 16))
     with pytest.raises(ValueError, match="gate_up_weight"):
         fd.norm_gate_up_silu(x[:2], torch.ones(32), torch.randn(31, 32), 1e-5)
     cos, sin = rotary_tables(16, 8, 10000.0)

@@ -27,6 +27,8 @@ CONSTEXPRS = {
     "norm_qkv_rope": {"K": 576, "HQ": 9, "HKV": 3, "D": 64, "EPS": 1e-5, "BLOCK_B": 16, "BLOCK_R": 16, "BLOCK_K": 64,
                       "UPCAST": False},
     "gemv_residual": {"K": 1536, "BLOCK_B": 16, "BLOCK_N": 16, "BLOCK_K": 64, "UPCAST": False},
+    "combine_gemv_residual": {"K": 576, "G": 3, "D": 64, "C": 5, "BLOCK_B": 16, "BLOCK_N": 16, "BLOCK_K": 64,
+                              "UPCAST": False},
     "norm_gate_up": {"K": 576, "EPS": 1e-5, "BLOCK_B": 16, "BLOCK_N": 16, "BLOCK_K": 64, "UPCAST": False},
 }
 
@@ -72,6 +74,8 @@ def test_kernel_compiles_for_an_h100(name: str, dtype: str) -> None:
             sig[arg] = "constexpr"
         elif arg in ("pos_ptr", "slot_ptr"):
             sig[arg] = "*i64"
+        elif arg in ("o_ptr", "lse_ptr"):  # the split attention's float32 partial results
+            sig[arg] = "*fp32"
         elif arg.endswith("_ptr"):
             sig[arg] = "*" + dtype
         else:
@@ -135,10 +139,16 @@ def test_torch_compile_sees_what_each_kernel_writes(monkeypatch: pytest.MonkeyPa
             B=b, sx_b=dim, sw_n=dim, s_rope=32, sq_b=576, skv_w=b * 3 * s * d, skv_b=3 * s * d, skv_h=s * d, skv_s=d),
         "gemv_residual": dict(a_ptr=empty(b, 1536), w_ptr=empty(dim, 1536), res_ptr=empty(b, dim), out_ptr=empty(b, dim),
                               B=b, N=dim, sa_b=1536, sw_n=1536, sr_b=dim, so_b=dim),
+        "combine_gemv_residual": dict(
+            o_ptr=empty(b, 3, 5, 3, d, dtype=torch.float32), lse_ptr=empty(b, 3, 5, 3, dtype=torch.float32),
+            w_ptr=empty(dim, 576), res_ptr=empty(b, dim), out_ptr=empty(b, dim), B=b, N=dim, so_b=45 * d, so_h=15 * d,
+            so_c=3 * d, so_g=d, sl_b=45, sl_h=15, sl_c=3, sw_n=576, sr_b=dim, sy_b=dim),
         "norm_gate_up": dict(x_ptr=empty(b, dim), nw_ptr=empty(dim), w_ptr=empty(3072, dim), out_ptr=empty(b, 1536),
                              B=b, HIDDEN=1536, sx_b=dim, sw_n=dim, so_b=1536),
     }
-    written = {"norm_qkv_rope": {"q_ptr", "kv_ptr"}, "gemv_residual": {"out_ptr"}, "norm_gate_up": {"out_ptr"}}
+    written = {"norm_qkv_rope": {"q_ptr", "kv_ptr"}, "gemv_residual": {"out_ptr"}, "combine_gemv_residual": {"out_ptr"},
+               "norm_gate_up": {"out_ptr"}}
+    assert set(calls) == set(fd._JITS)
     for name, kwargs in calls.items():
         kwargs = {**kwargs, **CONSTEXPRS[name]}
         accesses = identify_accessed_tensors(fd._JITS[name], kwargs, {})
@@ -224,9 +234,9 @@ def test_fused_step_logits_close_in_bfloat16_on_the_gpu() -> None:
 
 @pytest.mark.gpu
 def test_compiled_fused_step_launches_the_kernels_once_a_layer_and_copies_no_cache() -> None:
-    """The compiled fused step is one graph; per layer it launches each fused kernel (the GEMV twice)
-    and the attention kernel once, and inductor writes the cache in place (no copy of a cache buffer
-    around the kernel that writes it: see ``test_torch_compile_sees_what_each_kernel_writes``)."""
+    """The compiled fused step is one graph; per layer it launches each of the five kernels once, and
+    inductor writes the cache in place (no copy of a cache buffer around the kernel that writes it:
+    see ``test_torch_compile_sees_what_each_kernel_writes``)."""
     from torch._inductor.utils import run_and_get_code
 
     from decoding.adapters.static_cache import StaticCausalLM
@@ -255,7 +265,7 @@ def test_compiled_fused_step_launches_the_kernels_once_a_layer_and_copies_no_cac
     assert len(codes) == 1, f"{len(codes)} compiled modules for one step"
     kernels = generated_kernels(codes[0])
     print(f"{len(kernels)} kernel launches:", *kernels, sep="\n")  # in full on a failure
-    for part, per_layer in (("norm_qkv_rope", 1), ("split_kernel", 1), ("gemv_residual", 2), ("norm_gate_up", 1)):
-        assert sum(part in k for k in kernels) == per_layer * layers, part
+    for part in ("_norm_qkv_rope", "_split_kernel", "_combine_gemv_residual", "_gemv_residual", "_norm_gate_up"):
+        assert sum(k.startswith(part) for k in kernels) == layers, part
     cache = str(tuple(sess.kv[0].shape))  # a new buffer of the cache's shape would be a copy of it
     assert not re.search(r"empty_strided\w*\(" + re.escape(cache), codes[0]), f"a {cache} buffer: the cache is copied"

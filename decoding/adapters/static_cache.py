@@ -413,12 +413,9 @@ class StaticCausalLM:
         """
         positions = sess.valid.long().sum(-1, keepdim=True) - 1
         mask = sess.valid[:, None, None, :]
-        if self.fused:
-            return static_forward(self.net, sess.tok, positions, sess.kv, sess.slot, mask, self.decode_backend,
-                                  self._fused_qkv, upto=upto, split_mlp=self._split_mlp, fused=True)
         return static_forward(self.net, sess.tok, positions, sess.kv, sess.slot, mask, self.decode_backend,
-                              self._qkv,
-                              upto=upto, split_mlp=self._split_mlp)
+                              self._fused_qkv if self.fused else self._qkv,
+                              upto=upto, split_mlp=self._split_mlp, fused=self.fused)
 
     def step_fn(self, sess: StaticSession, upto: int | None = None) -> Tensor:
         """The one-token step, compiled when enabled; falls back to eager (with a warning) if compilation fails.

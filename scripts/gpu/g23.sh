@@ -24,13 +24,9 @@ timeout $(cap 140) python3 -m pytest -q -m gpu -p no:cacheprovider -p no:logging
   tests/processors/test_sort_free.py tests/nn/test_decode_attention.py tests/image/test_graphs.py \
   tests/text/test_step_fusion.py tests/text/test_gpu.py tests/image/test_no_device_sync.py tests/nn/test_fused_decode.py > $R/pytest_gpu.log 2>&1
 step pytest $?; tail -n 15 $R/pytest_gpu.log
-# 2a. where a batch-1 token's time goes: the per-token device-time profile of the Triton engine beside its
-# unprofiled wall time (device busy fraction < 1: the host's eager ops set the pace)
-timeout $(cap 90) python3 benchmarks/text_generate.py --device cuda --random-weights --batch 1 --reps 1 \
-  --engines loop-triton --engine-timeout 60 --profile --out $R/text_h100_b1_profile.json > $R/text_b1_profile.log 2>&1
-step text_b1_profile $?
 # 2. text at batch 1: engines in order of need, each capped (a row is saved as soon as it finishes); the
-# profile is of the first engine, the fused kernels of decoding/nn/fused_decode.py
+# per-token device-time profile is of the first engine, the fused kernels of decoding/nn/fused_decode.py
+# (device busy fraction < 1: the host's eager ops set the pace)
 timeout $(cap 150) python3 benchmarks/text_generate.py --device cuda --random-weights --batch 1 --reps 3 \
   --engines loop-fused,loop-triton,hf-static,loop,hf,loop-sync1 --engine-timeout 60 --profile --out $R/text_h100_b1.json > $R/text_b1.log 2>&1
 step text_b1 $?

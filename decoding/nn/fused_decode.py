@@ -55,6 +55,44 @@ MAX_BATCH = 8  # rows per step the kernels take; larger batches use the unfused 
 BLOCK_B = 16  # the batch is padded to tl.dot's smallest tile
 
 
+def _norm_dot_pair(  # jitted below (_norm_dot_pair_jit): called by the two RMSNorm kernels
+    x_ptr, nw_ptr, w_ptr, rows1, rows2, row_mask, B, sx_b, sw_n,
+    K: tl.constexpr, EPS: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr,
+    UPCAST: tl.constexpr,
+):
+    """RMSNorm of the ``B`` input rows (weight ``nw``) times two blocks of weight rows, ``rows1`` and
+    ``rows2`` (each ``(BLOCK_R,)``, masked by ``row_mask``): two ``(BLOCK_R, BLOCK_B)`` products in
+    float32, each rounded to the weights' dtype as ``F.linear``'s output is. One pass over the inputs:
+    their sums of squares are taken beside the product, and the row scale ``1 / rms`` multiplies the
+    finished product (a scalar per row commutes with it)."""
+    dt = w_ptr.dtype.element_ty
+    bi = tl.arange(0, BLOCK_B)
+    bm = bi < B
+    kk = tl.arange(0, BLOCK_K)
+    ss = tl.zeros([BLOCK_B], tl.float32)
+    acc1 = tl.zeros([BLOCK_R, BLOCK_B], tl.float32)
+    acc2 = tl.zeros([BLOCK_R, BLOCK_B], tl.float32)
+    for k0 in range(0, K, BLOCK_K):
+        km = k0 + kk < K
+        xv = tl.load(x_ptr + bi[:, None] * sx_b + (k0 + kk)[None, :], mask=bm[:, None] & km[None, :],
+                     other=0.0).to(tl.float32)
+        ss += tl.sum(xv * xv, 1)
+        nw = tl.load(nw_ptr + k0 + kk, mask=km, other=0.0).to(tl.float32)
+        h = (xv * nw[None, :]).to(dt)  # the norm's row scale goes on the product, after the loop
+        wm = row_mask[:, None] & km[None, :]
+        w1 = tl.load(w_ptr + rows1[:, None] * sw_n + (k0 + kk)[None, :], mask=wm, other=0.0)
+        w2 = tl.load(w_ptr + rows2[:, None] * sw_n + (k0 + kk)[None, :], mask=wm, other=0.0)
+        if UPCAST:  # the interpreter's tl.dot cannot multiply bf16 / fp16 (exact in fp32 all the same)
+            h, w1, w2 = h.to(tl.float32), w1.to(tl.float32), w2.to(tl.float32)
+        acc1 += tl.dot(w1, tl.trans(h), input_precision="ieee")
+        acc2 += tl.dot(w2, tl.trans(h), input_precision="ieee")
+    rstd = tl.rsqrt(ss / K + EPS)[None, :]
+    return (acc1 * rstd).to(dt).to(tl.float32), (acc2 * rstd).to(dt).to(tl.float32)
+
+
+_norm_dot_pair_jit = triton.jit(_norm_dot_pair) if triton is not None else None  # the kernels call this name
+
+
 def _norm_qkv_rope_kernel(  # jitted below (_JITS, _kernel)
     x_ptr, nw_ptr, w_ptr, cos_ptr, sin_ptr, pos_ptr, slot_ptr, q_ptr, kv_ptr,
     B, sx_b, sw_n, s_rope, sq_b, skv_w, skv_b, skv_h, skv_s,
@@ -68,29 +106,11 @@ def _norm_qkv_rope_kernel(  # jitted below (_JITS, _kernel)
     rm = r < HALF
     bi = tl.arange(0, BLOCK_B)
     bm = bi < B
-    kk = tl.arange(0, BLOCK_K)
     row1 = head * D + r
     row2 = row1 + HALF
-    ss = tl.zeros([BLOCK_B], tl.float32)  # RMSNorm: each input row's sum of squares, beside the product
-    acc1 = tl.zeros([BLOCK_R, BLOCK_B], tl.float32)
-    acc2 = tl.zeros([BLOCK_R, BLOCK_B], tl.float32)
-    for k0 in range(0, K, BLOCK_K):
-        km = k0 + kk < K
-        xv = tl.load(x_ptr + bi[:, None] * sx_b + (k0 + kk)[None, :], mask=bm[:, None] & km[None, :],
-                     other=0.0).to(tl.float32)
-        ss += tl.sum(xv * xv, 1)
-        nw = tl.load(nw_ptr + k0 + kk, mask=km, other=0.0).to(tl.float32)
-        h = (xv * nw[None, :]).to(dt)  # the norm's row scale goes on the product, after the loop
-        wm = rm[:, None] & km[None, :]
-        w1 = tl.load(w_ptr + row1[:, None] * sw_n + (k0 + kk)[None, :], mask=wm, other=0.0)
-        w2 = tl.load(w_ptr + row2[:, None] * sw_n + (k0 + kk)[None, :], mask=wm, other=0.0)
-        if UPCAST:  # the interpreter's tl.dot cannot multiply bf16 / fp16 (exact in fp32 all the same)
-            h, w1, w2 = h.to(tl.float32), w1.to(tl.float32), w2.to(tl.float32)
-        acc1 += tl.dot(w1, tl.trans(h), input_precision="ieee")
-        acc2 += tl.dot(w2, tl.trans(h), input_precision="ieee")
-    rstd = tl.rsqrt(ss / K + EPS)[None, :]
-    p1 = (acc1 * rstd).to(dt).to(tl.float32)  # (BLOCK_R, BLOCK_B): the projection in the weights' dtype
-    p2 = (acc2 * rstd).to(dt).to(tl.float32)
+    # (BLOCK_R, BLOCK_B) each: the projection in the weights' dtype
+    p1, p2 = _norm_dot_pair_jit(x_ptr, nw_ptr, w_ptr, row1, row2, rm, B, sx_b, sw_n, K, EPS, BLOCK_R, BLOCK_B,
+                                BLOCK_K, UPCAST)
     om = rm[:, None] & bm[None, :]
     pos = tl.load(pos_ptr + bi, mask=bm, other=0)
     c = tl.load(cos_ptr + pos[None, :] * s_rope + r[:, None], mask=om, other=0.0)
@@ -190,27 +210,8 @@ def _norm_gate_up_kernel(  # jitted below
     nm = n < HIDDEN
     bi = tl.arange(0, BLOCK_B)
     bm = bi < B
-    kk = tl.arange(0, BLOCK_K)
-    ss = tl.zeros([BLOCK_B], tl.float32)
-    acc_g = tl.zeros([BLOCK_N, BLOCK_B], tl.float32)
-    acc_u = tl.zeros([BLOCK_N, BLOCK_B], tl.float32)
-    for k0 in range(0, K, BLOCK_K):
-        km = k0 + kk < K
-        xv = tl.load(x_ptr + bi[:, None] * sx_b + (k0 + kk)[None, :], mask=bm[:, None] & km[None, :],
-                     other=0.0).to(tl.float32)
-        ss += tl.sum(xv * xv, 1)
-        nw = tl.load(nw_ptr + k0 + kk, mask=km, other=0.0).to(tl.float32)
-        h = (xv * nw[None, :]).to(dt)
-        wm = nm[:, None] & km[None, :]
-        wg = tl.load(w_ptr + n[:, None] * sw_n + (k0 + kk)[None, :], mask=wm, other=0.0)
-        wu = tl.load(w_ptr + (n + HIDDEN)[:, None] * sw_n + (k0 + kk)[None, :], mask=wm, other=0.0)
-        if UPCAST:
-            h, wg, wu = h.to(tl.float32), wg.to(tl.float32), wu.to(tl.float32)
-        acc_g += tl.dot(wg, tl.trans(h), input_precision="ieee")
-        acc_u += tl.dot(wu, tl.trans(h), input_precision="ieee")
-    rstd = tl.rsqrt(ss / K + EPS)[None, :]
-    g = (acc_g * rstd).to(dt).to(tl.float32)
-    u = (acc_u * rstd).to(dt).to(tl.float32)
+    g, u = _norm_dot_pair_jit(x_ptr, nw_ptr, w_ptr, n, n + HIDDEN, nm, B, sx_b, sw_n, K, EPS, BLOCK_N, BLOCK_B,
+                              BLOCK_K, UPCAST)
     act = (g / (1.0 + tl.exp(-g))).to(dt).to(tl.float32)  # silu, rounded as F.silu's output
     om = nm[:, None] & bm[None, :]
     tl.store(out_ptr + bi[None, :] * so_b + n[:, None], (act * u).to(dt), mask=om)

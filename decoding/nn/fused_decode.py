@@ -55,7 +55,7 @@ MAX_BATCH = 8  # rows per step the kernels take; larger batches use the unfused 
 BLOCK_B = 16  # the batch is padded to tl.dot's smallest tile
 
 
-def _norm_dot_pair(  # jitted below (_norm_dot_pair_jit): called by the two RMSNorm kernels
+def _norm_dot_pair(  # jitted below, under its own name: called by the two RMSNorm kernels
     x_ptr, nw_ptr, w_ptr, rows1, rows2, row_mask, B, sx_b, sw_n,
     K: tl.constexpr, EPS: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr,
     UPCAST: tl.constexpr,
@@ -90,7 +90,11 @@ def _norm_dot_pair(  # jitted below (_norm_dot_pair_jit): called by the two RMSN
     return (acc1 * rstd).to(dt).to(tl.float32), (acc2 * rstd).to(dt).to(tl.float32)
 
 
-_norm_dot_pair_jit = triton.jit(_norm_dot_pair) if triton is not None else None  # the kernels call this name
+# The kernels call the jitted helper by the function's own name: inductor rebuilds a user kernel's
+# source with its helpers' sources, which define them under their ``__name__`` (an alias such as
+# ``_norm_dot_pair_jit`` is a NameError inside a compiled step; the H100 run of 2026-12-07 12:31 UTC)
+if triton is not None:
+    _norm_dot_pair = triton.jit(_norm_dot_pair)
 
 
 def _norm_qkv_rope_kernel(  # jitted below (_JITS, _kernel)
@@ -109,7 +113,7 @@ def _norm_qkv_rope_kernel(  # jitted below (_JITS, _kernel)
     row1 = head * D + r
     row2 = row1 + HALF
     # (BLOCK_R, BLOCK_B) each: the projection in the weights' dtype
-    p1, p2 = _norm_dot_pair_jit(x_ptr, nw_ptr, w_ptr, row1, row2, rm, B, sx_b, sw_n, K, EPS, BLOCK_R, BLOCK_B,
+    p1, p2 = _norm_dot_pair(x_ptr, nw_ptr, w_ptr, row1, row2, rm, B, sx_b, sw_n, K, EPS, BLOCK_R, BLOCK_B,
                                 BLOCK_K, UPCAST)
     om = rm[:, None] & bm[None, :]
     pos = tl.load(pos_ptr + bi, mask=bm, other=0)
@@ -210,7 +214,7 @@ def _norm_gate_up_kernel(  # jitted below
     nm = n < HIDDEN
     bi = tl.arange(0, BLOCK_B)
     bm = bi < B
-    g, u = _norm_dot_pair_jit(x_ptr, nw_ptr, w_ptr, n, n + HIDDEN, nm, B, sx_b, sw_n, K, EPS, BLOCK_N, BLOCK_B,
+    g, u = _norm_dot_pair(x_ptr, nw_ptr, w_ptr, n, n + HIDDEN, nm, B, sx_b, sw_n, K, EPS, BLOCK_N, BLOCK_B,
                               BLOCK_K, UPCAST)
     act = (g / (1.0 + tl.exp(-g))).to(dt).to(tl.float32)  # silu, rounded as F.silu's output
     om = nm[:, None] & bm[None, :]

@@ -156,6 +156,33 @@ def test_torch_compile_sees_what_each_kernel_writes(monkeypatch: pytest.MonkeyPa
         assert writes == written[name], (name, writes)
 
 
+
+def test_helpers_a_kernel_calls_go_by_their_own_names() -> None:
+    """Inside ``torch.compile`` inductor writes a user kernel's source into its own module, with the
+    source of every jitted helper the kernel loads from its globals; a helper's source defines it
+    under its ``__name__``. A kernel that calls a helper under another global name (``h_jit =
+    triton.jit(h)``) compiles here and in eager mode but fails in the compiled step with a
+    ``NameError`` (the fused kernels on an H100, 2026-12-07 12:31 UTC).
+    """
+    from triton.runtime.jit import JITFunction
+
+    from decoding.nn import fused_decode as fd
+
+    if fd.interpreting():
+        pytest.skip("TRITON_INTERPRET=1: the jitted kernels are the interpreter's")
+    seen, todo, called = set(), list(fd._JITS.values()), 0
+    while todo:
+        kernel = todo.pop()
+        for name in kernel.fn.__code__.co_names:
+            helper = kernel.fn.__globals__.get(name)
+            if isinstance(helper, JITFunction) and name not in seen:
+                seen.add(name)
+                called += 1
+                assert helper.fn.__name__ == name, (kernel.fn.__name__, name, helper.fn.__name__)
+                todo.append(helper)
+    assert called >= 1  # the qkv and gate_up kernels share one helper
+
+
 def smollm2_like(dtype: torch.dtype, layers: int = 4):
     from decoding.adapters.llama import SMOLLM2_135M
     from decoding.nn.transformer import Transformer, TransformerConfig

@@ -262,6 +262,19 @@ def _block_k(k: int) -> int:
     return max(16, min(64, triton.next_power_of_2(k)))
 
 
+def _bk(k: int, block_k: int | None) -> int:
+    """The product loop's step: ``block_k`` if given (a power of two >= 16), else :func:`_block_k`."""
+    if block_k is None:
+        return _block_k(k)
+    if block_k < 16 or block_k & (block_k - 1):
+        raise ValueError(f"block_k must be a power of two >= 16, got {block_k}")
+    return int(block_k)
+
+
+def _launch(num_warps: int | None) -> dict:
+    return {} if num_warps is None else {"num_warps": int(num_warps)}
+
+
 def _upcast(w: Tensor) -> bool:
     """Multiply in float32: under the interpreter (its ``tl.dot`` gives garbage for bf16 / fp16
     operands, Triton 3.6) for half-precision weights; products of half-precision numbers are exact
@@ -271,7 +284,8 @@ def _upcast(w: Tensor) -> bool:
 
 def norm_qkv_rotary_cache(
     x: Tensor, norm_weight: Tensor, qkv_weight: Tensor, cos: Tensor, sin: Tensor, positions: Tensor,
-    kv: Tensor, slot: Tensor, n_heads: int, eps: float, block_r: int = 16,
+    kv: Tensor, slot: Tensor, n_heads: int, eps: float, block_r: int = 16, block_k: int | None = None,
+    num_warps: int | None = None,
 ) -> Tensor:
     """RMSNorm, ``[q; k; v]`` projection, rotary on q and k, and the cache write of k and v.
 
@@ -286,7 +300,9 @@ def norm_qkv_rotary_cache(
         kv: ``(2, B, Hkv, S, D)`` the layer's cache (keys, then values), written in place at ``slot``.
         slot: ``(1,)`` long device tensor, the cache slot of this step's token.
         n_heads: ``H``, the number of query heads.
-        block_r: rows of a head half per program (at least 16).
+        block_r: rows of a head half per program (at least 16); block_k: inputs per step of the
+            product loop (a power of two >= 16; default :func:`_block_k`); num_warps: Triton's launch
+            option (default Triton's): the knobs ``benchmarks/fused_decode_tune.py`` sweeps.
 
     Returns:
         ``q`` ``(B, Hkv, G, D)`` rotated, in the weights' dtype (``G = H / Hkv`` query heads per
@@ -310,15 +326,17 @@ def norm_qkv_rotary_cache(
         b, x.stride(0), qkv_weight.stride(0), cos.stride(0), q.stride(0),
         kv.stride(0), kv.stride(1), kv.stride(2), kv.stride(3),
         K=k, HQ=n_heads, HKV=hkv, D=d, EPS=float(eps),
-        BLOCK_B=BLOCK_B, BLOCK_R=block_r, BLOCK_K=_block_k(k), UPCAST=_upcast(qkv_weight),
+        BLOCK_B=BLOCK_B, BLOCK_R=block_r, BLOCK_K=_bk(k, block_k), UPCAST=_upcast(qkv_weight), **_launch(num_warps),
     )
     return q
 
 
-def gemv_residual(a: Tensor, weight: Tensor, residual: Tensor, block_n: int = 16) -> Tensor:
+def gemv_residual(a: Tensor, weight: Tensor, residual: Tensor, block_n: int = 16, block_k: int | None = None,
+                  num_warps: int | None = None) -> Tensor:
     """``residual + a @ weight^T`` for a few rows: ``a`` ``(B, K)``, ``weight`` ``(N, K)``,
     ``residual`` ``(B, N)`` -> ``(B, N)`` in the weights' dtype (the product rounded to it first,
-    as ``x + linear(a)`` rounds)."""
+    as ``x + linear(a)`` rounds). ``block_n`` output rows per program (at least 16); ``block_k``,
+    ``num_warps`` as :func:`norm_qkv_rotary_cache`'s."""
     _check("gemv_residual", a, weight, residual)
     b, k = a.shape
     n = weight.shape[0]
@@ -329,12 +347,13 @@ def gemv_residual(a: Tensor, weight: Tensor, residual: Tensor, block_n: int = 16
     _kernel("gemv_residual", a.device)[(triton.cdiv(n, block_n),)](
         a, weight, residual, out,
         b, n, a.stride(0), weight.stride(0), residual.stride(0), out.stride(0),
-        K=k, BLOCK_B=BLOCK_B, BLOCK_N=block_n, BLOCK_K=_block_k(k), UPCAST=_upcast(weight),
+        K=k, BLOCK_B=BLOCK_B, BLOCK_N=block_n, BLOCK_K=_bk(k, block_k), UPCAST=_upcast(weight), **_launch(num_warps),
     )
     return out
 
 
-def combine_gemv_residual(out: Tensor, lse: Tensor, weight: Tensor, residual: Tensor, block_n: int = 16) -> Tensor:
+def combine_gemv_residual(out: Tensor, lse: Tensor, weight: Tensor, residual: Tensor, block_n: int = 16,
+                          block_k: int | None = None, num_warps: int | None = None) -> Tensor:
     """``residual + a @ weight^T`` where ``a`` is the attention output combined from its key chunks.
 
     Args:
@@ -343,6 +362,7 @@ def combine_gemv_residual(out: Tensor, lse: Tensor, weight: Tensor, residual: Te
             :func:`~decoding.nn.decode_attention.combine_splits` does, then rounded to the weights'
             dtype, into ``a`` ``(B, H D)`` (query head ``h G + g``), in the kernel's prologue.
         weight: ``(N, H D)`` the output projection; residual: ``(B, N)``.
+        block_n, block_k, num_warps: as :func:`gemv_residual`'s.
 
     Returns:
         ``(B, N)`` in the weights' dtype: the same as ``gemv_residual(decode_attention(...))``, one
@@ -363,17 +383,20 @@ def combine_gemv_residual(out: Tensor, lse: Tensor, weight: Tensor, residual: Te
         out, lse, weight, residual, y,
         b, n, out.stride(0), out.stride(1), out.stride(2), out.stride(3), lse.stride(0), lse.stride(1), lse.stride(2),
         weight.stride(0), residual.stride(0), y.stride(0),
-        K=k, G=g, D=d, C=c, BLOCK_B=BLOCK_B, BLOCK_N=block_n, BLOCK_K=_block_k(k), UPCAST=_upcast(weight),
+        K=k, G=g, D=d, C=c, BLOCK_B=BLOCK_B, BLOCK_N=block_n, BLOCK_K=_bk(k, block_k), UPCAST=_upcast(weight),
+        **_launch(num_warps),
     )
     return y
 
 
-def norm_gate_up_silu(x: Tensor, norm_weight: Tensor, gate_up_weight: Tensor, eps: float, block_n: int = 16) -> Tensor:
+def norm_gate_up_silu(x: Tensor, norm_weight: Tensor, gate_up_weight: Tensor, eps: float, block_n: int = 16,
+                      block_k: int | None = None, num_warps: int | None = None) -> Tensor:
     """RMSNorm, the ``[gate; up]`` product and ``silu(gate) * up``.
 
     Args:
         x: ``(B, dim)`` residual stream (``B <= 8``); norm_weight ``(dim,)``; eps: the norm's epsilon.
         gate_up_weight: ``(2 hidden, dim)``, gate's rows then up's.
+        block_n, block_k, num_warps: as :func:`gemv_residual`'s (``block_n`` rows of gate and of up).
 
     Returns:
         ``(B, hidden)`` in the weights' dtype, the input of the down projection.
@@ -389,7 +412,7 @@ def norm_gate_up_silu(x: Tensor, norm_weight: Tensor, gate_up_weight: Tensor, ep
     _kernel("norm_gate_up", x.device)[(triton.cdiv(hidden, block_n),)](
         x, norm_weight, gate_up_weight, out,
         b, hidden, x.stride(0), gate_up_weight.stride(0), out.stride(0),
-        K=k, EPS=float(eps), BLOCK_B=BLOCK_B, BLOCK_N=block_n, BLOCK_K=_block_k(k),
-        UPCAST=_upcast(gate_up_weight),
+        K=k, EPS=float(eps), BLOCK_B=BLOCK_B, BLOCK_N=block_n, BLOCK_K=_bk(k, block_k),
+        UPCAST=_upcast(gate_up_weight), **_launch(num_warps),
     )
     return out

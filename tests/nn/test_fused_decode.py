@@ -295,3 +295,15 @@ def test_compiled_fused_step_launches_the_kernels_once_a_layer_and_copies_no_cac
         assert sum(k.startswith(part) for k in kernels) == layers, part
     cache = str(tuple(sess.kv[0].shape))  # a new buffer of the cache's shape would be a copy of it
     assert not re.search(r"empty_strided\w*\(" + re.escape(cache), codes[0]), f"a {cache} buffer: the cache is copied"
+
+
+def test_tuning_sweep_checks_every_configuration_against_the_torch_ops() -> None:
+    """``benchmarks/fused_decode_tune.py`` at toy size under the interpreter: every kernel and
+    configuration agrees with the unfused torch ops it replaces (the peer the sweep times)."""
+    env = {**os.environ, "TRITON_INTERPRET": "1", "OMP_NUM_THREADS": "1"}
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks/fused_decode_tune.py"), "--tiny", "--batch", "1", "3",
+                          "--blocks", "16", "32", "--block-k", "16", "64", "--warps", "4", "--reps", "1"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    summaries = re.findall(r"(\d+) configurations timed, (\d+) failed", run.stdout)
+    assert summaries == [("4", "0")] * 8, run.stdout[-3000:]

@@ -1,0 +1,188 @@
+"""Block sizes of the fused small-batch decode kernels (:mod:`decoding.nn.fused_decode`), swept on a GPU.
+
+The first H100 run of the fused step (2026-12-07, docs/perf/gpu_speed.md, section 5) found each
+kernel at 7-9 us per launch with the default blocks (16 output rows and 64 inputs per step of the
+product loop, so 30-96 programs looping 9-24 times): slower than the cuBLAS GEMV plus elementwise
+kernels they replace. This sweeps, for one layer of a Llama-shaped model (default SmolLM2-135M's:
+dim 576, 9 query and 3 key/value heads of 64, MLP hidden 1536, bf16), each kernel over
+``block`` (output rows per program) x ``block_k`` (inputs per loop step) x ``num_warps``, and times
+it beside the unfused torch ops it replaces (the peer), both as CUDA graphs of ``--launches``
+launches (so the time is a launch inside a graph, as in the decode step), median of ``--reps``
+replays. Every configuration's output is checked against the peer's before it is timed.
+
+    python benchmarks/fused_decode_tune.py --batch 1 8 --out fused_tune.json
+
+Prints a table per kernel and the best configuration with its ratio to the peer. With
+``TRITON_INTERPRET=1`` on a CPU it runs the same checks at ``--tiny`` size with plain wall-clock
+times (a smoke test, no figures).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import itertools
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from decoding.nn import fused_decode as fd  # noqa: E402
+from decoding.nn.decode_attention import combine_splits  # noqa: E402
+from decoding.nn.transformer import apply_rotary  # noqa: E402
+
+SMOLLM2 = {"dim": 576, "heads": 9, "kv_heads": 3, "head_dim": 64, "hidden": 1536, "chunks": 5}
+TINY = {"dim": 48, "heads": 4, "kv_heads": 2, "head_dim": 16, "hidden": 40, "chunks": 2}
+
+
+def rms(x: torch.Tensor, w: torch.Tensor, eps: float) -> torch.Tensor:
+    """RMSNorm as the model computes it (float32 inside, the input's dtype out)."""
+    xf = x.float()
+    return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype) * w
+
+
+def cases(shape: dict, b: int, dtype: torch.dtype, device: str) -> dict[str, tuple[Callable, Callable]]:
+    """Per kernel: (fused(block, block_k, num_warps) -> output, peer() -> output), on one layer's
+    random weights and inputs."""
+    g = torch.Generator(device="cpu").manual_seed(0)
+
+    def rnd(*s: int, scale: float = 1.0, dt: torch.dtype = dtype) -> torch.Tensor:
+        return (torch.randn(*s, generator=g) * scale).to(device, dt)
+
+    dim, hq, hkv, d, hidden, c = (shape[k] for k in ("dim", "heads", "kv_heads", "head_dim", "hidden", "chunks"))
+    eps, s_len, pos = 1e-5, 64, 40
+    x, nw = rnd(b, dim), 1 + rnd(dim, scale=0.1)
+    wqkv = rnd((hq + 2 * hkv) * d, dim, scale=dim ** -0.5)
+    ang = torch.arange(s_len)[:, None] / 10000 ** (torch.arange(d // 2) / (d // 2))
+    cos, sin = ang.cos().to(device, dtype), ang.sin().to(device, dtype)
+    positions = torch.full((b,), pos, device=device, dtype=torch.long)
+    slot = torch.tensor([pos], device=device)
+    kv_fused = torch.zeros(2, b, hkv, s_len, d, device=device, dtype=dtype)
+    kv_peer = kv_fused.clone()
+    wo, res = rnd(dim, hq * d, scale=(hq * d) ** -0.5), rnd(b, dim)
+    parts = rnd(b, hkv, c, hq // hkv, d, dt=torch.float32)
+    lse = rnd(b, hkv, c, hq // hkv, dt=torch.float32)
+    wgu, wd, a = rnd(2 * hidden, dim, scale=dim ** -0.5), rnd(dim, hidden, scale=hidden ** -0.5), rnd(b, hidden)
+
+    def qkv_peer() -> torch.Tensor:
+        t = F.linear(rms(x, nw, eps), wqkv).view(b, 1, hq + 2 * hkv, d)
+        qk = apply_rotary(t[:, :, : hq + hkv], cos[positions][:, None, None], sin[positions][:, None, None])
+        kv_peer[:, :, :, slot] = torch.stack([qk[:, :, hq:], t[:, :, hq + hkv:]]).transpose(2, 3)
+        return qk[:, 0, :hq].reshape(b, hkv, hq // hkv, d)
+
+    def gate_up_peer() -> torch.Tensor:
+        gg, u = F.linear(rms(x, nw, eps), wgu).chunk(2, dim=-1)
+        return F.silu(gg) * u
+
+    return {
+        "norm_qkv_rotary_cache": (
+            lambda blk, bk, nw_: fd.norm_qkv_rotary_cache(x, nw, wqkv, cos, sin, positions, kv_fused, slot, hq, eps,
+                                                         block_r=blk, block_k=bk, num_warps=nw_),
+            qkv_peer),
+        "combine_gemv_residual": (
+            lambda blk, bk, nw_: fd.combine_gemv_residual(parts, lse, wo, res, block_n=blk, block_k=bk, num_warps=nw_),
+            lambda: res + F.linear(combine_splits(parts, lse).to(dtype).reshape(b, hq * d), wo)),
+        "norm_gate_up_silu": (
+            lambda blk, bk, nw_: fd.norm_gate_up_silu(x, nw, wgu, eps, block_n=blk, block_k=bk, num_warps=nw_),
+            gate_up_peer),
+        "gemv_residual": (
+            lambda blk, bk, nw_: fd.gemv_residual(a, wd, res, block_n=blk, block_k=bk, num_warps=nw_),
+            lambda: res + F.linear(a, wd)),
+    }
+
+
+def per_launch_us(fn: Callable[[], object], launches: int, reps: int, cuda: bool) -> float:
+    """Median time of one launch of ``fn``: inside a CUDA graph of ``launches`` launches on CUDA,
+    plain wall clock elsewhere."""
+    fn()
+    if not cuda:
+        t0 = time.perf_counter()
+        fn()
+        return (time.perf_counter() - t0) * 1e6
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        fn()
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for _ in range(launches):
+            fn()
+    graph.replay()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(reps):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        graph.replay()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) * 1e3 / launches)
+    return statistics.median(times)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--batch", type=int, nargs="+", default=[1])
+    p.add_argument("--blocks", type=int, nargs="+", default=[16, 32, 64], help="output rows per program")
+    p.add_argument("--block-k", type=int, nargs="+", default=[64, 128, 256, 512])
+    p.add_argument("--warps", type=int, nargs="+", default=[2, 4, 8])
+    p.add_argument("--launches", type=int, default=50, help="launches per CUDA graph")
+    p.add_argument("--reps", type=int, default=20)
+    p.add_argument("--tiny", action="store_true", help="a toy layer (the CPU smoke test under TRITON_INTERPRET=1)")
+    p.add_argument("--out", type=Path)
+    args = p.parse_args(argv)
+    cuda = torch.cuda.is_available() and not fd.interpreting()
+    if not (cuda or fd.interpreting()) or not fd.triton_available():
+        sys.exit("needs triton and a CUDA GPU (or TRITON_INTERPRET=1 on a CPU, with --tiny)")
+    device, dtype = ("cuda", torch.bfloat16) if cuda else ("cpu", torch.float32)
+    shape = TINY if args.tiny else SMOLLM2
+    hw = torch.cuda.get_device_name() if cuda else "cpu (Triton interpreter: times are not figures)"
+    results: dict = {"device": hw, "torch": torch.__version__, "shape": shape, "dtype": str(dtype), "rows": []}
+    print(f"{hw} | {dtype} | layer {shape}")
+    for b in args.batch:
+        for name, (fused, peer) in cases(shape, b, dtype, device).items():
+            ref = peer().float()
+            peer_us = per_launch_us(peer, args.launches, args.reps, cuda)
+            rows = []
+            for blk, bk, w in itertools.product(args.blocks, args.block_k, args.warps):
+                try:
+                    err = (fused(blk, bk, w).float() - ref).abs().max().item()
+                    tol = 2e-2 * max(1.0, ref.abs().max().item()) if dtype != torch.float32 else 1e-4
+                    if err > tol:
+                        raise AssertionError(f"max error {err:.3g} > {tol:.3g}")
+                    us = per_launch_us(functools.partial(fused, blk, bk, w), args.launches, args.reps, cuda)
+                    rows.append({"kernel": name, "batch": b, "block": blk, "block_k": bk, "warps": w, "us": us,
+                                 "peer_us": peer_us, "max_err": err})
+                except Exception as e:  # a configuration that does not compile or is wrong is reported, not timed
+                    rows.append({"kernel": name, "batch": b, "block": blk, "block_k": bk, "warps": w,
+                                 "error": f"{type(e).__name__}: {str(e)[:120]}"})
+            results["rows"].extend(rows)
+            ok = sorted((r for r in rows if "us" in r), key=lambda r: r["us"])
+            bad = len(rows) - len(ok)
+            print(f"\nbatch {b}  {name}: peer (torch ops) {peer_us:.2f} us per launch; {len(ok)} configurations"
+                  f" timed, {bad} failed")
+            for r in ok[:5]:
+                print(f"  block {r['block']:3d}  block_k {r['block_k']:4d}  warps {r['warps']}  {r['us']:7.2f} us"
+                      f"  ({peer_us / r['us']:.2f}x the peer)  max err {r['max_err']:.2g}")
+            for r in [r for r in rows if "error" in r][:3]:
+                print(f"  failed: block {r['block']} block_k {r['block_k']} warps {r['warps']}: {r['error']}")
+            default = next((r for r in ok if (r["block"], r["block_k"]) == (16, 64)), None)
+            if default is not None:
+                print(f"  default blocks (16, 64), warps {default['warps']}: {default['us']:.2f} us")
+            if args.out:  # rewritten after every kernel: a run cut short keeps what it measured
+                args.out.write_text(json.dumps(results, indent=1))
+    if args.out:
+        print(f"wrote {args.out}")
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -14,7 +14,8 @@ Ours:
                    the GPU every 8 steps. Suffixes: ``-sdpa``/``-xformers``/``-naive``/``-triton`` (attention
                    backend; ``-triton``: our split-K decode kernel, :mod:`decoding.nn.decode_attention`),
                    ``-fused`` (``-triton`` plus the fused five-kernel layer of batches <= 8,
-                   :mod:`decoding.nn.fused_decode`; ``loop-fused`` is ``loop-triton`` with it),
+                   :mod:`decoding.nn.fused_decode`; ``loop-fused`` is ``loop-triton`` with it), ``-fused6``
+                   (the same with the attention chunks' combine as its own kernel: six a layer),
                    ``-eager`` (no torch.compile), ``-nograph`` (no CUDA graph), ``-sync1`` (the host looks
                    every step), e.g. ``loop-sdpa-eager``;
     ``hf-adapter`` the decode loop driving the transformers model.
@@ -139,15 +140,16 @@ def ours(args: argparse.Namespace, net: Transformer) -> dict[str, tuple[int | No
                 sync_every = 1
             elif v in ("sdpa", "xformers", "naive", "triton"):
                 opts["backend"] = v
-            elif v == "fused":
+            elif v in ("fused", "fused6"):
                 opts["backend"] = "triton"
                 opts["fused"] = True
+                opts["fused_combine"] = v == "fused"
             elif v == "eager":
                 opts["compile"] = False
             elif v == "nograph":
                 opts["cuda_graphs"] = False
             else:
-                raise SystemExit(f"unknown engine {name!r} (suffixes: -sdpa, -xformers, -naive, -triton, -fused, -eager, "
+                raise SystemExit(f"unknown engine {name!r} (suffixes: -sdpa, -xformers, -naive, -triton, -fused, -fused6, -eager, "
                                  "-nograph, -sync1)")
         out[name] = (sync_every, StaticCausalLM(net, capacity=args.prompt_len + args.new_tokens + 1, **opts))
     return out

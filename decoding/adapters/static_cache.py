@@ -48,6 +48,7 @@ def static_forward(
     upto: int | None = None,
     split_mlp: bool = False,
     fused: bool = False,
+    fused_combine: bool = True,
 ) -> Tensor:
     """Run ``tokens`` through ``net``, writing their keys/values into the static cache.
 
@@ -66,6 +67,9 @@ def static_forward(
         fused: run a one-token step (``n == 1``) of at most :data:`~decoding.nn.fused_decode.MAX_BATCH`
             rows with the ``"triton"`` backend as five kernels a layer (:mod:`decoding.nn.fused_decode`;
             needs ``qkv``); any other call ignores it and runs the unfused ops.
+        fused_combine: in the fused step, combine the attention's key chunks inside the output
+            projection's kernel (five kernels a layer); ``False``: with ``combine_splits``' torch ops
+            before it (six: one more kernel, each program of the projection no longer redoes it).
 
     Returns:
         logits of the last position, ``(B, V)`` in the weights' dtype.
@@ -75,7 +79,7 @@ def static_forward(
     if fused and n == 1 and backend == "triton" and b <= FUSED_MAX_BATCH:
         if qkv is None:
             raise ValueError("the fused step needs the per-layer [q; kv] weights (qkv)")
-        return _fused_step(net, tokens, positions, kv_cache, slots, mask, qkv, upto)
+        return _fused_step(net, tokens, positions, kv_cache, slots, mask, qkv, upto, fused_combine)
     hd = cfg.dim // cfg.n_heads
     hq, hkv = cfg.n_heads, cfg.n_kv_heads
     # rotary tables for the (B, n, heads, D) layout of the projections: the rotation of q and k is
@@ -127,7 +131,7 @@ def static_forward(
 
 def _fused_step(
     net: Transformer, tokens: Tensor, positions: Tensor, kv_cache: list[Tensor], slots: Tensor, mask: Tensor,
-    qkv: list[Tensor], upto: int | None,
+    qkv: list[Tensor], upto: int | None, fused_combine: bool = True,
 ) -> Tensor:
     """The one-token step of :func:`static_forward` in five kernels a layer (``fused=True``).
 
@@ -136,7 +140,7 @@ def _fused_step(
     residual (:mod:`decoding.nn.fused_decode`). Same arguments and result as :func:`static_forward`.
     """
     from decoding.nn import fused_decode as fd
-    from decoding.nn.decode_attention import decode_attention_partials
+    from decoding.nn.decode_attention import combine_splits, decode_attention_partials
 
     cfg = net.cfg
     b = tokens.shape[0]
@@ -149,7 +153,10 @@ def _fused_step(
                                      kv_cache[i], slots, cfg.n_heads, blk.attn_norm.eps)
         kc, vc = kv_cache[i].unbind(0) if upto is None else kv_cache[i][:, :, :, :upto].unbind(0)
         out, lse = decode_attention_partials(q, kc, vc, valid)  # per key chunk, combined by the next kernel
-        x = fd.combine_gemv_residual(out, lse, blk.o.weight, x)
+        if fused_combine:
+            x = fd.combine_gemv_residual(out, lse, blk.o.weight, x)
+        else:  # as decode_attention returns it: float32 combine, the model's dtype
+            x = fd.gemv_residual(combine_splits(out, lse).to(x.dtype).reshape(b, -1), blk.o.weight, x)
         x = fd.gemv_residual(fd.norm_gate_up_silu(x, blk.mlp_norm.weight, blk.gate_up.weight, blk.mlp_norm.eps),
                              blk.down.weight, x)
     x = net.norm(x)
@@ -219,6 +226,8 @@ class StaticCausalLM:
             (:mod:`decoding.nn.fused_decode`, with the ``"triton"`` decode attention, which it
             implies: ``backend`` must be ``None`` or ``"triton"``); larger batches and prefills run
             unfused. Needs triton and CUDA (or the CPU under ``TRITON_INTERPRET=1``).
+        fused_combine: with ``fused``, where the attention's key chunks are combined (see
+            :func:`static_forward`); ``False`` without ``fused`` is refused.
 
     On CUDA the attention projections are fused into one ``[q; kv]`` weight per layer at
     construction; call :meth:`refresh_weights` after changing them in ``net``.
@@ -233,12 +242,16 @@ class StaticCausalLM:
         cuda_graphs: bool | None = None,
         compile_mode: str | None = None,
         fused: bool = False,
+        fused_combine: bool = True,
     ) -> None:
         if not net.cfg.causal:
             raise ValueError("StaticCausalLM needs a causal transformer (TransformerConfig(causal=True))")
         self.net = net.eval()
         self.capacity = int(capacity)
         self.fused = bool(fused)
+        if not fused_combine and not self.fused:
+            raise ValueError("fused_combine=False applies to the fused step only: pass fused=True with it")
+        self.fused_combine = bool(fused_combine)
         if self.fused:
             from decoding.nn.fused_decode import fused_available
 
@@ -415,7 +428,7 @@ class StaticCausalLM:
         mask = sess.valid[:, None, None, :]
         return static_forward(self.net, sess.tok, positions, sess.kv, sess.slot, mask, self.decode_backend,
                               self._fused_qkv if self.fused else self._qkv,
-                              upto=upto, split_mlp=self._split_mlp, fused=self.fused)
+                              upto=upto, split_mlp=self._split_mlp, fused=self.fused, fused_combine=self.fused_combine)
 
     def step_fn(self, sess: StaticSession, upto: int | None = None) -> Tensor:
         """The one-token step, compiled when enabled; falls back to eager (with a warning) if compilation fails.

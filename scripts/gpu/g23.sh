@@ -30,8 +30,8 @@ step fused_tune $?; grep -A2 "^batch" $R/fused_tune.log | head -24
 # 2. text at batch 1: engines in order of need, each capped (a row is saved as soon as it finishes); the
 # per-token device-time profile is of the first engine, the fused kernels of decoding/nn/fused_decode.py
 # (device busy fraction < 1: the host's eager ops set the pace)
-timeout $(cap 150) python3 benchmarks/text_generate.py --device cuda --random-weights --batch 1 --reps 3 \
-  --engines loop-fused,loop-triton,hf-static,loop,hf,loop-sync1 --engine-timeout 60 --profile --out $R/text_h100_b1.json > $R/text_b1.log 2>&1
+timeout $(cap 200) python3 benchmarks/text_generate.py --device cuda --random-weights --batch 1 --reps 3 \
+  --engines loop-fused,loop-fused6,loop-triton,hf-static,loop,hf,loop-sync1 --engine-timeout 60 --profile --out $R/text_h100_b1.json > $R/text_b1.log 2>&1
 step text_b1 $?
 # 3. top-p / typical / min-p: search vs sort vs transformers, eager / CUDA graph / compiled (batch 1 was
 # measured on the first run: last)

@@ -189,10 +189,12 @@ def tiny_native() -> Transformer:
 
 @pytest.mark.parametrize("b", [1, 3, 8])
 @pytest.mark.parametrize("upto", [None, 7])
-def test_fused_step_equals_the_unfused_step_on_the_tiny_llama(b: int, upto: int | None) -> None:
-    """Logits and every cache entry of one decode step, fused (five kernels a layer) and unfused."""
+@pytest.mark.parametrize("fused_combine", [True, False])
+def test_fused_step_equals_the_unfused_step_on_the_tiny_llama(b: int, upto: int | None, fused_combine: bool) -> None:
+    """Logits and every cache entry of one decode step, fused (five kernels a layer, or six with the
+    attention chunks' combine on its own) and unfused."""
     net = tiny_native()
-    lm = StaticCausalLM(net, capacity=16, fused=True)
+    lm = StaticCausalLM(net, capacity=16, fused=True, fused_combine=fused_combine)
     assert lm.fused and lm.decode_backend == "triton"
     sess = lm.session(b, 10)
     gen = torch.Generator().manual_seed(b)
@@ -245,7 +247,9 @@ def test_benchmark_engine_loop_fused(tmp_path) -> None:
                               cuda_graphs="auto", compile_mode=None, prompt_len=4, new_tokens=4)
     models = bench.ours(args, Transformer(fd_config()))
     fused, plain = models["loop-fused"][1], models["loop-triton-eager"][1]
-    assert fused.fused and fused.decode_backend == "triton" and not plain.fused
+    assert fused.fused and fused.fused_combine and fused.decode_backend == "triton" and not plain.fused
+    six = bench.ours(argparse.Namespace(**{**vars(args), "engines": ["loop-fused6"]}), Transformer(fd_config()))
+    assert six["loop-fused6"][1].fused and not six["loop-fused6"][1].fused_combine
     res = bench.main(["--device", "cpu", "--random-weights", "--tiny", "--batch", "2", "--new-tokens", "4",
                       "--prompt-len", "6", "--reps", "1", "--skip-hf", "--engines", "loop-fused",
                       "--out", str(tmp_path / "r.json")])

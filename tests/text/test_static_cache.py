@@ -109,3 +109,12 @@ def test_nan_logits_are_reported_with_the_step(net) -> None:
         bad.norm.weight.fill_(float("nan"))
     with pytest.raises(NonFiniteLogitsError, match="step 0"):
         decode(StaticCausalLM(bad), Autoregressive(), prompt(), steps=4, seed=0, sync_every=8)
+
+
+def test_fused_options_that_do_not_apply_are_refused(net) -> None:
+    """``fused_combine`` only chooses between forms of the fused step; without it, it is refused,
+    and ``fused=True`` needs the triton decode attention (and triton on CUDA, or the interpreter)."""
+    with pytest.raises(ValueError, match="fused_combine=False applies to the fused step only"):
+        StaticCausalLM(net, capacity=8, fused_combine=False)
+    with pytest.raises(ValueError, match="fused=True"):
+        StaticCausalLM(net, capacity=8, fused=True, backend="sdpa")

@@ -162,7 +162,7 @@ def _gemv_residual_kernel(  # jitted below
 def _combine_gemv_residual_kernel(  # jitted below
     o_ptr, lse_ptr, w_ptr, res_ptr, out_ptr,
     B, N, so_b, so_h, so_c, so_g, sl_b, sl_h, sl_c, sw_n, sr_b, sy_b,
-    K: tl.constexpr, G: tl.constexpr, D: tl.constexpr, C: tl.constexpr,
+    K: tl.constexpr, G: tl.constexpr, D: tl.constexpr, C: tl.constexpr, C_PAD: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, UPCAST: tl.constexpr,
 ):
     dt = w_ptr.dtype.element_ty
@@ -171,6 +171,7 @@ def _combine_gemv_residual_kernel(  # jitted below
     bi = tl.arange(0, BLOCK_B)
     bm = bi < B
     kk = tl.arange(0, BLOCK_K)
+    cc = tl.arange(0, C_PAD)  # key chunks
     acc = tl.zeros([BLOCK_N, BLOCK_B], tl.float32)
     for k0 in range(0, K, BLOCK_K):
         kf = k0 + kk  # input feature (query head h * G + g, then d), as (B, H * D) holds them
@@ -179,20 +180,19 @@ def _combine_gemv_residual_kernel(  # jitted below
         h = head // G
         g = head % G
         m2 = bm[:, None] & km[None, :]
-        lse_at = lse_ptr + bi[:, None] * sl_b + (h * sl_h + g)[None, :]
-        o_at = o_ptr + bi[:, None] * so_b + (h * so_h + g * so_g + kf % D)[None, :]
-        top = tl.full([BLOCK_B, BLOCK_K], float("-inf"), tl.float32)
-        for c in range(C):  # combine_splits' steps, per feature: max, total, weighted sum over chunks
-            top = tl.maximum(top, tl.load(lse_at + c * sl_c, mask=m2, other=float("-inf")))
+        # combine_splits' steps for every (row, feature), all chunks at once: (BLOCK_B, BLOCK_K, C_PAD)
+        # gathers instead of three passes of C dependent ones (the first H100 run: 33.6 us a launch)
+        m3 = m2[:, :, None] & (cc < C)[None, None, :]
+        lse3 = tl.load(lse_ptr + bi[:, None, None] * sl_b + (h * sl_h + g)[None, :, None] + cc[None, None, :] * sl_c,
+                       mask=m3, other=float("-inf"))
+        top = tl.max(lse3, 2)
         top = tl.where(top == float("-inf"), 0.0, top)
-        total = tl.zeros([BLOCK_B, BLOCK_K], tl.float32)
-        for c in range(C):
-            total += tl.exp(tl.load(lse_at + c * sl_c, mask=m2, other=float("-inf")) - top)
+        e = tl.exp(lse3 - top[:, :, None])
+        total = tl.sum(e, 2)
         total = tl.where(total > 0, total, 1.0)
-        a = tl.zeros([BLOCK_B, BLOCK_K], tl.float32)
-        for c in range(C):
-            wc = tl.exp(tl.load(lse_at + c * sl_c, mask=m2, other=float("-inf")) - top) / total
-            a += wc * tl.load(o_at + c * so_c, mask=m2, other=0.0)
+        o3 = tl.load(o_ptr + bi[:, None, None] * so_b + (h * so_h + g * so_g + kf % D)[None, :, None]
+                     + cc[None, None, :] * so_c, mask=m3, other=0.0)
+        a = tl.sum(e / total[:, :, None] * o3, 2)
         a = a.to(dt)  # attention's output in the model's dtype, as decode_attention returns it
         w = tl.load(w_ptr + n[:, None] * sw_n + kf[None, :], mask=nm[:, None] & km[None, :], other=0.0)
         if UPCAST:
@@ -383,7 +383,8 @@ def combine_gemv_residual(out: Tensor, lse: Tensor, weight: Tensor, residual: Te
         out, lse, weight, residual, y,
         b, n, out.stride(0), out.stride(1), out.stride(2), out.stride(3), lse.stride(0), lse.stride(1), lse.stride(2),
         weight.stride(0), residual.stride(0), y.stride(0),
-        K=k, G=g, D=d, C=c, BLOCK_B=BLOCK_B, BLOCK_N=block_n, BLOCK_K=_bk(k, block_k), UPCAST=_upcast(weight),
+        K=k, G=g, D=d, C=c, C_PAD=max(2, triton.next_power_of_2(c)), BLOCK_B=BLOCK_B, BLOCK_N=block_n,
+        BLOCK_K=_bk(k, block_k), UPCAST=_upcast(weight),
         **_launch(num_warps),
     )
     return y

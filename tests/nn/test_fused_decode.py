@@ -27,7 +27,7 @@ CONSTEXPRS = {
     "norm_qkv_rope": {"K": 576, "HQ": 9, "HKV": 3, "D": 64, "EPS": 1e-5, "BLOCK_B": 16, "BLOCK_R": 16, "BLOCK_K": 64,
                       "UPCAST": False},
     "gemv_residual": {"K": 1536, "BLOCK_B": 16, "BLOCK_N": 16, "BLOCK_K": 64, "UPCAST": False},
-    "combine_gemv_residual": {"K": 576, "G": 3, "D": 64, "C": 5, "BLOCK_B": 16, "BLOCK_N": 16, "BLOCK_K": 64,
+    "combine_gemv_residual": {"K": 576, "G": 3, "D": 64, "C": 5, "C_PAD": 8, "BLOCK_B": 16, "BLOCK_N": 16, "BLOCK_K": 64,
                               "UPCAST": False},
     "norm_gate_up": {"K": 576, "EPS": 1e-5, "BLOCK_B": 16, "BLOCK_N": 16, "BLOCK_K": 64, "UPCAST": False},
 }

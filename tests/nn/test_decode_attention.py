@@ -7,26 +7,16 @@ compiled form is checked by the ``gpu`` test below.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
 pytest.importorskip("triton")
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.nn.interpreter import run_cases_under_interpreter  # noqa: E402
 
 
 def test_kernel_cases_under_the_interpreter() -> None:
-    env = {**os.environ, "TRITON_INTERPRET": "1", "OMP_NUM_THREADS": "1"}
-    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                          str(ROOT / "tests/nn/triton_interpret_cases.py")],
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
-    assert " passed" in run.stdout and "skipped" not in run.stdout, run.stdout[-2000:]
+    run_cases_under_interpreter("tests/nn/triton_interpret_cases.py", timeout=600)
 
 
 @pytest.mark.parametrize("scale_type", ["fp32", "fp64"])

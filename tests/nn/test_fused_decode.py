@@ -20,6 +20,8 @@ import torch
 
 pytest.importorskip("triton")
 
+from tests.nn.interpreter import run_cases_under_interpreter  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[2]
 
 # SmolLM2-135M's sizes: dim 576, 9 query heads and 3 key/value heads of 64, MLP hidden 1536
@@ -34,12 +36,7 @@ CONSTEXPRS = {
 
 
 def test_kernel_cases_under_the_interpreter() -> None:
-    env = {**os.environ, "TRITON_INTERPRET": "1", "OMP_NUM_THREADS": "1"}
-    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                          str(ROOT / "tests/nn/fused_decode_cases.py")],
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
-    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
-    assert " passed" in run.stdout and "skipped" not in run.stdout, run.stdout[-2000:]
+    run_cases_under_interpreter("tests/nn/fused_decode_cases.py", timeout=900)
 
 
 @pytest.mark.parametrize("name", sorted(CONSTEXPRS))

@@ -12,7 +12,7 @@ import torch
 
 pytest.importorskip("triton")
 
-from tests.nn.interpreter import run_cases_under_interpreter  # noqa: E402
+from tests.nn.triton_helpers import compile_for_h100, run_cases_under_interpreter  # noqa: E402
 
 
 def test_kernel_cases_under_the_interpreter() -> None:
@@ -27,18 +27,10 @@ def test_kernel_compiles_for_an_h100_with_inductors_signature(scale_type: str) -
     the first H100 run (2026-12-07, Triton 3.6.0) failed there ("Both operands must be same
     dtype. Got fp64 and fp32" in the second ``tl.dot``).
     """
-    import triton
-    from triton.compiler.errors import CompilationError
-
     from decoding.nn import decode_attention as da
 
     if da.interpreting():
         pytest.skip("TRITON_INTERPRET=1: the jitted kernel is the interpreter's")
-    try:
-        from triton.backends.compiler import GPUTarget
-        from triton.compiler import ASTSource
-    except ImportError as e:
-        pytest.skip(f"this triton has no ASTSource / GPUTarget: {e}")
     constexprs = {"HKV": 3, "CHUNK": 128, "BLOCK_G": 16, "BLOCK_N": 64, "BLOCK_D": 64}
     names = da._JIT.arg_names
     sig = {}
@@ -53,13 +45,7 @@ def test_kernel_compiles_for_an_h100_with_inductors_signature(scale_type: str) -
             sig[name] = "*i8"
         else:
             sig[name] = scale_type if name == "scale" else "i32"
-    source = ASTSource(da._JIT, sig, {(names.index(k),): v for k, v in constexprs.items()})
-    try:
-        compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32))
-    except CompilationError:
-        raise
-    except Exception as e:  # a back-end tool (ptxas) missing here: the front end passed
-        pytest.skip(f"the CUDA back end cannot finish on this machine: {type(e).__name__}: {str(e)[-300:]}")
+    compiled = compile_for_h100(da._JIT, sig, constexprs)
     assert "ttir" in compiled.asm
 
 

@@ -20,7 +20,7 @@ import torch
 
 pytest.importorskip("triton")
 
-from tests.nn.interpreter import run_cases_under_interpreter  # noqa: E402
+from tests.nn.triton_helpers import compile_for_h100, run_cases_under_interpreter  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -49,18 +49,10 @@ def test_kernel_compiles_for_an_h100(name: str, dtype: str) -> None:
     in the model's dtype (``Transformer.to(dtype)`` converts its buffers). In bf16 the products run
     on tensor cores (``mma`` in the PTX).
     """
-    import triton
-    from triton.compiler.errors import CompilationError
-
     from decoding.nn import fused_decode as fd
 
     if fd.interpreting():
         pytest.skip("TRITON_INTERPRET=1: the jitted kernels are the interpreter's")
-    try:
-        from triton.backends.compiler import GPUTarget
-        from triton.compiler import ASTSource
-    except ImportError as e:
-        pytest.skip(f"this triton has no ASTSource / GPUTarget: {e}")
     jit = fd._JITS[name]
     constexprs = CONSTEXPRS[name]
     names = jit.arg_names
@@ -77,13 +69,7 @@ def test_kernel_compiles_for_an_h100(name: str, dtype: str) -> None:
             sig[arg] = "*" + dtype
         else:
             sig[arg] = "i32"
-    source = ASTSource(jit, sig, {(names.index(k),): v for k, v in constexprs.items()})
-    try:
-        compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32))
-    except CompilationError:
-        raise
-    except Exception as e:  # a back-end tool (ptxas) missing here: the front end passed
-        pytest.skip(f"the CUDA back end cannot finish on this machine: {type(e).__name__}: {str(e)[-300:]}")
+    compiled = compile_for_h100(jit, sig, constexprs)
     assert "ttir" in compiled.asm
     if dtype == "bf16" and "ptx" in compiled.asm:
         assert "mma" in compiled.asm["ptx"]
@@ -260,36 +246,17 @@ def test_compiled_fused_step_launches_the_kernels_once_a_layer_and_copies_no_cac
     """The compiled fused step is one graph; per layer it launches each of the five kernels once, and
     inductor writes the cache in place (no copy of a cache buffer around the kernel that writes it:
     see ``test_torch_compile_sees_what_each_kernel_writes``)."""
-    from torch._inductor.utils import run_and_get_code
-
-    from decoding.adapters.static_cache import StaticCausalLM
-    from decoding.nn.transformer import Transformer, TransformerConfig
-    from tests.text.test_step_fusion import generated_kernels
+    from tests.text.test_step_fusion import LAYERS, compiled_step, generated_kernels
 
     if not torch.cuda.is_available():
         pytest.skip("needs CUDA")
-    layers, b = 3, 2
-    torch.manual_seed(0)
-    cfg = TransformerConfig(vocab_size=512, dim=64, n_layers=layers, n_heads=4, n_kv_heads=2, hidden=128)
-    net = Transformer(cfg).cuda().eval()
-    lm = StaticCausalLM(net, capacity=64, compile=False, cuda_graphs=False, fused=True)
-    sess = lm.session(b, 16)
-    for t in sess.kv:
-        t.normal_()
-    sess.valid[:, :5] = True
-    sess.valid[0, 0] = False
-    sess.slot.fill_(4)
-    sess.tok.fill_(7)
-    with torch.no_grad():
-        eager = lm._decode_step(sess).clone()
-        torch._dynamo.reset()
-        out, codes = run_and_get_code(torch.compile(lm._decode_step, dynamic=False, fullgraph=True), sess)
+    eager, out, codes, sess = compiled_step("cuda", backend="triton", fused=True)
     torch.testing.assert_close(out, eager, rtol=1e-4, atol=1e-4)
     assert len(codes) == 1, f"{len(codes)} compiled modules for one step"
     kernels = generated_kernels(codes[0])
     print(f"{len(kernels)} kernel launches:", *kernels, sep="\n")  # in full on a failure
     for part in ("_norm_qkv_rope", "_split_kernel", "_combine_gemv_residual", "_gemv_residual", "_norm_gate_up"):
-        assert sum(k.startswith(part) for k in kernels) == layers, part
+        assert sum(k.startswith(part) for k in kernels) == LAYERS, part
     cache = str(tuple(sess.kv[0].shape))  # a new buffer of the cache's shape would be a copy of it
     assert not re.search(r"empty_strided\w*\(" + re.escape(cache), codes[0]), f"a {cache} buffer: the cache is copied"
 

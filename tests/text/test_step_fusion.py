@@ -16,19 +16,22 @@ import re
 import pytest
 import torch
 
-from decoding.adapters.static_cache import StaticCausalLM
+from decoding.adapters.static_cache import StaticCausalLM, StaticSession
 from decoding.nn.transformer import Transformer, TransformerConfig
 
 LAYERS = 3
 
 
-def compiled_step(device: str) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+def compiled_step(device: str, **options) -> tuple[torch.Tensor, torch.Tensor, list[str], StaticSession]:
+    """One decode step of a 3-layer model (batch 2, a filled cache, a left-padded row), eager and
+    through ``torch.compile(fullgraph=True)``: (eager logits, compiled logits, the compiled module's
+    code, the session with its cache). ``options`` go to :class:`StaticCausalLM` (default: the ``"sdpa"`` backend)."""
     from torch._inductor.utils import run_and_get_code
 
     torch.manual_seed(0)
     cfg = TransformerConfig(vocab_size=512, dim=64, n_layers=LAYERS, n_heads=4, n_kv_heads=2, hidden=128)
     net = Transformer(cfg).to(device).eval()
-    lm = StaticCausalLM(net, capacity=64, backend="sdpa", compile=False, cuda_graphs=False)
+    lm = StaticCausalLM(net, capacity=64, compile=False, cuda_graphs=False, **{"backend": "sdpa", **options})
     sess = lm.session(2, 16)
     for layer in range(LAYERS):  # a filled cache, so attention has something to read
         sess.k[layer].normal_()
@@ -43,7 +46,7 @@ def compiled_step(device: str) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
         # fullgraph: one step is one graph (a graph break would split it and the kernels of repeated
         # layers would come from a cached graph, uncounted; as on the first H100 run)
         out, codes = run_and_get_code(torch.compile(lm._decode_step, dynamic=False, fullgraph=True), sess)
-    return eager, out, codes
+    return eager, out, codes, sess
 
 
 def generated_kernels(code: str) -> list[str]:
@@ -73,7 +76,7 @@ def check(eager: torch.Tensor, out: torch.Tensor, codes: list[str], most: int) -
 
 @pytest.mark.slow
 def test_compiled_step_fuses_norm_rotary_swiglu_on_cpu() -> None:
-    check(*compiled_step("cpu"), most=1 + 4 * LAYERS)
+    check(*compiled_step("cpu")[:3], most=1 + 4 * LAYERS)
 
 
 @pytest.mark.gpu
@@ -87,4 +90,4 @@ def test_compiled_step_fuses_norm_rotary_swiglu_on_gpu() -> None:
     # on CUDA the positions (a row sum) and the attention mask may take a kernel each per step: the
     # first H100 run (2026-12-07) showed `triton_per_fused__to_copy_sub_sum` and
     # `triton_poi_fused__scaled_dot_product_efficient_attention_expand_scalar_tensor_where`
-    check(*compiled_step("cuda"), most=3 + 4 * LAYERS)
+    check(*compiled_step("cuda")[:3], most=3 + 4 * LAYERS)

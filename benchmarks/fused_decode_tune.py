@@ -5,14 +5,18 @@ kernel at 7-9 us per launch with the default blocks (16 output rows and 64 input
 product loop, so 30-96 programs looping 9-24 times): slower than the cuBLAS GEMV plus elementwise
 kernels they replace. This sweeps, for one layer of a Llama-shaped model (default SmolLM2-135M's:
 dim 576, 9 query and 3 key/value heads of 64, MLP hidden 1536, bf16), each kernel over
-``block`` (output rows per program) x ``block_k`` (inputs per loop step) x ``num_warps``, and times
+``block`` (output rows per program) x ``block_k`` (inputs per loop step) x ``num_warps``, with the
+products on CUDA cores (any block: many programs, few loop steps) and with ``tl.dot`` (blocks of 16
+rows or more, the batch padded to 16), and times
 it beside the unfused torch ops it replaces (the peer), both as CUDA graphs of ``--launches``
 launches (so the time is a launch inside a graph, as in the decode step), median of ``--reps``
 replays. Every configuration's output is checked against the peer's before it is timed.
 
     python benchmarks/fused_decode_tune.py --batch 1 8 --out fused_tune.json
 
-Prints a table per kernel and the best configuration with its ratio to the peer. With
+Prints a table per kernel and the best configuration with its ratio to the peer; the JSON's
+``"best"`` list is the table :func:`decoding.nn.fused_decode.launch_config` reads (point
+``DECODING_FUSED_CONFIGS`` at it, or ship it as ``decoding/nn/fused_decode_tuned.json``). With
 ``TRITON_INTERPRET=1`` on a CPU it runs the same checks at ``--tiny`` size with plain wall-clock
 times (a smoke test, no figures).
 """
@@ -48,9 +52,15 @@ def rms(x: torch.Tensor, w: torch.Tensor, eps: float) -> torch.Tensor:
     return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype) * w
 
 
-def cases(shape: dict, b: int, dtype: torch.dtype, device: str) -> dict[str, tuple[Callable, Callable]]:
-    """Per kernel: (fused(block, block_k, num_warps) -> output, peer() -> output), on one layer's
-    random weights and inputs."""
+Case = tuple[str, int, int, Callable, Callable]
+
+
+def cases(shape: dict, b: int, dtype: torch.dtype, device: str) -> dict[str, Case]:
+    """Per use of a kernel in a layer: ``(kernel, K, N, fused(block, block_k, num_warps, dot) -> output,
+    peer() -> output)`` on one layer's random weights and inputs; ``kernel``, ``K`` (inputs) and ``N``
+    (output rows) key the configuration :func:`decoding.nn.fused_decode.launch_config` looks up
+    (``gemv_residual`` serves two: the down projection, and the output projection of the
+    six-kernel step)."""
     g = torch.Generator(device="cpu").manual_seed(0)
 
     def rnd(*s: int, scale: float = 1.0, dt: torch.dtype = dtype) -> torch.Tensor:
@@ -70,6 +80,7 @@ def cases(shape: dict, b: int, dtype: torch.dtype, device: str) -> dict[str, tup
     parts = rnd(b, hkv, c, hq // hkv, d, dt=torch.float32)
     lse = rnd(b, hkv, c, hq // hkv, dt=torch.float32)
     wgu, wd, a = rnd(2 * hidden, dim, scale=dim ** -0.5), rnd(dim, hidden, scale=hidden ** -0.5), rnd(b, hidden)
+    ao = rnd(b, hq * d)
 
     def qkv_peer() -> torch.Tensor:
         t = F.linear(rms(x, nw, eps), wqkv).view(b, 1, hq + 2 * hkv, d)
@@ -83,19 +94,38 @@ def cases(shape: dict, b: int, dtype: torch.dtype, device: str) -> dict[str, tup
 
     return {
         "norm_qkv_rotary_cache": (
-            lambda blk, bk, nw_: fd.norm_qkv_rotary_cache(x, nw, wqkv, cos, sin, positions, kv_fused, slot, hq, eps,
-                                                         block_r=blk, block_k=bk, num_warps=nw_),
+            "norm_qkv_rotary_cache", dim, (hq + 2 * hkv) * d,
+            lambda blk, bk, nw_, dot: fd.norm_qkv_rotary_cache(x, nw, wqkv, cos, sin, positions, kv_fused, slot, hq,
+                                                              eps, block_r=blk, block_k=bk, num_warps=nw_, dot=dot),
             qkv_peer),
         "combine_gemv_residual": (
-            lambda blk, bk, nw_: fd.combine_gemv_residual(parts, lse, wo, res, block_n=blk, block_k=bk, num_warps=nw_),
+            "combine_gemv_residual", hq * d, dim,
+            lambda blk, bk, nw_, dot: fd.combine_gemv_residual(parts, lse, wo, res, block_n=blk, block_k=bk,
+                                                              num_warps=nw_, dot=dot),
             lambda: res + F.linear(combine_splits(parts, lse).to(dtype).reshape(b, hq * d), wo)),
         "norm_gate_up_silu": (
-            lambda blk, bk, nw_: fd.norm_gate_up_silu(x, nw, wgu, eps, block_n=blk, block_k=bk, num_warps=nw_),
+            "norm_gate_up_silu", dim, 2 * hidden,
+            lambda blk, bk, nw_, dot: fd.norm_gate_up_silu(x, nw, wgu, eps, block_n=blk, block_k=bk, num_warps=nw_,
+                                                          dot=dot),
             gate_up_peer),
-        "gemv_residual": (
-            lambda blk, bk, nw_: fd.gemv_residual(a, wd, res, block_n=blk, block_k=bk, num_warps=nw_),
+        "gemv_residual (down)": (
+            "gemv_residual", hidden, dim,
+            lambda blk, bk, nw_, dot: fd.gemv_residual(a, wd, res, block_n=blk, block_k=bk, num_warps=nw_, dot=dot),
             lambda: res + F.linear(a, wd)),
+        "gemv_residual (o)": (
+            "gemv_residual", hq * d, dim,
+            lambda blk, bk, nw_, dot: fd.gemv_residual(ao, wo, res, block_n=blk, block_k=bk, num_warps=nw_, dot=dot),
+            lambda: res + F.linear(ao, wo)),
     }
+
+
+def configurations(blocks: list[int], block_ks: list[int], warps: list[int], dot_blocks: list[int],
+                   dot_block_ks: list[int]) -> list[tuple[int, int, int, bool]]:
+    """``(block, block_k, warps, dot)``: products on CUDA cores at every ``blocks`` x ``block_ks``, and
+    with ``tl.dot`` (at least 16 rows a program) at ``dot_blocks`` x ``dot_block_ks``."""
+    plain = [(blk, bk, w, False) for blk, bk, w in itertools.product(blocks, block_ks, warps)]
+    dot = [(blk, bk, w, True) for blk, bk, w in itertools.product(dot_blocks, dot_block_ks, warps) if blk >= 16]
+    return plain + dot
 
 
 def per_launch_us(fn: Callable[[], object], launches: int, reps: int, cuda: bool) -> float:
@@ -131,9 +161,12 @@ def per_launch_us(fn: Callable[[], object], launches: int, reps: int, cuda: bool
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--batch", type=int, nargs="+", default=[1])
-    p.add_argument("--blocks", type=int, nargs="+", default=[16, 32, 64], help="output rows per program")
-    p.add_argument("--block-k", type=int, nargs="+", default=[64, 128, 256, 512])
-    p.add_argument("--warps", type=int, nargs="+", default=[2, 4, 8])
+    p.add_argument("--blocks", type=int, nargs="+", default=[1, 2, 4, 8],
+                   help="output rows per program, products on CUDA cores")
+    p.add_argument("--block-k", type=int, nargs="+", default=[256, 512, 1024], help="inputs per loop step, same")
+    p.add_argument("--dot-blocks", type=int, nargs="+", default=[16, 32], help="output rows per program with tl.dot")
+    p.add_argument("--dot-block-k", type=int, nargs="+", default=[64, 128], help="inputs per loop step with tl.dot")
+    p.add_argument("--warps", type=int, nargs="+", default=[2, 4])
     p.add_argument("--launches", type=int, default=50, help="launches per CUDA graph")
     p.add_argument("--reps", type=int, default=20)
     p.add_argument("--tiny", action="store_true", help="a toy layer (the CPU smoke test under TRITON_INTERPRET=1)")
@@ -147,36 +180,39 @@ def main(argv: list[str] | None = None) -> dict:
     hw = torch.cuda.get_device_name() if cuda else "cpu (Triton interpreter: times are not figures)"
     results: dict = {"device": hw, "torch": torch.__version__, "shape": shape, "dtype": str(dtype), "rows": []}
     print(f"{hw} | {dtype} | layer {shape}")
+    results["best"] = []
+    grid = configurations(args.blocks, args.block_k, args.warps, args.dot_blocks, args.dot_block_k)
     for b in args.batch:
-        for name, (fused, peer) in cases(shape, b, dtype, device).items():
+        for name, (kernel, k, n, fused, peer) in cases(shape, b, dtype, device).items():
             ref = peer().float()
             peer_us = per_launch_us(peer, args.launches, args.reps, cuda)
             rows = []
-            for blk, bk, w in itertools.product(args.blocks, args.block_k, args.warps):
+            for blk, bk, w, dot in grid:
+                row = {"case": name, "kernel": kernel, "K": k, "N": n, "batch": b, "block": blk, "block_k": bk,
+                       "warps": w, "dot": dot}
                 try:
-                    err = (fused(blk, bk, w).float() - ref).abs().max().item()
+                    err = (fused(blk, bk, w, dot).float() - ref).abs().max().item()
                     tol = 2e-2 * max(1.0, ref.abs().max().item()) if dtype != torch.float32 else 1e-4
                     if err > tol:
                         raise AssertionError(f"max error {err:.3g} > {tol:.3g}")
-                    us = per_launch_us(functools.partial(fused, blk, bk, w), args.launches, args.reps, cuda)
-                    rows.append({"kernel": name, "batch": b, "block": blk, "block_k": bk, "warps": w, "us": us,
-                                 "peer_us": peer_us, "max_err": err})
+                    us = per_launch_us(functools.partial(fused, blk, bk, w, dot), args.launches, args.reps, cuda)
+                    rows.append({**row, "us": us, "peer_us": peer_us, "max_err": err})
                 except Exception as e:  # a configuration that does not compile or is wrong is reported, not timed
-                    rows.append({"kernel": name, "batch": b, "block": blk, "block_k": bk, "warps": w,
-                                 "error": f"{type(e).__name__}: {str(e)[:120]}"})
+                    rows.append({**row, "error": f"{type(e).__name__}: {str(e)[:120]}"})
             results["rows"].extend(rows)
             ok = sorted((r for r in rows if "us" in r), key=lambda r: r["us"])
             bad = len(rows) - len(ok)
             print(f"\nbatch {b}  {name}: peer (torch ops) {peer_us:.2f} us per launch; {len(ok)} configurations"
                   f" timed, {bad} failed")
             for r in ok[:5]:
-                print(f"  block {r['block']:3d}  block_k {r['block_k']:4d}  warps {r['warps']}  {r['us']:7.2f} us"
-                      f"  ({peer_us / r['us']:.2f}x the peer)  max err {r['max_err']:.2g}")
+                print(f"  block {r['block']:3d}  block_k {r['block_k']:4d}  warps {r['warps']}  dot {r['dot']:d}"
+                      f"  {r['us']:7.2f} us  ({peer_us / r['us']:.2f}x the peer)  max err {r['max_err']:.2g}")
             for r in [r for r in rows if "error" in r][:3]:
-                print(f"  failed: block {r['block']} block_k {r['block_k']} warps {r['warps']}: {r['error']}")
-            default = next((r for r in ok if (r["block"], r["block_k"]) == (16, 64)), None)
-            if default is not None:
-                print(f"  default blocks (16, 64), warps {default['warps']}: {default['us']:.2f} us")
+                print(f"  failed: block {r['block']} block_k {r['block_k']} warps {r['warps']} dot {r['dot']}: "
+                      f"{r['error']}")
+            if ok:  # the table decoding.nn.fused_decode reads (DECODING_FUSED_CONFIGS, or shipped beside it)
+                results["best"].append({key: ok[0][key] for key in ("case", "kernel", "K", "N", "batch", "block",
+                                                                    "block_k", "warps", "dot", "us", "peer_us")})
             if args.out:  # rewritten after every kernel: a run cut short keeps what it measured
                 args.out.write_text(json.dumps(results, indent=1))
     if args.out:

@@ -346,6 +346,7 @@ def main(argv: list[str] | None = None) -> dict:
         "prompt_len": args.prompt_len, "new_tokens": args.new_tokens, "reps": args.reps,
         "attention": args.attention, "compile": args.compile, "compile_mode": args.compile_mode,
         "cuda_graphs": args.cuda_graphs, "engine_timeout": args.engine_timeout,
+        "fused_configs": os.environ.get("DECODING_FUSED_CONFIGS"),  # the fused engines' launch table, if not shipped
         "command": "python " + " ".join(sys.argv),
     }
     results: dict = {"meta": meta, "runs": [], "complete": False}

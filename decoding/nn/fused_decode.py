@@ -19,9 +19,14 @@ kernels) and of FlashAttention's fusion of everything around one read of the ope
 5. :func:`gemv_residual` with the down projection.
 
 Each program owns a block of output rows (for rotary: the matching rows of both halves of a
-head, for SwiGLU: the matching rows of gate and up), reads its weight rows once for all ``B``
-tokens and multiplies them with ``tl.dot`` (the batch padded to 16 columns, the smallest tile
-``tl.dot`` takes; weights in their own dtype, accumulation in float32). RMSNorm is one pass: every
+head, for SwiGLU: the matching rows of gate and up) and reads its weight rows once for all ``B``
+tokens. It multiplies them either with ``tl.dot`` (tensor cores; the batch padded to 16 columns and
+at least 16 rows a program, the smallest tile ``tl.dot`` takes) or on CUDA cores (``dot=False``: the
+batch unpadded and any power-of-two block, down to one row a program, so a layer's small products
+spread over more programs that each issue all their loads in one or two steps); both multiply
+exactly in float32 and accumulate in float32. The launch (rows a program, inputs a loop step,
+warps, ``dot``) comes from a table measured on the GPU by ``benchmarks/fused_decode_tune.py``
+(:func:`launch_config`), or from the untuned defaults where it has no entry. RMSNorm is one pass: every
 program reads the ``B`` input rows (``B * K`` reads, small next to the weights), multiplies them by
 the norm's weight for the product and sums their squares beside it; the row scale ``1 / rms``
 multiplies the finished product (a scalar per row commutes with it), so no second pass over the
@@ -39,6 +44,10 @@ passes Python floats as fp64 when they are runtime arguments).
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+
 import torch
 from torch import Tensor
 
@@ -55,10 +64,23 @@ MAX_BATCH = 8  # rows per step the kernels take; larger batches use the unfused 
 BLOCK_B = 16  # the batch is padded to tl.dot's smallest tile
 
 
+def _rows_dot(w, a, DOT: tl.constexpr):  # jitted below, under its own name: called by every kernel
+    """``w`` ``(BLOCK_R, BLOCK_K)`` weight rows times ``a`` ``(BLOCK_B, BLOCK_K)`` input rows ->
+    ``(BLOCK_R, BLOCK_B)`` float32. ``DOT``: ``tl.dot`` (tensor cores; every side at least 16, so
+    the batch is padded to 16); otherwise products of the float32 values summed over the inputs
+    (CUDA cores; any power-of-two sizes, so a batch of one needs no padding and a program may own
+    as few as one output row: more programs, each with all its loads in flight at once). Both
+    multiply exactly (half-precision products are exact in float32) and sum in float32."""
+    if DOT:
+        return tl.dot(w, tl.trans(a), input_precision="ieee")
+    else:
+        return tl.sum(w.to(tl.float32)[:, None, :] * a.to(tl.float32)[None, :, :], 2)
+
+
 def _norm_dot_pair(  # jitted below, under its own name: called by the two RMSNorm kernels
     x_ptr, nw_ptr, w_ptr, rows1, rows2, row_mask, B, sx_b, sw_n,
     K: tl.constexpr, EPS: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr,
-    UPCAST: tl.constexpr,
+    UPCAST: tl.constexpr, DOT: tl.constexpr,
 ):
     """RMSNorm of the ``B`` input rows (weight ``nw``) times two blocks of weight rows, ``rows1`` and
     ``rows2`` (each ``(BLOCK_R,)``, masked by ``row_mask``): two ``(BLOCK_R, BLOCK_B)`` products in
@@ -84,8 +106,8 @@ def _norm_dot_pair(  # jitted below, under its own name: called by the two RMSNo
         w2 = tl.load(w_ptr + rows2[:, None] * sw_n + (k0 + kk)[None, :], mask=wm, other=0.0)
         if UPCAST:  # the interpreter's tl.dot cannot multiply bf16 / fp16 (exact in fp32 all the same)
             h, w1, w2 = h.to(tl.float32), w1.to(tl.float32), w2.to(tl.float32)
-        acc1 += tl.dot(w1, tl.trans(h), input_precision="ieee")
-        acc2 += tl.dot(w2, tl.trans(h), input_precision="ieee")
+        acc1 += _rows_dot(w1, h, DOT)
+        acc2 += _rows_dot(w2, h, DOT)
     rstd = tl.rsqrt(ss / K + EPS)[None, :]
     return (acc1 * rstd).to(dt).to(tl.float32), (acc2 * rstd).to(dt).to(tl.float32)
 
@@ -94,6 +116,7 @@ def _norm_dot_pair(  # jitted below, under its own name: called by the two RMSNo
 # source with its helpers' sources, which define them under their ``__name__`` (an alias such as
 # ``_norm_dot_pair_jit`` is a NameError inside a compiled step; the H100 run of 2026-12-07 12:31 UTC)
 if triton is not None:
+    _rows_dot = triton.jit(_rows_dot)
     _norm_dot_pair = triton.jit(_norm_dot_pair)
 
 
@@ -101,7 +124,7 @@ def _norm_qkv_rope_kernel(  # jitted below (_JITS, _kernel)
     x_ptr, nw_ptr, w_ptr, cos_ptr, sin_ptr, pos_ptr, slot_ptr, q_ptr, kv_ptr,
     B, sx_b, sw_n, s_rope, sq_b, skv_w, skv_b, skv_h, skv_s,
     K: tl.constexpr, HQ: tl.constexpr, HKV: tl.constexpr, D: tl.constexpr, EPS: tl.constexpr,
-    BLOCK_B: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_K: tl.constexpr, UPCAST: tl.constexpr,
+    BLOCK_B: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_K: tl.constexpr, UPCAST: tl.constexpr, DOT: tl.constexpr,
 ):
     head = tl.program_id(0)  # 0 .. HQ + 2 HKV - 1: query heads, then key heads, then value heads
     HALF: tl.constexpr = D // 2
@@ -114,7 +137,7 @@ def _norm_qkv_rope_kernel(  # jitted below (_JITS, _kernel)
     row2 = row1 + HALF
     # (BLOCK_R, BLOCK_B) each: the projection in the weights' dtype
     p1, p2 = _norm_dot_pair(x_ptr, nw_ptr, w_ptr, row1, row2, rm, B, sx_b, sw_n, K, EPS, BLOCK_R, BLOCK_B,
-                                BLOCK_K, UPCAST)
+                            BLOCK_K, UPCAST, DOT)
     om = rm[:, None] & bm[None, :]
     pos = tl.load(pos_ptr + bi, mask=bm, other=0)
     c = tl.load(cos_ptr + pos[None, :] * s_rope + r[:, None], mask=om, other=0.0)
@@ -137,6 +160,7 @@ def _gemv_residual_kernel(  # jitted below
     a_ptr, w_ptr, res_ptr, out_ptr,
     B, N, sa_b, sw_n, sr_b, so_b,
     K: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, UPCAST: tl.constexpr,
+    DOT: tl.constexpr,
 ):
     dt = w_ptr.dtype.element_ty
     n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -152,7 +176,7 @@ def _gemv_residual_kernel(  # jitted below
         a = a.to(dt)
         if UPCAST:
             a, w = a.to(tl.float32), w.to(tl.float32)
-        acc += tl.dot(w, tl.trans(a), input_precision="ieee")
+        acc += _rows_dot(w, a, DOT)
     om = nm[:, None] & bm[None, :]
     res = tl.load(res_ptr + bi[None, :] * sr_b + n[:, None], mask=om, other=0.0).to(tl.float32)
     y = (acc.to(dt).to(tl.float32) + res).to(dt)  # as x + linear(a) rounds
@@ -163,7 +187,7 @@ def _combine_gemv_residual_kernel(  # jitted below
     o_ptr, lse_ptr, w_ptr, res_ptr, out_ptr,
     B, N, so_b, so_h, so_c, so_g, sl_b, sl_h, sl_c, sw_n, sr_b, sy_b,
     K: tl.constexpr, G: tl.constexpr, D: tl.constexpr, C: tl.constexpr, C_PAD: tl.constexpr,
-    BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, UPCAST: tl.constexpr,
+    BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, UPCAST: tl.constexpr, DOT: tl.constexpr,
 ):
     dt = w_ptr.dtype.element_ty
     n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -197,7 +221,7 @@ def _combine_gemv_residual_kernel(  # jitted below
         w = tl.load(w_ptr + n[:, None] * sw_n + kf[None, :], mask=nm[:, None] & km[None, :], other=0.0)
         if UPCAST:
             a, w = a.to(tl.float32), w.to(tl.float32)
-        acc += tl.dot(w, tl.trans(a), input_precision="ieee")
+        acc += _rows_dot(w, a, DOT)
     om = nm[:, None] & bm[None, :]
     res = tl.load(res_ptr + bi[None, :] * sr_b + n[:, None], mask=om, other=0.0).to(tl.float32)
     tl.store(out_ptr + bi[None, :] * sy_b + n[:, None], (acc.to(dt).to(tl.float32) + res).to(dt), mask=om)
@@ -207,7 +231,7 @@ def _norm_gate_up_kernel(  # jitted below
     x_ptr, nw_ptr, w_ptr, out_ptr,
     B, HIDDEN, sx_b, sw_n, so_b,
     K: tl.constexpr, EPS: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-    UPCAST: tl.constexpr,
+    UPCAST: tl.constexpr, DOT: tl.constexpr,
 ):
     dt = w_ptr.dtype.element_ty
     n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)  # rows of gate; up's are HIDDEN further
@@ -215,7 +239,7 @@ def _norm_gate_up_kernel(  # jitted below
     bi = tl.arange(0, BLOCK_B)
     bm = bi < B
     g, u = _norm_dot_pair(x_ptr, nw_ptr, w_ptr, n, n + HIDDEN, nm, B, sx_b, sw_n, K, EPS, BLOCK_N, BLOCK_B,
-                              BLOCK_K, UPCAST)
+                          BLOCK_K, UPCAST, DOT)
     act = (g / (1.0 + tl.exp(-g))).to(dt).to(tl.float32)  # silu, rounded as F.silu's output
     om = nm[:, None] & bm[None, :]
     tl.store(out_ptr + bi[None, :] * so_b + n[:, None], (act * u).to(dt), mask=om)
@@ -275,6 +299,62 @@ def _launch(num_warps: int | None) -> dict:
     return {} if num_warps is None else {"num_warps": int(num_warps)}
 
 
+def _load_tuned() -> list[dict]:
+    """The measured launch configurations: the JSON that ``benchmarks/fused_decode_tune.py --out``
+    writes (its ``"best"`` list), from ``$DECODING_FUSED_CONFIGS`` if set, else the one shipped
+    beside this module (``fused_decode_tuned.json``, from an H100) if there is one. Read once, at
+    import: a compiled step sees a constant table."""
+    path = os.environ.get("DECODING_FUSED_CONFIGS") or str(Path(__file__).with_name("fused_decode_tuned.json"))
+    if not os.path.exists(path):
+        if os.environ.get("DECODING_FUSED_CONFIGS"):
+            raise FileNotFoundError(f"DECODING_FUSED_CONFIGS={path}: no such file (write it with "
+                                    "benchmarks/fused_decode_tune.py --out, or unset the variable)")
+        return []
+    with open(path) as f:
+        best = json.load(f).get("best", [])
+    keys = ("kernel", "K", "N", "batch", "block", "block_k", "warps", "dot")
+    for row in best:
+        if not all(k in row for k in keys):
+            raise ValueError(f"{path}: a configuration needs {keys}; got {sorted(row)}")
+    return best
+
+
+TUNED: list[dict] = _load_tuned() if triton is not None else []
+
+
+def launch_config(kernel: str, b: int, k: int, n: int) -> dict:
+    """``block``, ``block_k``, ``num_warps`` and ``dot`` for ``kernel`` with ``b`` rows, ``k`` inputs
+    and ``n`` outputs: the measured configuration of :data:`TUNED` for the same ``kernel``, ``k``
+    and ``n`` at the nearest tuned batch (the smallest one >= ``b``, else the largest), or the
+    untuned defaults (16 rows a program, 64 inputs a step, ``tl.dot``, Triton's warps)."""
+    rows = [r for r in TUNED if (r["kernel"], r["K"], r["N"]) == (kernel, k, n)]
+    if not rows:
+        return {"block": 16, "block_k": None, "num_warps": None, "dot": True}
+    above = [r for r in rows if r["batch"] >= b]
+    r = min(above, key=lambda r: r["batch"]) if above else max(rows, key=lambda r: r["batch"])
+    return {"block": r["block"], "block_k": r["block_k"], "num_warps": r["warps"], "dot": bool(r["dot"])}
+
+
+def _resolve(kernel: str, b: int, k: int, n: int, block: int | None, block_k: int | None, num_warps: int | None,
+             dot: bool | None) -> tuple[int, int, dict, bool, int]:
+    """The launch of one call: what the caller gave, the rest from :func:`launch_config`; returns
+    ``(block, block_k, launch options, dot, BLOCK_B)``. A block below 16 given without ``dot``
+    multiplies without ``tl.dot`` (which needs 16)."""
+    cfg = launch_config(kernel, b, k, n)
+    if dot is None:
+        dot = cfg["dot"] if block is None else (cfg["dot"] and block >= 16)
+    block = cfg["block"] if block is None else block
+    block_k = cfg["block_k"] if block_k is None else block_k
+    num_warps = cfg["num_warps"] if num_warps is None else num_warps
+    if block < 1 or block & (block - 1):
+        raise ValueError(f"{kernel}: the output rows per program must be a power of two, got {block}")
+    if dot and block < 16:
+        raise ValueError(f"{kernel}: dot=True needs at least 16 output rows per program (tl.dot's smallest tile), "
+                         f"got {block}; pass dot=False for smaller blocks")
+    block_b = BLOCK_B if dot else triton.next_power_of_2(b)
+    return block, _bk(k, block_k), _launch(num_warps), bool(dot), block_b
+
+
 def _upcast(w: Tensor) -> bool:
     """Multiply in float32: under the interpreter (its ``tl.dot`` gives garbage for bf16 / fp16
     operands, Triton 3.6) for half-precision weights; products of half-precision numbers are exact
@@ -284,8 +364,8 @@ def _upcast(w: Tensor) -> bool:
 
 def norm_qkv_rotary_cache(
     x: Tensor, norm_weight: Tensor, qkv_weight: Tensor, cos: Tensor, sin: Tensor, positions: Tensor,
-    kv: Tensor, slot: Tensor, n_heads: int, eps: float, block_r: int = 16, block_k: int | None = None,
-    num_warps: int | None = None,
+    kv: Tensor, slot: Tensor, n_heads: int, eps: float, block_r: int | None = None, block_k: int | None = None,
+    num_warps: int | None = None, dot: bool | None = None,
 ) -> Tensor:
     """RMSNorm, ``[q; k; v]`` projection, rotary on q and k, and the cache write of k and v.
 
@@ -300,9 +380,11 @@ def norm_qkv_rotary_cache(
         kv: ``(2, B, Hkv, S, D)`` the layer's cache (keys, then values), written in place at ``slot``.
         slot: ``(1,)`` long device tensor, the cache slot of this step's token.
         n_heads: ``H``, the number of query heads.
-        block_r: rows of a head half per program (at least 16); block_k: inputs per step of the
-            product loop (a power of two >= 16; default :func:`_block_k`); num_warps: Triton's launch
-            option (default Triton's): the knobs ``benchmarks/fused_decode_tune.py`` sweeps.
+        block_r: rows of a head half per program (a power of two; at least 16 with ``dot``);
+            block_k: inputs per step of the product loop (a power of two >= 16); num_warps: Triton's
+            launch option; dot: multiply with ``tl.dot`` (the batch padded to 16) or on CUDA cores
+            (see ``_rows_dot``). The knobs ``benchmarks/fused_decode_tune.py`` sweeps; those not
+            given come from :func:`launch_config` (measured, or the untuned defaults).
 
     Returns:
         ``q`` ``(B, Hkv, G, D)`` rotated, in the weights' dtype (``G = H / Hkv`` query heads per
@@ -320,23 +402,25 @@ def norm_qkv_rotary_cache(
         raise ValueError("cos, sin must be (max_len, D / 2) tables of one layout and positions (B,)")
     q = torch.empty(b, hkv, n_heads // hkv, d, device=x.device, dtype=qkv_weight.dtype)
     positions = positions.contiguous()
+    block_r, bk, launch, dot, block_b = _resolve("norm_qkv_rotary_cache", b, k, qkv_weight.shape[0], block_r,
+                                                 block_k, num_warps, dot)
     grid = (n_heads + 2 * hkv, triton.cdiv(d // 2, block_r))
     _kernel("norm_qkv_rope", x.device)[grid](
         x, norm_weight, qkv_weight, cos, sin, positions, slot, q, kv,
         b, x.stride(0), qkv_weight.stride(0), cos.stride(0), q.stride(0),
         kv.stride(0), kv.stride(1), kv.stride(2), kv.stride(3),
         K=k, HQ=n_heads, HKV=hkv, D=d, EPS=float(eps),
-        BLOCK_B=BLOCK_B, BLOCK_R=block_r, BLOCK_K=_bk(k, block_k), UPCAST=_upcast(qkv_weight), **_launch(num_warps),
+        BLOCK_B=block_b, BLOCK_R=block_r, BLOCK_K=bk, UPCAST=_upcast(qkv_weight), DOT=dot, **launch,
     )
     return q
 
 
-def gemv_residual(a: Tensor, weight: Tensor, residual: Tensor, block_n: int = 16, block_k: int | None = None,
-                  num_warps: int | None = None) -> Tensor:
+def gemv_residual(a: Tensor, weight: Tensor, residual: Tensor, block_n: int | None = None,
+                  block_k: int | None = None, num_warps: int | None = None, dot: bool | None = None) -> Tensor:
     """``residual + a @ weight^T`` for a few rows: ``a`` ``(B, K)``, ``weight`` ``(N, K)``,
     ``residual`` ``(B, N)`` -> ``(B, N)`` in the weights' dtype (the product rounded to it first,
-    as ``x + linear(a)`` rounds). ``block_n`` output rows per program (at least 16); ``block_k``,
-    ``num_warps`` as :func:`norm_qkv_rotary_cache`'s."""
+    as ``x + linear(a)`` rounds). ``block_n`` output rows per program; ``block_k``, ``num_warps``,
+    ``dot`` and the defaults as :func:`norm_qkv_rotary_cache`'s."""
     _check("gemv_residual", a, weight, residual)
     b, k = a.shape
     n = weight.shape[0]
@@ -344,16 +428,17 @@ def gemv_residual(a: Tensor, weight: Tensor, residual: Tensor, block_n: int = 16
         raise ValueError(f"gemv_residual: a (B, K), weight (N, K), residual (B, N); got a{tuple(a.shape)} "
                          f"weight{tuple(weight.shape)} residual{tuple(residual.shape)}")
     out = torch.empty(b, n, device=a.device, dtype=weight.dtype)
+    block_n, bk, launch, dot, block_b = _resolve("gemv_residual", b, k, n, block_n, block_k, num_warps, dot)
     _kernel("gemv_residual", a.device)[(triton.cdiv(n, block_n),)](
         a, weight, residual, out,
         b, n, a.stride(0), weight.stride(0), residual.stride(0), out.stride(0),
-        K=k, BLOCK_B=BLOCK_B, BLOCK_N=block_n, BLOCK_K=_bk(k, block_k), UPCAST=_upcast(weight), **_launch(num_warps),
+        K=k, BLOCK_B=block_b, BLOCK_N=block_n, BLOCK_K=bk, UPCAST=_upcast(weight), DOT=dot, **launch,
     )
     return out
 
 
-def combine_gemv_residual(out: Tensor, lse: Tensor, weight: Tensor, residual: Tensor, block_n: int = 16,
-                          block_k: int | None = None, num_warps: int | None = None) -> Tensor:
+def combine_gemv_residual(out: Tensor, lse: Tensor, weight: Tensor, residual: Tensor, block_n: int | None = None,
+                          block_k: int | None = None, num_warps: int | None = None, dot: bool | None = None) -> Tensor:
     """``residual + a @ weight^T`` where ``a`` is the attention output combined from its key chunks.
 
     Args:
@@ -362,7 +447,7 @@ def combine_gemv_residual(out: Tensor, lse: Tensor, weight: Tensor, residual: Te
             :func:`~decoding.nn.decode_attention.combine_splits` does, then rounded to the weights'
             dtype, into ``a`` ``(B, H D)`` (query head ``h G + g``), in the kernel's prologue.
         weight: ``(N, H D)`` the output projection; residual: ``(B, N)``.
-        block_n, block_k, num_warps: as :func:`gemv_residual`'s.
+        block_n, block_k, num_warps, dot: as :func:`gemv_residual`'s.
 
     Returns:
         ``(B, N)`` in the weights' dtype: the same as ``gemv_residual(decode_attention(...))``, one
@@ -379,25 +464,25 @@ def combine_gemv_residual(out: Tensor, lse: Tensor, weight: Tensor, residual: Te
                          f"weight{tuple(weight.shape)} residual{tuple(residual.shape)}")
     y = torch.empty(b, n, device=out.device, dtype=weight.dtype)
     k = hkv * g * d
+    block_n, bk, launch, dot, block_b = _resolve("combine_gemv_residual", b, k, n, block_n, block_k, num_warps, dot)
     _kernel("combine_gemv_residual", out.device)[(triton.cdiv(n, block_n),)](
         out, lse, weight, residual, y,
         b, n, out.stride(0), out.stride(1), out.stride(2), out.stride(3), lse.stride(0), lse.stride(1), lse.stride(2),
         weight.stride(0), residual.stride(0), y.stride(0),
-        K=k, G=g, D=d, C=c, C_PAD=max(2, triton.next_power_of_2(c)), BLOCK_B=BLOCK_B, BLOCK_N=block_n,
-        BLOCK_K=_bk(k, block_k), UPCAST=_upcast(weight),
-        **_launch(num_warps),
+        K=k, G=g, D=d, C=c, C_PAD=max(2, triton.next_power_of_2(c)), BLOCK_B=block_b, BLOCK_N=block_n,
+        BLOCK_K=bk, UPCAST=_upcast(weight), DOT=dot, **launch,
     )
     return y
 
 
-def norm_gate_up_silu(x: Tensor, norm_weight: Tensor, gate_up_weight: Tensor, eps: float, block_n: int = 16,
-                      block_k: int | None = None, num_warps: int | None = None) -> Tensor:
+def norm_gate_up_silu(x: Tensor, norm_weight: Tensor, gate_up_weight: Tensor, eps: float, block_n: int | None = None,
+                      block_k: int | None = None, num_warps: int | None = None, dot: bool | None = None) -> Tensor:
     """RMSNorm, the ``[gate; up]`` product and ``silu(gate) * up``.
 
     Args:
         x: ``(B, dim)`` residual stream (``B <= 8``); norm_weight ``(dim,)``; eps: the norm's epsilon.
         gate_up_weight: ``(2 hidden, dim)``, gate's rows then up's.
-        block_n, block_k, num_warps: as :func:`gemv_residual`'s (``block_n`` rows of gate and of up).
+        block_n, block_k, num_warps, dot: as :func:`gemv_residual`'s (``block_n`` rows of gate and of up).
 
     Returns:
         ``(B, hidden)`` in the weights' dtype, the input of the down projection.
@@ -410,10 +495,12 @@ def norm_gate_up_silu(x: Tensor, norm_weight: Tensor, gate_up_weight: Tensor, ep
                          f"x{tuple(x.shape)} weight{tuple(gate_up_weight.shape)} norm{tuple(norm_weight.shape)}")
     hidden = two_hidden // 2
     out = torch.empty(b, hidden, device=x.device, dtype=gate_up_weight.dtype)
+    block_n, bk, launch, dot, block_b = _resolve("norm_gate_up_silu", b, k, two_hidden, block_n, block_k, num_warps,
+                                                 dot)
     _kernel("norm_gate_up", x.device)[(triton.cdiv(hidden, block_n),)](
         x, norm_weight, gate_up_weight, out,
         b, hidden, x.stride(0), gate_up_weight.stride(0), out.stride(0),
-        K=k, EPS=float(eps), BLOCK_B=BLOCK_B, BLOCK_N=block_n, BLOCK_K=_bk(k, block_k),
-        UPCAST=_upcast(gate_up_weight), **_launch(num_warps),
+        K=k, EPS=float(eps), BLOCK_B=block_b, BLOCK_N=block_n, BLOCK_K=bk,
+        UPCAST=_upcast(gate_up_weight), DOT=dot, **launch,
     )
     return out

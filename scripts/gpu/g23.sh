@@ -25,8 +25,12 @@ timeout $(cap 140) python3 -m pytest -q -m gpu -p no:cacheprovider -p no:logging
   tests/text/test_step_fusion.py tests/text/test_gpu.py tests/image/test_no_device_sync.py tests/nn/test_fused_decode.py > $R/pytest_gpu.log 2>&1
 step pytest $?; tail -n 15 $R/pytest_gpu.log
 # 1b. block sizes of the fused decode kernels against the torch ops they replace (JSON rewritten per kernel)
-timeout $(cap 120) python3 benchmarks/fused_decode_tune.py --batch 1 --out $R/fused_tune_h100.json > $R/fused_tune.log 2>&1
-step fused_tune $?; grep -A2 "^batch" $R/fused_tune.log | head -24
+# (CUDA-core products at 1-8 rows a program, tl.dot at 16-32); the fused engines below launch with the
+# winners (DECODING_FUSED_CONFIGS: the JSON's "best" list, see decoding.nn.fused_decode.launch_config)
+timeout $(cap 150) python3 benchmarks/fused_decode_tune.py --batch 1 --out $R/fused_tune_h100.json > $R/fused_tune.log 2>&1
+step fused_tune $?; grep -A2 "^batch" $R/fused_tune.log | head -30
+python3 -c "import json, sys; sys.exit(not json.load(open('$R/fused_tune_h100.json'))['best'])" 2>/dev/null \
+  && export DECODING_FUSED_CONFIGS=$R/fused_tune_h100.json && echo "fused kernels launch with $DECODING_FUSED_CONFIGS"
 # 2. text at batch 1: engines in order of need, each capped (a row is saved as soon as it finishes); the
 # per-token device-time profile is of the first engine, the fused kernels of decoding/nn/fused_decode.py
 # (device busy fraction < 1: the host's eager ops set the pace)

@@ -104,6 +104,47 @@ def test_norm_gate_up_silu_equals_torch(b: int, dim: int, hidden: int) -> None:
         torch.testing.assert_close(out, F.silu(g) * u, **TOL)
 
 
+NO_DOT = [{"block": 1, "block_k": 128, "dot": False}, {"block": 4, "block_k": 16, "dot": False},
+          {"block": 32, "block_k": 32, "dot": False}]
+
+
+@pytest.mark.parametrize("b", [1, 3])
+@pytest.mark.parametrize("cfg", NO_DOT)
+def test_products_on_cuda_cores_equal_torch(b: int, cfg: dict) -> None:
+    """``dot=False`` (no ``tl.dot``: the batch unpadded, any power-of-two block of output rows), each
+    kernel against the torch ops, at sizes that are not multiples of the blocks."""
+    gen = torch.Generator().manual_seed(10 * b + cfg["block"])
+    blk, bk, dot = cfg["block"], cfg["block_k"], cfg["dot"]
+    dim, hq, hkv, d, hidden = 72, 6, 2, 12, 50
+    x = torch.randn(b, dim, generator=gen)
+    norm = norm_of(dim, gen)
+    w = 0.2 * torch.randn((hq + 2 * hkv) * d, dim, generator=gen)
+    cos, sin = rotary_tables(64, d, 10000.0)
+    pos = torch.randint(0, 64, (b,), generator=gen)
+    kv, slot = torch.zeros(2, b, hkv, 9, d), torch.tensor([4])
+    with torch.no_grad():
+        q = fd.norm_qkv_rotary_cache(x, norm.weight, w, cos, sin, pos, kv, slot, hq, norm.eps, block_r=blk,
+                                     block_k=bk, dot=dot)
+        t = F.linear(norm(x), w).view(b, 1, hq + 2 * hkv, d)
+        qk = apply_rotary(t[:, :, : hq + hkv], cos[pos[:, None]][:, :, None], sin[pos[:, None]][:, :, None])
+        torch.testing.assert_close(q, qk[:, :, :hq].transpose(1, 2).reshape(b, hkv, hq // hkv, d), **TOL)
+        torch.testing.assert_close(kv[0, :, :, 4], qk[:, 0, hq:], **TOL)
+        torch.testing.assert_close(kv[1, :, :, 4], t[:, 0, hq + hkv :], **TOL)
+        wgu = 0.3 * torch.randn(2 * hidden, dim, generator=gen)
+        g, u = F.linear(norm(x), wgu).chunk(2, dim=-1)
+        torch.testing.assert_close(fd.norm_gate_up_silu(x, norm.weight, wgu, norm.eps, block_n=blk, block_k=bk, dot=dot),
+                                   F.silu(g) * u, **TOL)
+    a, wd, res = torch.randn(b, hidden, generator=gen), torch.randn(dim, hidden, generator=gen), torch.randn(b, dim,
+                                                                                                         generator=gen)
+    torch.testing.assert_close(fd.gemv_residual(a, wd, res, block_n=blk, block_k=bk, dot=dot), res + F.linear(a, wd),
+                               **TOL)
+    out, lse = torch.randn(b, hkv, 3, hq // hkv, d, generator=gen), torch.randn(b, hkv, 3, hq // hkv, generator=gen)
+    lse[0, 1, 2] = float("-inf")
+    wo = torch.randn(dim, hq * d, generator=gen)
+    torch.testing.assert_close(fd.combine_gemv_residual(out, lse, wo, res, block_n=blk, block_k=bk, dot=dot),
+                               res + F.linear(combine_splits(out, lse).reshape(b, -1), wo), **TOL)
+
+
 def test_bfloat16_weights_stay_close_to_torch() -> None:
     """Weights and activations in bfloat16 (the GPU dtype): the kernels run and stay close.
 
@@ -190,9 +231,14 @@ def tiny_native() -> Transformer:
 @pytest.mark.parametrize("b", [1, 3, 8])
 @pytest.mark.parametrize("upto", [None, 7])
 @pytest.mark.parametrize("fused_combine", [True, False])
-def test_fused_step_equals_the_unfused_step_on_the_tiny_llama(b: int, upto: int | None, fused_combine: bool) -> None:
+@pytest.mark.parametrize("dot", [True, False])
+def test_fused_step_equals_the_unfused_step_on_the_tiny_llama(b: int, upto: int | None, fused_combine: bool, dot: bool,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """Logits and every cache entry of one decode step, fused (five kernels a layer, or six with the
-    attention chunks' combine on its own) and unfused."""
+    attention chunks' combine on its own) and unfused; with the untuned launches (``tl.dot``) and with a
+    table of CUDA-core launches (as :func:`fd.launch_config` gives them from a tuned table)."""
+    if not dot:
+        monkeypatch.setattr(fd, "launch_config", lambda *a: {"block": 2, "block_k": 32, "num_warps": 2, "dot": False})
     net = tiny_native()
     lm = StaticCausalLM(net, capacity=16, fused=True, fused_combine=fused_combine)
     assert lm.fused and lm.decode_backend == "triton"

@@ -8,6 +8,7 @@ kernels in the compiled, CUDA-graph-captured step.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -27,12 +28,14 @@ ROOT = Path(__file__).resolve().parents[2]
 # SmolLM2-135M's sizes: dim 576, 9 query heads and 3 key/value heads of 64, MLP hidden 1536
 CONSTEXPRS = {
     "norm_qkv_rope": {"K": 576, "HQ": 9, "HKV": 3, "D": 64, "EPS": 1e-5, "BLOCK_B": 16, "BLOCK_R": 16, "BLOCK_K": 64,
-                      "UPCAST": False},
-    "gemv_residual": {"K": 1536, "BLOCK_B": 16, "BLOCK_N": 16, "BLOCK_K": 64, "UPCAST": False},
+                      "UPCAST": False, "DOT": True},
+    "gemv_residual": {"K": 1536, "BLOCK_B": 16, "BLOCK_N": 16, "BLOCK_K": 64, "UPCAST": False, "DOT": True},
     "combine_gemv_residual": {"K": 576, "G": 3, "D": 64, "C": 5, "C_PAD": 8, "BLOCK_B": 16, "BLOCK_N": 16, "BLOCK_K": 64,
-                              "UPCAST": False},
-    "norm_gate_up": {"K": 576, "EPS": 1e-5, "BLOCK_B": 16, "BLOCK_N": 16, "BLOCK_K": 64, "UPCAST": False},
+                              "UPCAST": False, "DOT": True},
+    "norm_gate_up": {"K": 576, "EPS": 1e-5, "BLOCK_B": 16, "BLOCK_N": 16, "BLOCK_K": 64, "UPCAST": False, "DOT": True},
 }
+# products on CUDA cores: a batch of one unpadded, 4 output rows a program, all inputs in one or two steps
+NO_DOT = {"BLOCK_B": 1, "BLOCK_R": 4, "BLOCK_N": 4, "BLOCK_K": 1024, "DOT": False}
 
 
 def test_kernel_cases_under_the_interpreter() -> None:
@@ -41,7 +44,8 @@ def test_kernel_cases_under_the_interpreter() -> None:
 
 @pytest.mark.parametrize("name", sorted(CONSTEXPRS))
 @pytest.mark.parametrize("dtype", ["bf16", "fp32"])
-def test_kernel_compiles_for_an_h100(name: str, dtype: str) -> None:
+@pytest.mark.parametrize("dot", [True, False])
+def test_kernel_compiles_for_an_h100(name: str, dtype: str, dot: bool) -> None:
     """Each kernel through Triton's compiler for sm_90, with the argument types a compiled step passes.
 
     Sizes and the norm's epsilon are ``tl.constexpr`` (inductor would pass a runtime Python float as
@@ -54,7 +58,8 @@ def test_kernel_compiles_for_an_h100(name: str, dtype: str) -> None:
     if fd.interpreting():
         pytest.skip("TRITON_INTERPRET=1: the jitted kernels are the interpreter's")
     jit = fd._JITS[name]
-    constexprs = CONSTEXPRS[name]
+    constexprs = CONSTEXPRS[name] if dot else {**CONSTEXPRS[name], **{k: v for k, v in NO_DOT.items()
+                                                                       if k in CONSTEXPRS[name]}}
     names = jit.arg_names
     assert set(constexprs) <= set(names)
     sig = {}
@@ -72,7 +77,7 @@ def test_kernel_compiles_for_an_h100(name: str, dtype: str) -> None:
     compiled = compile_for_h100(jit, sig, constexprs)
     assert "ttir" in compiled.asm
     if dtype == "bf16" and "ptx" in compiled.asm:
-        assert "mma" in compiled.asm["ptx"]
+        assert ("mma" in compiled.asm["ptx"]) == dot
 
 
 class _H100Driver:
@@ -261,13 +266,57 @@ def test_compiled_fused_step_launches_the_kernels_once_a_layer_and_copies_no_cac
     assert not re.search(r"empty_strided\w*\(" + re.escape(cache), codes[0]), f"a {cache} buffer: the cache is copied"
 
 
-def test_tuning_sweep_checks_every_configuration_against_the_torch_ops() -> None:
+def test_tuning_sweep_checks_every_configuration_against_the_torch_ops(tmp_path: Path) -> None:
     """``benchmarks/fused_decode_tune.py`` at toy size under the interpreter: every kernel and
-    configuration agrees with the unfused torch ops it replaces (the peer the sweep times)."""
+    configuration (CUDA-core products at small blocks, ``tl.dot`` at 16 rows) agrees with the unfused
+    torch ops it replaces (the peer the sweep times), and its ``"best"`` list is a table the kernels
+    read through ``DECODING_FUSED_CONFIGS``."""
+    out = tmp_path / "tune.json"
     env = {**os.environ, "TRITON_INTERPRET": "1", "OMP_NUM_THREADS": "1"}
     run = subprocess.run([sys.executable, str(ROOT / "benchmarks/fused_decode_tune.py"), "--tiny", "--batch", "1", "3",
-                          "--blocks", "16", "32", "--block-k", "16", "64", "--warps", "4", "--reps", "1"],
+                          "--blocks", "1", "4", "--block-k", "16", "64", "--dot-blocks", "16", "--dot-block-k", "32",
+                          "--warps", "4", "--reps", "1", "--out", str(out)],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     summaries = re.findall(r"(\d+) configurations timed, (\d+) failed", run.stdout)
-    assert summaries == [("4", "0")] * 8, run.stdout[-3000:]
+    assert summaries == [("5", "0")] * 10, run.stdout[-3000:]
+    best = json.loads(out.read_text())["best"]
+    assert len(best) == 10 and {(r["kernel"], r["K"], r["N"]) for r in best} == {
+        ("norm_qkv_rotary_cache", 48, 128), ("combine_gemv_residual", 64, 48), ("norm_gate_up_silu", 48, 80),
+        ("gemv_residual", 40, 48), ("gemv_residual", 64, 48)}
+    code = ("from decoding.nn import fused_decode as fd; import json; "
+            "print(json.dumps([fd.launch_config('gemv_residual', b, 40, 48) for b in (1, 2, 3, 8)]))")
+    env = {**os.environ, "DECODING_FUSED_CONFIGS": str(out)}
+    got = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert got.returncode == 0, got.stderr[-2000:]
+    down = {r["batch"]: r for r in best if (r["kernel"], r["K"]) == ("gemv_residual", 40)}
+    want = [down[1], down[3], down[3], down[3]]  # the smallest tuned batch >= b, else the largest
+    assert json.loads(got.stdout) == [{"block": r["block"], "block_k": r["block_k"], "num_warps": r["warps"],
+                                       "dot": r["dot"]} for r in want]
+    env["DECODING_FUSED_CONFIGS"] = str(tmp_path / "missing.json")
+    missing = subprocess.run([sys.executable, "-c", "import decoding.nn.fused_decode"], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=120)
+    assert missing.returncode != 0 and "DECODING_FUSED_CONFIGS" in missing.stderr and "no such file" in missing.stderr
+
+
+def test_launch_config_takes_what_the_caller_gives_and_the_table_the_rest(monkeypatch: pytest.MonkeyPatch) -> None:
+    from decoding.nn import fused_decode as fd
+
+    monkeypatch.setattr(fd, "TUNED", [
+        {"kernel": "gemv_residual", "K": 64, "N": 32, "batch": 1, "block": 4, "block_k": 64, "warps": 2, "dot": False},
+        {"kernel": "gemv_residual", "K": 64, "N": 32, "batch": 8, "block": 16, "block_k": 32, "warps": 4, "dot": True}])
+    assert fd.launch_config("gemv_residual", 1, 64, 32) == {"block": 4, "block_k": 64, "num_warps": 2, "dot": False}
+    assert fd.launch_config("gemv_residual", 2, 64, 32)["block"] == 16  # the smallest tuned batch >= 2
+    untuned = {"block": 16, "block_k": None, "num_warps": None, "dot": True}
+    assert fd.launch_config("gemv_residual", 1, 64, 33) == untuned
+    assert fd.launch_config("norm_gate_up_silu", 1, 64, 32) == untuned
+    assert fd._resolve("gemv_residual", 1, 64, 32, None, None, None, None) == (4, 64, {"num_warps": 2}, False, 1)
+    assert fd._resolve("gemv_residual", 3, 64, 32, None, None, None, None) == (16, 32, {"num_warps": 4}, True, 16)
+    assert fd._resolve("gemv_residual", 3, 64, 32, 2, None, 8, None) == (2, 32, {"num_warps": 8}, False, 4)
+    assert fd._resolve("gemv_residual", 3, 64, 33, None, 128, None, False) == (16, 128, {}, False, 4)
+    with pytest.raises(ValueError, match="dot=True needs at least 16"):
+        fd._resolve("gemv_residual", 1, 64, 32, 8, None, None, True)
+    with pytest.raises(ValueError, match="power of two"):
+        fd._resolve("gemv_residual", 1, 64, 32, 12, None, None, False)
+    with pytest.raises(ValueError, match="block_k must be a power of two"):
+        fd._resolve("gemv_residual", 1, 64, 32, 4, 48, None, False)

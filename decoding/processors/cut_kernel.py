@@ -87,18 +87,21 @@ def _step(hist_ptr, state_ptr, b, R: tl.constexpr, LIMIT: tl.constexpr, BINS: tl
     return prefix * BINS + last, base, lim, last, tie
 
 
-def _keys_and_mass(x_ptr, p_ptr, b, sx_b, sp_b, V, c, CHUNK: tl.constexpr):
-    """Chunk ``c`` of row ``b``: its offsets, in-range mask, order keys (int64, as
-    :func:`~decoding.processors.cut.order_keys`) and fixed-point masses (as ``fixed_point``)."""
-    offs = c * CHUNK + tl.arange(0, CHUNK)
-    valid = offs < V
-    x = tl.load(x_ptr + b * sx_b + offs, mask=valid, other=0.0).to(tl.float32)
+def _order_keys(x):
+    """Loaded logits ``x`` (float32) -> order keys, int64 in ``[0, 2^32)``, as
+    :func:`~decoding.processors.cut.order_keys`.
+
+    The helpers take loaded values, not pointers: torch's analysis of a user kernel (inside
+    ``torch.compile``) counts every pointer argument of a helper whose result feeds a store's
+    address as written (and would copy the logits around each launch)."""
     bits = x.to(tl.int32, bitcast=True)
     bits = tl.where(bits == -2147483648, 0, bits).to(tl.int64)  # -0.0 -> +0.0
-    keys = tl.where(bits >= 0, bits + 2147483648, -1 - bits)
-    p = tl.load(p_ptr + b * sp_b + offs, mask=valid, other=0.0)
-    mass = tl.ceil(p * 4611686018427387904.0).to(tl.int64)  # p * 2^62 is exact in float32
-    return offs, valid, keys, mass
+    return tl.where(bits >= 0, bits + 2147483648, -1 - bits)
+
+
+def _fixed_point(p):
+    """Loaded float32 probabilities -> int64 multiples of ``2^-62``, rounded up, as ``cut.fixed_point``."""
+    return tl.ceil(p * 4611686018427387904.0).to(tl.int64)  # p * 2^62 is exact in float32
 
 
 def _round_kernel(  # jitted below (_JITS): round ROUND of the radix select
@@ -116,7 +119,10 @@ def _round_kernel(  # jitted below (_JITS): round ROUND of the radix select
         tl.store(sp, prefix, mask=c == 0)
         tl.store(sp + 1, base, mask=c == 0)
         tl.store(sp + 2, lim, mask=c == 0)
-    offs, valid, keys, mass = _keys_and_mass(x_ptr, p_ptr, b, sx_b, sp_b, V, c, CHUNK)
+    offs = c * CHUNK + tl.arange(0, CHUNK)
+    valid = offs < V
+    keys = _order_keys(tl.load(x_ptr + b * sx_b + offs, mask=valid, other=0.0).to(tl.float32))
+    mass = _fixed_point(tl.load(p_ptr + b * sp_b + offs, mask=valid, other=0.0))
     shift: tl.constexpr = 32 - DIGIT_BITS * (ROUND + 1)
     member = valid & ((keys >> (shift + DIGIT_BITS)) == prefix)  # round 0: every key (prefix 0)
     digit = (keys >> shift) & (BINS - 1)
@@ -128,7 +134,7 @@ def _round_kernel(  # jitted below (_JITS): round ROUND of the radix select
 
 
 def _mask_kernel(  # jitted below (_JITS): the drop mask from the finished select
-    x_ptr, p_ptr, hist_ptr, state_ptr, count_ptr, drop_ptr, V, C, sx_b, sp_b, sd_b,
+    x_ptr, hist_ptr, state_ptr, count_ptr, drop_ptr, V, C, sx_b, sd_b,
     LIMIT: tl.constexpr, CHUNK: tl.constexpr, BINS: tl.constexpr, DIGIT_BITS: tl.constexpr, C_PAD: tl.constexpr,
 ):
     b = tl.program_id(0).to(tl.int64)  # int64 offsets: (B, V) flat may pass 2^31 entries
@@ -140,7 +146,9 @@ def _mask_kernel(  # jitted below (_JITS): the drop mask from the finished selec
     before = tl.sum(tl.where(chunks < c, counts, 0), 0)  # tie members in the chunks before this one
     q = tie_mass // tl.maximum(members, 1)  # every member has the same probability, hence mass
     n_drop = (lim - below_v) // tl.maximum(q, 1)  # lim >= below_v: no clamp at 0 needed
-    offs, valid, keys, mass = _keys_and_mass(x_ptr, p_ptr, b, sx_b, sp_b, V, c, CHUNK)
+    offs = c * CHUNK + tl.arange(0, CHUNK)
+    valid = offs < V
+    keys = _order_keys(tl.load(x_ptr + b * sx_b + offs, mask=valid, other=0.0).to(tl.float32))
     tie = (keys == v) & valid
     tie_i = tie.to(tl.int64)
     rank = before + tl.cumsum(tie_i, 0) - tie_i  # members before this one, in index order
@@ -152,7 +160,8 @@ def _mask_kernel(  # jitted below (_JITS): the drop mask from the finished selec
 # source with its helpers' sources, which define them under their ``__name__``: see fused_decode)
 if triton is not None:
     _step = triton.jit(_step)
-    _keys_and_mass = triton.jit(_keys_and_mass)
+    _order_keys = triton.jit(_order_keys)
+    _fixed_point = triton.jit(_fixed_point)
 _FNS = {"round": _round_kernel, "mask": _mask_kernel}
 _JITS = {name: triton.jit(fn) for name, fn in _FNS.items()} if triton is not None else {}
 
@@ -209,7 +218,7 @@ def top_p_drop_kernel(logits: Tensor, p: float, min_tokens_to_keep: int, chunk: 
     consts = dict(LIMIT=limit, CHUNK=chunk, BINS=BINS, DIGIT_BITS=DIGIT_BITS)
     for r in range(ROUNDS):
         _JITS["round"][grid](x, probs, hist, state, counts, v, c, x.stride(0), probs.stride(0), ROUND=r, **consts)
-    _JITS["mask"][grid](x, probs, hist, state, counts, drop, v, c, x.stride(0), probs.stride(0), drop.stride(0),
+    _JITS["mask"][grid](x, hist, state, counts, drop, v, c, x.stride(0), drop.stride(0),
                         C_PAD=triton.next_power_of_2(c), **consts)
     out = drop.view(torch.bool)
     if min_tokens_to_keep > 1:

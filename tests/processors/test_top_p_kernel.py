@@ -84,3 +84,105 @@ def test_kernel_compiles_for_an_h100(name: str, dtype: str) -> None:
         assert "ttir" in compiled.asm
         if name == "round" and "ttgir" in compiled.asm:
             assert "atomic_rmw" in compiled.asm["ttgir"]
+
+
+class _H100Driver:
+    """Stands in for Triton's CUDA driver where torch's kernel analysis only asks for the target."""
+
+    def get_current_target(self):
+        from triton.backends.compiler import GPUTarget
+
+        return GPUTarget("cuda", 90, 32)
+
+    def get_active_torch_device(self) -> torch.device:
+        return torch.device("cpu")
+
+    def get_current_device(self) -> int:
+        return 0
+
+
+@needs_triton
+def test_torch_compile_sees_what_each_kernel_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inside ``torch.compile`` torch reads a user kernel's Triton IR to find the tensors it writes
+    (atomics included); an analysis that fails marks every argument written (copies around each
+    launch). The rounds write the histograms, the select's state and the counts; the mask kernel
+    only the mask."""
+    import triton
+
+    from decoding.processors import cut_kernel as ck
+    from decoding.processors.cut import fixed_scalar
+
+    try:
+        from torch._higher_order_ops.triton_kernel_wrap import identify_accessed_tensors
+    except ImportError as e:
+        pytest.skip(f"this torch has no identify_accessed_tensors: {e}")
+    if ck.interpreting():
+        pytest.skip("TRITON_INTERPRET=1: the jitted kernels are the interpreter's")
+    monkeypatch.setattr(triton.runtime.driver, "_active", _H100Driver())
+    b, v, c = 2, 49152, 49152 // ck.CHUNK
+    common = dict(x_ptr=torch.empty(b, v, dtype=torch.bfloat16), p_ptr=torch.empty(b, v),
+                  hist_ptr=torch.empty(b * 4 * ck.BINS, dtype=torch.long), state_ptr=torch.empty(b * 16, dtype=torch.long),
+                  count_ptr=torch.empty(b * c * ck.BINS, dtype=torch.long), V=v, C=c, sx_b=v, sp_b=v,
+                  LIMIT=fixed_scalar(1 - 0.95), CHUNK=ck.CHUNK, BINS=ck.BINS, DIGIT_BITS=ck.DIGIT_BITS)
+    for r in range(ck.ROUNDS):
+        accesses = identify_accessed_tensors(ck._JITS["round"], {**common, "ROUND": r}, {})
+        writes = {dep.name for dep in accesses.read_writes.writes}
+        want = {"hist_ptr"} | ({"state_ptr"} if r else set()) | ({"count_ptr"} if r == ck.ROUNDS - 1 else set())
+        assert writes == want, (r, writes)
+    kwargs = {**{k: a for k, a in common.items() if k not in ("p_ptr", "sp_b")},
+              "drop_ptr": torch.empty(b, v, dtype=torch.int8), "sd_b": v, "C_PAD": 32}
+    accesses = identify_accessed_tensors(ck._JITS["mask"], kwargs, {})
+    assert {dep.name for dep in accesses.read_writes.writes} == {"drop_ptr"}
+
+
+@needs_triton
+def test_helpers_a_kernel_calls_go_by_their_own_names() -> None:
+    """Inductor defines a user kernel's jitted helpers under their ``__name__`` (see test_fused_decode)."""
+    from triton.runtime.jit import JITFunction
+
+    from decoding.processors import cut_kernel as ck
+
+    if ck.interpreting():
+        pytest.skip("TRITON_INTERPRET=1: the jitted kernels are the interpreter's")
+    called = set()
+    for kernel in ck._JITS.values():
+        for name in kernel.fn.__code__.co_names:
+            helper = kernel.fn.__globals__.get(name)
+            if isinstance(helper, JITFunction):
+                assert helper.fn.__name__ == name, (kernel.fn.__name__, name, helper.fn.__name__)
+                called.add(name)
+    assert called == {"_step", "_order_keys", "_fixed_point"}
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("mode", ["eager", "graph", "compiled"])
+def test_kernel_equals_top_p_drop_on_the_gpu(mode: str) -> None:
+    """On CUDA: bit for bit ``top_p_drop`` (bfloat16 and float32 logits, batch 1 and 8, SmolLM2's
+    vocabulary), eagerly, replayed from a CUDA graph and inside ``torch.compile(fullgraph=True)``."""
+    from decoding.processors.cut import top_p_drop
+    from decoding.processors.cut_kernel import top_p_drop_kernel
+
+    if not torch.cuda.is_available() or not HAS_TRITON:
+        pytest.skip("needs CUDA and triton")
+    for b in (1, 8):
+        for dtype in (torch.bfloat16, torch.float32):
+            x = (torch.randn(b, 49152, device="cuda", generator=torch.Generator("cuda").manual_seed(b)) * 3.75).to(dtype)
+            x[0, :1000] = x[0, :1000].round()  # tie groups
+            for p, keep in ((0.95, 1), (0.5, 5), (1.0, 1)):
+                want = top_p_drop(x, p, keep)
+                fn = lambda t, p=p, keep=keep: top_p_drop_kernel(t, p, keep)  # noqa: E731
+                if mode == "compiled":
+                    fn = torch.compile(fn, fullgraph=True, dynamic=False)
+                if mode == "graph":
+                    static = x.clone()
+                    fn(static)  # compile the kernels before the capture
+                    torch.cuda.synchronize()
+                    graph = torch.cuda.CUDAGraph()
+                    with torch.cuda.graph(graph):
+                        out = fn(static)
+                    static.copy_(x)
+                    graph.replay()
+                    got = out.clone()
+                else:
+                    got = fn(x)
+                assert torch.equal(got, want), (mode, b, dtype, p, keep)

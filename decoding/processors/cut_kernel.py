@@ -133,10 +133,13 @@ def _round_kernel(  # jitted below (_JITS): round ROUND of the radix select
         tl.atomic_add(count_ptr + (b * C + c) * BINS + digit, ones, mask=member, sem="relaxed")
 
 
-def _mask_kernel(  # jitted below (_JITS): the drop mask from the finished select
-    x_ptr, hist_ptr, state_ptr, count_ptr, drop_ptr, V, C, sx_b, sd_b,
+def _mask_kernel(  # jitted below (_JITS): the drop mask (or the filtered logits) from the finished select
+    x_ptr, hist_ptr, state_ptr, count_ptr, out_ptr, V, C, sx_b, so_b,
     LIMIT: tl.constexpr, CHUNK: tl.constexpr, BINS: tl.constexpr, DIGIT_BITS: tl.constexpr, C_PAD: tl.constexpr,
+    FILL: tl.constexpr,
 ):
+    """Writes the drop mask (int8) to ``out``, or with ``FILL`` the logits with ``-inf`` where
+    dropped (in the logits' dtype: ``logits.masked_fill(drop, -inf)``, without the mask)."""
     b = tl.program_id(0).to(tl.int64)  # int64 offsets: (B, V) flat may pass 2^31 entries
     c = tl.program_id(1).to(tl.int64)
     v, below_v, lim, last, tie_mass = _step(hist_ptr, state_ptr, b, 32 // DIGIT_BITS, LIMIT, BINS)
@@ -148,12 +151,18 @@ def _mask_kernel(  # jitted below (_JITS): the drop mask from the finished selec
     n_drop = (lim - below_v) // tl.maximum(q, 1)  # lim >= below_v: no clamp at 0 needed
     offs = c * CHUNK + tl.arange(0, CHUNK)
     valid = offs < V
-    keys = _order_keys(tl.load(x_ptr + b * sx_b + offs, mask=valid, other=0.0).to(tl.float32))
+    x = tl.load(x_ptr + b * sx_b + offs, mask=valid, other=0.0)
+    keys = _order_keys(x.to(tl.float32))
     tie = (keys == v) & valid
     tie_i = tie.to(tl.int64)
     rank = before + tl.cumsum(tie_i, 0) - tie_i  # members before this one, in index order
     drop = (keys < v) | (tie & (rank < n_drop))
-    tl.store(drop_ptr + b * sd_b + offs, drop.to(tl.int8), mask=valid)
+    if FILL:
+        # in float32 and back: exact for every float dtype (the interpreter has no bf16 constants)
+        out = tl.where(drop, float("-inf"), x.to(tl.float32)).to(out_ptr.dtype.element_ty)
+        tl.store(out_ptr + b * so_b + offs, out, mask=valid)
+    else:
+        tl.store(out_ptr + b * so_b + offs, drop.to(tl.int8), mask=valid)
 
 
 # The kernels call the jitted helpers by the functions' own names (inductor rebuilds a user kernel's
@@ -181,6 +190,34 @@ def check_kernel_device(device: torch.device | str) -> None:
                          f"set before triton is imported), got logits on {torch.device(device)}")
 
 
+def _cut(logits: Tensor, p: float, chunk: int, fill: bool) -> Tensor:
+    """The launches: ``(B, V)`` int8 drop mask, or with ``fill`` the filtered logits (``(B, V)``,
+    contiguous, the logits' dtype)."""
+    check_kernel_device(logits.device)
+    if logits.dim() != 2:
+        raise ValueError(f"the top-p kernel expects (B, V) logits, got {tuple(logits.shape)}")
+    if chunk < 16 or chunk & (chunk - 1):
+        raise ValueError(f"chunk must be a power of two >= 16, got {chunk}")
+    b, v = logits.shape
+    x = logits if logits.stride(-1) == 1 else logits.contiguous()
+    probs = torch.softmax(logits.float(), dim=-1)  # exactly top_p_drop's probabilities
+    limit = fixed_scalar(1.0 - float(p))
+    c = triton.cdiv(v, chunk)
+    # one zero fill: per row the 4 histograms, the select's state after rounds 1-3 (4 int64 a
+    # round: prefix, base, lim, unused), and per chunk the last round's member counts
+    n_hist, n_state = b * ROUNDS * BINS, b * ROUNDS * 4
+    scratch = torch.zeros(n_hist + n_state + b * c * BINS, dtype=torch.long, device=logits.device)
+    hist, state, counts = scratch[:n_hist], scratch[n_hist : n_hist + n_state], scratch[n_hist + n_state :]
+    out = torch.empty(b, v, dtype=logits.dtype if fill else torch.int8, device=logits.device)
+    grid = (b, c)
+    consts = dict(LIMIT=limit, CHUNK=chunk, BINS=BINS, DIGIT_BITS=DIGIT_BITS)
+    for r in range(ROUNDS):
+        _JITS["round"][grid](x, probs, hist, state, counts, v, c, x.stride(0), probs.stride(0), ROUND=r, **consts)
+    _JITS["mask"][grid](x, hist, state, counts, out, v, c, x.stride(0), out.stride(0),
+                        C_PAD=triton.next_power_of_2(c), FILL=fill, **consts)
+    return out
+
+
 def top_p_drop_kernel(logits: Tensor, p: float, min_tokens_to_keep: int, chunk: int = CHUNK) -> Tensor:
     """Tokens outside the nucleus, ``(B, V)`` bool: bit for bit :func:`~decoding.processors.cut.top_p_drop`.
 
@@ -198,29 +235,16 @@ def top_p_drop_kernel(logits: Tensor, p: float, min_tokens_to_keep: int, chunk: 
     last member in index order stays. (A row whose whole mass is within the limit is the case
     :func:`_step`'s ``lim`` covers.) The interpreter tests check it against ``top_p_drop`` with 1.
     """
-    check_kernel_device(logits.device)
-    if logits.dim() != 2:
-        raise ValueError(f"top_p_drop_kernel expects (B, V) logits, got {tuple(logits.shape)}")
-    if chunk < 16 or chunk & (chunk - 1):
-        raise ValueError(f"chunk must be a power of two >= 16, got {chunk}")
-    b, v = logits.shape
-    x = logits if logits.stride(-1) == 1 else logits.contiguous()
-    probs = torch.softmax(logits.float(), dim=-1)  # exactly top_p_drop's probabilities
-    limit = fixed_scalar(1.0 - float(p))
-    c = triton.cdiv(v, chunk)
-    # one zero fill: per row the 4 histograms, the select's state after rounds 1-3 (4 int64 a
-    # round: prefix, base, lim, unused), and per chunk the last round's member counts
-    n_hist, n_state = b * ROUNDS * BINS, b * ROUNDS * 4
-    scratch = torch.zeros(n_hist + n_state + b * c * BINS, dtype=torch.long, device=logits.device)
-    hist, state, counts = scratch[:n_hist], scratch[n_hist : n_hist + n_state], scratch[n_hist + n_state :]
-    drop = torch.empty(b, v, dtype=torch.int8, device=logits.device)
-    grid = (b, c)
-    consts = dict(LIMIT=limit, CHUNK=chunk, BINS=BINS, DIGIT_BITS=DIGIT_BITS)
-    for r in range(ROUNDS):
-        _JITS["round"][grid](x, probs, hist, state, counts, v, c, x.stride(0), probs.stride(0), ROUND=r, **consts)
-    _JITS["mask"][grid](x, hist, state, counts, drop, v, c, x.stride(0), drop.stride(0),
-                        C_PAD=triton.next_power_of_2(c), **consts)
-    out = drop.view(torch.bool)
+    drop = _cut(logits, p, chunk, fill=False).view(torch.bool)
     if min_tokens_to_keep > 1:
-        out = out & ~first_m(order_keys(logits), min_tokens_to_keep, largest=True)
-    return out
+        drop = drop & ~first_m(order_keys(logits), min_tokens_to_keep, largest=True)
+    return drop
+
+
+def top_p_filter_kernel(logits: Tensor, p: float, min_tokens_to_keep: int, chunk: int = CHUNK) -> Tensor:
+    """``logits.masked_fill(top_p_drop(logits, p, min_tokens_to_keep), -inf)``, ``(B, V)``: what
+    ``TopP`` returns. With ``min_tokens_to_keep == 1`` the mask launch writes it directly (no mask,
+    no extra fill launch)."""
+    if min_tokens_to_keep > 1:
+        return logits.masked_fill(top_p_drop_kernel(logits, p, min_tokens_to_keep, chunk), float("-inf"))
+    return _cut(logits, p, chunk, fill=True)

@@ -54,11 +54,10 @@ class TopP:
     def __call__(self, logits: Tensor, state: State | None = None) -> Tensor:
         """``logits`` ``(..., V)`` -> new ``(..., V)`` with the tail outside the nucleus set to ``-inf``."""
         if self.method == "kernel":
-            from decoding.processors.cut_kernel import top_p_drop_kernel
+            from decoding.processors.cut_kernel import top_p_filter_kernel
 
             flat = logits.reshape(-1, logits.shape[-1])
-            drop = top_p_drop_kernel(flat, self.p, self.min_tokens_to_keep).reshape(logits.shape)
-            return logits.masked_fill(drop, float("-inf"))
+            return top_p_filter_kernel(flat, self.p, self.min_tokens_to_keep).reshape(logits.shape)
         if use_search(self.method, logits.device):
             flat = logits.reshape(-1, logits.shape[-1])
             drop = top_p_drop(flat, self.p, self.min_tokens_to_keep).reshape(logits.shape)

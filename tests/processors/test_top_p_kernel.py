@@ -64,7 +64,8 @@ def test_kernel_compiles_for_an_h100(name: str, dtype: str) -> None:
         pytest.skip("TRITON_INTERPRET=1: the jitted kernels are the interpreter's")
     jit = ck._JITS[name]
     base = dict(LIMIT=fixed_scalar(1 - 0.95), CHUNK=ck.CHUNK, BINS=ck.BINS, DIGIT_BITS=ck.DIGIT_BITS)
-    variants = [{**base, "ROUND": r} for r in range(ck.ROUNDS)] if name == "round" else [{**base, "C_PAD": 32}]
+    variants = ([{**base, "ROUND": r} for r in range(ck.ROUNDS)] if name == "round"
+                else [{**base, "C_PAD": 32, "FILL": fill} for fill in (False, True)])
     for constexprs in variants:
         sig = {}
         for arg in jit.arg_names:
@@ -74,8 +75,8 @@ def test_kernel_compiles_for_an_h100(name: str, dtype: str) -> None:
                 sig[arg] = "*" + dtype
             elif arg == "p_ptr":
                 sig[arg] = "*fp32"
-            elif arg == "drop_ptr":
-                sig[arg] = "*i8"
+            elif arg == "out_ptr":
+                sig[arg] = ("*" + dtype) if constexprs.get("FILL") else "*i8"
             elif arg.endswith("_ptr"):
                 sig[arg] = "*i64"
             else:
@@ -129,10 +130,11 @@ def test_torch_compile_sees_what_each_kernel_writes(monkeypatch: pytest.MonkeyPa
         writes = {dep.name for dep in accesses.read_writes.writes}
         want = {"hist_ptr"} | ({"state_ptr"} if r else set()) | ({"count_ptr"} if r == ck.ROUNDS - 1 else set())
         assert writes == want, (r, writes)
-    kwargs = {**{k: a for k, a in common.items() if k not in ("p_ptr", "sp_b")},
-              "drop_ptr": torch.empty(b, v, dtype=torch.int8), "sd_b": v, "C_PAD": 32}
-    accesses = identify_accessed_tensors(ck._JITS["mask"], kwargs, {})
-    assert {dep.name for dep in accesses.read_writes.writes} == {"drop_ptr"}
+    for fill in (False, True):
+        kwargs = {**{k: a for k, a in common.items() if k not in ("p_ptr", "sp_b")}, "so_b": v, "C_PAD": 32,
+                  "out_ptr": torch.empty(b, v, dtype=torch.bfloat16 if fill else torch.int8), "FILL": fill}
+        accesses = identify_accessed_tensors(ck._JITS["mask"], kwargs, {})
+        assert {dep.name for dep in accesses.read_writes.writes} == {"out_ptr"}, fill
 
 
 @needs_triton
@@ -160,7 +162,7 @@ def test_kernel_equals_top_p_drop_on_the_gpu(mode: str) -> None:
     """On CUDA: bit for bit ``top_p_drop`` (bfloat16 and float32 logits, batch 1 and 8, SmolLM2's
     vocabulary), eagerly, replayed from a CUDA graph and inside ``torch.compile(fullgraph=True)``."""
     from decoding.processors.cut import top_p_drop
-    from decoding.processors.cut_kernel import top_p_drop_kernel
+    from decoding.processors.cut_kernel import top_p_drop_kernel, top_p_filter_kernel
 
     if not torch.cuda.is_available() or not HAS_TRITON:
         pytest.skip("needs CUDA and triton")
@@ -168,9 +170,12 @@ def test_kernel_equals_top_p_drop_on_the_gpu(mode: str) -> None:
         for dtype in (torch.bfloat16, torch.float32):
             x = (torch.randn(b, 49152, device="cuda", generator=torch.Generator("cuda").manual_seed(b)) * 3.75).to(dtype)
             x[0, :1000] = x[0, :1000].round()  # tie groups
-            for p, keep in ((0.95, 1), (0.5, 5), (1.0, 1)):
+            for p, keep, fill in ((0.95, 1, False), (0.95, 1, True), (0.5, 5, False), (0.5, 5, True), (1.0, 1, True)):
                 want = top_p_drop(x, p, keep)
-                fn = lambda t, p=p, keep=keep: top_p_drop_kernel(t, p, keep)  # noqa: E731
+                if fill:
+                    want = x.masked_fill(want, float("-inf"))
+                kernel = top_p_filter_kernel if fill else top_p_drop_kernel
+                fn = lambda t, p=p, keep=keep, kernel=kernel: kernel(t, p, keep)  # noqa: E731
                 if mode == "compiled":
                     fn = torch.compile(fn, fullgraph=True, dynamic=False)
                 if mode == "graph":
@@ -185,4 +190,4 @@ def test_kernel_equals_top_p_drop_on_the_gpu(mode: str) -> None:
                     got = out.clone()
                 else:
                     got = fn(x)
-                assert torch.equal(got, want), (mode, b, dtype, p, keep)
+                assert torch.equal(got, want), (mode, b, dtype, p, keep, fill)

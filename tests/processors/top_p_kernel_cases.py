@@ -24,7 +24,7 @@ if os.environ.get("TRITON_INTERPRET") != "1":
 
 from decoding.processors import TopP  # noqa: E402
 from decoding.processors.cut import fixed_point, fixed_scalar, order_keys, top_p_drop  # noqa: E402
-from decoding.processors.cut_kernel import CHUNK, top_p_drop_kernel  # noqa: E402
+from decoding.processors.cut_kernel import CHUNK, top_p_drop_kernel, top_p_filter_kernel  # noqa: E402
 
 PS = [0.05, 0.5, 0.9, 0.95, 0.999, 1.0]
 KINDS = ["plain", "ties", "split", "holes", "hot", "uniform", "cold", "signed_zero"]
@@ -58,12 +58,20 @@ def batch(b: int, v: int, seed: int, dtype: torch.dtype, first: int = 0) -> torc
     return torch.stack([row(KINDS[(first + i) % len(KINDS)], v, g) for i in range(b)]).to(dtype)
 
 
-def check(x: torch.Tensor, p: float, keep: int, chunk: int) -> torch.Tensor:
-    got = top_p_drop_kernel(x, p, keep, chunk=chunk)
+def check(x: torch.Tensor, p: float, keep: int, chunk: int, fill: bool = False) -> torch.Tensor:
+    """The kernel's mask equals ``top_p_drop``'s; with ``fill``, its filtered logits (the mask launch
+    writes them itself) equal ``masked_fill`` with that mask. Returns ``top_p_drop``'s mask."""
     want = top_p_drop(x, p, keep)
-    assert got.dtype == torch.bool and got.shape == x.shape
-    bad = (got != want).nonzero()
-    assert bad.numel() == 0, f"p={p} keep={keep} chunk={chunk} {x.dtype}: {bad.shape[0]} differ, first {bad[:5].tolist()}"
+    where = f"p={p} keep={keep} chunk={chunk} fill={fill} {x.dtype}"
+    if fill:
+        got = top_p_filter_kernel(x, p, keep, chunk=chunk)
+        assert got.dtype == x.dtype and got.shape == x.shape
+        bad = (got != x.masked_fill(want, float("-inf"))).nonzero()
+    else:
+        got = top_p_drop_kernel(x, p, keep, chunk=chunk)
+        assert got.dtype == torch.bool and got.shape == x.shape
+        bad = (got != want).nonzero()
+    assert bad.numel() == 0, f"{where}: {bad.shape[0]} differ, first {bad[:5].tolist()}"
     return want
 
 
@@ -73,14 +81,14 @@ def test_equals_top_p_drop(b: int, v: int) -> None:
     """Every p, float32 and bfloat16 in turn (each p meets both dtypes across the sizes)."""
     for i, p in enumerate(PS):
         dtype = (torch.float32, torch.bfloat16)[(i + b + v) % 2]
-        check(batch(b, v, seed=100 * b + i + v, dtype=dtype, first=i), p, 1, CHUNKS[v])
+        check(batch(b, v, seed=100 * b + i + v, dtype=dtype, first=i), p, 1, CHUNKS[v], fill=i % 3 == 1)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_default_chunk_full_vocabulary(dtype: torch.dtype) -> None:
     x = batch(1, 49152, seed=7, dtype=dtype)
     assert 49152 // CHUNK > 8
-    check(x, 0.95, 1, CHUNK)
+    check(x, 0.95, 1, CHUNK, fill=dtype == torch.bfloat16)
 
 
 @pytest.mark.parametrize("v", [1000, 4099])
@@ -88,7 +96,7 @@ def test_min_tokens_to_keep_5(v: int) -> None:
     for i, p in enumerate(PS):
         x = batch(3, v, seed=v + i, dtype=(torch.float32, torch.bfloat16)[i % 2], first=2 * i)
         x[0] = x[0] / 0.01  # one dominant token: min_tokens_to_keep decides
-        check(x, p, 5, CHUNKS[v])
+        check(x, p, 5, CHUNKS[v], fill=i % 2 == 1)
 
 
 def test_a_tie_group_split_across_chunks() -> None:
@@ -99,7 +107,7 @@ def test_a_tie_group_split_across_chunks() -> None:
                      row("split", v, torch.Generator().manual_seed(2)), row("ties", v, torch.Generator().manual_seed(3))])
     keys = order_keys(x)
     for p in (0.3, 0.5, 0.77):
-        want = check(x, p, 1, chunk=256)
+        want = check(x, p, 1, chunk=256, fill=p == 0.5)
         for r in range(3):  # the split, uniform and split rows
             group = keys[r] == keys[r][~want[r]].min()  # the crossing group: the smallest kept key
             assert want[r][group].any() and (~want[r][group]).any(), (r, p)  # cut in the middle
@@ -117,6 +125,7 @@ def test_whole_mass_within_the_limit() -> None:
     for keep in (1, 5):
         want = check(x, p, keep, chunk=256)
         assert (~want).sum(-1).eq(keep).all()
+    check(x, p, 1, chunk=256, fill=True)
 
 
 def test_minus_inf_rows() -> None:
@@ -125,9 +134,9 @@ def test_minus_inf_rows() -> None:
     x[0, 500] = 1.0
     x[1, [3, 999]] = 2.0
     x[2, [0, 1, 2, 600, 700]] = torch.tensor([1.0, 1.0, 0.5, 3.0, 3.0])
-    for p in PS:
+    for i, p in enumerate(PS):
         for keep in (1, 5):
-            check(x, p, keep, chunk=256)
+            check(x, p, keep, chunk=256, fill=(i + keep) % 2 == 1)
 
 
 def test_strided_rows_and_top_p_processor() -> None:

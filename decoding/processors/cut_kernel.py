@@ -50,10 +50,11 @@ DIGIT_BITS = 8  # 4 rounds of 8 bits over the 32-bit keys
 BINS = 2**DIGIT_BITS
 ROUNDS = 32 // DIGIT_BITS
 CHUNK = 2048  # vocabulary entries a program (V = 49152: 24 programs a row)
+COPIES = 8  # copies of each histogram that the programs of a round add into (program c: copy c % COPIES)
 FIXED_ONE = 2.0**62  # cut.FIXED_ONE; exact as a float32 constant
 
 
-def _step(hist_ptr, state_ptr, b, R: tl.constexpr, LIMIT: tl.constexpr, BINS: tl.constexpr):
+def _step(hist_ptr, state_ptr, b, R: tl.constexpr, LIMIT: tl.constexpr, BINS: tl.constexpr, COPIES: tl.constexpr):
     """The digit of round ``R - 1`` (``R >= 1``), from its finished histogram and the state the
     program ``(b, 0)`` of round ``R - 1`` wrote (the digits before it), for row ``b``.
 
@@ -70,7 +71,8 @@ def _step(hist_ptr, state_ptr, b, R: tl.constexpr, LIMIT: tl.constexpr, BINS: tl
     what it keeps for any ``min_tokens_to_keep``), so the cut then agrees after ``first_m`` too.
     """
     bins = tl.arange(0, BINS)
-    h = tl.load(hist_ptr + (b * 4 + R - 1) * BINS + bins)
+    copies = tl.arange(0, COPIES)
+    h = tl.sum(tl.load(hist_ptr + ((b * 4 + R - 1) * COPIES + copies[:, None]) * BINS + bins[None, :]), 0)
     if R == 1:
         prefix = tl.zeros([], tl.int64)
         base = tl.zeros([], tl.int64)
@@ -107,13 +109,14 @@ def _fixed_point(p):
 def _round_kernel(  # jitted below (_JITS): round ROUND of the radix select
     x_ptr, p_ptr, hist_ptr, state_ptr, count_ptr, V, C, sx_b, sp_b,
     LIMIT: tl.constexpr, ROUND: tl.constexpr, CHUNK: tl.constexpr, BINS: tl.constexpr, DIGIT_BITS: tl.constexpr,
+    COPIES: tl.constexpr,
 ):
     b = tl.program_id(0).to(tl.int64)  # int64 offsets: (B, V) flat may pass 2^31 entries
     c = tl.program_id(1).to(tl.int64)
     if ROUND == 0:
         prefix = tl.zeros([], tl.int64)
     else:
-        prefix, base, lim, last, tie = _step(hist_ptr, state_ptr, b, ROUND, LIMIT, BINS)
+        prefix, base, lim, last, tie = _step(hist_ptr, state_ptr, b, ROUND, LIMIT, BINS, COPIES)
         # the next round starts from here; no other program of this launch reads this slot
         sp = state_ptr + (b * 4 + ROUND) * 4
         tl.store(sp, prefix, mask=c == 0)
@@ -126,8 +129,11 @@ def _round_kernel(  # jitted below (_JITS): round ROUND of the radix select
     shift: tl.constexpr = 32 - DIGIT_BITS * (ROUND + 1)
     member = valid & ((keys >> (shift + DIGIT_BITS)) == prefix)  # round 0: every key (prefix 0)
     digit = (keys >> shift) & (BINS - 1)
-    # zero masses add nothing: skipped (fewer atomics on the lowest bins)
-    tl.atomic_add(hist_ptr + (b * 4 + ROUND) * BINS + digit, mass, mask=member & (mass > 0), sem="relaxed")
+    # zero masses add nothing: skipped (fewer atomics on the lowest bins). Program c adds into copy
+    # c % COPIES of the histogram (the next round sums them): fewer programs contend for one address
+    # (round 0's keys crowd into a few bins: sign and top exponent bits)
+    hist_row = hist_ptr + ((b * 4 + ROUND) * COPIES + c % COPIES) * BINS
+    tl.atomic_add(hist_row + digit, mass, mask=member & (mass > 0), sem="relaxed")
     if ROUND == 32 // DIGIT_BITS - 1:  # the last round: members per last digit in this chunk
         ones = tl.full([CHUNK], 1, tl.int64)
         tl.atomic_add(count_ptr + (b * C + c) * BINS + digit, ones, mask=member, sem="relaxed")
@@ -136,13 +142,13 @@ def _round_kernel(  # jitted below (_JITS): round ROUND of the radix select
 def _mask_kernel(  # jitted below (_JITS): the drop mask (or the filtered logits) from the finished select
     x_ptr, hist_ptr, state_ptr, count_ptr, out_ptr, V, C, sx_b, so_b,
     LIMIT: tl.constexpr, CHUNK: tl.constexpr, BINS: tl.constexpr, DIGIT_BITS: tl.constexpr, C_PAD: tl.constexpr,
-    FILL: tl.constexpr,
+    COPIES: tl.constexpr, FILL: tl.constexpr,
 ):
     """Writes the drop mask (int8) to ``out``, or with ``FILL`` the logits with ``-inf`` where
     dropped (in the logits' dtype: ``logits.masked_fill(drop, -inf)``, without the mask)."""
     b = tl.program_id(0).to(tl.int64)  # int64 offsets: (B, V) flat may pass 2^31 entries
     c = tl.program_id(1).to(tl.int64)
-    v, below_v, lim, last, tie_mass = _step(hist_ptr, state_ptr, b, 32 // DIGIT_BITS, LIMIT, BINS)
+    v, below_v, lim, last, tie_mass = _step(hist_ptr, state_ptr, b, 32 // DIGIT_BITS, LIMIT, BINS, COPIES)
     chunks = tl.arange(0, C_PAD)
     counts = tl.load(count_ptr + (b * C + chunks) * BINS + last, mask=chunks < C, other=0)
     members = tl.sum(counts, 0)  # >= 1: the crossing key is a key of the row
@@ -203,14 +209,14 @@ def _cut(logits: Tensor, p: float, chunk: int, fill: bool) -> Tensor:
     probs = torch.softmax(logits.float(), dim=-1)  # exactly top_p_drop's probabilities
     limit = fixed_scalar(1.0 - float(p))
     c = triton.cdiv(v, chunk)
-    # one zero fill: per row the 4 histograms, the select's state after rounds 1-3 (4 int64 a
-    # round: prefix, base, lim, unused), and per chunk the last round's member counts
-    n_hist, n_state = b * ROUNDS * BINS, b * ROUNDS * 4
+    # one zero fill: per row the 4 histograms (COPIES copies each), the select's state after rounds
+    # 1-3 (4 int64 a round: prefix, base, lim, unused), and per chunk the last round's member counts
+    n_hist, n_state = b * ROUNDS * COPIES * BINS, b * ROUNDS * 4
     scratch = torch.zeros(n_hist + n_state + b * c * BINS, dtype=torch.long, device=logits.device)
     hist, state, counts = scratch[:n_hist], scratch[n_hist : n_hist + n_state], scratch[n_hist + n_state :]
     out = torch.empty(b, v, dtype=logits.dtype if fill else torch.int8, device=logits.device)
     grid = (b, c)
-    consts = dict(LIMIT=limit, CHUNK=chunk, BINS=BINS, DIGIT_BITS=DIGIT_BITS)
+    consts = dict(LIMIT=limit, CHUNK=chunk, BINS=BINS, DIGIT_BITS=DIGIT_BITS, COPIES=COPIES)
     for r in range(ROUNDS):
         _JITS["round"][grid](x, probs, hist, state, counts, v, c, x.stride(0), probs.stride(0), ROUND=r, **consts)
     _JITS["mask"][grid](x, hist, state, counts, out, v, c, x.stride(0), out.stride(0),

@@ -63,7 +63,7 @@ def test_kernel_compiles_for_an_h100(name: str, dtype: str) -> None:
     if ck.interpreting():
         pytest.skip("TRITON_INTERPRET=1: the jitted kernels are the interpreter's")
     jit = ck._JITS[name]
-    base = dict(LIMIT=fixed_scalar(1 - 0.95), CHUNK=ck.CHUNK, BINS=ck.BINS, DIGIT_BITS=ck.DIGIT_BITS)
+    base = dict(LIMIT=fixed_scalar(1 - 0.95), CHUNK=ck.CHUNK, BINS=ck.BINS, DIGIT_BITS=ck.DIGIT_BITS, COPIES=ck.COPIES)
     variants = ([{**base, "ROUND": r} for r in range(ck.ROUNDS)] if name == "round"
                 else [{**base, "C_PAD": 32, "FILL": fill} for fill in (False, True)])
     for constexprs in variants:
@@ -122,9 +122,9 @@ def test_torch_compile_sees_what_each_kernel_writes(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(triton.runtime.driver, "_active", _H100Driver())
     b, v, c = 2, 49152, 49152 // ck.CHUNK
     common = dict(x_ptr=torch.empty(b, v, dtype=torch.bfloat16), p_ptr=torch.empty(b, v),
-                  hist_ptr=torch.empty(b * 4 * ck.BINS, dtype=torch.long), state_ptr=torch.empty(b * 16, dtype=torch.long),
+                  hist_ptr=torch.empty(b * 4 * ck.COPIES * ck.BINS, dtype=torch.long), state_ptr=torch.empty(b * 16, dtype=torch.long),
                   count_ptr=torch.empty(b * c * ck.BINS, dtype=torch.long), V=v, C=c, sx_b=v, sp_b=v,
-                  LIMIT=fixed_scalar(1 - 0.95), CHUNK=ck.CHUNK, BINS=ck.BINS, DIGIT_BITS=ck.DIGIT_BITS)
+                  LIMIT=fixed_scalar(1 - 0.95), CHUNK=ck.CHUNK, BINS=ck.BINS, DIGIT_BITS=ck.DIGIT_BITS, COPIES=ck.COPIES)
     for r in range(ck.ROUNDS):
         accesses = identify_accessed_tensors(ck._JITS["round"], {**common, "ROUND": r}, {})
         writes = {dep.name for dep in accesses.read_writes.writes}

@@ -4,22 +4,29 @@
 the vocabulary; here the same search is a radix select over the 32-bit order keys in 4 rounds of
 8 bits, each round one launch over ``(B, chunks)`` programs (``chunk`` vocabulary entries each):
 
-1. round ``r`` (``r = 0 .. 3``): every program reads the global histograms of the rounds before
-   it and picks their digits (every program computes the same choice from the same integers), then
-   adds the fixed-point mass of each of its tokens whose key has the chosen prefix into a global
+1. round ``r`` (``r = 0 .. 3``): for ``r >= 1`` every program reads the finished histogram of
+   round ``r - 1`` and the select's state (the digits before it, the mass below them) that the
+   program ``(b, 0)`` of round ``r - 1`` wrote, and picks digit ``r - 1`` (every program computes
+   the same choice from the same integers; program ``(b, 0)`` writes the new state). Then it adds
+   the fixed-point mass of each of its tokens whose key has the chosen prefix into a global
    256-bin histogram of the next digit (``tl.atomic_add`` on ``int64``: integer sums are exact and
-   order-independent, so the result is deterministic). Round 3 also counts, per chunk, the tokens
-   of each last digit (for the tie group's ranks in index order);
+   order-independent, so the result is deterministic; ``COPIES`` copies of the histogram spread the
+   atomics of round 0, whose keys crowd into a few bins). Round 3 also counts, per chunk, the
+   tokens of each last digit (for the tie group's ranks in index order);
 2. the mask launch picks the last digit (the crossing key ``v`` and ``below_v``, the mass below
    it, fall out of the select), reads the tie group's member count per chunk (its total gives the
    member mass ``q``, its prefix over the chunks before this one the index-order rank offset) and
    writes the drop mask: keys below ``v``, and the first ``n_drop = (limit - below_v) // q`` members
-   of the tie group in index order.
+   of the tie group in index order. Or, for ``TopP`` (:func:`top_p_filter_kernel`), the logits
+   with ``-inf`` where dropped, in place of ``masked_fill``.
 
-Five Triton launches, one zero fill of the scratch (histograms and counts) and the torch softmax,
-which is computed exactly as ``top_p_drop`` computes it, so the probabilities are identical. No
-host synchronisation, static shapes: CUDA-graph capturable. ``min_tokens_to_keep > 1`` adds
-:func:`~decoding.processors.cut.first_m` in torch; ``1`` needs nothing (see :func:`top_p_drop_kernel`).
+A call is five Triton launches, one zero fill of the scratch (histograms, state and counts) and
+the torch softmax, computed exactly as ``top_p_drop`` computes it (``torch.softmax(logits.float(),
+-1)``, so the probabilities are identical; for bfloat16 logits ``.float()`` is one more launch, as
+in ``top_p_drop``). No host synchronisation, static shapes: CUDA-graph capturable, and traceable
+by ``torch.compile`` (user kernels; torch's analysis sees which arguments each kernel writes).
+``min_tokens_to_keep > 1`` adds :func:`~decoding.processors.cut.first_m` in torch; ``1`` needs
+nothing (see :func:`top_p_drop_kernel`).
 
 The digit choice of a round: with ``base`` the mass of the keys below the chosen prefix and
 ``h[d]`` the histogram of the next digit among keys with that prefix, the digit is the largest ``d``
@@ -28,7 +35,8 @@ with ``base + h[0] + ... + h[d - 1] <= limit``: the same bits the bisection of
 threshold with this prefix and digit ``d`` followed by zeros is exactly that sum).
 
 Runs on CUDA; with ``TRITON_INTERPRET=1`` (set before triton is imported) on CPU tensors, which
-is how the tests check it bit for bit against ``top_p_drop``.
+is how the tests check it bit for bit against ``top_p_drop``. Not timed on a GPU yet:
+``benchmarks/truncation.py`` has its rows (``method="kernel"``), and ``"auto"`` does not pick it.
 """
 
 from __future__ import annotations

@@ -150,3 +150,13 @@ def test_strided_rows_and_top_p_processor() -> None:
     for keep in (1, 5):
         out = TopP(0.9, min_tokens_to_keep=keep, method="kernel")(y)
         assert torch.equal(out, TopP(0.9, min_tokens_to_keep=keep, method="search")(y))
+
+
+def test_tiny_vocabularies_and_other_dtypes() -> None:
+    """One, two and 17 tokens (one chunk, or two with the second nearly empty); float16 and float64."""
+    g = torch.Generator().manual_seed(9)
+    for v in (1, 2, 17):
+        for dtype in (torch.float16, torch.float64):
+            x = (torch.randn(2, v, generator=g) * 3).to(dtype)
+            for p, keep in ((0.5, 1), (1.0, 2)):
+                check(x, p, keep, chunk=16, fill=keep == 1)

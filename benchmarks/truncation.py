@@ -2,6 +2,8 @@
 
     # GPU (H100): SmolLM2's vocabulary, batch 1, 8, 64
     python benchmarks/truncation.py --device cuda --batch 1 8 64 --out benchmarks/results/truncation_h100.json
+    # the top-p kernel (method="kernel") also at other vocabulary chunks a program than its default
+    python benchmarks/truncation.py --device cuda --batch 1 8 --kernel-chunks 1024 4096
     # CPU smoke run (what the test runs)
     python benchmarks/truncation.py --device cpu --batch 2 --vocab 512 --reps 2
 
@@ -110,6 +112,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows")
     ap.add_argument("--out", type=Path, help="JSON results, rewritten after every row (what ran so far)")
+    ap.add_argument("--kernel-chunks", type=int, nargs="*", default=[],
+                    help="more top_p kernel rows with these vocabulary chunks a program (method kernel-c<chunk>)")
     args = ap.parse_args(argv)
     device = torch.device(args.device)
     modes = ["eager"] + (["graph"] if device.type == "cuda" else []) + ([] if args.no_compile else ["compiled"])
@@ -131,7 +135,11 @@ def main(argv: list[str] | None = None) -> dict:
         x = torch.randn(b, args.vocab, device=device, generator=torch.Generator(device).manual_seed(b)) * 3 / 0.8
         fns = callables()
         if kernel is not None:
+            from decoding.processors.cut_kernel import top_p_filter_kernel
+
             fns[("top_p", "kernel")] = kernel
+            for chunk in args.kernel_chunks:  # x is (B, V): TopP's reshape is a no-op
+                fns[("top_p", f"kernel-c{chunk}")] = lambda t, chunk=chunk: top_p_filter_kernel(t, 0.95, 1, chunk)
         for proc in ("top_p", "typical"):
             kept = [torch.isneginf(fns[(proc, m)](x)) for m in ("search", "sort")]
             if not torch.equal(*kept):  # a wrong answer is worth no timing: say so, time the rest
@@ -162,7 +170,7 @@ def main(argv: list[str] | None = None) -> dict:
                 record(dict(batch=b, processor=proc, method=method, mode=mode, us=us))
     print("\nsort / search and sort / kernel (>1: the search or the kernel is faster)")
     for r in rows:
-        if r["method"] in ("search", "kernel") and r["us"]:
+        if (r["method"] == "search" or r["method"].startswith("kernel")) and r["us"]:
             ref = next((s for s in rows if s["method"] == "sort" and s["us"]
                         and all(s[k] == r[k] for k in ("batch", "processor", "mode"))), None)
             if ref is not None:

@@ -54,12 +54,11 @@ except ImportError:  # an optional extra: the kernels need it, nothing else does
     triton = None
     tl = None
 
-DIGIT_BITS = 8  # 4 rounds of 8 bits over the 32-bit keys
+DIGIT_BITS = 8  # 4 rounds of 8 bits over the 32-bit keys (the kernels' scratch layouts assume 4 rounds)
 BINS = 2**DIGIT_BITS
 ROUNDS = 32 // DIGIT_BITS
 CHUNK = 2048  # vocabulary entries a program (V = 49152: 24 programs a row)
 COPIES = 8  # copies of each histogram that the programs of a round add into (program c: copy c % COPIES)
-FIXED_ONE = 2.0**62  # cut.FIXED_ONE; exact as a float32 constant
 
 
 def _step(hist_ptr, state_ptr, b, R: tl.constexpr, LIMIT: tl.constexpr, BINS: tl.constexpr, COPIES: tl.constexpr):
@@ -172,8 +171,10 @@ def _mask_kernel(  # jitted below (_JITS): the drop mask (or the filtered logits
     rank = before + tl.cumsum(tie_i, 0) - tie_i  # members before this one, in index order
     drop = (keys < v) | (tie & (rank < n_drop))
     if FILL:
-        # in float32 and back: exact for every float dtype (the interpreter has no bf16 constants)
-        out = tl.where(drop, float("-inf"), x.to(tl.float32)).to(out_ptr.dtype.element_ty)
+        if out_ptr.dtype.element_ty == tl.float64:
+            out = tl.where(drop, float("-inf"), x)
+        else:  # 16-bit floats through float32 and back, exactly (the interpreter has no bf16 constants)
+            out = tl.where(drop, float("-inf"), x.to(tl.float32)).to(out_ptr.dtype.element_ty)
         tl.store(out_ptr + b * so_b + offs, out, mask=valid)
     else:
         tl.store(out_ptr + b * so_b + offs, drop.to(tl.int8), mask=valid)

@@ -2,16 +2,20 @@
 
     # GPU (H100): SmolLM2's vocabulary, batch 1, 8, 64
     python benchmarks/truncation.py --device cuda --batch 1 8 64 --out benchmarks/results/truncation_h100.json
+    # the top-p kernel (method="kernel") also at other vocabulary chunks a program than its default
+    python benchmarks/truncation.py --device cuda --batch 1 8 --kernel-chunks 1024 4096
     # CPU smoke run (what the test runs)
     python benchmarks/truncation.py --device cpu --batch 2 --vocab 512 --reps 2
 
 Rows: each processor with ``method="search"`` (:mod:`decoding.processors.cut`) and ``method="sort"``
-(the sorted reference), and transformers' warper (the peer, when it imports), run three ways:
+(the sorted reference), top-p with ``method="kernel"`` (the same search in Triton,
+:mod:`decoding.processors.cut_kernel`; skipped with the reason printed where triton or CUDA is
+missing), and transformers' warper (the peer, when it imports), run three ways:
 ``eager`` (one kernel launch per op), ``graph`` (the op sequence captured once in a CUDA graph and
 replayed: what a captured decode step pays; CUDA only) and ``compiled`` (``torch.compile`` with
 inductor, then captured in a CUDA graph on CUDA). Logits are random ``N(0, 3^2) / 0.8`` float32, the
 scale of a trained model's at temperature 0.8. Every search output is checked equal to the sort
-output's kept set first. Prints microseconds per call (median of ``--reps`` timings of ``--iters``
+output's kept set first, and the kernel's output equal to the search's (bit for bit). Prints microseconds per call (median of ``--reps`` timings of ``--iters``
 calls) and the ratio sort / search.
 """
 
@@ -52,6 +56,19 @@ def callables() -> dict[tuple[str, str], Callable]:
     for name, fn in peers().items():
         out[(name, "transformers")] = fn
     return out
+
+
+def kernel_callable(device: torch.device) -> tuple[Callable | None, str]:
+    """``TopP(0.95, method="kernel")`` where it runs on ``device``, else ``None`` and the reason."""
+    try:
+        from decoding.processors.cut_kernel import kernel_available, triton
+    except Exception as e:  # a broken triton install: say so, time the rest
+        return None, f"cut_kernel does not import: {error_tail(e)}"
+    if triton is None:
+        return None, "triton is not installed"
+    if not kernel_available(device):
+        return None, f"the kernel runs on CUDA (or under TRITON_INTERPRET=1), not on {device}"
+    return TopP(0.95, method="kernel"), ""
 
 
 def sync(device: torch.device) -> None:
@@ -95,6 +112,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows")
     ap.add_argument("--out", type=Path, help="JSON results, rewritten after every row (what ran so far)")
+    ap.add_argument("--kernel-chunks", type=int, nargs="*", default=[],
+                    help="more top_p kernel rows with these vocabulary chunks a program (method kernel-c<chunk>)")
     args = ap.parse_args(argv)
     device = torch.device(args.device)
     modes = ["eager"] + (["graph"] if device.type == "cuda" else []) + ([] if args.no_compile else ["compiled"])
@@ -108,15 +127,29 @@ def main(argv: list[str] | None = None) -> dict:
         if args.out:
             atomic_write_json(args.out, result)
 
+    kernel, why = kernel_callable(device)
+    if kernel is None:
+        print(f"top_p kernel rows skipped: {why}", flush=True)
+        result["kernel_skipped"] = why
     for b in args.batch:
         x = torch.randn(b, args.vocab, device=device, generator=torch.Generator(device).manual_seed(b)) * 3 / 0.8
         fns = callables()
+        if kernel is not None:
+            from decoding.processors.cut_kernel import top_p_filter_kernel
+
+            fns[("top_p", "kernel")] = kernel
+            for chunk in args.kernel_chunks:  # x is (B, V): TopP's reshape is a no-op
+                fns[("top_p", f"kernel-c{chunk}")] = lambda t, chunk=chunk: top_p_filter_kernel(t, 0.95, 1, chunk)
         for proc in ("top_p", "typical"):
             kept = [torch.isneginf(fns[(proc, m)](x)) for m in ("search", "sort")]
             if not torch.equal(*kept):  # a wrong answer is worth no timing: say so, time the rest
                 print(f"batch {b:3d} {proc}: search and sort keep different sets", flush=True)
                 record(dict(batch=b, processor=proc, method="search", mode="check", us=None,
                             error="search and sort keep different sets"))
+        if kernel is not None and not torch.equal(kernel(x), fns[("top_p", "search")](x)):
+            print(f"batch {b:3d} top_p: the kernel's output differs from the search's", flush=True)
+            record(dict(batch=b, processor="top_p", method="kernel", mode="check", us=None,
+                        error="the kernel's output differs from the search's"))
         for (proc, method), fn in fns.items():
             for mode in modes:
                 if mode == "compiled" and method == "transformers":
@@ -135,13 +168,14 @@ def main(argv: list[str] | None = None) -> dict:
                     continue
                 print(f"batch {b:3d} {proc:8s} {method:12s} {mode:9s} {us:10.1f} us", flush=True)
                 record(dict(batch=b, processor=proc, method=method, mode=mode, us=us))
-    print("\nsort / search (>1: the search is faster)")
+    print("\nsort / search and sort / kernel (>1: the search or the kernel is faster)")
     for r in rows:
-        if r["method"] == "search" and r["us"]:
+        if (r["method"] == "search" or r["method"].startswith("kernel")) and r["us"]:
             ref = next((s for s in rows if s["method"] == "sort" and s["us"]
                         and all(s[k] == r[k] for k in ("batch", "processor", "mode"))), None)
             if ref is not None:
-                print(f"batch {r['batch']:3d} {r['processor']:8s} {r['mode']:9s} {ref['us'] / r['us']:.2f}x")
+                print(f"batch {r['batch']:3d} {r['processor']:8s} {r['method']:6s} {r['mode']:9s} "
+                      f"{ref['us'] / r['us']:.2f}x")
     result["complete"] = True
     if args.out:
         atomic_write_json(args.out, result)

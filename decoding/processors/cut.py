@@ -133,11 +133,14 @@ def first_m(keys: Tensor, m: int, largest: bool) -> Tensor:
     return strictly | tie & (score >= threshold)
 
 
-def check_method(method: str) -> None:
-    """``method`` of a truncation processor: ``"auto"``, ``"search"`` (this module) or ``"sort"`` (the sorted reference)."""
-    if method not in ("auto", "search", "sort"):
-        raise ValueError(f"method must be 'auto', 'search' (sort-free threshold search) or 'sort' (full sort), "
-                         f"got {method!r}")
+def check_method(method: str, kernel: bool = False) -> None:
+    """``method`` of a truncation processor: ``"auto"``, ``"search"`` (this module) or ``"sort"`` (the
+    sorted reference); with ``kernel`` (top-p) also ``"kernel"`` (:mod:`decoding.processors.cut_kernel`)."""
+    methods = ("auto", "search", "sort") + (("kernel",) if kernel else ())
+    if method not in methods:
+        kernel_text = ", 'kernel' (the search in Triton kernels)" if kernel else ""
+        raise ValueError(f"method must be 'auto', 'search' (sort-free threshold search){kernel_text} or 'sort' "
+                         f"(full sort), got {method!r}")
 
 
 def use_search(method: str, device: torch.device | str | None = None) -> bool:

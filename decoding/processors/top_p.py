@@ -24,6 +24,9 @@ class TopP:
 
     ``method="search"`` finds the same cut without sorting the vocabulary
     (:mod:`decoding.processors.cut`: static shapes, no host synchronisation, CUDA-graph safe);
+    ``method="kernel"`` is the same search, bit for bit, in a few Triton launches
+    (:mod:`decoding.processors.cut_kernel`; needs triton and CUDA logits, or CPU logits under
+    ``TRITON_INTERPRET=1``; ``"auto"`` does not pick it);
     ``method="sort"`` is the sorted reference; ``"auto"`` (default) sorts on CUDA (faster there,
     measured on an H100) and elsewhere searches under ``torch.compile`` and sorts when eager
     (:func:`~decoding.processors.cut.use_search`). They keep the same set, except that within the
@@ -40,10 +43,21 @@ class TopP:
         if not (0.0 < float(self.p) <= 1.0):
             raise ValueError(f"top-p mass must be in (0, 1], got {self.p}")
         check_min_tokens(self.min_tokens_to_keep)
-        check_method(self.method)
+        check_method(self.method, kernel=True)
+        if self.method == "kernel":
+            from decoding.processors.cut_kernel import triton
+
+            if triton is None:
+                raise RuntimeError("TopP(method='kernel') needs triton (pip install triton, CUDA); "
+                                   "use method='search' or 'sort' without it")
 
     def __call__(self, logits: Tensor, state: State | None = None) -> Tensor:
         """``logits`` ``(..., V)`` -> new ``(..., V)`` with the tail outside the nucleus set to ``-inf``."""
+        if self.method == "kernel":
+            from decoding.processors.cut_kernel import top_p_filter_kernel
+
+            flat = logits.reshape(-1, logits.shape[-1])
+            return top_p_filter_kernel(flat, self.p, self.min_tokens_to_keep).reshape(logits.shape)
         if use_search(self.method, logits.device):
             flat = logits.reshape(-1, logits.shape[-1])
             drop = top_p_drop(flat, self.p, self.min_tokens_to_keep).reshape(logits.shape)

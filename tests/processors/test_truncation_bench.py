@@ -40,3 +40,20 @@ def test_a_failing_row_is_reported_and_the_run_goes_on(tmp_path, monkeypatch) ->
     assert len(failed) == 1 and failed[0]["us"] is None and failed[0]["error"].endswith("the useful end")
     saved = json.loads(out.read_text())
     assert saved["complete"] and len(saved["rows"]) == len(res["rows"]) >= 5
+
+
+def test_kernel_rows_skipped_with_the_reason_without_cuda(tmp_path, capsys) -> None:
+    """On CPU (no ``TRITON_INTERPRET``) the top-p kernel rows are skipped, the reason printed and saved."""
+    import os
+
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        import pytest
+
+        pytest.skip("TRITON_INTERPRET=1: the kernel runs on CPU tensors")
+    bench = load_script("benchmarks/truncation.py", "truncation_bench_kernel")
+    out = tmp_path / "r.json"
+    bench.main(["--device", "cpu", "--batch", "1", "--vocab", "200", "--iters", "1", "--reps", "1",
+                "--no-compile", "--out", str(out)])
+    saved = json.loads(out.read_text())
+    assert "top_p kernel rows skipped: " + saved["kernel_skipped"] in capsys.readouterr().out
+    assert not any(r["method"] == "kernel" for r in saved["rows"])

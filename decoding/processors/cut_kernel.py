@@ -61,7 +61,7 @@ CHUNK = 2048  # vocabulary entries a program (V = 49152: 24 programs a row)
 COPIES = 8  # copies of each histogram that the programs of a round add into (program c: copy c % COPIES)
 
 
-def _step(hist_ptr, state_ptr, b, R: tl.constexpr, LIMIT: tl.constexpr, BINS: tl.constexpr, COPIES: tl.constexpr):
+def _step(hist_ptr, state_ptr, b, limit, R: tl.constexpr, BINS: tl.constexpr, COPIES: tl.constexpr):
     """The digit of round ``R - 1`` (``R >= 1``), from its finished histogram and the state the
     program ``(b, 0)`` of round ``R - 1`` wrote (the digits before it), for row ``b``.
 
@@ -69,8 +69,8 @@ def _step(hist_ptr, state_ptr, b, R: tl.constexpr, LIMIT: tl.constexpr, BINS: tl
     below that prefix), ``lim`` (the limit the select uses, see below), ``last`` (the new digit)
     and ``tie`` (the mass of the keys with the whole prefix; after 4 rounds: the tie group's mass).
 
-    ``lim = min(LIMIT, total - 1)`` (``total``: the mass of the row, the sum of round 0's
-    histogram). When ``total > LIMIT`` this is ``LIMIT``, the oracle's. Otherwise (a tiny ``p``, where
+    ``lim = min(limit, total - 1)`` (``total``: the mass of the row, the sum of round 0's
+    histogram). When ``total > limit`` this is ``limit``, the oracle's. Otherwise (a tiny ``p``, where
     the float32 ``1 - p`` reaches the float32 probabilities' rounded sum) ``top_p_drop``'s search
     runs off the top (``v = 2^32 - 1``), drops every token and leaves the row to ``first_m``; with
     ``total - 1`` the crossing group is the largest key and all its members but the last in index
@@ -83,7 +83,7 @@ def _step(hist_ptr, state_ptr, b, R: tl.constexpr, LIMIT: tl.constexpr, BINS: tl
     if R == 1:
         prefix = tl.zeros([], tl.int64)
         base = tl.zeros([], tl.int64)
-        lim = tl.minimum(tl.sum(h, 0) - 1, LIMIT)
+        lim = tl.minimum(tl.sum(h, 0) - 1, limit.to(tl.int64))
     else:
         prefix = tl.load(state_ptr + (b * 4 + R - 1) * 4)
         base = tl.load(state_ptr + (b * 4 + R - 1) * 4 + 1)
@@ -114,8 +114,8 @@ def _fixed_point(p):
 
 
 def _round_kernel(  # jitted below (_JITS): round ROUND of the radix select
-    x_ptr, p_ptr, hist_ptr, state_ptr, count_ptr, V, C, sx_b, sp_b,
-    LIMIT: tl.constexpr, ROUND: tl.constexpr, CHUNK: tl.constexpr, BINS: tl.constexpr, DIGIT_BITS: tl.constexpr,
+    x_ptr, p_ptr, hist_ptr, state_ptr, count_ptr, V, C, sx_b, sp_b, limit,
+    ROUND: tl.constexpr, CHUNK: tl.constexpr, BINS: tl.constexpr, DIGIT_BITS: tl.constexpr,
     COPIES: tl.constexpr,
 ):
     b = tl.program_id(0).to(tl.int64)  # int64 offsets: (B, V) flat may pass 2^31 entries
@@ -123,7 +123,7 @@ def _round_kernel(  # jitted below (_JITS): round ROUND of the radix select
     if ROUND == 0:
         prefix = tl.zeros([], tl.int64)
     else:
-        prefix, base, lim, last, tie = _step(hist_ptr, state_ptr, b, ROUND, LIMIT, BINS, COPIES)
+        prefix, base, lim, last, tie = _step(hist_ptr, state_ptr, b, limit, ROUND, BINS, COPIES)
         # the next round starts from here; no other program of this launch reads this slot
         sp = state_ptr + (b * 4 + ROUND) * 4
         tl.store(sp, prefix, mask=c == 0)
@@ -147,15 +147,15 @@ def _round_kernel(  # jitted below (_JITS): round ROUND of the radix select
 
 
 def _mask_kernel(  # jitted below (_JITS): the drop mask (or the filtered logits) from the finished select
-    x_ptr, hist_ptr, state_ptr, count_ptr, out_ptr, V, C, sx_b, so_b,
-    LIMIT: tl.constexpr, CHUNK: tl.constexpr, BINS: tl.constexpr, DIGIT_BITS: tl.constexpr, C_PAD: tl.constexpr,
+    x_ptr, hist_ptr, state_ptr, count_ptr, out_ptr, V, C, sx_b, so_b, limit,
+    CHUNK: tl.constexpr, BINS: tl.constexpr, DIGIT_BITS: tl.constexpr, C_PAD: tl.constexpr,
     COPIES: tl.constexpr, FILL: tl.constexpr,
 ):
     """Writes the drop mask (int8) to ``out``, or with ``FILL`` the logits with ``-inf`` where
     dropped (in the logits' dtype: ``logits.masked_fill(drop, -inf)``, without the mask)."""
     b = tl.program_id(0).to(tl.int64)  # int64 offsets: (B, V) flat may pass 2^31 entries
     c = tl.program_id(1).to(tl.int64)
-    v, below_v, lim, last, tie_mass = _step(hist_ptr, state_ptr, b, 32 // DIGIT_BITS, LIMIT, BINS, COPIES)
+    v, below_v, lim, last, tie_mass = _step(hist_ptr, state_ptr, b, limit, 32 // DIGIT_BITS, BINS, COPIES)
     chunks = tl.arange(0, C_PAD)
     counts = tl.load(count_ptr + (b * C + chunks) * BINS + last, mask=chunks < C, other=0)
     members = tl.sum(counts, 0)  # >= 1: the crossing key is a key of the row
@@ -225,10 +225,13 @@ def _cut(logits: Tensor, p: float, chunk: int, fill: bool) -> Tensor:
     hist, state, counts = scratch[:n_hist], scratch[n_hist : n_hist + n_state], scratch[n_hist + n_state :]
     out = torch.empty(b, v, dtype=logits.dtype if fill else torch.int8, device=logits.device)
     grid = (b, c)
-    consts = dict(LIMIT=limit, CHUNK=chunk, BINS=BINS, DIGIT_BITS=DIGIT_BITS, COPIES=COPIES)
+    # the limit is a runtime int64 argument (a power of two past int32: never specialised to 1), so
+    # one compile serves every p (a server's requests each bring their own)
+    consts = dict(CHUNK=chunk, BINS=BINS, DIGIT_BITS=DIGIT_BITS, COPIES=COPIES)
     for r in range(ROUNDS):
-        _JITS["round"][grid](x, probs, hist, state, counts, v, c, x.stride(0), probs.stride(0), ROUND=r, **consts)
-    _JITS["mask"][grid](x, hist, state, counts, out, v, c, x.stride(0), out.stride(0),
+        _JITS["round"][grid](x, probs, hist, state, counts, v, c, x.stride(0), probs.stride(0), limit, ROUND=r,
+                             **consts)
+    _JITS["mask"][grid](x, hist, state, counts, out, v, c, x.stride(0), out.stride(0), limit,
                         C_PAD=triton.next_power_of_2(c), FILL=fill, **consts)
     return out
 

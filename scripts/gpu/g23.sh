@@ -22,7 +22,8 @@ step() { echo "$1 rc $2 at ${SECONDS}s"; echo "$1 rc $2 at ${SECONDS}s" >> $R/st
 # 1. correctness on the GPU (no captured DEBUG logs: -p no:logging)
 timeout $(cap 140) python3 -m pytest -q -m gpu -p no:cacheprovider -p no:logging --tb=short -rfEs \
   tests/processors/test_sort_free.py tests/nn/test_decode_attention.py tests/image/test_graphs.py \
-  tests/text/test_step_fusion.py tests/text/test_gpu.py tests/image/test_no_device_sync.py tests/nn/test_fused_decode.py > $R/pytest_gpu.log 2>&1
+  tests/text/test_step_fusion.py tests/text/test_gpu.py tests/image/test_no_device_sync.py tests/nn/test_fused_decode.py \
+  tests/processors/test_top_p_kernel.py > $R/pytest_gpu.log 2>&1
 step pytest $?; tail -n 15 $R/pytest_gpu.log
 # 1b. block sizes of the fused decode kernels against the torch ops they replace (JSON rewritten per kernel)
 # (CUDA-core products at 1-8 rows a program, tl.dot at 16-32); the fused engines below launch with the
@@ -37,9 +38,10 @@ python3 -c "import json, sys; sys.exit(not json.load(open('$R/fused_tune_h100.js
 timeout $(cap 200) python3 benchmarks/text_generate.py --device cuda --random-weights --batch 1 --reps 3 \
   --engines loop-fused,loop-fused6,loop-triton,hf-static,loop,hf,loop-sync1 --engine-timeout 60 --profile --out $R/text_h100_b1.json > $R/text_b1.log 2>&1
 step text_b1 $?
-# 3. top-p / typical / min-p: search vs sort vs transformers, eager / CUDA graph / compiled (batch 1 was
-# measured on the first run: last)
-timeout $(cap 60) python3 benchmarks/truncation.py --device cuda --batch 8 64 1 --iters 20 --reps 3 \
+# 3. top-p / typical / min-p: search vs sort vs transformers vs the Triton top-p kernel (decoding/processors/
+# cut_kernel.py; also at 1,024 and 4,096 vocabulary entries a program), eager / CUDA graph / compiled;
+# batch 1 first (the decode step's case)
+timeout $(cap 75) python3 benchmarks/truncation.py --device cuda --batch 1 8 64 --iters 20 --reps 3 --kernel-chunks 1024 4096 \
   --out $R/truncation_h100.json > $R/truncation.log 2>&1
 step truncation $?
 # 4. text at batch 64

@@ -57,13 +57,12 @@ def test_kernel_compiles_for_an_h100(name: str, dtype: str) -> None:
     """Each kernel through Triton's compiler for sm_90 with the argument types a call passes
     (SmolLM2's vocabulary: 49,152 in 24 chunks; every round of the select)."""
     from decoding.processors import cut_kernel as ck
-    from decoding.processors.cut import fixed_scalar
     from tests.nn.triton_helpers import compile_for_h100
 
     if ck.interpreting():
         pytest.skip("TRITON_INTERPRET=1: the jitted kernels are the interpreter's")
     jit = ck._JITS[name]
-    base = dict(LIMIT=fixed_scalar(1 - 0.95), CHUNK=ck.CHUNK, BINS=ck.BINS, DIGIT_BITS=ck.DIGIT_BITS, COPIES=ck.COPIES)
+    base = dict(CHUNK=ck.CHUNK, BINS=ck.BINS, DIGIT_BITS=ck.DIGIT_BITS, COPIES=ck.COPIES)
     variants = ([{**base, "ROUND": r} for r in range(ck.ROUNDS)] if name == "round"
                 else [{**base, "C_PAD": 32, "FILL": fill} for fill in (False, True)])
     for constexprs in variants:
@@ -79,8 +78,8 @@ def test_kernel_compiles_for_an_h100(name: str, dtype: str) -> None:
                 sig[arg] = ("*" + dtype) if constexprs.get("FILL") else "*i8"
             elif arg.endswith("_ptr"):
                 sig[arg] = "*i64"
-            else:
-                sig[arg] = "i32"
+            else:  # the limit: a fixed-point mass, int64 (one compile for every p)
+                sig[arg] = "i64" if arg == "limit" else "i32"
         compiled = compile_for_h100(jit, sig, constexprs)
         assert "ttir" in compiled.asm
         if name == "round" and "ttgir" in compiled.asm:
@@ -124,7 +123,7 @@ def test_torch_compile_sees_what_each_kernel_writes(monkeypatch: pytest.MonkeyPa
     common = dict(x_ptr=torch.empty(b, v, dtype=torch.bfloat16), p_ptr=torch.empty(b, v),
                   hist_ptr=torch.empty(b * 4 * ck.COPIES * ck.BINS, dtype=torch.long), state_ptr=torch.empty(b * 16, dtype=torch.long),
                   count_ptr=torch.empty(b * c * ck.BINS, dtype=torch.long), V=v, C=c, sx_b=v, sp_b=v,
-                  LIMIT=fixed_scalar(1 - 0.95), CHUNK=ck.CHUNK, BINS=ck.BINS, DIGIT_BITS=ck.DIGIT_BITS, COPIES=ck.COPIES)
+                  limit=fixed_scalar(1 - 0.95), CHUNK=ck.CHUNK, BINS=ck.BINS, DIGIT_BITS=ck.DIGIT_BITS, COPIES=ck.COPIES)
     for r in range(ck.ROUNDS):
         accesses = identify_accessed_tensors(ck._JITS["round"], {**common, "ROUND": r}, {})
         writes = {dep.name for dep in accesses.read_writes.writes}

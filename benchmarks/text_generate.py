@@ -48,6 +48,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -62,7 +63,7 @@ from decoding.core.loop import decode  # noqa: E402
 from decoding.io import atomic_write_json  # noqa: E402
 from decoding.nn.transformer import Transformer, TransformerConfig  # noqa: E402
 from decoding.processes.autoregressive import Autoregressive  # noqa: E402
-from decoding.processors import standard_processors  # noqa: E402
+from decoding.processors import TopP, standard_processors  # noqa: E402
 
 TINY = dict(vocab_size=512, dim=64, n_layers=2, n_heads=4, n_kv_heads=2, hidden=128, rope_theta=10000.0,
             tie_embeddings=True, norm_eps=1e-5)
@@ -155,10 +156,16 @@ def ours(args: argparse.Namespace, net: Transformer) -> dict[str, tuple[int | No
     return out
 
 
+def our_processors(config: dict, top_p_method: str = "auto") -> list:
+    """Our engines' processors for ``config``; ``top_p_method`` is :class:`~decoding.processors.TopP`'s
+    ``method`` (``"kernel"``: the Triton cut of :mod:`decoding.processors.cut_kernel`)."""
+    return [replace(p, method=top_p_method) if isinstance(p, TopP) else p for p in standard_processors(**config)]
+
+
 def runners(args, models, hf, prompt: torch.Tensor, config: dict) -> dict[str, Callable[[int], int]]:
     """engine name -> run(seed) returning the number of generated tokens."""
     n = args.new_tokens
-    procs = standard_processors(**config)
+    procs = our_processors(config, args.top_p_method)
     out: dict[str, Callable[[int], int]] = {}
     for name, (sync_every, lm) in models.items():
 
@@ -276,12 +283,13 @@ def measure(fns: dict[str, Callable[[int], int]], reps: int, device: torch.devic
     return rows
 
 
-def profile_loop(lm: StaticCausalLM, device: torch.device, prompt: torch.Tensor, config: dict, n: int) -> dict:
+def profile_loop(lm: StaticCausalLM, device: torch.device, prompt: torch.Tensor, config: dict, n: int,
+                 top_p_method: str = "auto") -> dict:
     """Device kernels and time per generated token of the decode loop (torch.profiler)."""
     from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
-    procs = standard_processors(**config)
+    procs = our_processors(config, top_p_method)
     decode(lm, Autoregressive(), prompt, steps=n, processors=procs, seed=0)
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with profile(activities=acts) as prof:
@@ -316,6 +324,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--engines", default=None, help="comma list (see above), run in this order; default: "
                    "loop,loop-sync1,hf,hf-static on CUDA, loop,hf-adapter,hf on CPU")
     p.add_argument("--attention", default="auto", help="attention backend of our engines: auto, xformers, sdpa, naive")
+    p.add_argument("--top-p-method", default="auto", choices=["auto", "sort", "search", "kernel"],
+                   help="TopP's method in our engines (kernel: the Triton cut, needs triton and CUDA)")
     p.add_argument("--compile", default="auto", choices=["auto", "on", "off"])
     p.add_argument("--compile-mode", default=None, help="torch.compile mode of our step, e.g. max-autotune-no-cudagraphs")
     p.add_argument("--cuda-graphs", default="auto", choices=["auto", "on", "off"])
@@ -346,7 +356,7 @@ def main(argv: list[str] | None = None) -> dict:
         "prompt_len": args.prompt_len, "new_tokens": args.new_tokens, "reps": args.reps,
         "attention": args.attention, "compile": args.compile, "compile_mode": args.compile_mode,
         "cuda_graphs": args.cuda_graphs, "engine_timeout": args.engine_timeout,
-        "fused_configs": os.environ.get("DECODING_FUSED_CONFIGS"),  # the fused engines' launch table, if not shipped
+        "fused_configs": os.environ.get("DECODING_FUSED_CONFIGS"), "top_p_method": args.top_p_method,  # the fused engines' launch table, if not shipped
         "command": "python " + " ".join(sys.argv),
     }
     results: dict = {"meta": meta, "runs": [], "complete": False}
@@ -377,7 +387,8 @@ def main(argv: list[str] | None = None) -> dict:
         if args.profile and models:
             try:
                 with time_limit(args.engine_timeout):
-                    prof = profile_loop(next(iter(models.values()))[1], device, prompt, configs[0], args.new_tokens)
+                    prof = profile_loop(next(iter(models.values()))[1], device, prompt, configs[0], args.new_tokens,
+                                        args.top_p_method)
             except Exception as e:  # the profile is extra: keep the timings
                 prof = {"error": error_tail(e)}
                 print(f"profile failed: {prof['error']}", file=sys.stderr)

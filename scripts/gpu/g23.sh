@@ -44,6 +44,10 @@ step text_b1 $?
 timeout $(cap 75) python3 benchmarks/truncation.py --device cuda --batch 1 8 64 --iters 20 --reps 3 --kernel-chunks 1024 4096 \
   --out $R/truncation_h100.json > $R/truncation.log 2>&1
 step truncation $?
+# 3b. the fused engine again with TopP(method="kernel") in the loop (the sort's radix passes replaced)
+timeout $(cap 70) python3 benchmarks/text_generate.py --device cuda --random-weights --batch 1 --reps 3 --skip-hf \
+  --engines loop-fused,loop-triton --top-p-method kernel --engine-timeout 30 --profile --out $R/text_h100_b1_topp_kernel.json > $R/text_b1_kernel.log 2>&1
+step text_b1_topp_kernel $?
 # 4. text at batch 64
 timeout $(cap 100) python3 benchmarks/text_generate.py --device cuda --random-weights --batch 64 --reps 3 \
   --engines loop,hf,loop-triton,hf-static,loop-sync1 --engine-timeout 45 --profile --out $R/text_h100_b64.json > $R/text_b64.log 2>&1

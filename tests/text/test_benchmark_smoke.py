@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.examples.runner import load_script
 
 
@@ -23,6 +25,18 @@ def test_text_benchmark_tiny(tmp_path) -> None:
     assert "2" in saved["profile"]
     assert saved["profile"]["2"]["wall_ms_per_token_step"] > 0  # (the device busy fraction: CUDA only)
     assert saved["complete"]
+
+
+def test_top_p_method_reaches_our_engines_only() -> None:
+    """``--top-p-method`` sets TopP's method in our engines' processors (HF keeps its own warpers)."""
+    from decoding.processors import Temperature, TopP
+
+    bench = load_script("benchmarks/text_generate.py", "text_generate_bench_topp")
+    procs = bench.our_processors({"temperature": 0.8, "top_p": 0.95}, "search")
+    assert [type(p) for p in procs] == [Temperature, TopP] and procs[1].method == "search" and procs[1].p == 0.95
+    assert bench.our_processors({"top_p": 0.9})[0].method == "auto"
+    with pytest.raises(SystemExit):  # argparse's choices: a misspelt method is refused before any work
+        bench.main(["--device", "cpu", "--random-weights", "--tiny", "--top-p-method", "kernels"])
 
 
 def test_each_engine_is_saved_as_it_finishes_and_capped(tmp_path, monkeypatch) -> None:

@@ -19,11 +19,12 @@ step() { echo "$1 rc $2 at ${SECONDS}s"; echo "$1 rc $2 at ${SECONDS}s" >> $R/st
   python3 -c "import transformers; print('transformers', transformers.__version__)"
   python3 -c "import xformers, diffusers; print('xformers', xformers.__version__, 'diffusers', diffusers.__version__)"
   echo "PYTHONPATH=$PYTHONPATH"; } > $R/env.txt 2>&1; cat $R/env.txt
-# 1. correctness on the GPU (no captured DEBUG logs: -p no:logging)
-timeout $(cap 140) python3 -m pytest -q -m gpu -p no:cacheprovider -p no:logging --tb=short -rfEs \
-  tests/processors/test_sort_free.py tests/nn/test_decode_attention.py tests/image/test_graphs.py \
-  tests/text/test_step_fusion.py tests/text/test_gpu.py tests/image/test_no_device_sync.py tests/nn/test_fused_decode.py \
-  tests/processors/test_top_p_kernel.py > $R/pytest_gpu.log 2>&1
+# 1. correctness on the GPU (no captured DEBUG logs: -p no:logging): the new kernels' files first;
+# TESTS=all adds the files the earlier runs passed (sort-free search, image graphs, step fusion, no sync)
+files="tests/nn/test_fused_decode.py tests/processors/test_top_p_kernel.py tests/nn/test_decode_attention.py tests/text/test_gpu.py"
+[ "${TESTS:-new}" = all ] && files="$files tests/processors/test_sort_free.py tests/image/test_graphs.py \
+  tests/text/test_step_fusion.py tests/image/test_no_device_sync.py"
+timeout $(cap 120) python3 -m pytest -q -m gpu -p no:cacheprovider -p no:logging --tb=short -rfEs $files > $R/pytest_gpu.log 2>&1
 step pytest $?; tail -n 15 $R/pytest_gpu.log
 # 1b. block sizes of the fused decode kernels against the torch ops they replace (JSON rewritten per kernel)
 # (CUDA-core products at 1-8 rows a program, tl.dot at 16-32); the fused engines below launch with the

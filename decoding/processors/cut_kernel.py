@@ -83,7 +83,9 @@ def _step(hist_ptr, state_ptr, b, limit, R: tl.constexpr, BINS: tl.constexpr, CO
     if R == 1:
         prefix = tl.zeros([], tl.int64)
         base = tl.zeros([], tl.int64)
-        lim = tl.minimum(tl.sum(h, 0) - 1, limit.to(tl.int64))
+        # no method call on ``limit``: torch's kernel analysis inside torch.compile passed it as a
+        # Python int on the H100 (torch 2.11: "'int' object has no attribute 'to'")
+        lim = tl.minimum(tl.sum(h, 0) - 1, limit)
     else:
         prefix = tl.load(state_ptr + (b * 4 + R - 1) * 4)
         base = tl.load(state_ptr + (b * 4 + R - 1) * 4 + 1)
@@ -151,7 +153,7 @@ def _mask_kernel(  # jitted below (_JITS): the drop mask (or the filtered logits
     CHUNK: tl.constexpr, BINS: tl.constexpr, DIGIT_BITS: tl.constexpr, C_PAD: tl.constexpr,
     COPIES: tl.constexpr, FILL: tl.constexpr,
 ):
-    """Writes the drop mask (int8) to ``out``, or with ``FILL`` the logits with ``-inf`` where
+    """Writes the drop mask (bool) to ``out``, or with ``FILL`` the logits with ``-inf`` where
     dropped (in the logits' dtype: ``logits.masked_fill(drop, -inf)``, without the mask)."""
     b = tl.program_id(0).to(tl.int64)  # int64 offsets: (B, V) flat may pass 2^31 entries
     c = tl.program_id(1).to(tl.int64)
@@ -177,7 +179,8 @@ def _mask_kernel(  # jitted below (_JITS): the drop mask (or the filtered logits
             out = tl.where(drop, float("-inf"), x.to(tl.float32)).to(out_ptr.dtype.element_ty)
         tl.store(out_ptr + b * so_b + offs, out, mask=valid)
     else:
-        tl.store(out_ptr + b * so_b + offs, drop.to(tl.int8), mask=valid)
+        # a bool tensor, not int8 viewed as bool: inductor cannot lower that view (H100, torch 2.11)
+        tl.store(out_ptr + b * so_b + offs, drop, mask=valid)
 
 
 # The kernels call the jitted helpers by the functions' own names (inductor rebuilds a user kernel's
@@ -206,7 +209,7 @@ def check_kernel_device(device: torch.device | str) -> None:
 
 
 def _cut(logits: Tensor, p: float, chunk: int, fill: bool) -> Tensor:
-    """The launches: ``(B, V)`` int8 drop mask, or with ``fill`` the filtered logits (``(B, V)``,
+    """The launches: ``(B, V)`` bool drop mask, or with ``fill`` the filtered logits (``(B, V)``,
     contiguous, the logits' dtype)."""
     check_kernel_device(logits.device)
     if logits.dim() != 2:
@@ -223,7 +226,7 @@ def _cut(logits: Tensor, p: float, chunk: int, fill: bool) -> Tensor:
     n_hist, n_state = b * ROUNDS * COPIES * BINS, b * ROUNDS * 4
     scratch = torch.zeros(n_hist + n_state + b * c * BINS, dtype=torch.long, device=logits.device)
     hist, state, counts = scratch[:n_hist], scratch[n_hist : n_hist + n_state], scratch[n_hist + n_state :]
-    out = torch.empty(b, v, dtype=logits.dtype if fill else torch.int8, device=logits.device)
+    out = torch.empty(b, v, dtype=logits.dtype if fill else torch.bool, device=logits.device)
     grid = (b, c)
     # the limit is a runtime int64 argument (a power of two past int32: never specialised to 1), so
     # one compile serves every p (a server's requests each bring their own)
@@ -253,7 +256,7 @@ def top_p_drop_kernel(logits: Tensor, p: float, min_tokens_to_keep: int, chunk: 
     last member in index order stays. (A row whose whole mass is within the limit is the case
     :func:`_step`'s ``lim`` covers.) The interpreter tests check it against ``top_p_drop`` with 1.
     """
-    drop = _cut(logits, p, chunk, fill=False).view(torch.bool)
+    drop = _cut(logits, p, chunk, fill=False)
     if min_tokens_to_keep > 1:
         drop = drop & ~first_m(order_keys(logits), min_tokens_to_keep, largest=True)
     return drop

@@ -75,7 +75,7 @@ def test_kernel_compiles_for_an_h100(name: str, dtype: str) -> None:
             elif arg == "p_ptr":
                 sig[arg] = "*fp32"
             elif arg == "out_ptr":
-                sig[arg] = ("*" + dtype) if constexprs.get("FILL") else "*i8"
+                sig[arg] = ("*" + dtype) if constexprs.get("FILL") else "*i1"
             elif arg.endswith("_ptr"):
                 sig[arg] = "*i64"
             else:  # the limit: a fixed-point mass, int64 (one compile for every p)
@@ -131,7 +131,7 @@ def test_torch_compile_sees_what_each_kernel_writes(monkeypatch: pytest.MonkeyPa
         assert writes == want, (r, writes)
     for fill in (False, True):
         kwargs = {**{k: a for k, a in common.items() if k not in ("p_ptr", "sp_b")}, "so_b": v, "C_PAD": 32,
-                  "out_ptr": torch.empty(b, v, dtype=torch.bfloat16 if fill else torch.int8), "FILL": fill}
+                  "out_ptr": torch.empty(b, v, dtype=torch.bfloat16 if fill else torch.bool), "FILL": fill}
         accesses = identify_accessed_tensors(ck._JITS["mask"], kwargs, {})
         assert {dep.name for dep in accesses.read_writes.writes} == {"out_ptr"}, fill
 

@@ -325,13 +325,14 @@ TUNED: list[dict] = _load_tuned() if triton is not None else []
 def launch_config(kernel: str, b: int, k: int, n: int) -> dict:
     """``block``, ``block_k``, ``num_warps`` and ``dot`` for ``kernel`` with ``b`` rows, ``k`` inputs
     and ``n`` outputs: the measured configuration of :data:`TUNED` for the same ``kernel``, ``k``
-    and ``n`` at the nearest tuned batch (the smallest one >= ``b``, else the largest), or the
-    untuned defaults (16 rows a program, 64 inputs a step, ``tl.dot``, Triton's warps)."""
-    rows = [r for r in TUNED if (r["kernel"], r["K"], r["N"]) == (kernel, k, n)]
-    if not rows:
+    and ``n`` at the smallest tuned batch >= ``b``, or the untuned defaults (16 rows a program, 64
+    inputs a step, ``tl.dot``, Triton's warps) where there is none: a configuration measured at a
+    smaller batch is not used for a larger one (a CUDA-core product holds ``rows x B x block_k``
+    values a program, so the batch-1 winners would spill registers at batch 8)."""
+    above = [r for r in TUNED if (r["kernel"], r["K"], r["N"]) == (kernel, k, n) and r["batch"] >= b]
+    if not above:
         return {"block": 16, "block_k": None, "num_warps": None, "dot": True}
-    above = [r for r in rows if r["batch"] >= b]
-    r = min(above, key=lambda r: r["batch"]) if above else max(rows, key=lambda r: r["batch"])
+    r = min(above, key=lambda r: r["batch"])
     return {"block": r["block"], "block_k": r["block_k"], "num_warps": r["warps"], "dot": bool(r["dot"])}
 
 

@@ -290,9 +290,10 @@ def test_tuning_sweep_checks_every_configuration_against_the_torch_ops(tmp_path:
     got = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert got.returncode == 0, got.stderr[-2000:]
     down = {r["batch"]: r for r in best if (r["kernel"], r["K"]) == ("gemv_residual", 40)}
-    want = [down[1], down[3], down[3], down[3]]  # the smallest tuned batch >= b, else the largest
-    assert json.loads(got.stdout) == [{"block": r["block"], "block_k": r["block_k"], "num_warps": r["warps"],
-                                       "dot": r["dot"]} for r in want]
+    want = [{"block": r["block"], "block_k": r["block_k"], "num_warps": r["warps"], "dot": r["dot"]}
+            for r in (down[1], down[3], down[3])]  # the smallest tuned batch >= b
+    untuned = {"block": 16, "block_k": None, "num_warps": None, "dot": True}  # none >= 8: not tuned
+    assert json.loads(got.stdout) == [*want, untuned]
     env["DECODING_FUSED_CONFIGS"] = str(tmp_path / "missing.json")
     missing = subprocess.run([sys.executable, "-c", "import decoding.nn.fused_decode"], cwd=ROOT, env=env,
                              capture_output=True, text=True, timeout=120)
@@ -306,8 +307,9 @@ def test_launch_config_takes_what_the_caller_gives_and_the_table_the_rest(monkey
         {"kernel": "gemv_residual", "K": 64, "N": 32, "batch": 1, "block": 4, "block_k": 64, "warps": 2, "dot": False},
         {"kernel": "gemv_residual", "K": 64, "N": 32, "batch": 8, "block": 16, "block_k": 32, "warps": 4, "dot": True}])
     assert fd.launch_config("gemv_residual", 1, 64, 32) == {"block": 4, "block_k": 64, "num_warps": 2, "dot": False}
-    assert fd.launch_config("gemv_residual", 2, 64, 32)["block"] == 16  # the smallest tuned batch >= 2
+    assert fd.launch_config("gemv_residual", 2, 64, 32)["block_k"] == 32  # the smallest tuned batch >= 2
     untuned = {"block": 16, "block_k": None, "num_warps": None, "dot": True}
+    assert fd.launch_config("gemv_residual", 9, 64, 32) == untuned  # above every tuned batch
     assert fd.launch_config("gemv_residual", 1, 64, 33) == untuned
     assert fd.launch_config("norm_gate_up_silu", 1, 64, 32) == untuned
     assert fd._resolve("gemv_residual", 1, 64, 32, None, None, None, None) == (4, 64, {"num_warps": 2}, False, 1)
@@ -320,3 +322,22 @@ def test_launch_config_takes_what_the_caller_gives_and_the_table_the_rest(monkey
         fd._resolve("gemv_residual", 1, 64, 32, 12, None, None, False)
     with pytest.raises(ValueError, match="block_k must be a power of two"):
         fd._resolve("gemv_residual", 1, 64, 32, 4, 48, None, False)
+
+
+def test_the_shipped_table_covers_smollm2s_layer_at_batch_1() -> None:
+    """``decoding/nn/fused_decode_tuned.json`` (measured on an H100) is read at import and gives every
+    kernel of SmolLM2-135M's layer its measured launch at batch 1; larger batches stay untuned."""
+    from decoding.nn import fused_decode as fd
+
+    if os.environ.get("DECODING_FUSED_CONFIGS"):
+        pytest.skip("DECODING_FUSED_CONFIGS replaces the shipped table in this process")
+    shipped = json.loads((ROOT / "decoding/nn/fused_decode_tuned.json").read_text())["best"]
+    assert fd.TUNED == shipped
+    uses = {("norm_qkv_rotary_cache", 576, 960), ("combine_gemv_residual", 576, 576), ("norm_gate_up_silu", 576, 3072),
+            ("gemv_residual", 1536, 576), ("gemv_residual", 576, 576)}
+    assert {(r["kernel"], r["K"], r["N"]) for r in shipped} == uses
+    for kernel, k, n in uses:
+        row = next(r for r in shipped if (r["kernel"], r["K"], r["N"]) == (kernel, k, n))
+        assert fd.launch_config(kernel, 1, k, n) == {"block": row["block"], "block_k": row["block_k"],
+                                                     "num_warps": row["warps"], "dot": row["dot"]}
+        assert fd.launch_config(kernel, 2, k, n)["dot"]  # untuned above batch 1

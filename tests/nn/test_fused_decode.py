@@ -21,7 +21,7 @@ import torch
 
 pytest.importorskip("triton")
 
-from tests.nn.triton_helpers import compile_for_h100, run_cases_under_interpreter  # noqa: E402
+from tests.nn.triton_helpers import H100Driver, compile_for_h100, run_cases_under_interpreter  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -80,21 +80,6 @@ def test_kernel_compiles_for_an_h100(name: str, dtype: str, dot: bool) -> None:
         assert ("mma" in compiled.asm["ptx"]) == dot
 
 
-class _H100Driver:
-    """Stands in for Triton's CUDA driver where torch's kernel analysis only asks for the target."""
-
-    def get_current_target(self):
-        from triton.backends.compiler import GPUTarget
-
-        return GPUTarget("cuda", 90, 32)
-
-    def get_active_torch_device(self) -> torch.device:
-        return torch.device("cpu")
-
-    def get_current_device(self) -> int:
-        return 0
-
-
 def test_torch_compile_sees_what_each_kernel_writes(monkeypatch: pytest.MonkeyPatch) -> None:
     """Inside ``torch.compile`` a user kernel's arguments are functionalized: torch reads the kernel's
     Triton IR to find the tensors it stores to, and an analysis that fails marks every argument
@@ -112,7 +97,7 @@ def test_torch_compile_sees_what_each_kernel_writes(monkeypatch: pytest.MonkeyPa
         pytest.skip(f"this torch has no identify_accessed_tensors: {e}")
     if fd.interpreting():
         pytest.skip("TRITON_INTERPRET=1: the jitted kernels are the interpreter's")
-    monkeypatch.setattr(triton.runtime.driver, "_active", _H100Driver())
+    monkeypatch.setattr(triton.runtime.driver, "_active", H100Driver())
     bf = torch.bfloat16
 
     def empty(*shape: int, dtype: torch.dtype = bf) -> torch.Tensor:

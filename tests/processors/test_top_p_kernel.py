@@ -86,21 +86,6 @@ def test_kernel_compiles_for_an_h100(name: str, dtype: str) -> None:
             assert "atomic_rmw" in compiled.asm["ttgir"]
 
 
-class _H100Driver:
-    """Stands in for Triton's CUDA driver where torch's kernel analysis only asks for the target."""
-
-    def get_current_target(self):
-        from triton.backends.compiler import GPUTarget
-
-        return GPUTarget("cuda", 90, 32)
-
-    def get_active_torch_device(self) -> torch.device:
-        return torch.device("cpu")
-
-    def get_current_device(self) -> int:
-        return 0
-
-
 @needs_triton
 def test_torch_compile_sees_what_each_kernel_writes(monkeypatch: pytest.MonkeyPatch) -> None:
     """Inside ``torch.compile`` torch reads a user kernel's Triton IR to find the tensors it writes
@@ -111,6 +96,7 @@ def test_torch_compile_sees_what_each_kernel_writes(monkeypatch: pytest.MonkeyPa
 
     from decoding.processors import cut_kernel as ck
     from decoding.processors.cut import fixed_scalar
+    from tests.nn.triton_helpers import H100Driver
 
     try:
         from torch._higher_order_ops.triton_kernel_wrap import identify_accessed_tensors
@@ -118,7 +104,7 @@ def test_torch_compile_sees_what_each_kernel_writes(monkeypatch: pytest.MonkeyPa
         pytest.skip(f"this torch has no identify_accessed_tensors: {e}")
     if ck.interpreting():
         pytest.skip("TRITON_INTERPRET=1: the jitted kernels are the interpreter's")
-    monkeypatch.setattr(triton.runtime.driver, "_active", _H100Driver())
+    monkeypatch.setattr(triton.runtime.driver, "_active", H100Driver())
     b, v, c = 2, 49152, 49152 // ck.CHUNK
     common = dict(x_ptr=torch.empty(b, v, dtype=torch.bfloat16), p_ptr=torch.empty(b, v),
                   hist_ptr=torch.empty(b * 4 * ck.COPIES * ck.BINS, dtype=torch.long), state_ptr=torch.empty(b * 16, dtype=torch.long),

@@ -55,6 +55,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import decoding.processors.graphed as graphed  # noqa: E402
 from decoding.adapters.hf import parse_dtype  # noqa: E402
 from decoding.adapters.llama import SMOLLM2_135M, native_to_hf_state  # noqa: E402
 from decoding.adapters.static_cache import StaticCausalLM  # noqa: E402
@@ -326,6 +327,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--attention", default="auto", help="attention backend of our engines: auto, xformers, sdpa, naive")
     p.add_argument("--top-p-method", default="auto", choices=["auto", "sort", "search", "kernel"],
                    help="TopP's method in our engines (kernel: the Triton cut, needs triton and CUDA)")
+    p.add_argument("--processors-graph", default="on", choices=["on", "off"],
+                   help="on CUDA, replay our engines' state-free processor chain as one CUDA graph "
+                        "(decoding.processors.graphed; off: eager ops, for comparison)")
     p.add_argument("--compile", default="auto", choices=["auto", "on", "off"])
     p.add_argument("--compile-mode", default=None, help="torch.compile mode of our step, e.g. max-autotune-no-cudagraphs")
     p.add_argument("--cuda-graphs", default="auto", choices=["auto", "on", "off"])
@@ -337,6 +341,7 @@ def main(argv: list[str] | None = None) -> dict:
                         "repetitions done so far are kept")
     p.add_argument("--out", type=Path, help="write the results as JSON here (rewritten after every engine)")
     args = p.parse_args(argv)
+    graphed.ENABLED = args.processors_graph == "on"  # process-wide: this benchmark's only decode() calls are ours
     device = torch.device(args.device)
     default = "loop,loop-sync1,hf,hf-static" if device.type == "cuda" else "loop,hf-adapter,hf"
     args.engines = list(dict.fromkeys((args.engines or default).split(",")))  # run in this order
@@ -356,7 +361,8 @@ def main(argv: list[str] | None = None) -> dict:
         "prompt_len": args.prompt_len, "new_tokens": args.new_tokens, "reps": args.reps,
         "attention": args.attention, "compile": args.compile, "compile_mode": args.compile_mode,
         "cuda_graphs": args.cuda_graphs, "engine_timeout": args.engine_timeout,
-        "fused_configs": os.environ.get("DECODING_FUSED_CONFIGS"), "top_p_method": args.top_p_method,  # the fused engines' launch table, if not shipped
+        "fused_configs": os.environ.get("DECODING_FUSED_CONFIGS"), "top_p_method": args.top_p_method,
+        "processors_graph": args.processors_graph,  # the fused engines' launch table, if not shipped
         "command": "python " + " ".join(sys.argv),
     }
     results: dict = {"meta": meta, "runs": [], "complete": False}

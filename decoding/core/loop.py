@@ -139,7 +139,9 @@ def decode(
             process's ``schedule(steps)`` again, so resuming suits processes whose step does not
             depend on the grid (autoregressive decoding).
         steps: number of steps (new tokens for autoregressive processes).
-        processors: logits processors, applied in order to ``Prediction.logits``.
+        processors: logits processors, applied in order to ``Prediction.logits``; on CUDA a chain of
+            state-free ones (temperature, top-k/p, min-p, typical) is replayed as one CUDA graph
+            (:func:`decoding.processors.graphed.graph_chain`: the same kernels, the same numbers).
         constraint: per-row token constraint (grammar); advanced on ``State.emitted``.
         generator: the random source (its device must match the model's). Overrides ``seed``.
             A :class:`~decoding.core.rows.RowGenerators` gives every row its own stream.
@@ -177,6 +179,10 @@ def decode(
         sync_every = 1 if state.done.device.type == "cpu" else 8
     if sync_every < 1:
         raise ValueError(f"sync_every must be >= 1, got {sync_every}")
+    if processors and state.done.device.type == "cuda":  # a state-free chain as one CUDA graph replay
+        from decoding.processors.graphed import graph_chain
+
+        processors = graph_chain(processors, state.done.device)
     watch = _Watch(state)
     bar = tqdm(total=len(ts) - 1, disable=not progress, desc="decode", leave=False)
     ran = 0

@@ -58,7 +58,7 @@ class GraphReplay:
             raise ValueError("GraphReplay needs CUDA tensors as inputs (call the function eagerly on other devices)")
         if self.failed:
             return self.fn(*inputs)
-        key = tuple((tuple(t.shape), t.stride(), t.dtype, t.device) for t in inputs)
+        key = self.signature(*inputs)
         entry = self._graphs.pop(key, None)
         if entry is None:
             try:
@@ -76,6 +76,15 @@ class GraphReplay:
             static.copy_(new)
         entry.graph.replay()
         return entry.output.clone()
+
+    @staticmethod
+    def signature(*inputs: Tensor) -> tuple:
+        """What a graph is kept by: the inputs' shapes, strides, dtypes and devices."""
+        return tuple((tuple(t.shape), t.stride(), t.dtype, t.device) for t in inputs)
+
+    def captured(self, signature: tuple) -> bool:
+        """Whether a graph for inputs of this :meth:`signature` is kept (the next call replays it)."""
+        return signature in self._graphs
 
     def _capture(self, inputs: tuple[Tensor, ...]) -> _Captured:
         static = tuple(t.clone() for t in inputs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -20,6 +21,8 @@ class MinP:
     shapes, no host synchronisation (CUDA-graph safe); with ``min_tokens_to_keep = 1`` the
     ``topk`` is skipped, since the most likely token always passes ``p >= min_p * p_max``.
     """
+
+    stateless: ClassVar[bool] = True  # reads only the logits: graph-safe (decoding.processors.graphed)
 
     min_p: float
     min_tokens_to_keep: int = 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from torch import Tensor
 
@@ -15,6 +16,8 @@ class Temperature:
 
     Matches transformers' ``TemperatureLogitsWarper``. Use the process's ``greedy`` flag for T -> 0.
     """
+
+    stateless: ClassVar[bool] = True  # reads only the logits: graph-safe (decoding.processors.graphed)
 
     temperature: float
 

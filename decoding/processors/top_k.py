@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -19,6 +20,8 @@ class TopK:
     ``TopKLogitsWarper``), so a row may keep more than ``k`` tokens. ``k`` is raised to
     ``min_tokens_to_keep`` and clipped to the vocabulary size.
     """
+
+    stateless: ClassVar[bool] = True  # reads only the logits: graph-safe (decoding.processors.graphed)
 
     k: int
     min_tokens_to_keep: int = 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -34,6 +35,8 @@ class TopP:
     a stable sort) where "sort" keeps whichever ``torch.sort``'s unstable order put last (the
     same number of them). Logits of any float dtype are cut on their float32 probabilities.
     """
+
+    stateless: ClassVar[bool] = True  # reads only the logits: graph-safe (decoding.processors.graphed)
 
     p: float
     min_tokens_to_keep: int = 1

@@ -11,6 +11,7 @@ information than expected, which is what curbs repetition loops.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -45,6 +46,8 @@ class Typical:
 
     Logits of any float dtype are processed in float32 for "search".
     """
+
+    stateless: ClassVar[bool] = True  # reads only the logits: graph-safe (decoding.processors.graphed)
 
     mass: float
     min_tokens_to_keep: int = 1

@@ -21,7 +21,7 @@ step() { echo "$1 rc $2 at ${SECONDS}s"; echo "$1 rc $2 at ${SECONDS}s" >> $R/st
   echo "PYTHONPATH=$PYTHONPATH"; } > $R/env.txt 2>&1; cat $R/env.txt
 # 1. correctness on the GPU (no captured DEBUG logs: -p no:logging): the new kernels' files first;
 # TESTS=all adds the files the earlier runs passed (sort-free search, image graphs, step fusion, no sync)
-files="tests/nn/test_fused_decode.py tests/processors/test_top_p_kernel.py tests/nn/test_decode_attention.py tests/text/test_gpu.py"
+files="tests/nn/test_fused_decode.py tests/processors/test_top_p_kernel.py tests/processors/test_graphed.py tests/nn/test_decode_attention.py tests/text/test_gpu.py"
 [ "${TESTS:-new}" = all ] && files="$files tests/processors/test_sort_free.py tests/image/test_graphs.py \
   tests/text/test_step_fusion.py tests/image/test_no_device_sync.py"
 timeout $(cap 120) python3 -m pytest -q -m gpu -p no:cacheprovider -p no:logging --tb=short -rfEs $files > $R/pytest_gpu.log 2>&1
@@ -33,6 +33,10 @@ step pytest $?; tail -n 15 $R/pytest_gpu.log
 timeout $(cap 250) python3 benchmarks/text_generate.py --device cuda --random-weights --batch 1 --reps 3 \
   --engines loop-fused,hf-static,loop-triton,hf --engine-timeout 70 --profile --out $R/text_h100_b1.json > $R/text_b1.log 2>&1
 step text_b1 $?
+# 2b. the same engine with the state-free processor chain as eager ops (before decoding/processors/graphed.py)
+timeout $(cap 80) python3 benchmarks/text_generate.py --device cuda --random-weights --batch 1 --reps 3 --skip-hf \
+  --engines loop-fused --processors-graph off --engine-timeout 60 --out $R/text_h100_b1_eager_processors.json > $R/text_b1_eager.log 2>&1
+step text_b1_eager_processors $?
 # 3. text at batch 64 (the compiled step needs ~60 s to build: a 90 s cap per engine)
 timeout $(cap 200) python3 benchmarks/text_generate.py --device cuda --random-weights --batch 64 --reps 3 \
   --engines loop-triton,hf-static,hf --engine-timeout 90 --out $R/text_h100_b64.json > $R/text_b64.log 2>&1

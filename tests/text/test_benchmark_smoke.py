@@ -39,6 +39,17 @@ def test_top_p_method_reaches_our_engines_only() -> None:
         bench.main(["--device", "cpu", "--random-weights", "--tiny", "--top-p-method", "kernels"])
 
 
+def test_processors_graph_switch_is_set_and_recorded(tmp_path, monkeypatch) -> None:
+    import decoding.processors.graphed as graphed
+
+    monkeypatch.setattr(graphed, "ENABLED", True)
+    bench = load_script("benchmarks/text_generate.py", "text_generate_bench_graph")
+    res = bench.main(["--device", "cpu", "--random-weights", "--tiny", "--batch", "1", "--new-tokens", "3",
+                      "--reps", "1", "--skip-hf", "--engines", "loop", "--processors-graph", "off",
+                      "--out", str(tmp_path / "r.json")])
+    assert res["meta"]["processors_graph"] == "off" and not graphed.ENABLED
+
+
 def test_each_engine_is_saved_as_it_finishes_and_capped(tmp_path, monkeypatch) -> None:
     """``--out`` holds every finished row while the run goes on; ``--engine-timeout`` stops an engine
     (the first GPU run lost whole batches to an outside timeout: results were written at the end)."""

@@ -43,7 +43,8 @@ timeout $(cap 200) python3 benchmarks/text_generate.py --device cuda --random-we
 step text_b64 $?
 # 4. the fused kernels' launches at batch 8 (batch 1 is shipped; not exported: a batch-8 table alone would
 # also serve batch 1), then the top-p kernel's rows (compiled included) with what is left
-timeout $(cap 150) python3 benchmarks/fused_decode_tune.py --batch 8 --out $R/fused_tune_h100_b8.json > $R/fused_tune_b8.log 2>&1
+timeout $(cap 150) python3 benchmarks/fused_decode_tune.py --batch 8 --blocks 1 2 4 --block-k 64 128 256 \
+  --dot-blocks 16 32 --dot-block-k 32 64 128 --out $R/fused_tune_h100_b8.json > $R/fused_tune_b8.log 2>&1
 step fused_tune_b8 $?; grep -A2 "^batch" $R/fused_tune_b8.log | head -30
 timeout $(left) python3 benchmarks/truncation.py --device cuda --batch 1 8 --iters 20 --reps 3 \
   --out $R/truncation_h100.json > $R/truncation.log 2>&1

@@ -41,6 +41,11 @@ step text_b1_eager_processors $?
 timeout $(cap 200) python3 benchmarks/text_generate.py --device cuda --random-weights --batch 64 --reps 3 \
   --engines loop-triton,hf-static,hf --engine-timeout 90 --out $R/text_h100_b64.json > $R/text_b64.log 2>&1
 step text_b64 $?
+# 3b. the fused engine with TopP(method="kernel") inside the graphed chain (35.9 us against the sort's 80.9
+# replayed from a graph at 14:18 UTC on 2026-12-07; eagerly it did not pay)
+timeout $(cap 80) python3 benchmarks/text_generate.py --device cuda --random-weights --batch 1 --reps 3 --skip-hf \
+  --engines loop-fused --top-p-method kernel --engine-timeout 60 --out $R/text_h100_b1_graphed_topp_kernel.json > $R/text_b1_graphed_kernel.log 2>&1
+step text_b1_graphed_topp_kernel $?
 # 4. the fused kernels' launches at batch 8 (batch 1 is shipped; not exported: a batch-8 table alone would
 # also serve batch 1), then the top-p kernel's rows (compiled included) with what is left
 timeout $(cap 150) python3 benchmarks/fused_decode_tune.py --batch 8 --blocks 1 2 4 --block-k 64 128 256 \

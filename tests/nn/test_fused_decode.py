@@ -21,7 +21,7 @@ import torch
 
 pytest.importorskip("triton")
 
-from tests.nn.triton_helpers import H100Driver, compile_for_h100, run_cases_under_interpreter  # noqa: E402
+from tests.nn.triton_helpers import compile_for_h100, run_cases_under_interpreter, write_analysis  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -87,17 +87,9 @@ def test_torch_compile_sees_what_each_kernel_writes(monkeypatch: pytest.MonkeyPa
     runs on each kernel with a compiled step's arguments: only the outputs, and for the first
     kernel the cache, are written.
     """
-    import triton
-
     from decoding.nn import fused_decode as fd
 
-    try:
-        from torch._higher_order_ops.triton_kernel_wrap import identify_accessed_tensors
-    except ImportError as e:
-        pytest.skip(f"this torch has no identify_accessed_tensors: {e}")
-    if fd.interpreting():
-        pytest.skip("TRITON_INTERPRET=1: the jitted kernels are the interpreter's")
-    monkeypatch.setattr(triton.runtime.driver, "_active", H100Driver())
+    identify_accessed_tensors = write_analysis(monkeypatch)
     bf = torch.bfloat16
 
     def empty(*shape: int, dtype: torch.dtype = bf) -> torch.Tensor:

@@ -68,3 +68,21 @@ class H100Driver:
 
     def get_current_device(self) -> int:
         return 0
+
+
+def write_analysis(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """torch's analysis of a user kernel's writes (``identify_accessed_tensors``, what ``torch.compile``
+    runs to functionalize it), set up for an sm_90 target without a GPU; skips where this torch lacks
+    it or the kernels are the interpreter's (``TRITON_INTERPRET=1``)."""
+    import triton
+
+    from decoding.nn.decode_attention import interpreting
+
+    try:
+        from torch._higher_order_ops.triton_kernel_wrap import identify_accessed_tensors
+    except ImportError as e:
+        pytest.skip(f"this torch has no identify_accessed_tensors: {e}")
+    if interpreting():
+        pytest.skip("TRITON_INTERPRET=1: the jitted kernels are the interpreter's")
+    monkeypatch.setattr(triton.runtime.driver, "_active", H100Driver())
+    return identify_accessed_tensors

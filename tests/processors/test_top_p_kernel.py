@@ -92,19 +92,11 @@ def test_torch_compile_sees_what_each_kernel_writes(monkeypatch: pytest.MonkeyPa
     (atomics included); an analysis that fails marks every argument written (copies around each
     launch). The rounds write the histograms, the select's state and the counts; the mask kernel
     only the mask."""
-    import triton
-
     from decoding.processors import cut_kernel as ck
     from decoding.processors.cut import fixed_scalar
-    from tests.nn.triton_helpers import H100Driver
+    from tests.nn.triton_helpers import write_analysis
 
-    try:
-        from torch._higher_order_ops.triton_kernel_wrap import identify_accessed_tensors
-    except ImportError as e:
-        pytest.skip(f"this torch has no identify_accessed_tensors: {e}")
-    if ck.interpreting():
-        pytest.skip("TRITON_INTERPRET=1: the jitted kernels are the interpreter's")
-    monkeypatch.setattr(triton.runtime.driver, "_active", H100Driver())
+    identify_accessed_tensors = write_analysis(monkeypatch)
     b, v, c = 2, 49152, 49152 // ck.CHUNK
     common = dict(x_ptr=torch.empty(b, v, dtype=torch.bfloat16), p_ptr=torch.empty(b, v),
                   hist_ptr=torch.empty(b * 4 * ck.COPIES * ck.BINS, dtype=torch.long), state_ptr=torch.empty(b * 16, dtype=torch.long),

@@ -24,7 +24,7 @@ import torch
 from decoding.adapters.hf import HFCausalLM, check_causal_lm, load_hf_model, parse_dtype, resolve_source
 from decoding.core.protocols import Model
 
-ENGINES = ("auto", "native", "hf")
+ENGINES = ("auto", "native", "fused", "hf")
 
 
 @dataclass
@@ -110,7 +110,9 @@ def load_text_lm(
     Args:
         name_or_path: ``'smollm2'``, a transformers folder, or a ``.gguf`` file.
         device, dtype: where and in which precision (``None``/``"auto"``: float32 on CPU, bfloat16 on CUDA).
-        engine: ``"auto"``, ``"native"`` (plain Llama folders only) or ``"hf"``.
+        engine: ``"auto"``, ``"native"`` (plain Llama folders only), ``"fused"`` (the native engine
+            whose one-token step of up to 8 rows runs as five Triton kernels a layer,
+            :mod:`decoding.nn.fused_decode`; CUDA with triton only) or ``"hf"``.
         compile, cuda_graphs: for the native engine (defaults: on for CUDA).
         capacity: initial KV-cache slots per row for the native engine (grown when needed).
     """
@@ -123,24 +125,25 @@ def load_text_lm(
     folder, gguf = resolve_source(name_or_path)
     cfg = check_causal_lm(folder, gguf)
     chosen = engine
-    if engine in ("auto", "native"):
+    if engine in ("auto", "native", "fused"):
         from decoding.adapters.llama import UnsupportedLlama, native_config
 
         try:
             if gguf is not None:
                 raise UnsupportedLlama("GGUF files load through transformers")
             native_config(cfg.to_dict())
-            chosen = "native"
+            chosen = "fused" if engine == "fused" else "native"
         except UnsupportedLlama as e:
-            if engine == "native":
-                raise ValueError(f"{name_or_path} cannot run on the native engine: {e}; use engine='hf'") from None
+            if engine in ("native", "fused"):
+                raise ValueError(f"{name_or_path} cannot run on the {engine} engine: {e}; use engine='hf'") from None
             chosen = "hf"
-    if chosen == "native":
+    if chosen in ("native", "fused"):
         from decoding.adapters.llama import load_native_llama
         from decoding.adapters.static_cache import StaticCausalLM
 
         net = load_native_llama(folder, device=device, dtype=torch_dtype)
-        model: Model = StaticCausalLM(net, capacity=capacity, compile=compile, cuda_graphs=cuda_graphs)
+        model: Model = StaticCausalLM(net, capacity=capacity, compile=compile, cuda_graphs=cuda_graphs,
+                                      fused=chosen == "fused")
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     else:
         hf_model, tokenizer = load_hf_model(name_or_path, device=device, dtype=torch_dtype)

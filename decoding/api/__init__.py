@@ -64,7 +64,9 @@ def load(
         device: torch device (default: CUDA when available, else the CPU).
         dtype: weights' dtype (default: the kind's choice, e.g. bfloat16 on CUDA for causal LMs).
         engine: causal LMs only: ``"native"`` (our Llama with a static KV cache and CUDA graphs),
-            ``"hf"`` (any transformers causal LM) or ``"auto"`` (default: native when it can).
+            ``"fused"`` (native, with the one-token step of up to 8 rows as fused Triton kernels;
+            CUDA with triton), ``"hf"`` (any transformers causal LM) or ``"auto"`` (default:
+            native when it can).
 
     Returns:
         A handle with ``.kind``, ``.name`` and ``.device`` (and the kind's parts: tokenizer, card...).

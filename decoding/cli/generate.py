@@ -67,7 +67,8 @@ def add_parser(subparsers: Any, name: str = "generate", default_model: str | Non
     g.add_argument("--trie", type=Path, help="ASAp trie file: loaded if present, saved after sampling")
     g.add_argument("--no-budget-close", dest="budget_close", action="store_false", default=None,
                    help="let grammar samples stop incomplete at --max-new-tokens (default: close them in time)")
-    g.add_argument("--engine", choices=["auto", "native", "hf"], help="native (Llama, fast) or hf (any causal LM)")
+    g.add_argument("--engine", choices=["auto", "native", "fused", "hf"],
+                   help="native (Llama, fast), fused (native with fused Triton kernels for batches <= 8; CUDA) or hf (any causal LM)")
     g = p.add_argument_group("temperature: causal LMs, masked diffusion and any-subset models")
     g.add_argument("--temperature", type=float, help="> 0; below 1 sharpens")
     g = p.add_argument_group("masked diffusion (radd-brown; RADD, arXiv 2406.03736) and image diffusion")

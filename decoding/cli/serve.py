@@ -29,7 +29,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--served-model-name", help="the name requests give as 'model' (default: MODEL as given)")
     p.add_argument("--device", dest="serve_device", default=None, help="torch device (default: cuda when available, else cpu)")
     p.add_argument("--dtype", help="float32, bfloat16 or float16 (default: the model kind's choice)")
-    p.add_argument("--engine", choices=["auto", "native", "hf"], help="causal LMs: native (Llama, static KV cache) or hf")
+    p.add_argument("--engine", choices=["auto", "native", "fused", "hf"],
+                   help="causal LMs: native (Llama, static KV cache), fused (native with fused Triton kernels; CUDA) or hf")
     p.add_argument("--max-batch-rows", type=int, default=64, help="rows decoded together at most (default 64)")
     p.add_argument("--chunk-steps", type=int, help="decode steps between batch changes, 1-8 (default: 1 on CPU, 8 on CUDA)")
     p.add_argument("--bucket", choices=["auto", "on", "off"], default="auto",

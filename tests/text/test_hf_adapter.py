@@ -71,6 +71,9 @@ def test_bad_model_paths(tmp_path) -> None:
 def test_engine_choice(tiny_llama_dir) -> None:
     assert load_text_lm(tiny_llama_dir).engine == "native"
     assert load_text_lm(tiny_llama_dir, engine="hf").engine == "hf"
+    # the fused kernels run on CUDA (triton): refused on the CPU with the reason, not silently unfused
+    with pytest.raises(ValueError, match="fused=True needs triton and a CUDA model"):
+        load_text_lm(tiny_llama_dir, engine="fused")
     cfg = json.loads((tiny_llama_dir / "config.json").read_text())
     assert cfg["model_type"] == "llama"
 

@@ -32,18 +32,31 @@ class _Watch:
     ``done`` flags, non-finite logits (the first step where a row had them) and the per-row NFE
     stay where the state lives; :meth:`check` reads them back with one transfer. On the CPU that
     costs nothing, on CUDA it is the only host synchronisation of a step (so the loop can queue
-    the next kernels while the GPU runs the current ones).
+    the next kernels while the GPU runs the current ones). Per step the watch launches three
+    kernels (one for the NFE, two for the scan); finding the first bad step waits for the checks.
+
+    Args:
+        state: the first state (its batch size and device).
+        steps: the most steps the loop can run (the per-step flag buffer holds up to 256 of them
+            and is folded into the first bad steps, on the device, when it fills).
     """
 
-    def __init__(self, state: State) -> None:
-        dev = state.done.device
-        self.nfe = torch.zeros(state.batch_size, dtype=torch.float64, device=dev)
-        self.bad_step = torch.full((state.batch_size,), -1, dtype=torch.long, device=dev)
+    def __init__(self, state: State, steps: int) -> None:
+        dev, b = state.done.device, state.batch_size
+        self.nfe = torch.zeros(b, dtype=torch.float64, device=dev)  # NFE the model reported (Prediction.nfe)
+        self.calls = 0  # calls without a reported NFE: each counts 1 for every live row ...
+        self.done_calls = torch.zeros(b, dtype=torch.float64, device=dev)  # ... less the calls a row was done
+        self.ok = torch.ones(min(max(steps, 1), 256), b, dtype=torch.bool, device=dev)  # (rows, B): logits < +inf
+        self.steps_at: list[int] = []  # state.step of every scan; row r of ``ok`` is scan ``base + r``
+        self.base = 0
+        self.seen = 0  # rows of ``ok`` folded into ``first_bad``
+        self.first_bad = torch.full((b,), -1, dtype=torch.long, device=dev)  # index into ``steps_at``
         self.checked: Tensor | None = None  # the logits tensor last scanned (a cache wrapper returns it again)
 
     def count(self, state: State, pred: Prediction) -> None:
         if pred.nfe is None:
-            self.nfe += ~state.done
+            self.calls += 1
+            self.done_calls.add_(state.done)
         else:
             self.nfe += pred.nfe.to(self.nfe.device, torch.float64, non_blocking=True) * ~state.done
 
@@ -51,28 +64,46 @@ class _Watch:
         if logits is self.checked:
             return
         self.checked = logits
+        if len(self.steps_at) - self.base == self.ok.shape[0]:  # buffer full: fold it in, start over
+            self._bad_steps()
+            self.base, self.seen = len(self.steps_at), 0
+        row = self.ok[len(self.steps_at) - self.base]
+        self.steps_at.append(step)
         # NaN < inf and inf < inf are False, -inf < inf is True: a row is bad unless all its logits are < +inf
-        bad = ~(logits < float("inf")).reshape(logits.shape[0], -1).all(-1)
-        bad = bad.to(self.bad_step.device, non_blocking=True)
-        self.bad_step = torch.where(bad & (self.bad_step < 0), step, self.bad_step)
+        finite = logits < float("inf")
+        if finite.device == row.device:
+            torch.all(finite.reshape(logits.shape[0], -1), dim=-1, out=row)
+        else:
+            row.copy_(finite.reshape(logits.shape[0], -1).all(-1), non_blocking=True)
+
+    def _bad_steps(self) -> Tensor:
+        """``(B,)`` long: the index (into ``steps_at``) of each row's first bad step, -1 if none."""
+        end = len(self.steps_at) - self.base
+        if end > self.seen:  # fold in the rows scanned since the last look (each row is read once)
+            bad = ~self.ok[self.seen : end]
+            first = self.base + self.seen + bad.to(torch.uint8).argmax(0)  # argmax returns the first maximum
+            self.first_bad = torch.where((self.first_bad < 0) & bad.any(0), first, self.first_bad)
+            self.seen = end
+        return self.first_bad
 
     def check(self, state: State) -> bool:
         """Raise on non-finite logits seen so far; True when every row is done (one host read)."""
-        flags = torch.cat([self.bad_step, state.done.to(self.bad_step.device).all().long()[None]]).tolist()
+        flags = torch.cat([self._bad_steps(), state.done.to(self.first_bad.device).all().long()[None]]).tolist()
         return self._judge(flags[:-1], bool(flags[-1]))
 
     def finish(self, state: State) -> Tensor:
         """The last :meth:`check` and the per-row NFE in one host read; returns the NFE on the CPU."""
         b = self.nfe.numel()
+        nfe = self.nfe + (self.calls - self.done_calls)
         done = state.done.to(self.nfe.device).all().double()[None]
-        packed = torch.cat([self.nfe, self.bad_step.double(), done]).cpu()  # step numbers are exact in float64
+        packed = torch.cat([nfe, self._bad_steps().double(), done]).cpu()  # indices are exact in float64
         self._judge([int(s) for s in packed[b : 2 * b].tolist()], bool(packed[-1]))
         return packed[:b].clone()
 
     def _judge(self, bad: list[int], all_done: bool) -> bool:
         if any(s >= 0 for s in bad):
             rows = [r for r, s in enumerate(bad) if s >= 0]
-            step = min(bad[r] for r in rows)
+            step = self.steps_at[min(bad[r] for r in rows)]
             raise NonFiniteLogitsError(
                 f"model returned NaN or +inf logits at step {step} in batch rows {rows[:10]}; "
                 "check the model's dtype (try float32) and its inputs"
@@ -183,7 +214,7 @@ def decode(
         from decoding.processors.graphed import graph_chain
 
         processors = graph_chain(processors, state.done.device)
-    watch = _Watch(state)
+    watch = _Watch(state, len(ts) - 1)
     bar = tqdm(total=len(ts) - 1, disable=not progress, desc="decode", leave=False)
     ran = 0
     for i in range(len(ts) - 1):

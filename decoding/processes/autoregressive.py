@@ -77,7 +77,7 @@ class Autoregressive:
         live = ~state.done
         emitted = token.masked_fill(state.done, -1)
         token = token.masked_fill(state.done, self.pad_token_id)
-        done = state.done | self._is_eos(token)
+        done = state.done if self.eos_token_id is None else state.done | self._is_eos(token)
         mask = torch.cat([state.memory["attention_mask"], live[:, None]], dim=1)
         new = State(
             x=torch.cat([state.x, token[:, None]], dim=1),

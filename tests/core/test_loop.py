@@ -127,3 +127,44 @@ def test_nan_logits_are_reported_with_the_step_when_checked_late():
         decode(NaNAt2(), Autoregressive(), torch.zeros(2, 1, dtype=torch.long), steps=9, seed=0, sync_every=4)
     with pytest.raises(ValueError, match="sync_every must be >= 1"):
         decode(NaNAt2(), Autoregressive(), torch.zeros(2, 1, dtype=torch.long), steps=9, seed=0, sync_every=0)
+
+
+class NaNAtSteps:
+    """NaN (odd steps) or +inf (even steps) logits in row r at the steps ``at[r]``."""
+
+    def __init__(self, at: list[set[int]]) -> None:
+        self.at = at
+
+    def __call__(self, state):
+        lg = torch.zeros(state.batch_size, 4)
+        for r, steps in enumerate(self.at):
+            if state.step in steps:
+                lg[r, 1] = float("nan") if state.step % 2 else float("inf")
+        return Prediction(logits=lg)
+
+
+@pytest.mark.parametrize("sync_every", [1, 7, 1000])
+@pytest.mark.parametrize("at, step, rows", [
+    ([set(), {300}], 300, [1]),  # past the first fill of the 256-step flag buffer
+    ([{256, 700}, {256}], 256, [0, 1]),  # the first row of a refilled buffer
+    ([{3}, {3, 255}], 3, [0, 1]),
+    ([set(), set(), {0}], 0, [2]),
+])
+def test_non_finite_logits_are_found_at_their_first_step_on_long_runs(sync_every, at, step, rows):
+    with pytest.raises(NonFiniteLogitsError, match=f"step {step} in batch rows \\{rows}"):
+        decode(NaNAtSteps(at), Autoregressive(), torch.zeros(len(at), 1, dtype=torch.long), steps=800, seed=0,
+               sync_every=sync_every)
+    res = decode(NaNAtSteps([set(), {799}]), Autoregressive(), torch.zeros(2, 1, dtype=torch.long), steps=799, seed=0)
+    assert res.steps == 799 and res.nfe.tolist() == [799.0, 799.0]  # step 799 is never run
+
+
+def test_nfe_mixes_reported_and_counted_calls():
+    class Alternate(Uniform):
+        """Reports an NFE of 2.5 on even steps, nothing on odd ones."""
+
+        def __call__(self, state):
+            pred = super().__call__(state)
+            return pred if state.step % 2 else Prediction(logits=pred.logits, nfe=torch.full((state.batch_size,), 2.5))
+
+    res = decode(Alternate(5), Autoregressive(eos_token_id=None), torch.zeros(2, 1, dtype=torch.long), steps=5, seed=0)
+    assert res.nfe.tolist() == [3 * 2.5 + 2, 3 * 2.5 + 2]

@@ -5,6 +5,9 @@
 #   2. carry [.gpuA]         `S=rounds bash scripts/gpu/g21.sh`  the remaining rounds down to 1 step
 #   3. carry [.gpuB]         `S=eval bash scripts/gpu/g21.sh`    FID (10,000 per row) and class accuracy of the
 #                                                                teacher with CFG, the same-step baselines and every student
+# The evaluation on a machine that did not train them (the students shipped in models/fashion-large-distill-{4,2,1},
+# the stage-1 student in out/distill/stage1; scripts/gpu/pack.sh packs .gpuH and .gpuI from them): three calls,
+#   carry [.gpuA, .gpuH] `S=store ...`, then [.gpuI] `S=store ...`, then [.gpuB] `S=eval ...` (each <= 64 MiB with the tree).
 # Training data: the real Fashion-MNIST images of .gpuD (as the paper noises real images). Every stage
 # returns its students as tars in $OUT (stage 1 after call 1; the 4-, 2- and 1-step students after call 2,
 # the ones shipped in models/fashion-large-distill-*). A machine stays warm ~30 s after a reply: send the
@@ -20,7 +23,7 @@ rounds() {  # the progressive rounds from the last finished student (finished ro
   python3 -m decoding.train.distill_rounds --teacher $R/stage1 --teacher-steps ${TS:-64} --until 1 --root $R --minutes ${RM:-1.5} \
     --deadline-minutes $(left_min) ${RD_OPTS:-} -- --device $DEV --data $K/data/fashion-mnist --no-progress ${RT_OPTS:-}
 }
-need models/fashion-large/model.safetensors "carry .gpuE (scripts/gpu/pack.sh) in the first call"
+[ "${S:-}" = store ] || need models/fashion-large/model.safetensors "carry .gpuE (scripts/gpu/pack.sh) in the first call (.gpuI for the evaluation)"
 { nvidia-smi -L 2>/dev/null; date -u; } | tee $OUT/g21-$S-env.txt
 case "${S:?set S=train, rounds or eval}" in
 train)
@@ -30,6 +33,8 @@ train)
     ${TR_OPTS:-} > $OUT/stage1.log 2>&1
   echo "stage 1 rc $?"; tar -C $R -cf $OUT/stage1.tar stage1
   rounds > $OUT/rounds-1.log 2>&1; echo "rounds rc $?"; ls $R; tail -n 4 $OUT/stage1.log $OUT/rounds-1.log ;;
+store)  # the evaluation on a fresh machine: carry [.gpuA, .gpuH], then [.gpuI] (keep.sh stores both), then S=eval with [.gpuB]
+  ls -la $K $K/w $R ;;
 rounds)
   need $R/stage1/model.safetensors "the machine went back: extract stage1.tar into out/distill/ and carry out/distill"
   need $K/data/fashion-mnist "the machine went back: carry .gpuD with out/distill"
@@ -40,6 +45,8 @@ eval)
   need "${DECODING_INCEPTION:-}" "carry .gpuA in the rounds call and .gpuB in this one (the two Inception parts)"
   need models/fid/fashion_mnist_train.safetensors "carry .gpuB"
   students=$(for s in stage1 steps-8 steps-4 steps-2 steps-1; do [ -d $R/$s ] && echo $R/$s; done)
+  [ -z "$(echo "$students" | grep steps-1)" ] && students="$students $(for n in 4 2 1; do  # the shipped students
+    [ -f $K/w/fashion-large-distill-$n.safetensors ] && echo models/fashion-large-distill-$n; done)"
   python3 -m decoding.evals.distill --teacher models/fashion-large --scale 1.5 --scales 1 1.5 2 3 --students $students \
     --baseline-steps 8 4 2 1 --n 10000 --device $DEV --out $OUT/distill_eval_h100.json ${EV_OPTS:-} > $OUT/eval.log 2>&1
   echo "eval rc $?"; tail -n 25 $OUT/eval.log ;;

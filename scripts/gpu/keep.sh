@@ -2,8 +2,11 @@
 # machine stays warm between calls), the slim tree gets back the weights and FID files kept there, the
 # Inception network is joined from its two parts once both came, and need() names a missing input.
 K=/root/keep; mkdir -p $K/w $OUT
-[ -d .gpuD ] && { cp -r .gpuD/data $K/; cp .gpuD/w/* $K/w/; }
-[ -d .gpuE ] && cp .gpuE/w/* $K/w/
+[ -d .gpuD/data ] && cp -r .gpuD/data $K/
+for d in .gpu*/; do  # weights (w/NAME.safetensors) and finished students (distill/NAME/) of any carry folder
+  [ -d ${d}w ] && cp ${d}w/* $K/w/
+  [ -d ${d}distill ] && { mkdir -p $K/distill; cp -r ${d}distill/. $K/distill/; }
+done
 [ -f .gpuA/incA ] && cp .gpuA/incA $K/
 [ -f .gpuB/incB ] && { cp .gpuB/incB $K/; cp .gpuB/fashion_mnist_train.safetensors $K/; }
 [ -f $K/incA ] && [ -f $K/incB ] && [ ! -f $K/inception.pt ] && cat $K/incA $K/incB > $K/inception.pt

@@ -1,5 +1,6 @@
 """Guidance-distilled students next to their CFG teacher (Meng et al., arXiv 2210.03142): same noise, same classes.
 
+    python examples/image_distill.py                      # the shipped 4-, 2- and 1-step students
     python examples/image_distill.py --teacher fashion-large \\
         --students runs/distill/stage1 runs/distill/steps-4 runs/distill/steps-1 --scale 1.5 --out distill.png
 
@@ -21,7 +22,8 @@ from decoding.api.generation import make_grid
 def main(argv: list[str] | None = None) -> list[dc.Generation]:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--teacher", default="fashion-large")
-    p.add_argument("--students", nargs="+", required=True, help="distilled student folders")
+    p.add_argument("--students", nargs="+", default=[f"fashion-large-distill-{n}" for n in (4, 2, 1)],
+                   help="distilled student folders (default: the shipped ones)")
     p.add_argument("--scale", type=float, default=1.5, help="CFG scale (the students take it as their w = scale - 1)")
     p.add_argument("--steps", type=int, default=20, help="steps of the teacher and of a stage-1 student")
     p.add_argument("--seed", type=int, default=0)
@@ -35,7 +37,7 @@ def main(argv: list[str] | None = None) -> list[dc.Generation]:
     for folder in a.students:
         student = dc.load(folder, a.device)
         steps = a.steps if student.steps is None else student.steps
-        rows.append((f"{folder} ({steps} steps)", dc.generate(student, n=10, class_label=classes, steps=steps,
+        rows.append((f"{folder} ({steps} step{'s' if steps > 1 else ''})", dc.generate(student, n=10, class_label=classes, steps=steps,
                                                              guidance=guidance, seed=a.seed)))
     for name, out in rows:
         print(f"{name:48s} NFE {max(out.nfe):4.0f}  {out.seconds:.2f} s")

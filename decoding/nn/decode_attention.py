@@ -54,7 +54,11 @@ def _split_kernel(  # jitted below (_JIT, _kernel)
     so_b, so_h, so_c, so_g,
     sl_b, sl_h, sl_c,
     HKV: tl.constexpr, CHUNK: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+    PDL: tl.constexpr,
 ):
+    if PDL:  # programmatic dependent launch: no memory access before the previous kernel has finished
+        tl.extra.cuda.gdc_wait()
+        tl.extra.cuda.gdc_launch_dependents()
     bh = tl.program_id(0)
     c = tl.program_id(1)
     b = bh // HKV
@@ -113,6 +117,20 @@ def _kernel(device: torch.device):
     return _INTERPRETED[0]
 
 
+def pdl_launch(pdl: bool, device: torch.device) -> tuple[bool, dict]:
+    """The ``PDL`` constexpr and the extra launch options of a kernel call with ``pdl`` asked for.
+
+    Programmatic dependent launch (Hopper and later; CUDA's ``PROGRAMMATIC_STREAM_SERIALIZATION``
+    launch attribute, Triton's ``launch_pdl=True``) lets a kernel's programs start while the
+    previous kernel on the stream is still finishing; each kernel built with ``PDL`` waits
+    (``griddepcontrol.wait``) for its predecessor to finish before its first load or store, then
+    lets its own successor launch (``griddepcontrol.launch_dependents``): what overlaps is the
+    launch and scheduling of the programs, never a memory access, so no ordering of reads and
+    writes changes. Off on the CPU: Triton's interpreter cannot run the inline assembly."""
+    on = bool(pdl) and device.type == "cuda" and not interpreting()
+    return on, ({"launch_pdl": True} if on else {})
+
+
 def combine_splits(out: Tensor, lse: Tensor) -> Tensor:
     """Merge per-chunk results: ``out`` ``(B, Hkv, C, G, D)`` normalised per chunk, ``lse``
     ``(B, Hkv, C, G)`` their log-sum-exps (``-inf`` for a chunk without a valid key) ->
@@ -126,7 +144,7 @@ def combine_splits(out: Tensor, lse: Tensor) -> Tensor:
 
 def decode_attention(
     q: Tensor, k: Tensor, v: Tensor, valid: Tensor, scale: float | None = None, splits: int | None = None,
-    block_n: int = 64,
+    block_n: int = 64, pdl: bool = False,
 ) -> Tensor:
     """Attention of ``G`` queries per key/value head over a KV cache, split over the keys.
 
@@ -139,17 +157,19 @@ def decode_attention(
         splits: key chunks processed in parallel (default: about 512 programs in all, enough
             to fill an H100's 132 SMs four times over, at most ``S / block_n``).
         block_n: keys per inner block.
+        pdl: launch the split kernel with programmatic dependent launch (:func:`pdl_launch`; CUDA on
+            Hopper or later; ignored on the CPU).
 
     Returns:
         ``(B, Hkv, G, D)`` in ``q``'s dtype; rows without a valid slot are zeros.
     """
-    out, lse = decode_attention_partials(q, k, v, valid, scale=scale, splits=splits, block_n=block_n)
+    out, lse = decode_attention_partials(q, k, v, valid, scale=scale, splits=splits, block_n=block_n, pdl=pdl)
     return combine_splits(out, lse).to(q.dtype)
 
 
 def decode_attention_partials(
     q: Tensor, k: Tensor, v: Tensor, valid: Tensor, scale: float | None = None, splits: int | None = None,
-    block_n: int = 64,
+    block_n: int = 64, pdl: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """The split kernel of :func:`decode_attention` alone: per key chunk, before the combine.
 
@@ -181,6 +201,7 @@ def decode_attention_partials(
     mask = valid if valid.dtype == torch.int8 else valid.to(torch.int8)
     block_g = max(16, triton.next_power_of_2(g))  # tl.dot needs at least 16 rows
     block_d = max(16, triton.next_power_of_2(d))
+    on, launch = pdl_launch(pdl, q.device)
     _kernel(q.device)[(b * hkv, splits)](
         q, k, v, mask, out, lse,
         s, g, d, scale,
@@ -190,6 +211,6 @@ def decode_attention_partials(
         mask.stride(0),
         out.stride(0), out.stride(1), out.stride(2), out.stride(3),
         lse.stride(0), lse.stride(1), lse.stride(2),
-        HKV=hkv, CHUNK=chunk, BLOCK_G=block_g, BLOCK_N=block_n, BLOCK_D=block_d,
+        HKV=hkv, CHUNK=chunk, BLOCK_G=block_g, BLOCK_N=block_n, BLOCK_D=block_d, PDL=on, **launch,
     )
     return out, lse

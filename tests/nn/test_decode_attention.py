@@ -31,7 +31,7 @@ def test_kernel_compiles_for_an_h100_with_inductors_signature(scale_type: str) -
 
     if da.interpreting():
         pytest.skip("TRITON_INTERPRET=1: the jitted kernel is the interpreter's")
-    constexprs = {"HKV": 3, "CHUNK": 128, "BLOCK_G": 16, "BLOCK_N": 64, "BLOCK_D": 64}
+    constexprs = {"HKV": 3, "CHUNK": 128, "BLOCK_G": 16, "BLOCK_N": 64, "BLOCK_D": 64, "PDL": False}
     names = da._JIT.arg_names
     sig = {}
     for name in names:

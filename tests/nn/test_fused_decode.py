@@ -28,11 +28,12 @@ ROOT = Path(__file__).resolve().parents[2]
 # SmolLM2-135M's sizes: dim 576, 9 query heads and 3 key/value heads of 64, MLP hidden 1536
 CONSTEXPRS = {
     "norm_qkv_rope": {"K": 576, "HQ": 9, "HKV": 3, "D": 64, "EPS": 1e-5, "BLOCK_B": 16, "BLOCK_R": 16, "BLOCK_K": 64,
-                      "UPCAST": False, "DOT": True},
-    "gemv_residual": {"K": 1536, "BLOCK_B": 16, "BLOCK_N": 16, "BLOCK_K": 64, "UPCAST": False, "DOT": True},
+                      "UPCAST": False, "DOT": True, "PDL": False},
+    "gemv_residual": {"K": 1536, "BLOCK_B": 16, "BLOCK_N": 16, "BLOCK_K": 64, "UPCAST": False, "DOT": True, "PDL": False},
     "combine_gemv_residual": {"K": 576, "G": 3, "D": 64, "C": 5, "C_PAD": 8, "BLOCK_B": 16, "BLOCK_N": 16, "BLOCK_K": 64,
-                              "UPCAST": False, "DOT": True},
-    "norm_gate_up": {"K": 576, "EPS": 1e-5, "BLOCK_B": 16, "BLOCK_N": 16, "BLOCK_K": 64, "UPCAST": False, "DOT": True},
+                              "UPCAST": False, "DOT": True, "PDL": False},
+    "norm_gate_up": {"K": 576, "EPS": 1e-5, "BLOCK_B": 16, "BLOCK_N": 16, "BLOCK_K": 64, "UPCAST": False, "DOT": True,
+                     "PDL": False},
 }
 # products on CUDA cores: a batch of one unpadded, 4 output rows a program, all inputs in one or two steps
 NO_DOT = {"BLOCK_B": 1, "BLOCK_R": 4, "BLOCK_N": 4, "BLOCK_K": 1024, "DOT": False}

@@ -337,6 +337,12 @@ def _load_tuned() -> list[dict]:
 TUNED: list[dict] = _load_tuned() if triton is not None else []
 
 
+def tuned_row(kernel: str, b: int, k: int, n: int) -> dict | None:
+    """The row of :data:`TUNED` for ``kernel``, ``k`` and ``n`` at the smallest tuned batch >= ``b``, or None."""
+    above = [r for r in TUNED if (r["kernel"], r["K"], r["N"]) == (kernel, k, n) and r["batch"] >= b]
+    return min(above, key=lambda r: r["batch"]) if above else None
+
+
 def launch_config(kernel: str, b: int, k: int, n: int) -> dict:
     """``block``, ``block_k``, ``num_warps`` and ``dot`` for ``kernel`` with ``b`` rows, ``k`` inputs
     and ``n`` outputs: the measured configuration of :data:`TUNED` for the same ``kernel``, ``k``
@@ -344,10 +350,9 @@ def launch_config(kernel: str, b: int, k: int, n: int) -> dict:
     inputs a step, ``tl.dot``, Triton's warps) where there is none: a configuration measured at a
     smaller batch is not used for a larger one (a CUDA-core product holds ``rows x B x block_k``
     values a program, so the batch-1 winners would spill registers at batch 8)."""
-    above = [r for r in TUNED if (r["kernel"], r["K"], r["N"]) == (kernel, k, n) and r["batch"] >= b]
-    if not above:
+    r = tuned_row(kernel, b, k, n)
+    if r is None:
         return {"block": 16, "block_k": None, "num_warps": None, "dot": True}
-    r = min(above, key=lambda r: r["batch"])
     return {"block": r["block"], "block_k": r["block_k"], "num_warps": r["warps"], "dot": bool(r["dot"])}
 
 

@@ -253,15 +253,17 @@ def test_tuning_sweep_checks_every_configuration_against_the_torch_ops(tmp_path:
     env = {**os.environ, "TRITON_INTERPRET": "1", "OMP_NUM_THREADS": "1"}
     run = subprocess.run([sys.executable, str(ROOT / "benchmarks/fused_decode_tune.py"), "--tiny", "--batch", "1", "3",
                           "--blocks", "1", "4", "--block-k", "16", "64", "--dot-blocks", "16", "--dot-block-k", "32",
-                          "--warps", "4", "--reps", "1", "--out", str(out)],
+                          "--warps", "4", "--reps", "1", "--attn-block-n", "16", "--attn-splits", "1", "3",
+                          "--attn-warps", "2", "--slots", "40", "--out", str(out)],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     summaries = re.findall(r"(\d+) configurations timed, (\d+) failed", run.stdout)
-    assert summaries == [("5", "0")] * 10, run.stdout[-3000:]
+    # the split attention: 16-key blocks, chunks of 48 and 16 keys, tl.dot and CUDA cores
+    assert summaries == ([("5", "0")] * 5 + [("4", "0")]) * 2, run.stdout[-3000:]
     best = json.loads(out.read_text())["best"]
-    assert len(best) == 10 and {(r["kernel"], r["K"], r["N"]) for r in best} == {
+    assert len(best) == 12 and {(r["kernel"], r["K"], r["N"]) for r in best} == {
         ("norm_qkv_rotary_cache", 48, 128), ("combine_gemv_residual", 64, 48), ("norm_gate_up_silu", 48, 80),
-        ("gemv_residual", 40, 48), ("gemv_residual", 64, 48)}
+        ("gemv_residual", 40, 48), ("gemv_residual", 64, 48), ("decode_attention", 40, 64)}
     code = ("from decoding.nn import fused_decode as fd; import json; "
             "print(json.dumps([fd.launch_config('gemv_residual', b, 40, 48) for b in (1, 2, 3, 8)]))")
     env = {**os.environ, "DECODING_FUSED_CONFIGS": str(out)}

@@ -79,6 +79,11 @@ def test_pdl_kernel_waits_for_its_predecessor_before_any_memory_access(name: str
     assert first is not None, name
     assert wait < trigger < first.start(), (name, wait, trigger, first.group(0), first.start())
     assert ptx.count("griddepcontrol.wait") == 1
+    # before the wait: no memory instruction of any state space (generic addressing included) but the
+    # kernel's parameters
+    before = [line.split()[0] for line in ptx[:wait].splitlines() if line.strip() and not line.strip().startswith("//")]
+    touching = [op for op in before if re.match(r"(ld|st|atom|red|cp|prefetch)\.", op) and not op.startswith("ld.param")]
+    assert not touching, (name, touching)
     off = _ptx(name, dot, False)
     assert "griddepcontrol" not in off
 

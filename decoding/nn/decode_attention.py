@@ -185,8 +185,9 @@ def decode_attention(
             ``G`` queries padded to 16 rows) or as broadcast products summed with ``tl.sum``
             (``False``: ``G`` padded to a power of two >= 2 only); both multiply and sum in float32.
         ``splits``, ``block_n``, ``num_warps`` and ``dot`` left at None come from the measured
-        table (:func:`decoding.nn.fused_decode.launch_config` for ``"decode_attention"``, keyed by
-        ``S`` and ``Hkv G D``), or are the defaults above where it has no entry.
+        table (:func:`tuned_launch`: the ``"decode_attention"`` rows of
+        :data:`decoding.nn.fused_decode.TUNED`, keyed by ``S`` and ``Hkv G D``), or are the
+        defaults above where it has no entry.
 
     Returns:
         ``(B, Hkv, G, D)`` in ``q``'s dtype; rows without a valid slot are zeros.

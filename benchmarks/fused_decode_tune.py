@@ -16,7 +16,15 @@ replays. Every configuration's output is checked against the peer's before it is
 
 Prints a table per kernel and the best configuration with its ratio to the peer; the JSON's
 ``"best"`` list is the table :func:`decoding.nn.fused_decode.launch_config` reads (point
-``DECODING_FUSED_CONFIGS`` at it, or ship it as ``decoding/nn/fused_decode_tuned.json``). With
+``DECODING_FUSED_CONFIGS`` at it, or ship it as ``decoding/nn/fused_decode_tuned.json``).
+
+The split attention kernel (:func:`decoding.nn.decode_attention.decode_attention_partials`, kernel
+``"decode_attention"``) is swept over its own knobs: ``--attn-block-n`` keys per inner block x
+``--attn-splits`` key chunks x ``--warps``, with ``tl.dot`` (the ``G`` queries padded to 16) and on CUDA
+cores, on a cache of ``--slots`` slots (default 328: ``benchmarks/text_generate.py``'s default 289-slot
+capacity rounded up to 320, plus 8 scratch slots); its peer is today's launch, and its table rows hold
+``block`` = keys per block and ``block_k`` = keys per chunk, keyed by ``K`` = slots and ``N`` = ``Hkv G D``.
+``--kernels`` restricts the sweep to some cases (e.g. ``--kernels decode_attention``). With
 ``TRITON_INTERPRET=1`` on a CPU it runs the same checks at ``--tiny`` size with plain wall-clock
 times (a smoke test, no figures).
 """
@@ -39,7 +47,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from decoding.nn import fused_decode as fd  # noqa: E402
-from decoding.nn.decode_attention import combine_splits  # noqa: E402
+from decoding.nn.decode_attention import combine_splits, decode_attention_partials  # noqa: E402
 from decoding.nn.transformer import apply_rotary  # noqa: E402
 
 SMOLLM2 = {"dim": 576, "heads": 9, "kv_heads": 3, "head_dim": 64, "hidden": 1536, "chunks": 5}
@@ -52,10 +60,14 @@ def rms(x: torch.Tensor, w: torch.Tensor, eps: float) -> torch.Tensor:
     return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype) * w
 
 
+def cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
 Case = tuple[str, int, int, Callable, Callable]
 
 
-def cases(shape: dict, b: int, dtype: torch.dtype, device: str) -> dict[str, Case]:
+def cases(shape: dict, b: int, dtype: torch.dtype, device: str, slots: int = 328) -> dict[str, Case]:
     """Per use of a kernel in a layer: ``(kernel, K, N, fused(block, block_k, num_warps, dot) -> output,
     peer() -> output)`` on one layer's random weights and inputs; ``kernel``, ``K`` (inputs) and ``N``
     (output rows) key the configuration :func:`decoding.nn.fused_decode.launch_config` looks up
@@ -88,6 +100,23 @@ def cases(shape: dict, b: int, dtype: torch.dtype, device: str) -> dict[str, Cas
         kv_peer[:, :, :, slot] = torch.stack([qk[:, :, hq:], t[:, :, hq + hkv:]]).transpose(2, 3)
         return qk[:, 0, :hq].reshape(b, hkv, hq // hkv, d)
 
+    # the split attention over a cache of ``slots`` slots, the last few empty (scratch) and a few holes
+    qa = rnd(b, hkv, hq // hkv, d)
+    ka, va = rnd(b, hkv, slots, d), rnd(b, hkv, slots, d)
+    valid = torch.ones(b, slots, dtype=torch.int8, device=device)
+    valid[:, slots - 8:] = 0
+    valid[:, 5:9] = 0
+
+    today_splits = max(1, min(cdiv(slots, 64), cdiv(512, b * hkv)))  # decode_attention_partials' untuned launch
+    today_chunk = cdiv(cdiv(slots, today_splits), 64) * 64
+
+    def attention(block_n: int | None = None, chunk: int | None = None, warps: int | None = None,
+                  dot: bool | None = None) -> torch.Tensor:
+        splits = None if chunk is None else cdiv(slots, chunk)
+        out, lse_ = decode_attention_partials(qa, ka, va, valid, splits=splits, block_n=block_n, num_warps=warps,
+                                              dot=dot)
+        return combine_splits(out, lse_)
+
     def gate_up_peer() -> torch.Tensor:
         gg, u = F.linear(rms(x, nw, eps), wgu).chunk(2, dim=-1)
         return F.silu(gg) * u
@@ -116,6 +145,8 @@ def cases(shape: dict, b: int, dtype: torch.dtype, device: str) -> dict[str, Cas
             "gemv_residual", hq * d, dim,
             lambda blk, bk, nw_, dot: fd.gemv_residual(ao, wo, res, block_n=blk, block_k=bk, num_warps=nw_, dot=dot),
             lambda: res + F.linear(ao, wo)),
+        "decode_attention": ("decode_attention", slots, hq * d, attention,
+                             lambda: attention(64, today_chunk, 4, True)),  # today's launch, Triton's 4 warps
     }
 
 
@@ -126,6 +157,18 @@ def configurations(blocks: list[int], block_ks: list[int], warps: list[int], dot
     plain = [(blk, bk, w, False) for blk, bk, w in itertools.product(blocks, block_ks, warps)]
     dot = [(blk, bk, w, True) for blk, bk, w in itertools.product(dot_blocks, dot_block_ks, warps) if blk >= 16]
     return plain + dot
+
+
+def attention_configurations(block_ns: list[int], splits: list[int], warps: list[int], slots: int
+                             ) -> list[tuple[int, int, int, bool]]:
+    """``(block_n, chunk, warps, dot)`` for the split attention: keys per chunk from ``splits`` (whole
+    blocks of ``block_n``), each with ``tl.dot`` and on CUDA cores; duplicates dropped."""
+    out = []
+    for bn, sp, w, dot in itertools.product(block_ns, splits, warps, (True, False)):
+        chunk = cdiv(cdiv(slots, sp), bn) * bn
+        if (bn, chunk, w, dot) not in out:
+            out.append((bn, chunk, w, dot))
+    return out
 
 
 def per_launch_us(fn: Callable[[], object], launches: int, reps: int, cuda: bool) -> float:
@@ -169,6 +212,12 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--warps", type=int, nargs="+", default=[2, 4])
     p.add_argument("--launches", type=int, default=50, help="launches per CUDA graph")
     p.add_argument("--reps", type=int, default=20)
+    p.add_argument("--attn-block-n", type=int, nargs="+", default=[16, 32, 64], help="split attention: keys per block")
+    p.add_argument("--attn-splits", type=int, nargs="+", default=[1, 2, 3, 5, 8], help="split attention: key chunks")
+    p.add_argument("--attn-warps", type=int, nargs="+", default=[1, 2, 4], help="split attention: warps")
+    p.add_argument("--slots", type=int, default=328, help="split attention: cache slots")
+    p.add_argument("--kernels", nargs="+", default=None,
+                   help="only these cases or kernels (e.g. decode_attention, norm_gate_up_silu); default: all")
     p.add_argument("--tiny", action="store_true", help="a toy layer (the CPU smoke test under TRITON_INTERPRET=1)")
     p.add_argument("--out", type=Path)
     args = p.parse_args(argv)
@@ -182,12 +231,15 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"{hw} | {dtype} | layer {shape}")
     results["best"] = []
     grid = configurations(args.blocks, args.block_k, args.warps, args.dot_blocks, args.dot_block_k)
+    attn_grid = attention_configurations(args.attn_block_n, args.attn_splits, args.attn_warps, args.slots)
     for b in args.batch:
-        for name, (kernel, k, n, fused, peer) in cases(shape, b, dtype, device).items():
+        for name, (kernel, k, n, fused, peer) in cases(shape, b, dtype, device, args.slots).items():
+            if args.kernels and name not in args.kernels and kernel not in args.kernels:
+                continue
             ref = peer().float()
             peer_us = per_launch_us(peer, args.launches, args.reps, cuda)
             rows = []
-            for blk, bk, w, dot in grid:
+            for blk, bk, w, dot in attn_grid if kernel == "decode_attention" else grid:
                 row = {"case": name, "kernel": kernel, "K": k, "N": n, "batch": b, "block": blk, "block_k": bk,
                        "warps": w, "dot": dot}
                 try:
@@ -202,7 +254,8 @@ def main(argv: list[str] | None = None) -> dict:
             results["rows"].extend(rows)
             ok = sorted((r for r in rows if "us" in r), key=lambda r: r["us"])
             bad = len(rows) - len(ok)
-            print(f"\nbatch {b}  {name}: peer (torch ops) {peer_us:.2f} us per launch; {len(ok)} configurations"
+            peer_name = "today's launch" if kernel == "decode_attention" else "torch ops"
+            print(f"\nbatch {b}  {name}: peer ({peer_name}) {peer_us:.2f} us per launch; {len(ok)} configurations"
                   f" timed, {bad} failed")
             for r in ok[:5]:
                 print(f"  block {r['block']:3d}  block_k {r['block_k']:4d}  warps {r['warps']}  dot {r['dot']:d}"

@@ -16,6 +16,8 @@ Ours:
                    ``-fused`` (``-triton`` plus the fused five-kernel layer of batches <= 8,
                    :mod:`decoding.nn.fused_decode`; ``loop-fused`` is ``loop-triton`` with it), ``-fused6``
                    (the same with the attention chunks' combine as its own kernel: six a layer),
+                   ``-pdl`` (with ``-fused``: its kernels with programmatic dependent launch, Hopper+;
+                   uncompiled, as ``StaticCausalLM(pdl=True)`` runs it: compare with ``loop-fused-eager``),
                    ``-eager`` (no torch.compile), ``-nograph`` (no CUDA graph), ``-sync1`` (the host looks
                    every step), e.g. ``loop-sdpa-eager``;
     ``hf-adapter`` the decode loop driving the transformers model.
@@ -146,13 +148,16 @@ def ours(args: argparse.Namespace, net: Transformer) -> dict[str, tuple[int | No
                 opts["backend"] = "triton"
                 opts["fused"] = True
                 opts["fused_combine"] = v == "fused"
+            elif v == "pdl":
+                opts["pdl"] = True
+                opts["compile"] = False  # inductor drops a user kernel's launch_pdl (see StaticCausalLM)
             elif v == "eager":
                 opts["compile"] = False
             elif v == "nograph":
                 opts["cuda_graphs"] = False
             else:
-                raise SystemExit(f"unknown engine {name!r} (suffixes: -sdpa, -xformers, -naive, -triton, -fused, -fused6, -eager, "
-                                 "-nograph, -sync1)")
+                raise SystemExit(f"unknown engine {name!r} (suffixes: -sdpa, -xformers, -naive, -triton, -fused, -fused6, "
+                                 "-pdl, -eager, -nograph, -sync1)")
         out[name] = (sync_every, StaticCausalLM(net, capacity=args.prompt_len + args.new_tokens + 1, **opts))
     return out
 
@@ -332,6 +337,9 @@ def main(argv: list[str] | None = None) -> dict:
                         "(decoding.processors.graphed; off: eager ops, for comparison)")
     p.add_argument("--compile", default="auto", choices=["auto", "on", "off"])
     p.add_argument("--compile-mode", default=None, help="torch.compile mode of our step, e.g. max-autotune-no-cudagraphs")
+    p.add_argument("--inductor-pdl", default="auto", choices=["auto", "on", "off"],
+                   help="programmatic dependent launch of inductor's own kernels in our compiled steps "
+                        "(torch._inductor.config.triton.enable_pdl; auto: torch's setting, TORCHINDUCTOR_ENABLE_PDL)")
     p.add_argument("--cuda-graphs", default="auto", choices=["auto", "on", "off"])
     p.add_argument("--skip-hf", action="store_true")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -342,6 +350,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--out", type=Path, help="write the results as JSON here (rewritten after every engine)")
     args = p.parse_args(argv)
     graphed.ENABLED = args.processors_graph == "on"  # process-wide: this benchmark's only decode() calls are ours
+    inductor_pdl = set_inductor_pdl(args.inductor_pdl)
     device = torch.device(args.device)
     default = "loop,loop-sync1,hf,hf-static" if device.type == "cuda" else "loop,hf-adapter,hf"
     args.engines = list(dict.fromkeys((args.engines or default).split(",")))  # run in this order
@@ -363,6 +372,7 @@ def main(argv: list[str] | None = None) -> dict:
         "cuda_graphs": args.cuda_graphs, "engine_timeout": args.engine_timeout,
         "fused_configs": os.environ.get("DECODING_FUSED_CONFIGS"), "top_p_method": args.top_p_method,
         "processors_graph": args.processors_graph,  # the fused engines' launch table, if not shipped
+        "inductor_pdl": inductor_pdl,
         "command": "python " + " ".join(sys.argv),
     }
     results: dict = {"meta": meta, "runs": [], "complete": False}
@@ -420,6 +430,21 @@ def main(argv: list[str] | None = None) -> dict:
     if args.out:
         print(f"wrote {args.out}", file=sys.stderr)
     return results
+
+
+def set_inductor_pdl(choice: str) -> bool | None:
+    """Set ``torch._inductor.config.triton.enable_pdl`` (``"on"``/``"off"``; ``"auto"`` leaves it) and
+    return its value, None where this torch has no such setting (``"on"`` there is an error)."""
+    import torch._inductor.config as inductor_config
+
+    triton_cfg = getattr(inductor_config, "triton", None)
+    if triton_cfg is None or not hasattr(triton_cfg, "enable_pdl"):
+        if choice == "on":
+            raise SystemExit(f"--inductor-pdl on: torch {torch.__version__} has no inductor enable_pdl setting")
+        return None
+    if choice != "auto":
+        triton_cfg.enable_pdl = choice == "on"
+    return bool(triton_cfg.enable_pdl)
 
 
 def _tf_version() -> str | None:

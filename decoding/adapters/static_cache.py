@@ -49,6 +49,7 @@ def static_forward(
     split_mlp: bool = False,
     fused: bool = False,
     fused_combine: bool = True,
+    pdl: bool = False,
 ) -> Tensor:
     """Run ``tokens`` through ``net``, writing their keys/values into the static cache.
 
@@ -70,6 +71,10 @@ def static_forward(
         fused_combine: in the fused step, combine the attention's key chunks inside the output
             projection's kernel (five kernels a layer); ``False``: with ``combine_splits``' torch ops
             before it (six: one more kernel, each program of the projection no longer redoes it).
+        pdl: in the fused step, launch its kernels with programmatic dependent launch (Hopper's
+            ``griddepcontrol``, :func:`decoding.nn.decode_attention.pdl_launch`): a kernel's programs
+            start while the previous kernel finishes and wait for it before touching memory, which
+            hides the launch gap between dependent kernels. Ignored on the CPU (the interpreter).
 
     Returns:
         logits of the last position, ``(B, V)`` in the weights' dtype.
@@ -79,7 +84,7 @@ def static_forward(
     if fused and n == 1 and backend == "triton" and b <= FUSED_MAX_BATCH:
         if qkv is None:
             raise ValueError("the fused step needs the per-layer [q; kv] weights (qkv)")
-        return _fused_step(net, tokens, positions, kv_cache, slots, mask, qkv, upto, fused_combine)
+        return _fused_step(net, tokens, positions, kv_cache, slots, mask, qkv, upto, fused_combine, pdl)
     hd = cfg.dim // cfg.n_heads
     hq, hkv = cfg.n_heads, cfg.n_kv_heads
     # rotary tables for the (B, n, heads, D) layout of the projections: the rotation of q and k is
@@ -131,13 +136,14 @@ def static_forward(
 
 def _fused_step(
     net: Transformer, tokens: Tensor, positions: Tensor, kv_cache: list[Tensor], slots: Tensor, mask: Tensor,
-    qkv: list[Tensor], upto: int | None, fused_combine: bool = True,
+    qkv: list[Tensor], upto: int | None, fused_combine: bool = True, pdl: bool = False,
 ) -> Tensor:
     """The one-token step of :func:`static_forward` in five kernels a layer (``fused=True``).
 
     RMSNorm + ``[q; k; v]`` + rotary + cache write, split-K decode attention (its chunks), their
     combine + output projection + residual, RMSNorm + ``[gate; up]`` + SwiGLU, down projection +
-    residual (:mod:`decoding.nn.fused_decode`). Same arguments and result as :func:`static_forward`.
+    residual (:mod:`decoding.nn.fused_decode`). Same arguments and result as :func:`static_forward`;
+    ``pdl``: every kernel of the five with programmatic dependent launch.
     """
     from decoding.nn import fused_decode as fd
     from decoding.nn.decode_attention import combine_splits, decode_attention_partials
@@ -150,15 +156,15 @@ def _fused_step(
     pos = positions.reshape(b)
     for i, blk in enumerate(net.blocks):
         q = fd.norm_qkv_rotary_cache(x, blk.attn_norm.weight, qkv[i], net.rope_cos, net.rope_sin, pos,
-                                     kv_cache[i], slots, cfg.n_heads, blk.attn_norm.eps)
+                                     kv_cache[i], slots, cfg.n_heads, blk.attn_norm.eps, pdl=pdl)
         kc, vc = kv_cache[i].unbind(0) if upto is None else kv_cache[i][:, :, :, :upto].unbind(0)
-        out, lse = decode_attention_partials(q, kc, vc, valid)  # per key chunk, combined by the next kernel
+        out, lse = decode_attention_partials(q, kc, vc, valid, pdl=pdl)  # per key chunk, combined by the next kernel
         if fused_combine:
-            x = fd.combine_gemv_residual(out, lse, blk.o.weight, x)
+            x = fd.combine_gemv_residual(out, lse, blk.o.weight, x, pdl=pdl)
         else:  # as decode_attention returns it: float32 combine, the model's dtype
-            x = fd.gemv_residual(combine_splits(out, lse).to(x.dtype).reshape(b, -1), blk.o.weight, x)
-        x = fd.gemv_residual(fd.norm_gate_up_silu(x, blk.mlp_norm.weight, blk.gate_up.weight, blk.mlp_norm.eps),
-                             blk.down.weight, x)
+            x = fd.gemv_residual(combine_splits(out, lse).to(x.dtype).reshape(b, -1), blk.o.weight, x, pdl=pdl)
+        h = fd.norm_gate_up_silu(x, blk.mlp_norm.weight, blk.gate_up.weight, blk.mlp_norm.eps, pdl=pdl)
+        x = fd.gemv_residual(h, blk.down.weight, x, pdl=pdl)
     x = net.norm(x)
     w = net.embed.weight if net.head is None else net.head.weight
     return x @ w.t()
@@ -228,6 +234,13 @@ class StaticCausalLM:
             unfused. Needs triton and CUDA (or the CPU under ``TRITON_INTERPRET=1``).
         fused_combine: with ``fused``, where the attention's key chunks are combined (see
             :func:`static_forward`); ``False`` without ``fused`` is refused.
+        pdl: with ``fused``, launch the fused step's kernels with programmatic dependent launch
+            (see :func:`static_forward`; CUDA on Hopper or later, or the CPU under the interpreter,
+            where it changes nothing); without ``fused`` it is refused. The step then runs
+            uncompiled (``compile`` defaults to False, and True is refused): inductor rebuilds a
+            user Triton kernel's launch from its own metadata and drops ``launch_pdl`` (torch 2.11
+            to 2.13), so a compiled step would silently lose PDL. It is still captured as a CUDA
+            graph (``cuda_graphs``), which is where the launch gaps it hides matter.
 
     On CUDA the attention projections are fused into one ``[q; kv]`` weight per layer at
     construction; call :meth:`refresh_weights` after changing them in ``net``.
@@ -243,6 +256,7 @@ class StaticCausalLM:
         compile_mode: str | None = None,
         fused: bool = False,
         fused_combine: bool = True,
+        pdl: bool = False,
     ) -> None:
         if not net.cfg.causal:
             raise ValueError("StaticCausalLM needs a causal transformer (TransformerConfig(causal=True))")
@@ -252,6 +266,15 @@ class StaticCausalLM:
         if not fused_combine and not self.fused:
             raise ValueError("fused_combine=False applies to the fused step only: pass fused=True with it")
         self.fused_combine = bool(fused_combine)
+        self.pdl = bool(pdl)
+        if self.pdl and not self.fused:
+            raise ValueError("pdl=True applies to the fused step only: pass fused=True with it")
+        if self.pdl and compile:
+            raise ValueError("pdl=True runs the step uncompiled: inductor drops a user Triton kernel's launch_pdl "
+                             "(pass compile=False or leave it None)")
+        if self.pdl and self.device.type == "cuda" and torch.cuda.get_device_capability(self.device) < (9, 0):
+            raise ValueError("pdl=True needs a GPU of compute capability 9.0 or later (griddepcontrol: Hopper+); "
+                             f"got {torch.cuda.get_device_name(self.device)}")
         if self.fused:
             from decoding.nn.fused_decode import fused_available
 
@@ -262,7 +285,7 @@ class StaticCausalLM:
             backend = "triton"
         self.backend = backend
         cuda = self.device.type == "cuda"
-        self.compile = (cuda and _triton_available()) if compile is None else bool(compile)
+        self.compile = (cuda and _triton_available() and not self.pdl) if compile is None else bool(compile)
         self.cuda_graphs = cuda if cuda_graphs is None else bool(cuda_graphs)
         if self.cuda_graphs and not cuda:
             raise ValueError("cuda_graphs=True needs the model on a CUDA device")
@@ -428,7 +451,8 @@ class StaticCausalLM:
         mask = sess.valid[:, None, None, :]
         return static_forward(self.net, sess.tok, positions, sess.kv, sess.slot, mask, self.decode_backend,
                               self._fused_qkv if self.fused else self._qkv,
-                              upto=upto, split_mlp=self._split_mlp, fused=self.fused, fused_combine=self.fused_combine)
+                              upto=upto, split_mlp=self._split_mlp, fused=self.fused, fused_combine=self.fused_combine,
+                              pdl=self.pdl)
 
     def step_fn(self, sess: StaticSession, upto: int | None = None) -> Tensor:
         """The one-token step, compiled when enabled; falls back to eager (with a warning) if compilation fails.

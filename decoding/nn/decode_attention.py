@@ -54,7 +54,11 @@ def _split_kernel(  # jitted below (_JIT, _kernel)
     so_b, so_h, so_c, so_g,
     sl_b, sl_h, sl_c,
     HKV: tl.constexpr, CHUNK: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+    DOT: tl.constexpr, PDL: tl.constexpr,
 ):
+    if PDL:  # programmatic dependent launch: no memory access before the previous kernel has finished
+        tl.extra.cuda.gdc_wait()
+        tl.extra.cuda.gdc_launch_dependents()
     bh = tl.program_id(0)
     c = tl.program_id(1)
     b = bh // HKV
@@ -82,14 +86,20 @@ def _split_kernel(  # jitted below (_JIT, _kernel)
         v = tl.load(v_ptr + b * sv_b + h * sv_h + s_idx[:, None] * sv_s + d[None, :], mask=kv_mask, other=0.0).to(tl.float32)
         # (BLOCK_G, BLOCK_N); inductor passes a Python float as fp64 (torch 2.11+), so cast back: the
         # fp64 product would reach the second tl.dot and fail to compile (operands of one dtype)
-        s = (tl.dot(q, tl.trans(k), input_precision="ieee") * scale).to(tl.float32)
+        if DOT:  # float32 "ieee" operands: FMAs (no mma) on BLOCK_G padded to 16 rows
+            s = (tl.dot(q, tl.trans(k), input_precision="ieee") * scale).to(tl.float32)
+        else:  # the G queries padded to a power of two only, float32 products summed over D
+            s = (tl.sum(q[:, None, :] * k[None, :, :], 2) * scale).to(tl.float32)
         s = tl.where((sm & ok)[None, :], s, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(s, 1))
         m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # no valid key yet: keep exp() finite
         p = tl.exp(s - m_safe[:, None])
         alpha = tl.exp(m_i - m_safe)
         l_i = l_i * alpha + tl.sum(p, 1)
-        acc = acc * alpha[:, None] + tl.dot(p, v, input_precision="ieee")
+        if DOT:
+            acc = acc * alpha[:, None] + tl.dot(p, v, input_precision="ieee")
+        else:
+            acc = acc * alpha[:, None] + tl.sum(p[:, :, None] * v[None, :, :], 1)
         m_i = m_new
     has = l_i > 0
     out = acc / tl.where(has, l_i, 1.0)[:, None]
@@ -113,6 +123,34 @@ def _kernel(device: torch.device):
     return _INTERPRETED[0]
 
 
+def tuned_launch(b: int, s: int, features: int) -> dict | None:
+    """The measured launch of the split kernel for ``b`` rows, ``s`` cache slots and ``features = Hkv G D``:
+    ``block_n``, ``chunk`` (keys a program), ``num_warps``, ``dot``, from the table of
+    :func:`decoding.nn.fused_decode.tuned_row` (``"decode_attention"`` rows: ``block`` is ``block_n``,
+    ``block_k`` the chunk); None where it has none (today's launch: 64-key blocks, about
+    :data:`TARGET_PROGRAMS` programs, ``tl.dot``)."""
+    from decoding.nn.fused_decode import tuned_row
+
+    row = tuned_row("decode_attention", b, s, features)
+    if row is None:
+        return None
+    return {"block_n": row["block"], "chunk": row["block_k"], "num_warps": row["warps"], "dot": bool(row["dot"])}
+
+
+def pdl_launch(pdl: bool, device: torch.device) -> tuple[bool, dict]:
+    """The ``PDL`` constexpr and the extra launch options of a kernel call with ``pdl`` asked for.
+
+    Programmatic dependent launch (Hopper and later; CUDA's ``PROGRAMMATIC_STREAM_SERIALIZATION``
+    launch attribute, Triton's ``launch_pdl=True``) lets a kernel's programs start while the
+    previous kernel on the stream is still finishing; each kernel built with ``PDL`` waits
+    (``griddepcontrol.wait``) for its predecessor to finish before its first load or store, then
+    lets its own successor launch (``griddepcontrol.launch_dependents``): what overlaps is the
+    launch and scheduling of the programs, never a memory access, so no ordering of reads and
+    writes changes. Off on the CPU: Triton's interpreter cannot run the inline assembly."""
+    on = bool(pdl) and device.type == "cuda" and not interpreting()
+    return on, ({"launch_pdl": True} if on else {})
+
+
 def combine_splits(out: Tensor, lse: Tensor) -> Tensor:
     """Merge per-chunk results: ``out`` ``(B, Hkv, C, G, D)`` normalised per chunk, ``lse``
     ``(B, Hkv, C, G)`` their log-sum-exps (``-inf`` for a chunk without a valid key) ->
@@ -126,7 +164,7 @@ def combine_splits(out: Tensor, lse: Tensor) -> Tensor:
 
 def decode_attention(
     q: Tensor, k: Tensor, v: Tensor, valid: Tensor, scale: float | None = None, splits: int | None = None,
-    block_n: int = 64,
+    block_n: int | None = None, pdl: bool = False, num_warps: int | None = None, dot: bool | None = None,
 ) -> Tensor:
     """Attention of ``G`` queries per key/value head over a KV cache, split over the keys.
 
@@ -138,18 +176,30 @@ def decode_attention(
         scale: softmax scale, default ``1 / sqrt(D)``.
         splits: key chunks processed in parallel (default: about 512 programs in all, enough
             to fill an H100's 132 SMs four times over, at most ``S / block_n``).
-        block_n: keys per inner block.
+        block_n: keys per inner block (default 64).
+        pdl: launch the split kernel with programmatic dependent launch (:func:`pdl_launch`; CUDA on
+            Hopper or later; ignored on the CPU).
+        num_warps: Triton's launch option (default: Triton's).
+        dot: the two products with ``tl.dot`` (the default; its operands are float32 with
+            ``input_precision="ieee"``, which compiles to FMAs, not tensor cores, for sm_90, on the
+            ``G`` queries padded to 16 rows) or as broadcast products summed with ``tl.sum``
+            (``False``: ``G`` padded to a power of two >= 2 only); both multiply and sum in float32.
+        ``splits``, ``block_n``, ``num_warps`` and ``dot`` left at None come from the measured
+        table (:func:`tuned_launch`: the ``"decode_attention"`` rows of
+        :data:`decoding.nn.fused_decode.TUNED`, keyed by ``S`` and ``Hkv G D``), or are the
+        defaults above where it has no entry.
 
     Returns:
         ``(B, Hkv, G, D)`` in ``q``'s dtype; rows without a valid slot are zeros.
     """
-    out, lse = decode_attention_partials(q, k, v, valid, scale=scale, splits=splits, block_n=block_n)
+    out, lse = decode_attention_partials(q, k, v, valid, scale=scale, splits=splits, block_n=block_n, pdl=pdl,
+                                         num_warps=num_warps, dot=dot)
     return combine_splits(out, lse).to(q.dtype)
 
 
 def decode_attention_partials(
     q: Tensor, k: Tensor, v: Tensor, valid: Tensor, scale: float | None = None, splits: int | None = None,
-    block_n: int = 64,
+    block_n: int | None = None, pdl: bool = False, num_warps: int | None = None, dot: bool | None = None,
 ) -> tuple[Tensor, Tensor]:
     """The split kernel of :func:`decode_attention` alone: per key chunk, before the combine.
 
@@ -172,6 +222,17 @@ def decode_attention_partials(
     if q.stride(-1) != 1 or k.stride(-1) != 1 or v.stride(-1) != 1:
         raise ValueError("decode_attention needs the last dimension of q, k and v contiguous")
     scale = 1.0 / math.sqrt(d) if scale is None else float(scale)
+    tuned = tuned_launch(b, s, hkv * g * d)
+    if tuned is not None:  # the measured launch for this cache length and head shape; what the caller gave wins
+        block_n = tuned["block_n"] if block_n is None else block_n
+        num_warps = tuned["num_warps"] if num_warps is None else num_warps
+        dot = tuned["dot"] if dot is None else dot
+        if splits is None:
+            splits = triton.cdiv(s, max(tuned["chunk"], block_n))
+    block_n = 64 if block_n is None else int(block_n)
+    dot = True if dot is None else bool(dot)
+    if block_n < 16 or block_n & (block_n - 1):
+        raise ValueError(f"block_n must be a power of two >= 16, got {block_n}")
     if splits is None:  # from the shapes only (no device query: the call may be traced by torch.compile)
         splits = max(1, min(triton.cdiv(s, block_n), triton.cdiv(TARGET_PROGRAMS, b * hkv)))
     chunk = triton.cdiv(triton.cdiv(s, splits), block_n) * block_n  # whole blocks per chunk
@@ -179,8 +240,11 @@ def decode_attention_partials(
     out = torch.empty(b, hkv, splits, g, d, device=q.device, dtype=torch.float32)
     lse = torch.empty(b, hkv, splits, g, device=q.device, dtype=torch.float32)
     mask = valid if valid.dtype == torch.int8 else valid.to(torch.int8)
-    block_g = max(16, triton.next_power_of_2(g))  # tl.dot needs at least 16 rows
+    block_g = max(16, triton.next_power_of_2(g)) if dot else max(2, triton.next_power_of_2(g))  # tl.dot: 16 rows
     block_d = max(16, triton.next_power_of_2(d))
+    on, launch = pdl_launch(pdl, q.device)
+    if num_warps is not None:
+        launch["num_warps"] = int(num_warps)
     _kernel(q.device)[(b * hkv, splits)](
         q, k, v, mask, out, lse,
         s, g, d, scale,
@@ -190,6 +254,6 @@ def decode_attention_partials(
         mask.stride(0),
         out.stride(0), out.stride(1), out.stride(2), out.stride(3),
         lse.stride(0), lse.stride(1), lse.stride(2),
-        HKV=hkv, CHUNK=chunk, BLOCK_G=block_g, BLOCK_N=block_n, BLOCK_D=block_d,
+        HKV=hkv, CHUNK=chunk, BLOCK_G=block_g, BLOCK_N=block_n, BLOCK_D=block_d, DOT=dot, PDL=on, **launch,
     )
     return out, lse

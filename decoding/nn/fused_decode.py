@@ -51,7 +51,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from decoding.nn.decode_attention import interpreting, triton_available
+from decoding.nn.decode_attention import interpreting, pdl_launch, triton_available
 
 try:
     import triton
@@ -125,7 +125,11 @@ def _norm_qkv_rope_kernel(  # jitted below (_JITS, _kernel)
     B, sx_b, sw_n, s_rope, sq_b, skv_w, skv_b, skv_h, skv_s,
     K: tl.constexpr, HQ: tl.constexpr, HKV: tl.constexpr, D: tl.constexpr, EPS: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_K: tl.constexpr, UPCAST: tl.constexpr, DOT: tl.constexpr,
+    PDL: tl.constexpr,
 ):
+    if PDL:  # programmatic dependent launch: nothing read or written before the previous kernel finished
+        tl.extra.cuda.gdc_wait()
+        tl.extra.cuda.gdc_launch_dependents()
     head = tl.program_id(0)  # 0 .. HQ + 2 HKV - 1: query heads, then key heads, then value heads
     HALF: tl.constexpr = D // 2
     dt = w_ptr.dtype.element_ty
@@ -160,8 +164,11 @@ def _gemv_residual_kernel(  # jitted below
     a_ptr, w_ptr, res_ptr, out_ptr,
     B, N, sa_b, sw_n, sr_b, so_b,
     K: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, UPCAST: tl.constexpr,
-    DOT: tl.constexpr,
+    DOT: tl.constexpr, PDL: tl.constexpr,
 ):
+    if PDL:  # programmatic dependent launch: nothing read or written before the previous kernel finished
+        tl.extra.cuda.gdc_wait()
+        tl.extra.cuda.gdc_launch_dependents()
     dt = w_ptr.dtype.element_ty
     n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     nm = n < N
@@ -188,7 +195,11 @@ def _combine_gemv_residual_kernel(  # jitted below
     B, N, so_b, so_h, so_c, so_g, sl_b, sl_h, sl_c, sw_n, sr_b, sy_b,
     K: tl.constexpr, G: tl.constexpr, D: tl.constexpr, C: tl.constexpr, C_PAD: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, UPCAST: tl.constexpr, DOT: tl.constexpr,
+    PDL: tl.constexpr,
 ):
+    if PDL:  # programmatic dependent launch: nothing read or written before the previous kernel finished
+        tl.extra.cuda.gdc_wait()
+        tl.extra.cuda.gdc_launch_dependents()
     dt = w_ptr.dtype.element_ty
     n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     nm = n < N
@@ -232,7 +243,11 @@ def _norm_gate_up_kernel(  # jitted below
     B, HIDDEN, sx_b, sw_n, so_b,
     K: tl.constexpr, EPS: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     UPCAST: tl.constexpr, DOT: tl.constexpr,
+    PDL: tl.constexpr,
 ):
+    if PDL:  # programmatic dependent launch: nothing read or written before the previous kernel finished
+        tl.extra.cuda.gdc_wait()
+        tl.extra.cuda.gdc_launch_dependents()
     dt = w_ptr.dtype.element_ty
     n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)  # rows of gate; up's are HIDDEN further
     nm = n < HIDDEN
@@ -322,6 +337,12 @@ def _load_tuned() -> list[dict]:
 TUNED: list[dict] = _load_tuned() if triton is not None else []
 
 
+def tuned_row(kernel: str, b: int, k: int, n: int) -> dict | None:
+    """The row of :data:`TUNED` for ``kernel``, ``k`` and ``n`` at the smallest tuned batch >= ``b``, or None."""
+    above = [r for r in TUNED if (r["kernel"], r["K"], r["N"]) == (kernel, k, n) and r["batch"] >= b]
+    return min(above, key=lambda r: r["batch"]) if above else None
+
+
 def launch_config(kernel: str, b: int, k: int, n: int) -> dict:
     """``block``, ``block_k``, ``num_warps`` and ``dot`` for ``kernel`` with ``b`` rows, ``k`` inputs
     and ``n`` outputs: the measured configuration of :data:`TUNED` for the same ``kernel``, ``k``
@@ -329,10 +350,9 @@ def launch_config(kernel: str, b: int, k: int, n: int) -> dict:
     inputs a step, ``tl.dot``, Triton's warps) where there is none: a configuration measured at a
     smaller batch is not used for a larger one (a CUDA-core product holds ``rows x B x block_k``
     values a program, so the batch-1 winners would spill registers at batch 8)."""
-    above = [r for r in TUNED if (r["kernel"], r["K"], r["N"]) == (kernel, k, n) and r["batch"] >= b]
-    if not above:
+    r = tuned_row(kernel, b, k, n)
+    if r is None:
         return {"block": 16, "block_k": None, "num_warps": None, "dot": True}
-    r = min(above, key=lambda r: r["batch"])
     return {"block": r["block"], "block_k": r["block_k"], "num_warps": r["warps"], "dot": bool(r["dot"])}
 
 
@@ -356,6 +376,13 @@ def _resolve(kernel: str, b: int, k: int, n: int, block: int | None, block_k: in
     return block, _bk(k, block_k), _launch(num_warps), bool(dot), block_b
 
 
+def _pdl(pdl: bool, x: Tensor, launch: dict) -> dict:
+    """``launch`` with the ``PDL`` constexpr and, when on, ``launch_pdl=True`` (see
+    :func:`decoding.nn.decode_attention.pdl_launch`: never under the interpreter)."""
+    on, extra = pdl_launch(pdl, x.device)
+    return {**launch, "PDL": on, **extra}
+
+
 def _upcast(w: Tensor) -> bool:
     """Multiply in float32: under the interpreter (its ``tl.dot`` gives garbage for bf16 / fp16
     operands, Triton 3.6) for half-precision weights; products of half-precision numbers are exact
@@ -366,7 +393,7 @@ def _upcast(w: Tensor) -> bool:
 def norm_qkv_rotary_cache(
     x: Tensor, norm_weight: Tensor, qkv_weight: Tensor, cos: Tensor, sin: Tensor, positions: Tensor,
     kv: Tensor, slot: Tensor, n_heads: int, eps: float, block_r: int | None = None, block_k: int | None = None,
-    num_warps: int | None = None, dot: bool | None = None,
+    num_warps: int | None = None, dot: bool | None = None, pdl: bool = False,
 ) -> Tensor:
     """RMSNorm, ``[q; k; v]`` projection, rotary on q and k, and the cache write of k and v.
 
@@ -386,6 +413,9 @@ def norm_qkv_rotary_cache(
             launch option; dot: multiply with ``tl.dot`` (the batch padded to 16) or on CUDA cores
             (see ``_rows_dot``). The knobs ``benchmarks/fused_decode_tune.py`` sweeps; those not
             given come from :func:`launch_config` (measured, or the untuned defaults).
+        pdl: programmatic dependent launch (:func:`decoding.nn.decode_attention.pdl_launch`: the
+            kernel's programs may start while the previous kernel finishes, and wait for it before
+            any load or store; CUDA on Hopper or later; ignored on the CPU).
 
     Returns:
         ``q`` ``(B, Hkv, G, D)`` rotated, in the weights' dtype (``G = H / Hkv`` query heads per
@@ -411,17 +441,18 @@ def norm_qkv_rotary_cache(
         b, x.stride(0), qkv_weight.stride(0), cos.stride(0), q.stride(0),
         kv.stride(0), kv.stride(1), kv.stride(2), kv.stride(3),
         K=k, HQ=n_heads, HKV=hkv, D=d, EPS=float(eps),
-        BLOCK_B=block_b, BLOCK_R=block_r, BLOCK_K=bk, UPCAST=_upcast(qkv_weight), DOT=dot, **launch,
+        BLOCK_B=block_b, BLOCK_R=block_r, BLOCK_K=bk, UPCAST=_upcast(qkv_weight), DOT=dot, **_pdl(pdl, x, launch),
     )
     return q
 
 
 def gemv_residual(a: Tensor, weight: Tensor, residual: Tensor, block_n: int | None = None,
-                  block_k: int | None = None, num_warps: int | None = None, dot: bool | None = None) -> Tensor:
+                  block_k: int | None = None, num_warps: int | None = None, dot: bool | None = None,
+                  pdl: bool = False) -> Tensor:
     """``residual + a @ weight^T`` for a few rows: ``a`` ``(B, K)``, ``weight`` ``(N, K)``,
     ``residual`` ``(B, N)`` -> ``(B, N)`` in the weights' dtype (the product rounded to it first,
     as ``x + linear(a)`` rounds). ``block_n`` output rows per program; ``block_k``, ``num_warps``,
-    ``dot`` and the defaults as :func:`norm_qkv_rotary_cache`'s."""
+    ``dot``, ``pdl`` and the defaults as :func:`norm_qkv_rotary_cache`'s."""
     _check("gemv_residual", a, weight, residual)
     b, k = a.shape
     n = weight.shape[0]
@@ -433,13 +464,14 @@ def gemv_residual(a: Tensor, weight: Tensor, residual: Tensor, block_n: int | No
     _kernel("gemv_residual", a.device)[(triton.cdiv(n, block_n),)](
         a, weight, residual, out,
         b, n, a.stride(0), weight.stride(0), residual.stride(0), out.stride(0),
-        K=k, BLOCK_B=block_b, BLOCK_N=block_n, BLOCK_K=bk, UPCAST=_upcast(weight), DOT=dot, **launch,
+        K=k, BLOCK_B=block_b, BLOCK_N=block_n, BLOCK_K=bk, UPCAST=_upcast(weight), DOT=dot, **_pdl(pdl, a, launch),
     )
     return out
 
 
 def combine_gemv_residual(out: Tensor, lse: Tensor, weight: Tensor, residual: Tensor, block_n: int | None = None,
-                          block_k: int | None = None, num_warps: int | None = None, dot: bool | None = None) -> Tensor:
+                          block_k: int | None = None, num_warps: int | None = None, dot: bool | None = None,
+                          pdl: bool = False) -> Tensor:
     """``residual + a @ weight^T`` where ``a`` is the attention output combined from its key chunks.
 
     Args:
@@ -448,7 +480,7 @@ def combine_gemv_residual(out: Tensor, lse: Tensor, weight: Tensor, residual: Te
             :func:`~decoding.nn.decode_attention.combine_splits` does, then rounded to the weights'
             dtype, into ``a`` ``(B, H D)`` (query head ``h G + g``), in the kernel's prologue.
         weight: ``(N, H D)`` the output projection; residual: ``(B, N)``.
-        block_n, block_k, num_warps, dot: as :func:`gemv_residual`'s.
+        block_n, block_k, num_warps, dot, pdl: as :func:`gemv_residual`'s.
 
     Returns:
         ``(B, N)`` in the weights' dtype: the same as ``gemv_residual(decode_attention(...))``, one
@@ -471,19 +503,20 @@ def combine_gemv_residual(out: Tensor, lse: Tensor, weight: Tensor, residual: Te
         b, n, out.stride(0), out.stride(1), out.stride(2), out.stride(3), lse.stride(0), lse.stride(1), lse.stride(2),
         weight.stride(0), residual.stride(0), y.stride(0),
         K=k, G=g, D=d, C=c, C_PAD=max(2, triton.next_power_of_2(c)), BLOCK_B=block_b, BLOCK_N=block_n,
-        BLOCK_K=bk, UPCAST=_upcast(weight), DOT=dot, **launch,
+        BLOCK_K=bk, UPCAST=_upcast(weight), DOT=dot, **_pdl(pdl, out, launch),
     )
     return y
 
 
 def norm_gate_up_silu(x: Tensor, norm_weight: Tensor, gate_up_weight: Tensor, eps: float, block_n: int | None = None,
-                      block_k: int | None = None, num_warps: int | None = None, dot: bool | None = None) -> Tensor:
+                      block_k: int | None = None, num_warps: int | None = None, dot: bool | None = None,
+                      pdl: bool = False) -> Tensor:
     """RMSNorm, the ``[gate; up]`` product and ``silu(gate) * up``.
 
     Args:
         x: ``(B, dim)`` residual stream (``B <= 8``); norm_weight ``(dim,)``; eps: the norm's epsilon.
         gate_up_weight: ``(2 hidden, dim)``, gate's rows then up's.
-        block_n, block_k, num_warps, dot: as :func:`gemv_residual`'s (``block_n`` rows of gate and of up).
+        block_n, block_k, num_warps, dot, pdl: as :func:`gemv_residual`'s (``block_n`` rows of gate and of up).
 
     Returns:
         ``(B, hidden)`` in the weights' dtype, the input of the down projection.
@@ -502,6 +535,6 @@ def norm_gate_up_silu(x: Tensor, norm_weight: Tensor, gate_up_weight: Tensor, ep
         x, norm_weight, gate_up_weight, out,
         b, hidden, x.stride(0), gate_up_weight.stride(0), out.stride(0),
         K=k, EPS=float(eps), BLOCK_B=block_b, BLOCK_N=block_n, BLOCK_K=bk,
-        UPCAST=_upcast(gate_up_weight), DOT=dot, **launch,
+        UPCAST=_upcast(gate_up_weight), DOT=dot, **_pdl(pdl, x, launch),
     )
     return out

@@ -264,6 +264,39 @@ def test_fused_step_equals_the_unfused_step_on_the_tiny_llama(b: int, upto: int 
         torch.testing.assert_close(got, want, **TOL)
 
 
+@pytest.mark.parametrize("b", [1, 3])
+def test_pdl_step_equals_the_plain_fused_step(b: int) -> None:
+    """``pdl=True`` (programmatic dependent launch, off under the interpreter, which cannot run the
+    kernels' inline assembly): the same logits and cache, bit for bit, as ``pdl=False``; the step is
+    not compiled; and greedy tokens through :func:`decoding.decode` are the same."""
+    from decoding import decode
+    from decoding.processes.autoregressive import Autoregressive
+
+    net = tiny_native()
+    lms = [StaticCausalLM(net, capacity=16, fused=True, pdl=pdl) for pdl in (False, True)]
+    assert not lms[1].compile and lms[1].pdl and not lms[0].pdl
+    outs = []
+    for lm in lms:
+        sess = lm.session(b, 10)
+        gen = torch.Generator().manual_seed(b)
+        for t in sess.kv:
+            t.normal_(generator=gen)
+        sess.valid[:, :7] = True
+        sess.valid[0, :3] = False
+        sess.slot.fill_(6)
+        sess.tok.copy_(torch.randint(0, 64, (b, 1), generator=gen))
+        with torch.no_grad():
+            outs.append((lm._decode_step(sess).clone(), [t.clone() for t in sess.kv]))
+    (ref, ref_kv), (got, got_kv) = outs
+    assert torch.equal(got, ref)
+    assert all(torch.equal(x, y) for x, y in zip(got_kv, ref_kv, strict=True))
+    prompt = {"input_ids": torch.randint(3, 64, (b, 5), generator=torch.Generator().manual_seed(b)),
+              "attention_mask": torch.ones(b, 5, dtype=torch.bool)}
+    runs = [decode(StaticCausalLM(net, capacity=16, fused=True, pdl=pdl), Autoregressive(greedy=True), prompt,
+                   steps=4).x for pdl in (False, True)]
+    assert torch.equal(runs[0], runs[1])
+
+
 def test_fused_decode_gives_the_unfused_tokens_and_large_batches_run_unfused(monkeypatch: pytest.MonkeyPatch) -> None:
     from decoding import decode
     from decoding.processes.autoregressive import Autoregressive
@@ -296,6 +329,8 @@ def test_benchmark_engine_loop_fused(tmp_path) -> None:
     assert fused.fused and fused.fused_combine and fused.decode_backend == "triton" and not plain.fused
     six = bench.ours(argparse.Namespace(**{**vars(args), "engines": ["loop-fused6"]}), Transformer(fd_config()))
     assert six["loop-fused6"][1].fused and not six["loop-fused6"][1].fused_combine
+    pdl = bench.ours(argparse.Namespace(**{**vars(args), "engines": ["loop-fused-pdl"]}), Transformer(fd_config()))
+    assert pdl["loop-fused-pdl"][1].fused and pdl["loop-fused-pdl"][1].pdl and not pdl["loop-fused-pdl"][1].compile
     res = bench.main(["--device", "cpu", "--random-weights", "--tiny", "--batch", "2", "--new-tokens", "4",
                       "--prompt-len", "6", "--reps", "1", "--skip-hf", "--engines", "loop-fused",
                       "--out", str(tmp_path / "r.json")])

@@ -20,7 +20,9 @@ def test_kernel_cases_under_the_interpreter() -> None:
 
 
 @pytest.mark.parametrize("scale_type", ["fp32", "fp64"])
-def test_kernel_compiles_for_an_h100_with_inductors_signature(scale_type: str) -> None:
+@pytest.mark.parametrize(("dot", "block_g", "block_n"), [(True, 16, 64), (False, 4, 16), (False, 4, 64), (False, 2, 32)])
+def test_kernel_compiles_for_an_h100_with_inductors_signature(scale_type: str, dot: bool, block_g: int,
+                                                              block_n: int) -> None:
     """Triton's compiler front end and the CUDA back end run without a GPU: compile for sm_90.
 
     Inside a compiled step, inductor (torch 2.11+) passes the Python float ``scale`` as ``fp64``;
@@ -31,7 +33,8 @@ def test_kernel_compiles_for_an_h100_with_inductors_signature(scale_type: str) -
 
     if da.interpreting():
         pytest.skip("TRITON_INTERPRET=1: the jitted kernel is the interpreter's")
-    constexprs = {"HKV": 3, "CHUNK": 128, "BLOCK_G": 16, "BLOCK_N": 64, "BLOCK_D": 64}
+    constexprs = {"HKV": 3, "CHUNK": 128, "BLOCK_G": block_g, "BLOCK_N": block_n, "BLOCK_D": 64, "DOT": dot,
+                  "PDL": False}
     names = da._JIT.arg_names
     sig = {}
     for name in names:
@@ -47,6 +50,8 @@ def test_kernel_compiles_for_an_h100_with_inductors_signature(scale_type: str) -
             sig[name] = scale_type if name == "scale" else "i32"
     compiled = compile_for_h100(da._JIT, sig, constexprs)
     assert "ttir" in compiled.asm
+    if "ptx" in compiled.asm:  # float32 operands, "ieee": no tensor-core mma even with tl.dot (FMAs on 16 padded rows)
+        assert "mma" not in compiled.asm["ptx"]
 
 
 @pytest.mark.gpu
@@ -72,6 +77,31 @@ def test_kernel_on_the_gpu_equals_reference(dtype: torch.dtype) -> None:
         captured = decode_attention(q, k, v, valid)
     graph.replay()
     torch.testing.assert_close(captured, out, rtol=0, atol=0)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("launch", [dict(dot=False, block_n=16, splits=3, num_warps=1),
+                                    dict(dot=False, block_n=32, splits=5, num_warps=2),
+                                    dict(dot=True, block_n=32, splits=2, num_warps=4)])
+def test_launch_variants_on_the_gpu_equal_reference(launch: dict) -> None:
+    """The CUDA-core variant and the launch knobs at batches 1 and 3, a 328-slot cache (SmolLM2's heads)."""
+    from decoding.nn.attention import naive_attention
+    from decoding.nn.decode_attention import decode_attention
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    gen = torch.Generator("cuda").manual_seed(1)
+    for b in (1, 3):
+        q, k, v = (torch.randn(b, 3, n, 64, device="cuda", generator=gen).to(torch.bfloat16) for n in (3, 328, 328))
+        valid = torch.rand(b, 328, device="cuda", generator=gen) < 0.9
+        valid[:, :100] = False  # empty chunks
+        if b > 1:
+            valid[-1] = False  # a row without a valid key: zeros
+        out = decode_attention(q, k, v, valid, **launch)
+        ref = naive_attention(q.float(), k.float(), v.float(), valid[:, None, None, :], 64**-0.5)
+        torch.testing.assert_close(out.float(), ref, rtol=2e-2, atol=2e-2)
+        torch.testing.assert_close(decode_attention(q.float(), k.float(), v.float(), valid, **launch), ref,
+                                   rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.gpu

@@ -28,11 +28,12 @@ ROOT = Path(__file__).resolve().parents[2]
 # SmolLM2-135M's sizes: dim 576, 9 query heads and 3 key/value heads of 64, MLP hidden 1536
 CONSTEXPRS = {
     "norm_qkv_rope": {"K": 576, "HQ": 9, "HKV": 3, "D": 64, "EPS": 1e-5, "BLOCK_B": 16, "BLOCK_R": 16, "BLOCK_K": 64,
-                      "UPCAST": False, "DOT": True},
-    "gemv_residual": {"K": 1536, "BLOCK_B": 16, "BLOCK_N": 16, "BLOCK_K": 64, "UPCAST": False, "DOT": True},
+                      "UPCAST": False, "DOT": True, "PDL": False},
+    "gemv_residual": {"K": 1536, "BLOCK_B": 16, "BLOCK_N": 16, "BLOCK_K": 64, "UPCAST": False, "DOT": True, "PDL": False},
     "combine_gemv_residual": {"K": 576, "G": 3, "D": 64, "C": 5, "C_PAD": 8, "BLOCK_B": 16, "BLOCK_N": 16, "BLOCK_K": 64,
-                              "UPCAST": False, "DOT": True},
-    "norm_gate_up": {"K": 576, "EPS": 1e-5, "BLOCK_B": 16, "BLOCK_N": 16, "BLOCK_K": 64, "UPCAST": False, "DOT": True},
+                              "UPCAST": False, "DOT": True, "PDL": False},
+    "norm_gate_up": {"K": 576, "EPS": 1e-5, "BLOCK_B": 16, "BLOCK_N": 16, "BLOCK_K": 64, "UPCAST": False, "DOT": True,
+                     "PDL": False},
 }
 # products on CUDA cores: a batch of one unpadded, 4 output rows a program, all inputs in one or two steps
 NO_DOT = {"BLOCK_B": 1, "BLOCK_R": 4, "BLOCK_N": 4, "BLOCK_K": 1024, "DOT": False}
@@ -252,15 +253,17 @@ def test_tuning_sweep_checks_every_configuration_against_the_torch_ops(tmp_path:
     env = {**os.environ, "TRITON_INTERPRET": "1", "OMP_NUM_THREADS": "1"}
     run = subprocess.run([sys.executable, str(ROOT / "benchmarks/fused_decode_tune.py"), "--tiny", "--batch", "1", "3",
                           "--blocks", "1", "4", "--block-k", "16", "64", "--dot-blocks", "16", "--dot-block-k", "32",
-                          "--warps", "4", "--reps", "1", "--out", str(out)],
+                          "--warps", "4", "--reps", "1", "--attn-block-n", "16", "--attn-splits", "1", "3",
+                          "--attn-warps", "2", "--slots", "40", "--out", str(out)],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     summaries = re.findall(r"(\d+) configurations timed, (\d+) failed", run.stdout)
-    assert summaries == [("5", "0")] * 10, run.stdout[-3000:]
+    # the split attention: 16-key blocks, chunks of 48 and 16 keys, tl.dot and CUDA cores
+    assert summaries == ([("5", "0")] * 5 + [("4", "0")]) * 2, run.stdout[-3000:]
     best = json.loads(out.read_text())["best"]
-    assert len(best) == 10 and {(r["kernel"], r["K"], r["N"]) for r in best} == {
+    assert len(best) == 12 and {(r["kernel"], r["K"], r["N"]) for r in best} == {
         ("norm_qkv_rotary_cache", 48, 128), ("combine_gemv_residual", 64, 48), ("norm_gate_up_silu", 48, 80),
-        ("gemv_residual", 40, 48), ("gemv_residual", 64, 48)}
+        ("gemv_residual", 40, 48), ("gemv_residual", 64, 48), ("decode_attention", 40, 64)}
     code = ("from decoding.nn import fused_decode as fd; import json; "
             "print(json.dumps([fd.launch_config('gemv_residual', b, 40, 48) for b in (1, 2, 3, 8)]))")
     env = {**os.environ, "DECODING_FUSED_CONFIGS": str(out)}

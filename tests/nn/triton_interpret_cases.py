@@ -24,7 +24,11 @@ if os.environ.get("TRITON_INTERPRET") != "1":
                 allow_module_level=True)
 
 from decoding.nn.attention import attention, naive_attention  # noqa: E402
-from decoding.nn.decode_attention import decode_attention  # noqa: E402
+from decoding.nn.decode_attention import combine_splits, decode_attention  # noqa: E402
+
+
+def cdiv(a: int, b: int) -> int:
+    return -(-a // b)
 
 
 def case(b: int, hkv: int, g: int, d: int, s: int, dtype: torch.dtype, seed: int):
@@ -61,6 +65,64 @@ def test_kernel_equals_torch_sdpa(b: int, hkv: int, g: int, d: int, s: int) -> N
     kh, vh = (t.repeat_interleave(g, dim=1) for t in (k, v))
     ref = torch.nn.functional.scaled_dot_product_attention(qh, kh, vh, attn_mask=valid[:, None, None, :])
     torch.testing.assert_close(out.reshape(b, hkv * g, 1, d), ref, rtol=1e-5, atol=1e-5)
+
+
+LAUNCHES = [dict(dot=False, block_n=16, splits=3, num_warps=1), dict(dot=False, block_n=32, splits=1, num_warps=2),
+            dict(dot=False, block_n=64, splits=5, num_warps=4), dict(dot=True, block_n=16, splits=8, num_warps=2)]
+
+
+@pytest.mark.parametrize(("b", "hkv", "g", "d", "s"), [(1, 3, 3, 64, 300), (3, 2, 3, 48, 97), (1, 1, 1, 24, 33),
+                                                       (3, 1, 5, 16, 70)])
+@pytest.mark.parametrize("launch", LAUNCHES)
+def test_launch_variants_equal_reference(b: int, hkv: int, g: int, d: int, s: int, launch: dict) -> None:
+    """The split kernel on CUDA cores (``dot=False``: the G queries unpadded) and the launch knobs (keys per
+    block, chunks, warps) against the float32 reference: odd sizes, batches 1 and 3, chunks without a
+    valid key (their lse is -inf), and a row without any (zeros)."""
+    from decoding.nn.decode_attention import decode_attention_partials
+
+    q, k, v, valid = case(b, hkv, g, d, s, torch.float32, seed=b + s + d)
+    out = decode_attention(q, k, v, valid, **launch)
+    ref = naive_attention(q, k, v, valid[:, None, None, :], d**-0.5)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    if b > 2:
+        assert torch.equal(out[2], torch.zeros_like(out[2]))
+    parts, lse = decode_attention_partials(q, k, v, valid, **launch)
+    bn = launch["block_n"]
+    chunk = cdiv(cdiv(s, launch["splits"]), bn) * bn  # whole blocks of keys per chunk
+    assert parts.shape[2] == cdiv(s, chunk)
+    torch.testing.assert_close(combine_splits(parts, lse), out, rtol=1e-6, atol=1e-6)
+    for c in range(parts.shape[2]):  # row 0's first half holds no valid key: those chunks' lse is -inf
+        if (c + 1) * chunk <= s // 2:
+            assert (lse[0, :, c] == float("-inf")).all()
+
+
+def test_the_measured_attention_launch_is_read_from_the_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ``"decode_attention"`` row of the launch table (``block`` keys a block, ``block_k`` keys a chunk)
+    sets the launch of a call with the same cache length and head shape; what the caller passes wins;
+    another cache length keeps today's launch (64-key blocks, about 512 programs)."""
+    from decoding.nn import fused_decode as fd
+    from decoding.nn.decode_attention import decode_attention_partials, tuned_launch
+
+    row = {"kernel": "decode_attention", "K": 97, "N": 2 * 3 * 48, "batch": 1, "block": 16, "block_k": 32,
+           "warps": 2, "dot": False}
+    monkeypatch.setattr(fd, "TUNED", [row])
+    assert tuned_launch(1, 97, 288) == {"block_n": 16, "chunk": 32, "num_warps": 2, "dot": False}
+    assert tuned_launch(2, 97, 288) is None and tuned_launch(1, 96, 288) is None
+    q, k, v, valid = case(1, 2, 3, 48, 97, torch.float32, seed=5)
+    parts, _ = decode_attention_partials(q, k, v, valid)
+    assert parts.shape[2] == 4  # 97 keys in chunks of 32
+    parts, _ = decode_attention_partials(q, k, v, valid, splits=1)
+    assert parts.shape[2] == 1
+    torch.testing.assert_close(decode_attention(q, k, v, valid),
+                               naive_attention(q, k, v, valid[:, None, None, :], 48**-0.5), rtol=1e-5, atol=1e-5)
+    q, k, v, valid = case(1, 2, 3, 48, 96, torch.float32, seed=5)
+    assert decode_attention_partials(q, k, v, valid)[0].shape[2] == 2  # untuned: 64-key blocks, 2 chunks
+
+
+def test_bad_block_n_is_a_clear_error() -> None:
+    q, k, v, valid = case(1, 1, 2, 32, 40, torch.float32, seed=6)
+    with pytest.raises(ValueError, match="block_n must be a power of two"):
+        decode_attention(q, k, v, valid, block_n=24)
 
 
 def test_kernel_equals_reference_bfloat16() -> None:

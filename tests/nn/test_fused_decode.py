@@ -158,6 +158,24 @@ def smollm2_like(dtype: torch.dtype, layers: int = 4):
     return Transformer(cfg).to("cuda", dtype).eval()
 
 
+def one_eager_step(lm) -> tuple[torch.Tensor, list[torch.Tensor]]:  # noqa: ANN001
+    """One eager decode step of 4 rows over a 40-slot session filled with seeded random keys and values
+    (slots 0-29 valid, row 0's first 7 masked, the step's token at slot 29): the logits and every layer's
+    ``(2, B, Hkv, S, D)`` cache after it, both copied."""
+    sess = lm.session(4, 40)
+    gen = torch.Generator("cuda").manual_seed(0)
+    for t in sess.kv:
+        t.copy_(torch.randn(t.shape, device="cuda", generator=gen))
+    sess.valid[:, :30] = True
+    sess.valid[0, :7] = False
+    sess.slot.fill_(29)
+    sess.tok.copy_(torch.arange(4, device="cuda")[:, None] * 1000 + 17)
+    with torch.no_grad():
+        logits = lm._decode_step(sess).clone()
+    torch.cuda.synchronize()
+    return logits, [t.clone() for t in sess.kv]
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("compile", [False, True])
 def test_fused_engine_gives_the_unfused_tokens_on_the_gpu(compile: bool) -> None:
@@ -205,18 +223,9 @@ def test_fused_step_logits_close_in_bfloat16_on_the_gpu() -> None:
     net = smollm2_like(torch.bfloat16)
     out = []
     for fused in (False, True):
-        lm = StaticCausalLM(net, capacity=64, backend="triton", compile=False, cuda_graphs=False, fused=fused)
-        sess = lm.session(4, 40)
-        gen = torch.Generator("cuda").manual_seed(0)
-        for t in sess.kv:
-            t.copy_(torch.randn(t.shape, device="cuda", generator=gen))
-        sess.valid[:, :30] = True
-        sess.valid[0, :7] = False
-        sess.slot.fill_(29)
-        sess.tok.copy_(torch.arange(4, device="cuda")[:, None] * 1000 + 17)
-        with torch.no_grad():
-            logits = lm._decode_step(sess).float()
-        out.append((logits, [t[:, :, :, 29].float() for t in sess.kv]))
+        logits, kv = one_eager_step(StaticCausalLM(net, capacity=64, backend="triton", compile=False,
+                                                   cuda_graphs=False, fused=fused))
+        out.append((logits.float(), [t[:, :, :, 29].float() for t in kv]))
     (ref, ref_kv), (got, got_kv) = out
     scale = ref.abs().max()
     assert (got - ref).abs().max() <= 0.03 * scale, float((got - ref).abs().max() / scale)

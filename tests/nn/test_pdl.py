@@ -19,7 +19,7 @@ import torch
 
 pytest.importorskip("triton")
 
-from tests.nn.test_fused_decode import CONSTEXPRS, NO_DOT, smollm2_like  # noqa: E402
+from tests.nn.test_fused_decode import CONSTEXPRS, NO_DOT, one_eager_step, smollm2_like  # noqa: E402
 from tests.nn.triton_helpers import compile_for_h100  # noqa: E402
 
 SPLIT = {"HKV": 3, "CHUNK": 128, "BLOCK_G": 16, "BLOCK_N": 64, "BLOCK_D": 64}  # SmolLM2's heads, 300 slots
@@ -188,19 +188,8 @@ def test_pdl_step_logits_equal_the_plain_step_in_bfloat16_on_the_gpu() -> None:
     net = smollm2_like(torch.bfloat16)
     out = []
     for pdl in (False, True):
-        lm = StaticCausalLM(net, capacity=64, compile=False, cuda_graphs=False, fused=True, pdl=pdl)
-        sess = lm.session(4, 40)
-        gen = torch.Generator("cuda").manual_seed(0)
-        for t in sess.kv:
-            t.copy_(torch.randn(t.shape, device="cuda", generator=gen))
-        sess.valid[:, :30] = True
-        sess.valid[0, :7] = False
-        sess.slot.fill_(29)
-        sess.tok.copy_(torch.arange(4, device="cuda")[:, None] * 1000 + 17)
-        with torch.no_grad():
-            logits = lm._decode_step(sess).clone()
-        torch.cuda.synchronize()
-        out.append((logits, [t.clone() for t in sess.kv]))
+        out.append(one_eager_step(StaticCausalLM(net, capacity=64, compile=False, cuda_graphs=False, fused=True,
+                                                 pdl=pdl)))
     (ref, ref_kv), (got, got_kv) = out
     assert torch.equal(got, ref)
     for a, b in zip(got_kv, ref_kv, strict=True):

@@ -27,10 +27,11 @@ class TopP:
     (:mod:`decoding.processors.cut`: static shapes, no host synchronisation, CUDA-graph safe);
     ``method="kernel"`` is the same search, bit for bit, in a few Triton launches
     (:mod:`decoding.processors.cut_kernel`; needs triton and CUDA logits, or CPU logits under
-    ``TRITON_INTERPRET=1``; ``"auto"`` does not pick it);
-    ``method="sort"`` is the sorted reference; ``"auto"`` (default) sorts on CUDA (faster there,
-    measured on an H100) and elsewhere searches under ``torch.compile`` and sorts when eager
-    (:func:`~decoding.processors.cut.use_search`). They keep the same set, except that within the
+    ``TRITON_INTERPRET=1``);
+    ``method="sort"`` is the sorted reference; ``"auto"`` (default) takes the kernel for one row of
+    CUDA logits (:func:`~decoding.processors.cut_kernel.use_kernel`: faster there, measured on an
+    H100), sorts for other CUDA logits, and elsewhere searches under ``torch.compile`` and sorts when
+    eager (:func:`~decoding.processors.cut.use_search`). They keep the same set, except that within the
     tie group the cut passes through (equal logits), "search" keeps the highest ids (the order of
     a stable sort) where "sort" keeps whichever ``torch.sort``'s unstable order put last (the
     same number of them). Logits of any float dtype are cut on their float32 probabilities.
@@ -56,11 +57,15 @@ class TopP:
 
     def __call__(self, logits: Tensor, state: State | None = None) -> Tensor:
         """``logits`` ``(..., V)`` -> new ``(..., V)`` with the tail outside the nucleus set to ``-inf``."""
-        if self.method == "kernel":
-            from decoding.processors.cut_kernel import top_p_filter_kernel
+        if self.method == "kernel" or (self.method == "auto" and logits.device.type == "cuda"):
+            from decoding.processors.cut_kernel import top_p_filter_kernel, use_kernel
 
-            flat = logits.reshape(-1, logits.shape[-1])
-            return top_p_filter_kernel(flat, self.p, self.min_tokens_to_keep).reshape(logits.shape)
+            if use_kernel(self.method, logits):
+                flat = logits.reshape(-1, logits.shape[-1])
+                return top_p_filter_kernel(flat, self.p, self.min_tokens_to_keep).reshape(logits.shape)
+        return self._sort_or_search(logits)
+
+    def _sort_or_search(self, logits: Tensor) -> Tensor:
         if use_search(self.method, logits.device):
             flat = logits.reshape(-1, logits.shape[-1])
             drop = top_p_drop(flat, self.p, self.min_tokens_to_keep).reshape(logits.shape)

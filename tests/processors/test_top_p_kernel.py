@@ -24,7 +24,28 @@ def test_kernel_is_a_top_p_method_only() -> None:
         Typical(0.9, method="kernel")
     with pytest.raises(ValueError, match="got 'kernels'"):
         TopP(0.9, method="kernels")
-    assert TopP(0.9).method == "auto"  # "auto" never picks the kernel (see cut.use_search)
+    assert TopP(0.9).method == "auto"
+
+
+def test_auto_takes_the_kernel_for_one_row_of_cuda_logits_only(monkeypatch) -> None:  # noqa: ANN001
+    """``"auto"``: the kernel for one row on CUDA (measured faster there), the sort for more rows, on the CPU,
+    under torch.compile, with gradients or without triton; ``"kernel"`` always, ``"sort"`` / ``"search"`` never."""
+    from decoding.processors import cut_kernel
+
+    monkeypatch.setattr(cut_kernel, "kernel_available", lambda device: True)
+    one, two = torch.empty(1, 8, device="meta"), torch.empty(2, 8, device="meta")
+    monkeypatch.setattr(torch.Tensor, "device", property(lambda t: torch.device("cuda")))
+    assert cut_kernel.use_kernel("auto", one) and cut_kernel.use_kernel("auto", one.reshape(8))
+    assert not cut_kernel.use_kernel("auto", two) and cut_kernel.use_kernel("kernel", two)
+    assert not cut_kernel.use_kernel("sort", one) and not cut_kernel.use_kernel("search", one)
+    assert not cut_kernel.use_kernel("auto", torch.empty(1, 8, device="meta", requires_grad=True))
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    assert not cut_kernel.use_kernel("auto", one)
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: False)
+    monkeypatch.setattr(cut_kernel, "kernel_available", lambda device: False)
+    assert not cut_kernel.use_kernel("auto", one)
+    monkeypatch.undo()
+    assert not cut_kernel.use_kernel("auto", torch.zeros(1, 8))  # CPU logits
 
 
 @pytest.mark.skipif(HAS_TRITON, reason="triton is installed")

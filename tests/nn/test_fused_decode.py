@@ -158,6 +158,14 @@ def smollm2_like(dtype: torch.dtype, layers: int = 4):
     return Transformer(cfg).to("cuda", dtype).eval()
 
 
+def masked_prompt(b: int, vocab: int) -> dict[str, torch.Tensor]:
+    """``b`` seeded random 16-token CUDA prompts, row 0 left-padded by 3."""
+    ids = torch.randint(3, vocab, (b, 16), device="cuda", generator=torch.Generator("cuda").manual_seed(b))
+    mask = torch.ones_like(ids, dtype=torch.bool)
+    mask[0, :3] = False
+    return {"input_ids": ids, "attention_mask": mask}
+
+
 def one_eager_step(lm) -> tuple[torch.Tensor, list[torch.Tensor]]:  # noqa: ANN001
     """One eager decode step of 4 rows over a 40-slot session filled with seeded random keys and values
     (slots 0-29 valid, row 0's first 7 masked, the step's token at slot 29): the logits and every layer's
@@ -192,10 +200,7 @@ def test_fused_engine_gives_the_unfused_tokens_on_the_gpu(compile: bool) -> None
     procs = standard_processors(temperature=0.8, top_p=0.95)
     runs = []
     for b in (1, 3):
-        ids = torch.randint(3, net.cfg.vocab_size, (b, 16), device="cuda",
-                            generator=torch.Generator("cuda").manual_seed(b))
-        prompt = {"input_ids": ids, "attention_mask": torch.ones_like(ids, dtype=torch.bool)}
-        prompt["attention_mask"][0, :3] = False
+        prompt = masked_prompt(b, net.cfg.vocab_size)
         out = []
         for fused in (False, True):
             lm = StaticCausalLM(net, capacity=96, backend="triton", compile=compile, cuda_graphs=True, fused=fused)

@@ -19,7 +19,7 @@ import torch
 
 pytest.importorskip("triton")
 
-from tests.nn.test_fused_decode import CONSTEXPRS, NO_DOT, one_eager_step, smollm2_like  # noqa: E402
+from tests.nn.test_fused_decode import CONSTEXPRS, NO_DOT, masked_prompt, one_eager_step, smollm2_like  # noqa: E402
 from tests.nn.triton_helpers import compile_for_h100  # noqa: E402
 
 SPLIT = {"HKV": 3, "CHUNK": 128, "BLOCK_G": 16, "BLOCK_N": 64, "BLOCK_D": 64}  # SmolLM2's heads, 300 slots
@@ -143,10 +143,7 @@ def _run_pdl_and_plain(cuda_graphs: bool) -> list[torch.Tensor]:
     procs = standard_processors(temperature=0.8, top_p=0.95)
     out = []
     for b in (1, 3):
-        ids = torch.randint(3, net.cfg.vocab_size, (b, 16), device="cuda",
-                            generator=torch.Generator("cuda").manual_seed(b))
-        prompt = {"input_ids": ids, "attention_mask": torch.ones_like(ids, dtype=torch.bool)}
-        prompt["attention_mask"][0, :3] = False
+        prompt = masked_prompt(b, net.cfg.vocab_size)
         for pdl in (False, True):
             lm = StaticCausalLM(net, capacity=96, compile=False, cuda_graphs=cuda_graphs, fused=True, pdl=pdl)
             with warnings.catch_warnings(record=True) as caught:

@@ -179,6 +179,7 @@ class StaticSession:
             layer in one buffer, so a step writes both with one kernel (views: :attr:`k`, :attr:`v`).
         valid: ``(B, S)`` bool, the slot holds a real token.
         tok: ``(B, 1)`` the token the next decode step feeds; slot: ``(1,)`` its slot.
+        fused: its one-token steps run the fused kernels (:meth:`StaticCausalLM.fuses`, fixed per batch).
         length: slots written so far; epoch: bumped when a new prompt claims the session.
         rows: made by :meth:`StaticCausalLM.merge_rows` (outside the prompt pool; recycled by
             :meth:`StaticCausalLM.release_rows`).
@@ -195,6 +196,7 @@ class StaticSession:
     graph_logits: Tensor | None = None
     extras: dict = field(default_factory=dict)
     rows: bool = False
+    fused: bool = False
 
     @property
     def k(self) -> list[Tensor]:
@@ -232,6 +234,9 @@ class StaticCausalLM:
             (:mod:`decoding.nn.fused_decode`, with the ``"triton"`` decode attention, which it
             implies: ``backend`` must be ``None`` or ``"triton"``); larger batches and prefills run
             unfused. Needs triton and CUDA (or the CPU under ``TRITON_INTERPRET=1``).
+            ``"auto"``: the fused step only for batches with measured launches (:meth:`fuses`: today
+            batch 1 of SmolLM2-135M's layer on Hopper GPUs), the unfused step with the default
+            attention for every other batch, prefills and devices (no error where it cannot fuse).
         fused_combine: with ``fused``, where the attention's key chunks are combined (see
             :func:`static_forward`); ``False`` without ``fused`` is refused.
         pdl: with ``fused``, launch the fused step's kernels with programmatic dependent launch
@@ -254,7 +259,7 @@ class StaticCausalLM:
         compile: bool | None = None,
         cuda_graphs: bool | None = None,
         compile_mode: str | None = None,
-        fused: bool = False,
+        fused: bool | str = False,
         fused_combine: bool = True,
         pdl: bool = False,
     ) -> None:
@@ -262,7 +267,10 @@ class StaticCausalLM:
             raise ValueError("StaticCausalLM needs a causal transformer (TransformerConfig(causal=True))")
         self.net = net.eval()
         self.capacity = int(capacity)
-        self.fused = bool(fused)
+        if fused not in (True, False, "auto"):
+            raise ValueError(f"fused must be True, False or 'auto', got {fused!r}")
+        self.fused_auto = fused == "auto"
+        self.fused = self._auto_fusable() if self.fused_auto else bool(fused)
         if not fused_combine and not self.fused:
             raise ValueError("fused_combine=False applies to the fused step only: pass fused=True with it")
         self.fused_combine = bool(fused_combine)
@@ -275,7 +283,7 @@ class StaticCausalLM:
         if self.pdl and self.device.type == "cuda" and torch.cuda.get_device_capability(self.device) < (9, 0):
             raise ValueError("pdl=True needs a GPU of compute capability 9.0 or later (griddepcontrol: Hopper+); "
                              f"got {torch.cuda.get_device_name(self.device)}")
-        if self.fused:
+        if self.fused and not self.fused_auto:
             from decoding.nn.fused_decode import fused_available
 
             if backend not in (None, "triton"):
@@ -301,6 +309,29 @@ class StaticCausalLM:
         self._compiled: Callable[[StaticSession], Tensor] | None = None
         if self.compile:
             self._compiled = torch.compile(self._decode_step, dynamic=False, mode=compile_mode)
+
+    def _auto_fusable(self) -> bool:
+        """``fused="auto"``: the fused step can run here (triton and a CUDA GPU of compute capability 9.0 or
+        later, where the shipped launches were measured); which batches it takes is :meth:`fuses`."""
+        from decoding.nn.fused_decode import fused_available
+
+        dev = self.device
+        return dev.type == "cuda" and fused_available(dev) and torch.cuda.get_device_capability(dev) >= (9, 0)
+
+    def fuses(self, b: int) -> bool:
+        """Whether a one-token step of ``b`` rows runs fused: always with ``fused=True`` (up to
+        :data:`FUSED_MAX_BATCH` rows); with ``fused="auto"`` only for batches whose every kernel has a
+        measured launch in :data:`decoding.nn.fused_decode.TUNED` (today batch 1, SmolLM2-135M's layer:
+        969 tok/s against 714 for the unfused compiled step on an H100, docs/perf/gpu_speed.md). Other
+        batches run the unfused step with the default attention."""
+        if not self.fused or b > FUSED_MAX_BATCH:
+            return False
+        if not self.fused_auto:
+            return True
+        from decoding.nn.fused_decode import layer_tuned
+
+        cfg = self.net.cfg
+        return layer_tuned(b, cfg.dim, cfg.n_heads, cfg.n_kv_heads, cfg.dim // cfg.n_heads, cfg.hidden)
 
     def refresh_weights(self) -> None:
         """Rebuild the fused ``[q; kv]`` weights (call after changing the attention weights of ``net``).
@@ -364,6 +395,7 @@ class StaticCausalLM:
             tok=torch.zeros(batch, 1, dtype=torch.long, device=self.device),
             slot=torch.full((1,), cap, dtype=torch.long, device=self.device),
             capacity=cap,
+            fused=self.fuses(batch),
         )
 
     def _grow(self, sess: StaticSession, needed: int) -> StaticSession:
@@ -449,10 +481,12 @@ class StaticCausalLM:
         """
         positions = sess.valid.long().sum(-1, keepdim=True) - 1
         mask = sess.valid[:, None, None, :]
-        return static_forward(self.net, sess.tok, positions, sess.kv, sess.slot, mask, self.decode_backend,
-                              self._fused_qkv if self.fused else self._qkv,
-                              upto=upto, split_mlp=self._split_mlp, fused=self.fused, fused_combine=self.fused_combine,
-                              pdl=self.pdl)
+        fused = sess.fused
+        backend = "triton" if fused else self.decode_backend
+        return static_forward(self.net, sess.tok, positions, sess.kv, sess.slot, mask, backend,
+                              self._fused_qkv if fused else self._qkv,
+                              upto=upto, split_mlp=self._split_mlp, fused=fused, fused_combine=self.fused_combine,
+                              pdl=self.pdl and fused)
 
     def step_fn(self, sess: StaticSession, upto: int | None = None) -> Tensor:
         """The one-token step, compiled when enabled; falls back to eager (with a warning) if compilation fails.

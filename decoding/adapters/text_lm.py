@@ -112,7 +112,9 @@ def load_text_lm(
         device, dtype: where and in which precision (``None``/``"auto"``: float32 on CPU, bfloat16 on CUDA).
         engine: ``"auto"``, ``"native"`` (plain Llama folders only), ``"fused"`` (the native engine
             whose one-token step of up to 8 rows runs as five Triton kernels a layer,
-            :mod:`decoding.nn.fused_decode`; CUDA with triton only) or ``"hf"``.
+            :mod:`decoding.nn.fused_decode`; CUDA with triton only) or ``"hf"``. ``"auto"`` takes the
+            native engine when the checkpoint qualifies, and on a Hopper GPU its one-token steps run
+            fused for the batches with measured launches (``StaticCausalLM(fused="auto")``).
         compile, cuda_graphs: for the native engine (defaults: on for CUDA).
         capacity: initial KV-cache slots per row for the native engine (grown when needed).
     """
@@ -143,7 +145,7 @@ def load_text_lm(
 
         net = load_native_llama(folder, device=device, dtype=torch_dtype)
         model: Model = StaticCausalLM(net, capacity=capacity, compile=compile, cuda_graphs=cuda_graphs,
-                                      fused=chosen == "fused")
+                                      fused=True if chosen == "fused" else "auto" if engine == "auto" else False)
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     else:
         hf_model, tokenizer = load_hf_model(name_or_path, device=device, dtype=torch_dtype)

@@ -343,6 +343,15 @@ def tuned_row(kernel: str, b: int, k: int, n: int) -> dict | None:
     return min(above, key=lambda r: r["batch"]) if above else None
 
 
+def layer_tuned(b: int, dim: int, heads: int, kv_heads: int, head_dim: int, hidden: int) -> bool:
+    """Whether :data:`TUNED` has a measured launch at batch ``b`` for every kernel of a layer of these sizes
+    (the four products of the fused step; what ``StaticCausalLM(fused="auto")`` fuses)."""
+    qkv = (heads + 2 * kv_heads) * head_dim
+    kernels = [("norm_qkv_rotary_cache", dim, qkv), ("combine_gemv_residual", heads * head_dim, dim),
+               ("norm_gate_up_silu", dim, 2 * hidden), ("gemv_residual", hidden, dim)]
+    return all(tuned_row(kernel, b, k, n) is not None for kernel, k, n in kernels)
+
+
 def launch_config(kernel: str, b: int, k: int, n: int) -> dict:
     """``block``, ``block_k``, ``num_warps`` and ``dot`` for ``kernel`` with ``b`` rows, ``k`` inputs
     and ``n`` outputs: the measured configuration of :data:`TUNED` for the same ``kernel``, ``k``

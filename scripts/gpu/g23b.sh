@@ -25,6 +25,10 @@ step pytest_pdl $?; tail -n 8 $R/pytest_pdl.log
 timeout $(cap 60) python3 -m pytest -q -m gpu -p no:cacheprovider -p no:logging --tb=short -rfEs \
   tests/nn/test_decode_attention.py -k "launch_variants or equals_reference" > $R/pytest_attention.log 2>&1
 step pytest_attention $?; tail -n 5 $R/pytest_attention.log
+# 1b. the default engine's fused="auto" (fused at batch 1, where the shipped table has launches; unfused at batch 3)
+timeout $(cap 100) python3 -m pytest -q -m gpu -p no:cacheprovider -p no:logging --tb=short -rfEs \
+  tests/nn/test_fused_auto.py > $R/pytest_fused_auto.log 2>&1
+step pytest_fused_auto $?; tail -n 5 $R/pytest_fused_auto.log
 # 2. batch 1, SmolLM2-135M shape, bf16: the PDL engine first (the one --profile profiles), then its two controls:
 # loop-fused (compiled, today's engine) and loop-fused-eager (uncompiled, like the PDL engine)
 timeout $(cap 170) python3 benchmarks/text_generate.py --device cuda --random-weights --batch 1 --reps 3 --skip-hf \

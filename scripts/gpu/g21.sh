@@ -5,8 +5,8 @@
 #   2. carry [.gpuA]         `S=rounds bash scripts/gpu/g21.sh`  the remaining rounds down to 1 step
 #   3. carry [.gpuB]         `S=eval bash scripts/gpu/g21.sh`    FID (10,000 per row) and class accuracy of the
 #                                                                teacher with CFG, the same-step baselines and every student
-# The evaluation on a machine that did not train them (the students shipped in models/fashion-large-distill-{4,2,1},
-# the stage-1 student in out/distill/stage1; scripts/gpu/pack.sh packs .gpuH and .gpuI from them): three calls,
+# The evaluation on a machine that did not train them (the students shipped in models/fashion-large-distill-{stage1,4,2,1};
+# scripts/gpu/pack.sh packs .gpuH and .gpuI from them): three calls,
 #   carry [.gpuA, .gpuH] `S=store ...`, then [.gpuI] `S=store ...`, then [.gpuB] `S=eval ...` (each <= 64 MiB with the tree).
 # Training data: the real Fashion-MNIST images of .gpuD (as the paper noises real images). Every stage
 # returns its students as tars in $OUT (stage 1 after call 1; the 4-, 2- and 1-step students after call 2,
@@ -45,7 +45,7 @@ eval)
   need "${DECODING_INCEPTION:-}" "carry .gpuA in the rounds call and .gpuB in this one (the two Inception parts)"
   need models/fid/fashion_mnist_train.safetensors "carry .gpuB"
   students=$(for s in stage1 steps-8 steps-4 steps-2 steps-1; do [ -d $R/$s ] && echo $R/$s; done)
-  [ -z "$(echo "$students" | grep steps-1)" ] && students="$students $(for n in 4 2 1; do  # the shipped students
+  [ -z "$students" ] && students="$(for n in stage1 4 2 1; do  # none trained on this machine: the shipped students
     [ -f $K/w/fashion-large-distill-$n.safetensors ] && echo models/fashion-large-distill-$n; done)"
   python3 -m decoding.evals.distill --teacher models/fashion-large --scale 1.5 --scales 1 1.5 2 3 --students $students \
     --baseline-steps 8 4 2 1 --n 10000 --device $DEV --out $OUT/distill_eval_h100.json ${EV_OPTS:-} > $OUT/eval.log 2>&1

@@ -6,11 +6,11 @@
 #   .gpuE/       the image models' weights (w/) and the call scripts (g1.sh, g2.sh, restore.sh)
 #   .gpuD/       issue 20: Fashion-MNIST's IDX files (data/fashion-mnist) and the VQ tokenizer's and the
 #                classifier's weights (w/), 34 MB; the calls are in scripts/gpu/g20.sh
-#   .gpuH/, .gpuI/  issue 21's evaluation after the machine that trained the students went back (pack
-#                them once models/fashion-large-distill-{4,2,1} and out/distill/stage1 exist): .gpuH
-#                holds the 4-step student's and the classifier's weights (16.6 MB, carried with .gpuA),
-#                .gpuI the teacher's, the 2- and 1-step students' weights and the stage-1 student's folder
-#                (58.9 MB); scripts/gpu/g21.sh S=store takes them, then S=eval with .gpuB
+#   .gpuH/, .gpuI/  issue 21's evaluation after the machine that trained the students went back (the
+#                shipped models/fashion-large-distill-{4,2,1,stage1}): .gpuH holds the 4-step student's
+#                and the classifier's weights (16.6 MB, carried with .gpuA), .gpuI the teacher's and the
+#                2-step, 1-step and stage-1 students' weights (58.9 MB); scripts/gpu/g21.sh S=store takes
+#                them, then S=eval with .gpuB
 # Calls then run on the slim tree (`scripts/gpu/slim.sh on`, ~3.5 MB; `off` afterwards):
 #   1. carry [.gpuA, .gpuE]  `bash .gpuE/g1.sh`   (copies everything into /root/keep on the machine)
 #   2. carry [.gpuB]         `bash /root/keep/g2.sh`
@@ -27,13 +27,12 @@ cp models/fashion-large-agd/adapters.safetensors .gpuE/w/
 cp scripts/gpu/restore.sh scripts/gpu/g1.sh scripts/gpu/g2.sh .gpuE/
 cp "${DECODING_FASHION_MNIST:-/usr/share/datasets/fashion-mnist}"/*-ubyte.gz .gpuD/data/fashion-mnist/
 for m in fashion-vq fashion-classifier; do cp models/$m/model.safetensors .gpuD/w/$m.safetensors; done
-if [ -f models/fashion-large-distill-1/model.safetensors ] && [ -d out/distill/stage1 ]; then
-  mkdir -p .gpuH/w .gpuI/w .gpuI/distill
+if [ -f models/fashion-large-distill-1/model.safetensors ]; then
+  rm -rf .gpuH .gpuI; mkdir -p .gpuH/w .gpuI/w
   cp models/fashion-large-distill-4/model.safetensors .gpuH/w/fashion-large-distill-4.safetensors
   cp models/fashion-classifier/model.safetensors .gpuH/w/fashion-classifier.safetensors
   cp models/fashion-large/model.safetensors .gpuI/w/fashion-large.safetensors
-  for n in 2 1; do cp models/fashion-large-distill-$n/model.safetensors .gpuI/w/fashion-large-distill-$n.safetensors; done
-  rm -rf .gpuI/distill/stage1; cp -r out/distill/stage1 .gpuI/distill/
+  for n in 2 1 stage1; do cp models/fashion-large-distill-$n/model.safetensors .gpuI/w/fashion-large-distill-$n.safetensors; done
 fi
 grep -qxF '/.gpu*/' .git/info/exclude 2>/dev/null || echo '/.gpu*/' >> .git/info/exclude
 du -sb .gpu*/

@@ -50,3 +50,19 @@ def test_shipped_student_draws_the_class_asked_for(n: int) -> None:
     assert class_accuracy(load_classifier("fashion-classifier"), out.images, labels) >= 0.90
     first, again = (dc.generate(handle, class_label=labels[:8], n=8, steps=n, seed=3).images for _ in range(2))
     assert torch.equal(first, again)
+
+
+def test_shipped_stage1_student_samples_with_any_steps_at_one_call_each() -> None:
+    """The stage-1 student (w-conditioned, Meng et al.'s stage 1): any step count, one network call a step
+    with guidance; 50 samples at 8 steps draw the asked class on at least 45."""
+    folder = models_root() / "fashion-large-distill-stage1"
+    if not (folder / "model.safetensors").is_file() or not (models_root() / "fashion-classifier" / "model.safetensors").is_file():
+        pytest.skip("models/fashion-large-distill-stage1 or the classifier is not shipped")
+    card = json.loads((folder / "config.json").read_text())["distill"]
+    assert card["stage"] == 1 and card["origin"] == "models/fashion-large"
+    handle = dc.load("fashion-large-distill-stage1", device="cpu")
+    assert isinstance(handle, DistilledHandle) and handle.steps is None
+    labels = torch.arange(50) % 10
+    out = dc.generate(handle, class_label=labels, n=50, steps=8, seed=0)
+    assert out.nfe == [8.0] * 50  # CFG would take 16
+    assert class_accuracy(load_classifier("fashion-classifier"), out.images, labels) >= 0.90

@@ -170,6 +170,12 @@ def _fused_step(
     return x @ w.t()
 
 
+def _hopper_or_later(device: torch.device) -> bool:
+    """A CUDA ``device`` of compute capability 9.0 or later (PDL's ``griddepcontrol``; where the fused
+    launches were measured)."""
+    return torch.cuda.get_device_capability(device) >= (9, 0)
+
+
 @dataclass(eq=False)
 class StaticSession:
     """The mutable buffers of one batch shape: caches, slot mask and the decode step's inputs.
@@ -280,7 +286,7 @@ class StaticCausalLM:
         if self.pdl and compile:
             raise ValueError("pdl=True runs the step uncompiled: inductor drops a user Triton kernel's launch_pdl "
                              "(pass compile=False or leave it None)")
-        if self.pdl and self.device.type == "cuda" and torch.cuda.get_device_capability(self.device) < (9, 0):
+        if self.pdl and self.device.type == "cuda" and not _hopper_or_later(self.device):
             raise ValueError("pdl=True needs a GPU of compute capability 9.0 or later (griddepcontrol: Hopper+); "
                              f"got {torch.cuda.get_device_name(self.device)}")
         if self.fused and not self.fused_auto:
@@ -316,7 +322,7 @@ class StaticCausalLM:
         from decoding.nn.fused_decode import fused_available
 
         dev = self.device
-        return dev.type == "cuda" and fused_available(dev) and torch.cuda.get_device_capability(dev) >= (9, 0)
+        return dev.type == "cuda" and fused_available(dev) and _hopper_or_later(dev)
 
     def fuses(self, b: int) -> bool:
         """Whether a one-token step of ``b`` rows runs fused: always with ``fused=True`` (up to

@@ -35,8 +35,9 @@ with ``base + h[0] + ... + h[d - 1] <= limit``: the same bits the bisection of
 threshold with this prefix and digit ``d`` followed by zeros is exactly that sum).
 
 Runs on CUDA; with ``TRITON_INTERPRET=1`` (set before triton is imported) on CPU tensors, which
-is how the tests check it bit for bit against ``top_p_drop``. Not timed on a GPU yet:
-``benchmarks/truncation.py`` has its rows (``method="kernel"``), and ``"auto"`` does not pick it.
+is how the tests check it bit for bit against ``top_p_drop``. Timed on an H100 by
+``benchmarks/truncation.py`` (``method="kernel"`` rows) and in the decode loop; ``TopP``'s ``"auto"``
+picks it for one row of CUDA logits (:func:`use_kernel`).
 """
 
 from __future__ import annotations

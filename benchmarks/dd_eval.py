@@ -48,6 +48,16 @@ def row_call(name: str, teacher: Any, student: Any, scale: float) -> tuple[Any, 
     }[name]
 
 
+def default_scale(teacher: Any, student: Any) -> float:
+    """The CFG scale of the guided rows: the student's pairs' scale, else the teacher card's default ``cfg:S``."""
+    if student is not None:
+        return float(student.card["dd"]["guidance"])
+    guidance = str(teacher.card.get("defaults", {}).get("guidance", "cfg:1"))
+    if not guidance.startswith("cfg:"):
+        raise ValueError(f"the teacher card's default guidance {guidance!r} is not cfg:S; give --scale")
+    return float(guidance.split(":", 1)[1])
+
+
 def sync(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
@@ -88,7 +98,9 @@ def cell(row: dict[str, Any], key: str, fmt: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--teacher", required=True, help="image-ar folder or zoo name")
-    p.add_argument("--student", required=True, help="image-ar-dd folder or zoo name")
+    p.add_argument("--student", help="image-ar-dd folder or zoo name (needed by the dd-1 / dd-2 rows)")
+    p.add_argument("--scale", type=float, help="CFG scale of the teacher-cfg, teacher-flow and one-pass rows "
+                   "(default: the one the student's pairs were made with, else the teacher card's default)")
     p.add_argument("--vq", help="the tokenizer folder, for the vq-recon row (needs Fashion-MNIST)")
     p.add_argument("--rows", nargs="+", default=list(ROWS), choices=ROWS)
     p.add_argument("--n", type=int, default=10000, help="samples per FID")
@@ -104,8 +116,11 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     from decoding.evals.fid import fid
 
-    teacher, student = dc.load(a.teacher, device=a.device), dc.load(a.student, device=a.device)
-    scale = float(student.card["dd"]["guidance"])
+    if a.student is None and {"dd-1", "dd-2"} & set(a.rows):
+        p.error("the dd-1 and dd-2 rows need --student (or leave them out of --rows)")
+    teacher = dc.load(a.teacher, device=a.device)
+    student = dc.load(a.student, device=a.device) if a.student is not None else None
+    scale = a.scale if a.scale is not None else default_scale(teacher, student)
     table: dict[str, dict[str, Any]] = {}
     for name in a.rows:
         if name == "vq-recon":

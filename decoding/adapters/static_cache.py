@@ -247,11 +247,15 @@ class StaticCausalLM:
             :func:`static_forward`); ``False`` without ``fused`` is refused.
         pdl: with ``fused``, launch the fused step's kernels with programmatic dependent launch
             (see :func:`static_forward`; CUDA on Hopper or later, or the CPU under the interpreter,
-            where it changes nothing); without ``fused`` it is refused. The step then runs
-            uncompiled (``compile`` defaults to False, and True is refused): inductor rebuilds a
-            user Triton kernel's launch from its own metadata and drops ``launch_pdl`` (torch 2.11
-            to 2.13), so a compiled step would silently lose PDL. It is still captured as a CUDA
-            graph (``cuda_graphs``), which is where the launch gaps it hides matter.
+            where it changes nothing); without ``fused`` it is refused. The fused step then runs
+            uncompiled: inductor rebuilds a user Triton kernel's launch from its own metadata and
+            drops ``launch_pdl`` (torch 2.11 to 2.13), so a compiled step would silently lose PDL
+            (with ``fused=True``, ``compile`` defaults to False and True is refused). It is still
+            captured as a CUDA graph (``cuda_graphs``), which is where the launch gaps it hides
+            matter. ``None`` (default): on with ``fused="auto"`` where it fuses (Hopper GPUs), off
+            otherwise; the auto engine's unfused sessions stay compiled. Measured on an H100
+            (docs/perf/gpu_speed.md, *Sixth H100 run*): batch 1 of SmolLM2-135M, 1,188 and 1,146 tok/s
+            against 1,016 for the compiled fused step and 1,085 / 1,065 for the uncompiled one.
 
     On CUDA the attention projections are fused into one ``[q; kv]`` weight per layer at
     construction; call :meth:`refresh_weights` after changing them in ``net``.
@@ -267,7 +271,7 @@ class StaticCausalLM:
         compile_mode: str | None = None,
         fused: bool | str = False,
         fused_combine: bool = True,
-        pdl: bool = False,
+        pdl: bool | None = None,
     ) -> None:
         if not net.cfg.causal:
             raise ValueError("StaticCausalLM needs a causal transformer (TransformerConfig(causal=True))")
@@ -280,10 +284,12 @@ class StaticCausalLM:
         if not fused_combine and not self.fused:
             raise ValueError("fused_combine=False applies to the fused step only: pass fused=True with it")
         self.fused_combine = bool(fused_combine)
-        self.pdl = bool(pdl)
+        if pdl is not None and not isinstance(pdl, bool):
+            raise ValueError(f"pdl must be True, False or None (auto), got {pdl!r}")
+        self.pdl = (self.fused_auto and self.fused) if pdl is None else pdl  # auto: fused only on Hopper+ GPUs
         if self.pdl and not self.fused:
             raise ValueError("pdl=True applies to the fused step only: pass fused=True with it")
-        if self.pdl and compile:
+        if self.pdl and compile and not self.fused_auto:
             raise ValueError("pdl=True runs the step uncompiled: inductor drops a user Triton kernel's launch_pdl "
                              "(pass compile=False or leave it None)")
         if self.pdl and self.device.type == "cuda" and not _hopper_or_later(self.device):
@@ -299,7 +305,8 @@ class StaticCausalLM:
             backend = "triton"
         self.backend = backend
         cuda = self.device.type == "cuda"
-        self.compile = (cuda and _triton_available() and not self.pdl) if compile is None else bool(compile)
+        pdl_only = self.pdl and not self.fused_auto  # every session the step serves may be a PDL one
+        self.compile = (cuda and _triton_available() and not pdl_only) if compile is None else bool(compile)
         self.cuda_graphs = cuda if cuda_graphs is None else bool(cuda_graphs)
         if self.cuda_graphs and not cuda:
             raise ValueError("cuda_graphs=True needs the model on a CUDA device")
@@ -499,7 +506,7 @@ class StaticCausalLM:
 
         ``upto`` (eager only): attend to slots ``< upto``; ignored when compiled (static shapes).
         """
-        if self._compiled is not None:
+        if self._compiled is not None and not (self.pdl and sess.fused):  # PDL steps run uncompiled (see pdl)
             try:
                 return self._compiled(sess)
             except Exception as e:  # compilation problems surface on the first call

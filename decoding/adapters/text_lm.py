@@ -114,7 +114,8 @@ def load_text_lm(
             whose one-token step of up to 8 rows runs as five Triton kernels a layer,
             :mod:`decoding.nn.fused_decode`; CUDA with triton only) or ``"hf"``. ``"auto"`` takes the
             native engine when the checkpoint qualifies, and on a Hopper GPU its one-token steps run
-            fused for the batches with measured launches (``StaticCausalLM(fused="auto")``).
+            fused for the batches with measured launches, with programmatic dependent launch
+            (``StaticCausalLM(fused="auto")``; the other batches run the compiled unfused step).
         compile, cuda_graphs: for the native engine (defaults: on for CUDA).
         capacity: initial KV-cache slots per row for the native engine (grown when needed).
     """

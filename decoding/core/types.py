@@ -80,7 +80,7 @@ class Result:
         state: the last state.
         nfe: ``(B,)`` model evaluations per row (float: guidance may count halves).
         steps: number of loop iterations run.
-        seconds: wall time of the loop.
+        seconds: wall time of the loop, the device's work included (the loop waits for it at the end).
     """
 
     x: Tensor

@@ -3,6 +3,9 @@
 #   1. carry [.gpuD]  `S=teacher bash scripts/gpu/g20.sh`  keeps the data and weights in /root/keep, trains the AR teacher
 #   2. carry [.gpuA]  `S=student bash scripts/gpu/g20.sh`  pairs from the teacher, then the one/two-step student
 #   3. carry [.gpuB]  `S=eval bash scripts/gpu/g20.sh`     FID on 10,000 samples per row, images/s at batch 256, grids
+# With the teacher shipped (models/fashion-ar, trained on the CPU; scripts/gpu/pack.sh packs its, the tokenizer's and
+# the classifier's weights into .gpuJ) the teacher call is skipped: carry [.gpuA, .gpuJ] `S=student ...`, then
+# [.gpuB] `S=eval ...`; the pairs and the student come from the shipped teacher.
 # Each call returns what it made as a tar in $OUT (teacher, student, grids) with its log. A machine stays warm
 # ~30 s after a reply: send the next call at once. If it went back, /root/keep is gone: a later stage says
 # what to carry instead (the tar of the stage before, extracted into out/dd/ here: `carry ["out/dd"]`).
@@ -11,7 +14,9 @@
 set -u
 source scripts/gpu/keep.sh; DEV=${DEV:-cuda}; mkdir -p $K/dd
 [ -d out/dd ] && cp -r out/dd/. $K/dd/  # a stage's results carried back after the machine went back
-need models/fashion-vq/model.safetensors "carry .gpuD (scripts/gpu/pack.sh) in the teacher call"
+# no teacher trained on this machine: the shipped one (its weights came in .gpuJ)
+[ ! -d $K/dd/fashion-ar ] && [ -f models/fashion-ar/model.safetensors ] && cp -r models/fashion-ar $K/dd/
+need models/fashion-vq/model.safetensors "carry .gpuD (scripts/gpu/pack.sh) in the teacher call (.gpuJ in the student call when the teacher is shipped)"
 { nvidia-smi -L 2>/dev/null; date -u; } | tee $OUT/g20-$S-env.txt
 case "${S:?set S=teacher, student or eval}" in
 teacher)
@@ -21,7 +26,7 @@ teacher)
     --out $K/dd/fashion-ar ${T_OPTS:-} > $OUT/teacher.log 2>&1
   echo "teacher rc $?"; tar -C $K/dd -cf $OUT/fashion-ar.tar fashion-ar; tail -n 4 $OUT/teacher.log ;;
 student)
-  need $K/dd/fashion-ar/model.safetensors "the machine went back: extract fashion-ar.tar into out/dd/ and carry out/dd"
+  need $K/dd/fashion-ar/model.safetensors "carry .gpuJ (the shipped teacher), or, when the machine that trained it went back, extract fashion-ar.tar into out/dd/ and carry out/dd"
   python3 -m decoding.dd.pairs --teacher $K/dd/fashion-ar --out $K/dd/pairs --pairs 262144 --shard-size 8192 \
     --batch-size 4096 --device $DEV --minutes 3 ${P_OPTS:-} > $OUT/pairs.log 2>&1
   echo "pairs rc $?"

@@ -41,3 +41,18 @@ def test_dd_vq_check_toy(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert check.main(["--vq", str(zoo.vq), "--data", str(data), "--grid", str(tmp_path / "g.png")]) == 0
     row = json.loads(capsys.readouterr().out.splitlines()[0])
     assert row["images"] == 24 and row["mse"] > 0 and 1 <= row["perplexity"] <= 16 and (tmp_path / "g.png").is_file()
+
+
+def test_dd_eval_teacher_rows_without_a_student(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """The teacher's rows alone (its card's default CFG scale); dd rows without --student are refused."""
+    zoo = tiny_zoo(tmp_path / "zoo")
+    bench = load_script("benchmarks/dd_eval.py", "dd_eval")
+    out = tmp_path / "r.json"
+    assert bench.main(["--teacher", str(zoo.ar), "--rows", "teacher-cfg", "one-pass", "--n", "6", "--batch-size", "6",
+                       "--timed-batches", "1", "--device", "cpu", "--no-fid", "--json", str(out)]) == 0
+    got = json.loads(out.read_text())
+    assert set(got["rows"]) == {"teacher-cfg", "one-pass"} and got["meta"]["cfg_scale"] == 1.5
+    assert got["rows"]["teacher-cfg"]["nfe"] == 98
+    with pytest.raises(SystemExit):
+        bench.main(["--teacher", str(zoo.ar), "--rows", "dd-1", "--device", "cpu", "--no-fid"])
+    assert "need --student" in capsys.readouterr().err

@@ -51,6 +51,7 @@ def test_auto_off_cuda_is_the_unfused_engine() -> None:
     net = Transformer(TransformerConfig(vocab_size=64, dim=32, n_layers=2, n_heads=4, n_kv_heads=2, hidden=64)).eval()
     auto, plain = StaticCausalLM(net, capacity=32, fused="auto"), StaticCausalLM(net, capacity=32)
     assert auto.fused_auto and not auto.fused and auto.backend is None and not auto.fuses(1)
+    assert not auto.pdl and not plain.pdl  # PDL's auto follows the fusing: off here
     sessions = [lm.session(2, 8) for lm in (auto, plain)]
     assert not any(s.fused for s in sessions)
     for sess in sessions:
@@ -61,12 +62,27 @@ def test_auto_off_cuda_is_the_unfused_engine() -> None:
         assert torch.equal(auto._decode_step(sessions[0]), plain._decode_step(sessions[1]))
     with pytest.raises(ValueError, match="fused must be True, False or 'auto'"):
         StaticCausalLM(net, capacity=32, fused="yes")
+    with pytest.raises(ValueError, match="pdl must be True, False or None"):
+        StaticCausalLM(net, capacity=32, fused="auto", pdl="on")
+
+
+def test_pdl_sessions_skip_the_compiled_step() -> None:
+    """With PDL, fused sessions run the uncompiled step (inductor would drop ``launch_pdl``) while the auto
+    engine's unfused sessions keep the compiled one."""
+    calls = []
+    lm = SimpleNamespace(pdl=True, _compiled=lambda sess: calls.append("compiled") or "compiled",
+                         _decode_step=lambda sess, upto: calls.append("eager") or "eager")
+    assert StaticCausalLM.step_fn(lm, SimpleNamespace(fused=True)) == "eager"
+    assert StaticCausalLM.step_fn(lm, SimpleNamespace(fused=False)) == "compiled"
+    lm.pdl = False
+    assert StaticCausalLM.step_fn(lm, SimpleNamespace(fused=True)) == "compiled"
+    assert calls == ["eager", "compiled", "compiled"]
 
 
 @pytest.mark.gpu
 def test_auto_on_the_gpu_fuses_batch_1_and_leaves_batch_3_unfused() -> None:
-    """float32, CUDA graphs, compiled: at batch 1 the auto engine gives the forced fused engine's tokens, at
-    batch 3 the unfused engine's (both exactly)."""
+    """float32, CUDA graphs: at batch 1 the auto engine (fused, PDL, uncompiled) gives the forced fused PDL
+    engine's tokens, at batch 3 the unfused compiled engine's (both exactly)."""
     from decoding import decode
     from decoding.processes.autoregressive import Autoregressive
     from decoding.processors import standard_processors
@@ -78,8 +94,9 @@ def test_auto_on_the_gpu_fuses_batch_1_and_leaves_batch_3_unfused() -> None:
     net = Transformer(smollm2_cfg(n_layers=2, max_len=512)).to("cuda").eval()
     procs = standard_processors(temperature=0.8, top_p=0.95)
     auto = StaticCausalLM(net, capacity=96, fused="auto")
-    assert auto.fuses(1) and not auto.fuses(3)
-    for b, peer in ((1, StaticCausalLM(net, capacity=96, fused=True)), (3, StaticCausalLM(net, capacity=96))):
+    assert auto.fuses(1) and not auto.fuses(3) and auto.pdl and auto.compile
+    peers = ((1, StaticCausalLM(net, capacity=96, fused=True, pdl=True)), (3, StaticCausalLM(net, capacity=96)))
+    for b, peer in peers:
         prompt = masked_prompt(b, net.cfg.vocab_size)
         ours = decode(auto, Autoregressive(), prompt, steps=24, processors=procs, seed=3).x
         assert torch.equal(ours, decode(peer, Autoregressive(), prompt, steps=24, processors=procs, seed=3).x), b

@@ -97,3 +97,20 @@ def test_user_timesteps_and_intermediate_end():
         x0 = data.denoise(x, a_s, s_s)
         x = a_t * x0 + s_t * (x - a_s * x0) / s_s
     assert torch.allclose(res.x, x, atol=1e-12)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_seconds_include_the_devices_work():
+    """A continuous run keeps ``done`` on the CPU, so the loop's own reads never wait for the GPU; ``seconds``
+    must still include the device's work (here 0.25-0.5 s of ``torch.cuda._sleep`` queued by a 1-step model)."""
+    x_t = torch.randn(2, 3, device="cuda")
+    cycles = 500_000_000  # at 1-2 GHz
+
+    def slow_model(state):
+        torch.cuda._sleep(cycles)  # queued: returns at once
+        return Prediction(x0=torch.zeros_like(state.x))
+
+    decode(slow_model, ContinuousProcess(SCHEDULE, DDIM()), x_t, steps=1)  # warm-up
+    res = decode(slow_model, ContinuousProcess(SCHEDULE, DDIM()), x_t, steps=1)
+    assert res.state.done.device.type == "cpu" and res.seconds > 0.1

@@ -52,10 +52,9 @@ def default_scale(teacher: Any, student: Any) -> float:
     """The CFG scale of the guided rows: the student's pairs' scale, else the teacher card's default ``cfg:S``."""
     if student is not None:
         return float(student.card["dd"]["guidance"])
-    guidance = str(teacher.card.get("defaults", {}).get("guidance", "cfg:1"))
-    if not guidance.startswith("cfg:"):
-        raise ValueError(f"the teacher card's default guidance {guidance!r} is not cfg:S; give --scale")
-    return float(guidance.split(":", 1)[1])
+    from decoding.api.image_ar import cfg_scale
+
+    return cfg_scale(teacher.card.get("defaults", {}).get("guidance"), teacher.name)
 
 
 def sync(device: str) -> None:

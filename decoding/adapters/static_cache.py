@@ -289,7 +289,8 @@ class StaticCausalLM:
         self.pdl = (self.fused_auto and self.fused) if pdl is None else pdl  # auto: fused only on Hopper+ GPUs
         if self.pdl and not self.fused:
             raise ValueError("pdl=True applies to the fused step only: pass fused=True with it")
-        if self.pdl and compile and not self.fused_auto:
+        pdl_only = self.pdl and not self.fused_auto  # every session the step serves may be a PDL one
+        if pdl_only and compile:
             raise ValueError("pdl=True runs the step uncompiled: inductor drops a user Triton kernel's launch_pdl "
                              "(pass compile=False or leave it None)")
         if self.pdl and self.device.type == "cuda" and not _hopper_or_later(self.device):
@@ -305,7 +306,6 @@ class StaticCausalLM:
             backend = "triton"
         self.backend = backend
         cuda = self.device.type == "cuda"
-        pdl_only = self.pdl and not self.fused_auto  # every session the step serves may be a PDL one
         self.compile = (cuda and _triton_available() and not pdl_only) if compile is None else bool(compile)
         self.cuda_graphs = cuda if cuda_graphs is None else bool(cuda_graphs)
         if self.cuda_graphs and not cuda:

@@ -9,6 +9,10 @@ Rows, all through ``decoding.generate`` (labels ``i mod 10``, seed 0):
 - ``one-pass``: every token at once from one teacher pass (CFG as ``teacher-cfg``);
 - ``vq-recon``: the tokenizer's reconstructions of the 10,000 test images (the floor of any token model).
 
+With ``teacher-flow`` among the rows, the ``dd-1`` / ``dd-2`` rows also report ``same_as_map``: the share of
+their images equal, pixel for pixel, to the teacher's map of the same noise and class (both draw the noise
+from seed 0 the same way), i.e. how often the student reproduces the whole 49-token map.
+
 FID (:func:`decoding.evals.fid.fid`, Inception features vs. the 60,000 training images) on ``--n``
 samples (or, with ``--no-fid --npz-dir``, later on another machine); images/s of whole ``generate`` calls at ``--batch-size`` (one warm-up call, then
 ``--timed-batches`` batches, synchronised), and the ratios to ``teacher-cfg``. Grids (10 per class)
@@ -89,6 +93,13 @@ def vq_reconstructions(vq_folder: str, n: int, device: str, batch: int) -> tuple
     return torch.cat([vq.decode(vq.encode(b)).float().cpu() for b in x.split(batch)]), y.cpu()
 
 
+def same_share(images: torch.Tensor, reference: torch.Tensor) -> float:
+    """The share of ``images`` ``(N, C, H, W)`` equal, pixel for pixel, to ``reference`` (same shape)."""
+    if images.shape != reference.shape:
+        raise ValueError(f"cannot compare {tuple(images.shape)} images with {tuple(reference.shape)}")
+    return float((images == reference).flatten(1).all(1).float().mean())
+
+
 def cell(row: dict[str, Any], key: str, fmt: str) -> str:
     """``row[key]`` formatted, or ``-`` when missing."""
     return format(row[key], fmt) if row.get(key) is not None else "-"
@@ -121,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     student = dc.load(a.student, device=a.device) if a.student is not None else None
     scale = a.scale if a.scale is not None else default_scale(teacher, student)
     table: dict[str, dict[str, Any]] = {}
+    kept: dict[str, torch.Tensor] = {}  # the map's and the students' images, for same_as_map
     for name in a.rows:
         if name == "vq-recon":
             if a.vq is None:
@@ -151,6 +163,10 @@ def main(argv: list[str] | None = None) -> int:
             a.npz_dir.mkdir(parents=True, exist_ok=True)
             u8 = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
             np.savez(a.npz_dir / f"{name}.npz", images=u8, labels=labels.numpy())
+        if name in ("teacher-flow", "dd-1", "dd-2"):
+            kept[name] = images
+        if name in ("dd-1", "dd-2") and "teacher-flow" in kept:
+            row["same_as_map"] = same_share(images, kept["teacher-flow"])
         table[name] = row
         print(f"{name:>12}: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()), flush=True)
     base = table.get("teacher-cfg", {})
@@ -159,10 +175,10 @@ def main(argv: list[str] | None = None) -> int:
             row["speedup_vs_teacher_cfg"] = row["images_per_s"] / base["images_per_s"]
         if base.get("fid") and row.get("fid") is not None:
             row["fid_ratio_vs_teacher_cfg"] = row["fid"] / base["fid"]
-    print("\n| row | NFE | images/s | x teacher-cfg | FID | FID ratio | class accuracy |\n|---|---|---|---|---|---|---|")
+    print("\n| row | NFE | images/s | x teacher-cfg | FID | FID ratio | class accuracy | same as the map |\n|---|---|---|---|---|---|---|---|")
     for name, r in table.items():
         cells = [cell(r, "images_per_s", ".1f"), cell(r, "speedup_vs_teacher_cfg", ".1f"), cell(r, "fid", ".2f"),
-                 cell(r, "fid_ratio_vs_teacher_cfg", ".2f"), cell(r, "class_accuracy", ".3f")]
+                 cell(r, "fid_ratio_vs_teacher_cfg", ".2f"), cell(r, "class_accuracy", ".3f"), cell(r, "same_as_map", ".3f")]
         print(f"| {name} | {r['nfe']:g} | " + " | ".join(cells) + " |")
     if a.json is not None:
         device = torch.cuda.get_device_name() if a.device.startswith("cuda") else platform.processor() or "cpu"

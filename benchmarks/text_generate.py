@@ -19,7 +19,10 @@ Ours:
                    ``-pdl`` (with ``-fused``: its kernels with programmatic dependent launch, Hopper+;
                    uncompiled, as ``StaticCausalLM(pdl=True)`` runs it: compare with ``loop-fused-eager``),
                    ``-eager`` (no torch.compile), ``-nograph`` (no CUDA graph), ``-sync1`` (the host looks
-                   every step), e.g. ``loop-sdpa-eager``;
+                   every step), ``-auto`` (``StaticCausalLM(fused="auto")``, what ``decoding.load`` builds:
+                   on a Hopper GPU the fused step with PDL for the batches with measured launches, the
+                   compiled unfused step with the default attention for the others; plain ``loop`` is
+                   always unfused), e.g. ``loop-sdpa-eager``, ``loop-auto``;
     ``hf-adapter`` the decode loop driving the transformers model.
 Peer (only when transformers imports):
     ``hf``         ``model.generate()`` with its default dynamic cache;
@@ -148,6 +151,8 @@ def ours(args: argparse.Namespace, net: Transformer) -> dict[str, tuple[int | No
                 opts["backend"] = "triton"
                 opts["fused"] = True
                 opts["fused_combine"] = v == "fused"
+            elif v == "auto":  # what decoding.load builds: fused (with PDL) where measured launches exist
+                opts["fused"] = "auto"
             elif v == "pdl":
                 opts["pdl"] = True
                 opts["compile"] = False  # inductor drops a user kernel's launch_pdl (see StaticCausalLM)
@@ -156,7 +161,7 @@ def ours(args: argparse.Namespace, net: Transformer) -> dict[str, tuple[int | No
             elif v == "nograph":
                 opts["cuda_graphs"] = False
             else:
-                raise SystemExit(f"unknown engine {name!r} (suffixes: -sdpa, -xformers, -naive, -triton, -fused, -fused6, "
+                raise SystemExit(f"unknown engine {name!r} (suffixes: -auto, -sdpa, -xformers, -naive, -triton, -fused, -fused6, "
                                  "-pdl, -eager, -nograph, -sync1)")
         out[name] = (sync_every, StaticCausalLM(net, capacity=args.prompt_len + args.new_tokens + 1, **opts))
     return out

@@ -25,6 +25,7 @@ def test_dd_eval_toy(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert [rows[k]["nfe"] for k in ("teacher", "teacher-cfg", "dd-1", "dd-2", "one-pass")] == [49, 98, 1, 2, 2]
     assert all(0.0 <= r["class_accuracy"] <= 1.0 for r in rows.values())
     assert rows["teacher-cfg"]["speedup_vs_teacher_cfg"] == 1.0 and rows["dd-1"]["images_per_s"] > 0
+    assert all(0.0 <= rows[k]["same_as_map"] <= 1.0 for k in ("dd-1", "dd-2")) and "same_as_map" not in rows["teacher"]
     import numpy as np
 
     saved = np.load(tmp_path / "npz" / "dd-2.npz")
@@ -56,3 +57,16 @@ def test_dd_eval_teacher_rows_without_a_student(tmp_path: Path, capsys: pytest.C
     with pytest.raises(SystemExit):
         bench.main(["--teacher", str(zoo.ar), "--rows", "dd-1", "--device", "cpu", "--no-fid"])
     assert "need --student" in capsys.readouterr().err
+
+
+def test_same_as_map_counts_whole_images() -> None:
+    """``same_as_map``: an image counts only when every pixel equals the map's; shapes must agree."""
+    import torch
+
+    bench = load_script("benchmarks/dd_eval.py", "dd_eval")
+    ref = torch.rand(4, 1, 28, 28)
+    other = ref.clone()
+    other[1, 0, 27, 27] += 1e-3
+    assert bench.same_share(ref, ref) == 1.0 and bench.same_share(other, ref) == 0.75
+    with pytest.raises(ValueError, match="cannot compare"):
+        bench.same_share(ref[:3], ref)

@@ -88,3 +88,20 @@ def test_loop_ops_counts_only_the_ops_outside_the_model() -> None:
     plain, top_p = res["temperature=1.0"]["ops_per_step"], res["temperature=0.8,top_p=0.95"]["ops_per_step"]
     assert 10 < plain < top_p < 100, (plain, top_p)
     assert all(r["host_us_per_step"] > 0 for r in res.values())
+
+
+def test_loop_auto_is_the_engine_decoding_load_builds() -> None:
+    """``loop-auto`` is ``StaticCausalLM(fused="auto")`` (the default engine of ``decoding.load``); plain ``loop``
+    never fuses, so a row named ``loop`` is not the default engine's speed."""
+    import argparse
+
+    from decoding.nn.transformer import Transformer, TransformerConfig
+
+    bench = load_script("benchmarks/text_generate.py", "text_generate_bench_auto")
+    net = Transformer(TransformerConfig(**bench.TINY, max_len=64)).eval()
+    args = argparse.Namespace(engines=["loop-auto", "loop"], attention="auto", compile="auto", cuda_graphs="auto",
+                              compile_mode=None, prompt_len=8, new_tokens=4)
+    models = bench.ours(args, net)
+    assert models["loop-auto"][1].fused_auto and not models["loop"][1].fused_auto
+    with pytest.raises(SystemExit, match="-auto"):
+        bench.ours(argparse.Namespace(**{**vars(args), "engines": ["loop-fast"]}), net)

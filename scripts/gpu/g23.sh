@@ -4,17 +4,9 @@
 # Correctness first (the gpu tests of the new kernels; TESTS=all for more), then the benchmarks, each step capped so that
 # the whole call stays inside D seconds (default 530); every log and JSON goes to one folder, tarred
 # into $OUT/g23.tar at the end (also when a step fails or the call is cut short).
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-  && export PYTHONPATH=/tmp/site:$PWD LD_LIBRARY_PATH=/tmp/site/nvidia/cuda_runtime/lib:$LD_LIBRARY_PATH \
-  || echo "wheel kit NOT installed (xformers, diffusers missing)"
+source scripts/gpu/call.sh g23 530
 [ -f models/fashion-large/model.safetensors ] || cp .gpuE/w/fashion-large.safetensors models/fashion-large/model.safetensors \
   || echo "no fashion-large weights: the image steps will fail"
-export PYTHONUNBUFFERED=1 TORCHINDUCTOR_FX_GRAPH_CACHE=1  # (PYTHONPATH is set above, once: nothing resets it)
-R=/root/r23; mkdir -p $R
-trap 'tar -C $R -cf $OUT/g23.tar . 2>/dev/null' EXIT
-left() { l=$((${D:-530}-SECONDS)); [ $l -gt 1 ] && echo $l || echo 1; }
-cap() { a=$(left); [ $a -gt $1 ] && echo $1 || echo $a; }
-step() { echo "$1 rc $2 at ${SECONDS}s"; echo "$1 rc $2 at ${SECONDS}s" >> $R/steps.txt; }
 { nvidia-smi -L; date -u; python3 -c "import sys, torch, triton; print(sys.version.split()[0], torch.__version__, torch.version.cuda, triton.__version__)"
   python3 -c "import transformers; print('transformers', transformers.__version__)"
   python3 -c "import xformers, diffusers; print('xformers', xformers.__version__, 'diffusers', diffusers.__version__)"

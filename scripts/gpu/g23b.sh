@@ -5,15 +5,7 @@
 # uncompiled one (the PDL engine's control), then the compiled fused engine with inductor's own kernels under PDL,
 # then the split attention launch sweep. Each step capped so the whole call stays inside D seconds (default 470);
 # every log and JSON goes to one folder, tarred into $OUT/g23b.tar at the end (also when a step fails or is cut).
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-  && export PYTHONPATH=/tmp/site:$PWD LD_LIBRARY_PATH=/tmp/site/nvidia/cuda_runtime/lib:$LD_LIBRARY_PATH \
-  || { echo "wheel kit NOT installed (xformers, diffusers missing)"; export PYTHONPATH=$PWD; }
-export PYTHONUNBUFFERED=1 TORCHINDUCTOR_FX_GRAPH_CACHE=1
-R=/root/r23b; mkdir -p $R
-trap 'tar -C $R -cf $OUT/g23b.tar . 2>/dev/null' EXIT
-left() { l=$((${D:-470}-SECONDS)); [ $l -gt 1 ] && echo $l || echo 1; }
-cap() { a=$(left); [ $a -gt $1 ] && echo $1 || echo $a; }
-step() { echo "$1 rc $2 at ${SECONDS}s"; echo "$1 rc $2 at ${SECONDS}s" >> $R/steps.txt; }
+source scripts/gpu/call.sh g23b 470
 { nvidia-smi -L; date -u; python3 -c "import sys, torch, triton; print(sys.version.split()[0], torch.__version__, torch.version.cuda, triton.__version__)"
   python3 -c "import torch._inductor.config as c; print('inductor enable_pdl', getattr(c.triton, 'enable_pdl', 'missing'))"
   echo "PYTHONPATH=$PYTHONPATH"; } > $R/env.txt 2>&1; cat $R/env.txt

@@ -9,15 +9,7 @@
 #   5. the fused kernels' launch sweep at batch 8 (what `fused="auto"` would need to fuse batch 8).
 # Each step is capped so that the call stays inside D seconds; logs and JSON go to one folder, tarred into
 # $OUT/g23c.tar at the end (also when a step fails or the call is cut short).
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-  && export PYTHONPATH=/tmp/site:$PWD LD_LIBRARY_PATH=/tmp/site/nvidia/cuda_runtime/lib:$LD_LIBRARY_PATH \
-  || echo "wheel kit NOT installed (xformers missing)"
-export PYTHONUNBUFFERED=1 TORCHINDUCTOR_FX_GRAPH_CACHE=1
-R=/root/r23c; mkdir -p $R
-trap 'tar -C $R -cf $OUT/g23c.tar . 2>/dev/null' EXIT
-left() { l=$((${D:-530}-SECONDS)); [ $l -gt 1 ] && echo $l || echo 1; }
-cap() { a=$(left); [ $a -gt $1 ] && echo $1 || echo $a; }
-step() { echo "$1 rc $2 at ${SECONDS}s"; echo "$1 rc $2 at ${SECONDS}s" >> $R/steps.txt; }
+source scripts/gpu/call.sh g23c 530
 { nvidia-smi -L; date -u; python3 -c "import sys, torch, triton, transformers; print(sys.version.split()[0], torch.__version__, torch.version.cuda, triton.__version__, transformers.__version__)"
   } > $R/env.txt 2>&1; cat $R/env.txt
 T="python3 benchmarks/text_generate.py --device cuda --random-weights --reps 3"

@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     student = dc.load(a.student, device=a.device) if a.student is not None else None
     scale = a.scale if a.scale is not None else default_scale(teacher, student)
     table: dict[str, dict[str, Any]] = {}
-    kept: dict[str, torch.Tensor] = {}  # the map's and the students' images, for same_as_map
+    map_images: torch.Tensor | None = None  # the teacher-flow row's images, for the students' same_as_map
     for name in a.rows:
         if name == "vq-recon":
             if a.vq is None:
@@ -163,10 +163,10 @@ def main(argv: list[str] | None = None) -> int:
             a.npz_dir.mkdir(parents=True, exist_ok=True)
             u8 = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
             np.savez(a.npz_dir / f"{name}.npz", images=u8, labels=labels.numpy())
-        if name in ("teacher-flow", "dd-1", "dd-2"):
-            kept[name] = images
-        if name in ("dd-1", "dd-2") and "teacher-flow" in kept:
-            row["same_as_map"] = same_share(images, kept["teacher-flow"])
+        if name == "teacher-flow":
+            map_images = images
+        elif name in ("dd-1", "dd-2") and map_images is not None:
+            row["same_as_map"] = same_share(images, map_images)
         table[name] = row
         print(f"{name:>12}: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()), flush=True)
     base = table.get("teacher-cfg", {})

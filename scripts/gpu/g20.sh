@@ -40,7 +40,14 @@ eval)
   python3 benchmarks/dd_eval.py --teacher $K/dd/fashion-ar --student $K/dd/fashion-ar-dd --vq models/fashion-vq \
     --n 10000 --batch-size 256 --device $DEV --classifier fashion-classifier --out-dir $K/dd/grids \
     --json $OUT/dd_eval_h100.json ${E_OPTS:-} > $OUT/eval.log 2>&1
-  echo "eval rc $?"; tar -C $K/dd -cf $OUT/grids.tar grids; tail -n 12 $OUT/eval.log ;;
+  echo "eval rc $?"
+  if [ -f models/fashion-ar-dd/model.safetensors ]; then  # the shipped (CPU-trained) student, carried in .gpuJ
+    python3 benchmarks/dd_eval.py --teacher $K/dd/fashion-ar --student models/fashion-ar-dd --rows dd-1 dd-2 \
+      --n 10000 --batch-size 256 --device $DEV --classifier fashion-classifier --out-dir $K/dd/grids-shipped \
+      --json $OUT/dd_eval_h100_shipped.json ${E_OPTS:-} > $OUT/eval-shipped.log 2>&1
+    echo "eval (shipped student) rc $?"; tail -n 5 $OUT/eval-shipped.log
+  fi
+  tar -C $K/dd -cf $OUT/grids.tar grids $(cd $K/dd && ls -d grids-shipped 2>/dev/null); tail -n 12 $OUT/eval.log ;;
 *) echo "unknown stage S=$S"; exit 1 ;;
 esac
 date -u

@@ -114,9 +114,16 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--out", type=Path, help="JSON results, rewritten after every row (what ran so far)")
     ap.add_argument("--kernel-chunks", type=int, nargs="*", default=[],
                     help="more top_p kernel rows with these vocabulary chunks a program (method kernel-c<chunk>)")
+    ap.add_argument("--methods", nargs="+", help="time only these methods (search, sort, transformers, topk-free, "
+                    "kernel; kernel also keeps the --kernel-chunks rows); the exactness checks run regardless")
+    ap.add_argument("--modes", nargs="+", choices=["eager", "graph", "compiled"], help="time only these modes")
     args = ap.parse_args(argv)
     device = torch.device(args.device)
     modes = ["eager"] + (["graph"] if device.type == "cuda" else []) + ([] if args.no_compile else ["compiled"])
+    if args.modes:
+        modes = [m for m in modes if m in args.modes]
+    wanted = (lambda m: True) if not args.methods else (
+        lambda m: m in args.methods or (m.startswith("kernel-c") and "kernel" in args.methods))
     rows: list[dict] = []
     result = dict(command=" ".join(sys.argv), device=str(device), vocab=args.vocab, torch=torch.__version__,
                   host=platform.node(), gpu=torch.cuda.get_device_name() if device.type == "cuda" else None,
@@ -151,6 +158,8 @@ def main(argv: list[str] | None = None) -> dict:
             record(dict(batch=b, processor="top_p", method="kernel", mode="check", us=None,
                         error="the kernel's output differs from the search's"))
         for (proc, method), fn in fns.items():
+            if not wanted(method):
+                continue
             for mode in modes:
                 if mode == "compiled" and method == "transformers":
                     continue

@@ -1,4 +1,4 @@
-# Sourced at the start of the issue-23 call scripts (g23.sh, g23b.sh, g23c.sh): `source scripts/gpu/call.sh NAME D0`
+# Sourced at the start of the issue-23 call scripts (g23.sh, g23b.sh, g23c.sh, g23d.sh): `source scripts/gpu/call.sh NAME D0`
 # installs the wheel kit (.whl: xformers, diffusers) into /tmp/site, keeps every log and JSON in R=/root/rNAME
 # (tarred into $OUT/NAME.tar at the exit, also when a step fails or the call is cut short), and defines the
 # time budget of the call, D seconds (default D0): `left` (seconds left), `cap S` (S or what is left, the smaller)

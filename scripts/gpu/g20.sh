@@ -37,11 +37,13 @@ eval)
   need $K/dd/fashion-ar-dd/model.safetensors "the machine went back: extract both tars into out/dd/ and carry out/dd"
   need "${DECODING_INCEPTION:-}" "carry .gpuA in the student call and .gpuB in this one (the two Inception parts)"
   need models/fid/fashion_mnist_train.safetensors "carry .gpuB"
+  rows="teacher teacher-cfg teacher-flow dd-1 dd-2 one-pass"  # vq-recon needs Fashion-MNIST (.gpuD, teacher call)
+  [ -d $K/data/fashion-mnist ] && { export DECODING_FASHION_MNIST=$K/data/fashion-mnist; rows="$rows vq-recon"; }
   python3 benchmarks/dd_eval.py --teacher $K/dd/fashion-ar --student $K/dd/fashion-ar-dd --vq models/fashion-vq \
-    --n 10000 --batch-size 256 --device $DEV --classifier fashion-classifier --out-dir $K/dd/grids \
+    --rows $rows --n 10000 --batch-size 256 --device $DEV --classifier fashion-classifier --out-dir $K/dd/grids \
     --json $OUT/dd_eval_h100.json ${E_OPTS:-} > $OUT/eval.log 2>&1
   echo "eval rc $?"
-  if [ -f models/fashion-ar-dd/model.safetensors ]; then  # the shipped (CPU-trained) student, carried in .gpuJ
+  if [ -f models/fashion-ar-dd/model.safetensors ]; then  # the shipped student, when its weights were carried (w/)
     python3 benchmarks/dd_eval.py --teacher $K/dd/fashion-ar --student models/fashion-ar-dd --rows dd-1 dd-2 \
       --n 10000 --batch-size 256 --device $DEV --classifier fashion-classifier --out-dir $K/dd/grids-shipped \
       --json $OUT/dd_eval_h100_shipped.json ${E_OPTS:-} > $OUT/eval-shipped.log 2>&1

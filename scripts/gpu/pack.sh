@@ -11,8 +11,8 @@
 #                and the classifier's weights (16.6 MB, carried with .gpuA), .gpuI the teacher's and the
 #                2-step, 1-step and stage-1 students' weights (58.9 MB); scripts/gpu/g21.sh S=store takes
 #                them, then S=eval with .gpuB
-#   .gpuJ/       issue 20 with the shipped teacher (models/fashion-ar): its, the tokenizer's and the shipped
-#                student's weights (the classifier's travel in .gpuB) (carried with .gpuA in g20.sh's S=student call)
+#   .gpuJ/       issue 20 with the shipped teacher (models/fashion-ar): its, the tokenizer's and the classifier's
+#                weights (.gpuA + .gpuJ + the slim tree is ~62 MiB: nothing more fits in that call) (carried with .gpuA in g20.sh's S=student call)
 # Calls then run on the slim tree (`scripts/gpu/slim.sh on`, ~3.5 MB; `off` afterwards):
 #   1. carry [.gpuA, .gpuE]  `bash .gpuE/g1.sh`   (copies everything into /root/keep on the machine)
 #   2. carry [.gpuB]         `bash /root/keep/g2.sh`
@@ -24,7 +24,6 @@ mkdir -p .gpuA .gpuB .gpuE/w .gpuD/w .gpuD/data/fashion-mnist
 head -c 34300000 "$inc" > .gpuA/incA
 tail -c +34300001 "$inc" > .gpuB/incB
 cp models/fid/fashion_mnist_train.safetensors .gpuB/
-mkdir -p .gpuB/w; cp models/fashion-classifier/model.safetensors .gpuB/w/fashion-classifier.safetensors  # under 64 MiB with the slim tree
 for m in fashion-large fashion-small fashion-classifier; do cp models/$m/model.safetensors .gpuE/w/$m.safetensors; done
 cp models/fashion-large-agd/adapters.safetensors .gpuE/w/
 cp scripts/gpu/restore.sh scripts/gpu/g1.sh scripts/gpu/g2.sh .gpuE/
@@ -39,7 +38,7 @@ if [ -f models/fashion-large-distill-1/model.safetensors ]; then
 fi
 if [ -f models/fashion-ar/model.safetensors ]; then
   rm -rf .gpuJ; mkdir -p .gpuJ/w
-  for m in fashion-ar fashion-vq fashion-ar-dd; do cp models/$m/model.safetensors .gpuJ/w/$m.safetensors; done
+  for m in fashion-ar fashion-vq fashion-classifier; do cp models/$m/model.safetensors .gpuJ/w/$m.safetensors; done
 fi
 grep -qxF '/.gpu*/' .git/info/exclude 2>/dev/null || echo '/.gpu*/' >> .git/info/exclude
 du -sb .gpu*/

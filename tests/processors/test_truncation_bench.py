@@ -57,3 +57,12 @@ def test_kernel_rows_skipped_with_the_reason_without_cuda(tmp_path, capsys) -> N
     saved = json.loads(out.read_text())
     assert "top_p kernel rows skipped: " + saved["kernel_skipped"] in capsys.readouterr().out
     assert not any(r["method"] == "kernel" for r in saved["rows"])
+
+
+def test_methods_and_modes_filter_the_timed_rows(tmp_path) -> None:
+    """``--methods`` / ``--modes`` time only what was asked (the GPU call's cap went on the slow eager rows)."""
+    bench = load_script("benchmarks/truncation.py", "truncation_bench_filter")
+    res = bench.main(["--device", "cpu", "--batch", "2", "--vocab", "300", "--iters", "1", "--reps", "1",
+                      "--no-compile", "--methods", "sort", "--modes", "eager"])
+    assert {(r["processor"], r["method"], r["mode"]) for r in res["rows"]} == {
+        ("top_p", "sort", "eager"), ("typical", "sort", "eager")}

@@ -15,7 +15,8 @@ from seed 0 the same way), i.e. how often the student reproduces the whole 49-to
 
 FID (:func:`decoding.evals.fid.fid`, Inception features vs. the 60,000 training images) on ``--n``
 samples (or, with ``--no-fid --npz-dir``, later on another machine); images/s of whole ``generate`` calls at ``--batch-size`` (one warm-up call, then
-``--timed-batches`` batches, synchronised), and the ratios to ``teacher-cfg``. Grids (10 per class)
+``--timed-reps`` repetitions of at least ``--timed-batches`` calls and ``--min-seconds`` each, synchronised;
+the median), and the ratios to ``teacher-cfg``. Grids (10 per class)
 are written to ``--out-dir``; the table to stdout and ``--json``.
 
     python benchmarks/dd_eval.py --teacher models/fashion-ar --student models/fashion-ar-dd --vq models/fashion-vq \\
@@ -27,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -66,16 +68,24 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def throughput(handle: Any, opts: dict[str, Any], batch: int, batches: int, device: str) -> float:
-    """Images per second of whole ``generate`` calls of ``batch`` images (after one warm-up call)."""
+def throughput(handle: Any, opts: dict[str, Any], batch: int, batches: int, device: str, reps: int = 3,
+               min_seconds: float = 1.0) -> list[float]:
+    """Images per second of whole ``generate`` calls of ``batch`` images (after one warm-up call), one figure
+    per repetition: each times at least ``batches`` calls and at least ``min_seconds`` (a one-step student's
+    call is ~17 ms on an H100: four calls alone gave rates 2x apart between two runs, 2026-12-07)."""
     labels = [i % 10 for i in range(batch)]
     dc.generate(handle, class_label=labels, n=batch, seed=1, **opts)
     sync(device)
-    start = time.perf_counter()
-    for k in range(batches):
-        dc.generate(handle, class_label=labels, n=batch, seed=2 + k, **opts)
-    sync(device)
-    return batch * batches / (time.perf_counter() - start)
+    rates, seed = [], 2
+    for _ in range(reps):
+        start, calls = time.perf_counter(), 0
+        while calls < batches or time.perf_counter() - start < min_seconds:
+            dc.generate(handle, class_label=labels, n=batch, seed=seed, **opts)
+            seed, calls = seed + 1, calls + 1
+            if calls >= batches:
+                sync(device)  # the elapsed time read next must include the device's work
+        rates.append(batch * calls / (time.perf_counter() - start))
+    return rates
 
 
 def samples(handle: Any, opts: dict[str, Any], n: int, batch: int) -> tuple[torch.Tensor, float]:
@@ -115,7 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rows", nargs="+", default=list(ROWS), choices=ROWS)
     p.add_argument("--n", type=int, default=10000, help="samples per FID")
     p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--timed-batches", type=int, default=4)
+    p.add_argument("--timed-batches", type=int, default=4, help="at least this many timed calls a repetition")
+    p.add_argument("--timed-reps", type=int, default=3, help="timed repetitions; images/s is their median")
+    p.add_argument("--min-seconds", type=float, default=1.0, help="at least this long a repetition")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--no-fid", action="store_true", help="only time the rows")
     p.add_argument("--classifier", help="also the class accuracy of the samples under this classifier (e.g. fashion-classifier)")
@@ -140,10 +152,13 @@ def main(argv: list[str] | None = None) -> int:
             (images, labels), nfe, rate = vq_reconstructions(a.vq, a.n, a.device, a.batch_size), 0.0, None
         else:
             handle, opts = row_call(name, teacher, student, scale)
-            rate = throughput(handle, opts, a.batch_size, a.timed_batches, a.device)
+            rates = throughput(handle, opts, a.batch_size, a.timed_batches, a.device, a.timed_reps, a.min_seconds)
+            rate = statistics.median(rates)
             images, nfe = samples(handle, opts, a.n, a.batch_size)
             labels = torch.arange(images.shape[0]) % 10
         row: dict[str, Any] = {"nfe": nfe, "images_per_s": rate}
+        if name != "vq-recon":
+            row["images_per_s_reps"] = rates
         if not a.no_fid:
             row["fid"] = fid(images, device=a.device)
         if a.classifier is not None:

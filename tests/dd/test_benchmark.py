@@ -18,13 +18,16 @@ def test_dd_eval_toy(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     bench = load_script("benchmarks/dd_eval.py", "dd_eval")
     out = tmp_path / "r.json"
     assert bench.main(["--teacher", str(zoo.ar), "--student", str(zoo.dd), "--n", "12", "--batch-size", "6",
-                       "--timed-batches", "1", "--device", "cpu", "--no-fid", "--out-dir", str(tmp_path / "grids"),
-                       "--json", str(out), "--npz-dir", str(tmp_path / "npz"), "--classifier", "fashion-classifier"]) == 0
+                       "--timed-batches", "1", "--timed-reps", "2", "--min-seconds", "0", "--device", "cpu", "--no-fid",
+                       "--out-dir", str(tmp_path / "grids"), "--json", str(out), "--npz-dir", str(tmp_path / "npz"),
+                       "--classifier", "fashion-classifier"]) == 0
     rows = json.loads(out.read_text())["rows"]
     assert set(rows) == {"teacher", "teacher-cfg", "teacher-flow", "dd-1", "dd-2", "one-pass"}
     assert [rows[k]["nfe"] for k in ("teacher", "teacher-cfg", "dd-1", "dd-2", "one-pass")] == [49, 98, 1, 2, 2]
     assert all(0.0 <= r["class_accuracy"] <= 1.0 for r in rows.values())
     assert rows["teacher-cfg"]["speedup_vs_teacher_cfg"] == 1.0 and rows["dd-1"]["images_per_s"] > 0
+    reps = rows["dd-1"]["images_per_s_reps"]  # two timed repetitions; the figure is their median
+    assert len(reps) == 2 and rows["dd-1"]["images_per_s"] == pytest.approx(sum(reps) / 2)
     assert all(0.0 <= rows[k]["same_as_map"] <= 1.0 for k in ("dd-1", "dd-2")) and "same_as_map" not in rows["teacher"]
     import numpy as np
 
@@ -50,7 +53,7 @@ def test_dd_eval_teacher_rows_without_a_student(tmp_path: Path, capsys: pytest.C
     bench = load_script("benchmarks/dd_eval.py", "dd_eval")
     out = tmp_path / "r.json"
     assert bench.main(["--teacher", str(zoo.ar), "--rows", "teacher-cfg", "one-pass", "--n", "6", "--batch-size", "6",
-                       "--timed-batches", "1", "--device", "cpu", "--no-fid", "--json", str(out)]) == 0
+                       "--timed-batches", "1", "--timed-reps", "1", "--min-seconds", "0", "--device", "cpu", "--no-fid", "--json", str(out)]) == 0
     got = json.loads(out.read_text())
     assert set(got["rows"]) == {"teacher-cfg", "one-pass"} and got["meta"]["cfg_scale"] == 1.5
     assert got["rows"]["teacher-cfg"]["nfe"] == 98

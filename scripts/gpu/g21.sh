@@ -9,8 +9,9 @@
 # scripts/gpu/pack.sh packs .gpuH and .gpuI from them): three calls,
 #   carry [.gpuA, .gpuH] `S=store ...`, then [.gpuI] `S=store ...`, then [.gpuB] `S=eval ...` (each <= 64 MiB with the tree).
 # Training data: the real Fashion-MNIST images of .gpuD (as the paper noises real images). Every stage
-# returns its students as tars in $OUT (stage 1 after call 1; the 4-, 2- and 1-step students after call 2,
-# the ones shipped in models/fashion-large-distill-*). A machine stays warm ~30 s after a reply: send the
+# returns its students as tars in $OUT (stage 1 after call 1; after a rounds call every student it finished, so
+# that rounds longer than one call's time go on in a later call or session; the 4-, 2- and 1-step ones are shipped in
+# models/fashion-large-distill-*). A machine stays warm ~30 s after a reply: send the
 # next call at once; if it went back, extract the returned tars into out/distill/ here and carry out/distill.
 # `D=SECONDS` caps a call (default 540); DEV (default cuda), TS (the stage-1 student's steps, 64), RM (minutes
 # per round, 1.5) and TR_OPTS / RD_OPTS / RT_OPTS (each round's training) / EV_OPTS (extra options) exist for a
@@ -23,6 +24,11 @@ rounds() {  # the progressive rounds from the last finished student (finished ro
   python3 -m decoding.train.distill_rounds --teacher $R/stage1 --teacher-steps ${TS:-64} --until 1 --root $R --minutes ${RM:-1.5} \
     --deadline-minutes $(left_min) ${RD_OPTS:-} -- --device $DEV --data $K/data/fashion-mnist --no-progress ${RT_OPTS:-}
 }
+# the rounds finished before this call: a call returns (tars) only the students it finished itself, every one of them,
+# so that longer rounds can span calls and sessions (extract the tars into out/distill/ and carry it on)
+finished_rounds() { for d in $R/steps-*; do grep -qs '"finished": true' $d/train_log.json && basename $d; done; }
+BEFORE=" $(finished_rounds | tr '\n' ' ') "
+new_rounds() { for n in $(finished_rounds); do case "$BEFORE" in *" $n "*) ;; *) tar -C $R -cf $OUT/$n.tar $n ;; esac; done; }
 [ "${S:-}" = store ] || need models/fashion-large/model.safetensors "carry .gpuE (scripts/gpu/pack.sh) in the first call (.gpuI for the evaluation)"
 { nvidia-smi -L 2>/dev/null; date -u; } | tee $OUT/g21-$S-env.txt
 case "${S:?set S=train, rounds or eval}" in
@@ -32,14 +38,14 @@ train)
     --data $K/data/fashion-mnist --device $DEV --minutes 4.5 --no-progress --checkpoint $R/stage1-ck --out $R/stage1 \
     ${TR_OPTS:-} > $OUT/stage1.log 2>&1
   echo "stage 1 rc $?"; tar -C $R -cf $OUT/stage1.tar stage1
-  rounds > $OUT/rounds-1.log 2>&1; echo "rounds rc $?"; ls $R; tail -n 4 $OUT/stage1.log $OUT/rounds-1.log ;;
+  rounds > $OUT/rounds-1.log 2>&1; echo "rounds rc $?"; ls $R; new_rounds; tail -n 4 $OUT/stage1.log $OUT/rounds-1.log ;;
 store)  # the evaluation on a fresh machine: carry [.gpuA, .gpuH], then [.gpuI] (keep.sh stores both), then S=eval with [.gpuB]
   ls -la $K $K/w $R ;;
 rounds)
   need $R/stage1/model.safetensors "the machine went back: extract stage1.tar into out/distill/ and carry out/distill"
   need $K/data/fashion-mnist "the machine went back: carry .gpuD with out/distill"
   rounds > $OUT/rounds-2.log 2>&1; echo "rounds rc $?"; ls $R
-  for s in steps-4 steps-2 steps-1; do [ -d $R/$s ] && tar -C $R -cf $OUT/$s.tar $s; done
+  new_rounds
   tail -n 6 $OUT/rounds-2.log ;;
 eval)
   need "${DECODING_INCEPTION:-}" "carry .gpuA in the rounds call and .gpuB in this one (the two Inception parts)"

@@ -11,8 +11,9 @@
 #                and the classifier's weights (16.6 MB, carried with .gpuA), .gpuI the teacher's and the
 #                2-step, 1-step and stage-1 students' weights (58.9 MB); scripts/gpu/g21.sh S=store takes
 #                them, then S=eval with .gpuB
+#   .gpuL/       issue 21's longer rounds from the shipped stage-1 student (distill/stage1/, 14 MB; with .gpuD)
 #   .gpuJ/       issue 20 with the shipped teacher (models/fashion-ar): its, the tokenizer's and the classifier's
-#                weights (.gpuA + .gpuJ + the slim tree is ~62 MiB: nothing more fits in that call) (carried with .gpuA in g20.sh's S=student call)
+#                weights, carried with .gpuA in g20.sh's S=student call (with the slim tree ~62 MiB: nothing more fits)
 # Calls then run on the slim tree (`scripts/gpu/slim.sh on`, ~3.5 MB; `off` afterwards):
 #   1. carry [.gpuA, .gpuE]  `bash .gpuE/g1.sh`   (copies everything into /root/keep on the machine)
 #   2. carry [.gpuB]         `bash /root/keep/g2.sh`
@@ -35,6 +36,9 @@ if [ -f models/fashion-large-distill-1/model.safetensors ]; then
   cp models/fashion-classifier/model.safetensors .gpuH/w/fashion-classifier.safetensors
   cp models/fashion-large/model.safetensors .gpuI/w/fashion-large.safetensors
   for n in 2 1 stage1; do cp models/fashion-large-distill-$n/model.safetensors .gpuI/w/fashion-large-distill-$n.safetensors; done
+fi
+if [ -f models/fashion-large-distill-stage1/model.safetensors ]; then  # issue 21's longer rounds: the shipped stage 1
+  rm -rf .gpuL; mkdir -p .gpuL/distill; cp -r models/fashion-large-distill-stage1 .gpuL/distill/stage1
 fi
 if [ -f models/fashion-ar/model.safetensors ]; then
   rm -rf .gpuJ; mkdir -p .gpuJ/w

@@ -6,7 +6,8 @@
 Each round is one ``decoding train distill-progressive`` run: student ``ROOT/steps-N`` (saved),
 checkpoint ``ROOT/steps-N-ck``; the next round's teacher is the previous round's student. Rerunning
 the same command continues where it stopped: a finished round (its ``train_log.json`` says so) is
-skipped, an unfinished one is resumed from its checkpoint. ``--minutes`` is each round's time budget
+skipped, an unfinished one is resumed from its checkpoint; rounds before the last finished one may be
+missing (only the last student need be carried to a new machine). ``--minutes`` is each round's time budget
 (the skeleton fixes the number of steps from the measured speed); with ``--deadline-minutes`` no
 round starts that would end after the deadline. Everything after ``--`` goes to every round.
 """
@@ -64,9 +65,15 @@ def main(argv: list[str] | None = None) -> int:
     if steps is None:
         p.error(f"{a.teacher} is a stage-1 student: give --teacher-steps")
     teacher, first = Path(a.teacher), own is None
-    for n in rounds(int(steps), a.until):
+    chain = rounds(int(steps), a.until)
+    # the chain goes on from its last finished round: the rounds before it need not be present (a later session
+    # carries only the last finished student, not the whole chain)
+    last = max((i for i, n in enumerate(chain) if finished(a.root / f"steps-{n}")), default=-1)
+    for i, n in enumerate(chain):
         out, ck = a.root / f"steps-{n}", a.root / f"steps-{n}-ck"
-        if finished(out):
+        if i < last and not finished(out):
+            print(f"round {2 * n} -> {n}: skipped, a later round is finished ({a.root / f'steps-{chain[last]}'})")
+        elif finished(out):
             print(f"round {2 * n} -> {n}: done earlier ({out})")
         else:
             if a.minutes is not None and a.deadline_minutes is not None:
@@ -83,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"round {2 * n} -> {n}: stopped before its last step; rerun this command to resume it")
                 return 1
         teacher, first = out, False
-    print(f"rounds done: {', '.join(str(a.root / f'steps-{n}') for n in rounds(int(steps), a.until))}")
+    print(f"rounds done: {', '.join(str(a.root / f'steps-{n}') for n in chain if finished(a.root / f'steps-{n}'))}")
     return 0
 
 

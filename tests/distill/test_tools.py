@@ -45,6 +45,21 @@ def test_rounds_chain_stop_and_resume(students: Students, tmp_path: Path, capsys
     assert dc.generate(dc.load(root / "steps-1"), class_label=3, steps=1).nfe == [1.0]
 
 
+def test_rounds_go_on_from_the_last_finished_round(students: Students, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    """A new machine gets only the last finished student (steps-2 of 8 -> 4 -> 2 -> 1): round 8 -> 4 is not
+    trained again, and the next round learns from that student."""
+    root = tmp_path / "runs"
+    shutil.copytree(students.steps2, root / "steps-2")
+    assert finished(root / "steps-2")
+    cmd = ["--teacher", str(students.stage1), "--teacher-steps", "8", "--until", "1", "--root", str(root), "--",
+           "--data", str(students.data), *RUN, "--steps", "1"]
+    assert rounds_main(cmd) == 0
+    out = capsys.readouterr().out
+    assert "round 8 -> 4: skipped" in out and "round 4 -> 2: done earlier" in out and not (root / "steps-4").exists()
+    card = json.loads((root / "steps-1" / "config.json").read_text())
+    assert finished(root / "steps-1") and card["distill"]["teacher"] == str(root / "steps-2")
+
+
 def test_deadline_starts_no_round_that_cannot_finish(students: Students, tmp_path: Path, capsys) -> None:  # noqa: ANN001
     cmd = ["--teacher", str(students.steps2), "--root", str(tmp_path), "--minutes", "2", "--deadline-minutes", "2.2", "--",
            "--data", str(students.data), *RUN]

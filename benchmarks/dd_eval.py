@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         if name == "vq-recon":
             if a.vq is None:
                 continue
-            (images, labels), nfe, rate = vq_reconstructions(a.vq, a.n, a.device, a.batch_size), 0.0, None
+            (images, labels), nfe, rate, rates = vq_reconstructions(a.vq, a.n, a.device, a.batch_size), 0.0, None, []
         else:
             handle, opts = row_call(name, teacher, student, scale)
             rates = throughput(handle, opts, a.batch_size, a.timed_batches, a.device, a.timed_reps, a.min_seconds)
@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
             images, nfe = samples(handle, opts, a.n, a.batch_size)
             labels = torch.arange(images.shape[0]) % 10
         row: dict[str, Any] = {"nfe": nfe, "images_per_s": rate}
-        if name != "vq-recon":
+        if rates:
             row["images_per_s_reps"] = rates
         if not a.no_fid:
             row["fid"] = fid(images, device=a.device)

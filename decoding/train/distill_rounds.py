@@ -68,12 +68,13 @@ def main(argv: list[str] | None = None) -> int:
     chain = rounds(int(steps), a.until)
     # the chain goes on from its last finished round: the rounds before it need not be present (a later session
     # carries only the last finished student, not the whole chain)
-    last = max((i for i, n in enumerate(chain) if finished(a.root / f"steps-{n}")), default=-1)
+    done = [finished(a.root / f"steps-{n}") for n in chain]
+    last = max((i for i, d in enumerate(done) if d), default=-1)
     for i, n in enumerate(chain):
         out, ck = a.root / f"steps-{n}", a.root / f"steps-{n}-ck"
-        if i < last and not finished(out):
+        if i < last and not done[i]:
             print(f"round {2 * n} -> {n}: skipped, a later round is finished ({a.root / f'steps-{chain[last]}'})")
-        elif finished(out):
+        elif done[i]:
             print(f"round {2 * n} -> {n}: done earlier ({out})")
         else:
             if a.minutes is not None and a.deadline_minutes is not None:

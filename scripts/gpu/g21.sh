@@ -15,13 +15,15 @@
 # next call at once; if it went back, extract the returned tars into out/distill/ here and carry out/distill.
 # `D=SECONDS` caps a call (default 540); DEV (default cuda), TS (the stage-1 student's steps, 64), RM (minutes
 # per round, 1.5) and TR_OPTS / RD_OPTS / RT_OPTS (each round's training) / EV_OPTS (extra options) exist for a
-# dry run on a CPU at toy size.
+# dry run on a CPU at toy size. FROM (default stage1) names the student the rounds go on from: a finished round's student
+# (e.g. FROM=steps-4, the shipped 4-step student carried as distill/steps-4) retrains only the rounds after it.
+# EV_ROWS replaces the evaluation's teacher scales and baselines (default: all of them).
 set -u
 source scripts/gpu/keep.sh; R=$K/distill; DEV=${DEV:-cuda}; mkdir -p $R
 [ -d out/distill ] && cp -r out/distill/. $R/  # students carried back after the machine went back
 left_min() { awk "BEGIN{l=(${D:-540}-$SECONDS)/60; print (l > 0.1 ? l : 0.1)}"; }
 rounds() {  # the progressive rounds from the last finished student (finished rounds are skipped)
-  python3 -m decoding.train.distill_rounds --teacher $R/stage1 --teacher-steps ${TS:-64} --until 1 --root $R --minutes ${RM:-1.5} \
+  python3 -m decoding.train.distill_rounds --teacher $R/${FROM:-stage1} --teacher-steps ${TS:-64} --until 1 --root $R --minutes ${RM:-1.5} \
     --deadline-minutes $(left_min) ${RD_OPTS:-} -- --device $DEV --data $K/data/fashion-mnist --no-progress ${RT_OPTS:-}
 }
 # the rounds finished before this call: a call returns (tars) only the students it finished itself, every one of them,
@@ -42,7 +44,7 @@ train)
 store)  # the evaluation on a fresh machine: carry [.gpuA, .gpuH], then [.gpuI] (keep.sh stores both), then S=eval with [.gpuB]
   ls -la $K $K/w $R ;;
 rounds)
-  need $R/stage1/model.safetensors "the machine went back: extract stage1.tar into out/distill/ and carry out/distill"
+  need $R/${FROM:-stage1}/model.safetensors "the machine went back: extract stage1.tar into out/distill/ and carry out/distill"
   need $K/data/fashion-mnist "the machine went back: carry .gpuD with out/distill"
   rounds > $OUT/rounds-2.log 2>&1; echo "rounds rc $?"; ls $R
   new_rounds
@@ -53,8 +55,8 @@ eval)
   students=$(for s in stage1 steps-8 steps-4 steps-2 steps-1; do [ -d $R/$s ] && echo $R/$s; done)
   [ -z "$students" ] && students="$(for n in stage1 4 2 1; do  # none trained on this machine: the shipped students
     [ -f $K/w/fashion-large-distill-$n.safetensors ] && echo models/fashion-large-distill-$n; done)"
-  python3 -m decoding.evals.distill --teacher models/fashion-large --scale 1.5 --scales 1 1.5 2 3 --students $students \
-    --baseline-steps 8 4 2 1 --n 10000 --device $DEV --out $OUT/distill_eval_h100.json ${EV_OPTS:-} > $OUT/eval.log 2>&1
+  python3 -m decoding.evals.distill --teacher models/fashion-large --scale 1.5 --students $students \
+    ${EV_ROWS:---scales 1 1.5 2 3 --baseline-steps 8 4 2 1} --n 10000 --device $DEV --out $OUT/distill_eval_h100.json ${EV_OPTS:-} > $OUT/eval.log 2>&1
   echo "eval rc $?"; tail -n 25 $OUT/eval.log ;;
 *) echo "unknown stage S=$S"; exit 1 ;;
 esac

@@ -2,8 +2,8 @@
 # machine stays warm between calls), the slim tree gets back the weights and FID files kept there, the
 # Inception network is joined from its two parts once both came, and need() names a missing input.
 K=/root/keep; mkdir -p $K/w $OUT
-[ -d .gpuD/data ] && cp -r .gpuD/data $K/
-for d in .gpu*/; do  # weights (w/NAME.safetensors) and finished students (distill/NAME/) of any carry folder
+for d in .gpu*/; do  # data (data/), weights (w/NAME.safetensors) and finished students (distill/NAME/) of any carry folder
+  [ -d ${d}data ] && cp -r ${d}data $K/
   [ -d ${d}w ] && cp ${d}w/* $K/w/
   [ -d ${d}distill ] && { mkdir -p $K/distill; cp -r ${d}distill/. $K/distill/; }
 done

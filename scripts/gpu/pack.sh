@@ -12,6 +12,8 @@
 #                2-step, 1-step and stage-1 students' weights (58.9 MB); scripts/gpu/g21.sh S=store takes
 #                them, then S=eval with .gpuB
 #   .gpuL/       issue 21's longer rounds from the shipped stage-1 student (distill/stage1/, 14 MB; with .gpuD)
+#   .gpuM/, .gpuC/  issue 21's last two rounds again from the shipped 4-step student (FROM=steps-4 in g21.sh): .gpuM holds
+#                the data, distill/steps-4 and the teacher's weights (60 MB), .gpuC the classifier's (for the evaluation)
 #   .gpuJ/       issue 20 with the shipped teacher (models/fashion-ar): its, the tokenizer's and the classifier's
 #                weights, carried with .gpuA in g20.sh's S=student call (with the slim tree ~62 MiB: nothing more fits)
 # Calls then run on the slim tree (`scripts/gpu/slim.sh on`, ~3.5 MB; `off` afterwards):
@@ -39,6 +41,11 @@ if [ -f models/fashion-large-distill-1/model.safetensors ]; then
 fi
 if [ -f models/fashion-large-distill-stage1/model.safetensors ]; then  # issue 21's longer rounds: the shipped stage 1
   rm -rf .gpuL; mkdir -p .gpuL/distill; cp -r models/fashion-large-distill-stage1 .gpuL/distill/stage1
+fi
+if [ -f models/fashion-large-distill-4/model.safetensors ]; then  # issue 21's last rounds from the shipped 4-step student
+  rm -rf .gpuM .gpuC; mkdir -p .gpuM/w .gpuM/distill .gpuC/w; cp -r .gpuD/data .gpuM/
+  cp -r models/fashion-large-distill-4 .gpuM/distill/steps-4; cp models/fashion-large/model.safetensors .gpuM/w/fashion-large.safetensors
+  cp models/fashion-classifier/model.safetensors .gpuC/w/fashion-classifier.safetensors
 fi
 if [ -f models/fashion-ar/model.safetensors ]; then
   rm -rf .gpuJ; mkdir -p .gpuJ/w

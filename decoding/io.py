@@ -57,3 +57,21 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
 
 def atomic_write_json(path: str | os.PathLike[str], obj: Any, indent: int | None = 2) -> None:
     atomic_write_text(path, json.dumps(obj, indent=indent, allow_nan=True, default=str) + "\n")
+
+
+def check_writable(*paths: str | os.PathLike[str]) -> None:
+    """Raise ``ValueError`` naming the problem unless each path can be written as a file (before any work is done).
+
+    A path fails when it is a folder, when the nearest existing folder above it is a file, or when that
+    folder is not writable; missing folders in between are fine (:func:`atomic_path` creates them).
+    """
+    for p in map(Path, paths):
+        if p.is_dir():
+            raise ValueError(f"cannot write {p}: it is a folder; give a file name")
+        above = p.parent
+        while not above.exists() and above != above.parent:
+            above = above.parent
+        if not above.is_dir():
+            raise ValueError(f"cannot write {p}: {above} is a file, not a folder")
+        if not os.access(above, os.W_OK | os.X_OK):
+            raise ValueError(f"cannot write {p}: no permission to write in {above}")

@@ -60,8 +60,8 @@ def cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
 
 
 def load_json_schema(schema: dict | str | Path) -> dict:
-    """A JSON Schema from a dict, JSON text, or a path to a ``.json`` file."""
-    if isinstance(schema, dict):
+    """A JSON Schema from a dict (or the boolean schemas ``True`` / ``False``), JSON text, or a path to a ``.json`` file."""
+    if isinstance(schema, dict | bool):
         return schema
     if isinstance(schema, Path) or (isinstance(schema, str) and not schema.lstrip().startswith(("{", "["))):
         path = Path(schema).expanduser()
@@ -141,7 +141,7 @@ def generate_causal(
     if max_new < 1:
         raise OptionError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     samp = Sampling.coerce(sampling)
-    stops = [stop] if isinstance(stop, str) else [s for s in (stop or []) if s]
+    stops = [s for s in ([stop] if isinstance(stop, str) else stop or []) if s]  # "" stops nothing
     if aligned is not None and aligned is not False:
         return _generate_aligned(lm, prompts, run, max_new, samp, stops, chat, grammar, json_schema, aligned,
                                  trie, budget_close)

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from decoding.io import atomic_write_bytes
+from decoding.io import atomic_write_bytes, check_writable
 
 
 @dataclass
@@ -107,13 +107,15 @@ class Generation:
         if self.images is not None:
             if path.suffix.lower() != ".png":
                 raise ValueError(f"images are saved as a PNG grid: give a path ending in .png, got {path}")
+            json_path = path.with_suffix(".json")
+            check_writable(path, json_path)  # both or neither: no grid without its settings
             buf = io.BytesIO()
             self.grid(nrow, scale=scale).save(buf, format="PNG")
             meta.update(nfe_per_image=max(self.nfe), grid=path.name, n=len(self))
-            json_path = path.with_suffix(".json")
             atomic_write_bytes(path, buf.getvalue())
             atomic_write_bytes(json_path, (json.dumps(meta, indent=2, default=str) + "\n").encode())
             return [path, json_path]
+        check_writable(path)
         lines = [json.dumps({**row, "settings": meta}, ensure_ascii=False, default=str) for row in self.rows()]
         atomic_write_bytes(path, ("\n".join(lines) + "\n").encode("utf-8"))
         return [path]
@@ -126,6 +128,8 @@ def make_grid(images: Tensor, nrow: int | None = None, padding: int = 2, scale: 
     n, c, h, w = images.shape
     if n == 0:
         raise ValueError("no images to put in a grid")
+    if nrow is not None and (isinstance(nrow, bool) or not isinstance(nrow, int) or nrow < 1):
+        raise ValueError(f"nrow (images per grid row) must be a whole number >= 1, got {nrow!r}")
     nrow = nrow or math.ceil(math.sqrt(n))
     rows = math.ceil(n / nrow)
     canvas = torch.zeros(c, rows * (h + padding) + padding, nrow * (w + padding) + padding, dtype=torch.uint8)

@@ -220,6 +220,22 @@ def model_statistics(handle: Handle | str, solver: str, opts: dict[str, Any]) ->
     return {**opts, key: path}
 
 
+def check_interval(specs: Sequence[Any], schedule: Any, steps: int, spacing: str) -> None:
+    """Refuse a CFG ``interval`` that holds none of the times the sampler calls the model at: its guidance
+    would silently never apply (e.g. an interval written in [0, 1] on a schedule whose time runs to 999)."""
+    cfg = next((g for g in specs if isinstance(g, CFG) and g.interval is not None), None)
+    if cfg is None:
+        return
+    from decoding.solvers.timesteps import make_timesteps
+
+    times = make_timesteps(schedule, steps, spacing)[:-1].tolist()  # the last point is the data end, never called
+    lo, hi = cfg.interval
+    if not any(lo <= t <= hi for t in times):
+        shown = ", ".join(f"{t:g}" for t in times[:6]) + (", ..." if len(times) > 6 else "")
+        raise OptionError(f"guidance {cfg.spec()}: the interval holds none of the {len(times)} times the sampler calls the "
+                          f"model at ({shown}); it is in the schedule's time, from {min(times):g} to {max(times):g} here")
+
+
 def generate_image(
     handle: Handle,
     prompt: Any,
@@ -264,6 +280,7 @@ def generate_image(
     spacing = str(spacing or d.get("spacing") or default_spacing(built))  # the grid measured best for it
     if spacing not in SPACINGS:
         raise OptionError(f"unknown spacing {spacing!r}; choose one of {', '.join(SPACINGS)}")
+    check_interval(plain, model.schedule, steps, spacing)
     process = ContinuousProcess(model.schedule, built, spacing=spacing)
     dev = model.device
     cfg = model.net.cfg
@@ -291,7 +308,13 @@ def generate_image(
         chunks.append(res.x.float().cpu())
         nfe += res.nfe.tolist()
         seconds += res.seconds
+    images = torch.cat(chunks)
+    if not torch.isfinite(images).all():  # clamp() would pass NaN on as a black image
+        bad = int((~torch.isfinite(images)).flatten(1).any(1).sum())
+        raise OptionError(f"{bad} of {n} samples diverged (NaN or inf in the image): the guidance {settings['guidance']} "
+                          f"or the solver {name!r} with {steps} steps is numerically unstable here; lower the scale or "
+                          "take more steps")
     return Generation(
-        kind=handle.kind, model=handle.name, images=torch.cat(chunks).clamp(-1, 1), labels=labels, nfe=nfe,
+        kind=handle.kind, model=handle.name, images=images.clamp(-1, 1), labels=labels, nfe=nfe,
         finish_reason=["complete"] * n, seconds=seconds, settings=settings,
     )

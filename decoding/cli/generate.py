@@ -90,12 +90,27 @@ def add_parser(subparsers: Any, name: str = "generate", default_model: str | Non
     g.add_argument("--solver", help="dpmpp_2m (default), dpmpp_3m, ddim, unipc_bh2, ... ")
     g.add_argument("--spacing", help="time grid: time, logsnr, karras or logsnr_trunc (default: the grid measured best for the solver)")
     g.add_argument("--guidance", action="append", help="a guidance wrapper, repeatable: cfg:SCALE[,rescale=PHI][,interval=LO-HI], "
-                   "cfgpp:LAMBDA, pag:SCALE[,layers=A+B], agd:SCALE[,adapters=FOLDER], stitch:SMALL_MODEL:FRACTION")
+                   "cfgpp:LAMBDA, pag:SCALE[,layers=A+B], agd:SCALE[,adapters=FOLDER], stitch:SMALL_MODEL:FRACTION "
+                   "(interval: in the schedule's time, e.g. 200-800 of 0-999)")
     g.add_argument("--nrow", type=int, help="images per grid row (default: square)")
     restoration.add_arguments(p)
     common_options(p)
     p.set_defaults(func=run, default_out="grid.png" if default_model and "fashion" in default_model else None)
     return p
+
+
+def check_out(args: argparse.Namespace, images: bool) -> None:
+    """Refuse an ``--out`` that cannot be written before any sampling: images need a ``.png`` path (and
+    its ``.json`` beside it), and neither may be a folder or lie under a file or a read-only folder."""
+    from decoding.io import check_writable
+
+    if images:
+        out = args.out or Path(args.default_out or "grid.png")
+        if out.suffix.lower() != ".png":
+            raise UsageError(f"images are saved as a PNG grid: give --out a path ending in .png, got {out}")
+        check_writable(out, out.with_suffix(".json"))
+    elif args.out is not None:
+        check_writable(args.out)
 
 
 def read_prompts(args: argparse.Namespace) -> list[str]:
@@ -166,6 +181,9 @@ def run(args: argparse.Namespace) -> int:
     images = source.kind in ("image-diffusion", "distilled-diffusion", "image-ar", "image-ar-dd")
     if args.nrow is not None and not images:
         raise dc.OptionError(f"option 'nrow' does not apply to {source.kind} models like {args.model}")
+    if args.nrow is not None and args.nrow < 1:
+        raise UsageError(f"--nrow (images per grid row) must be >= 1, got {args.nrow}")
+    check_out(args, images)
     prompts = read_prompts(args)
     if source.kind == "causal-lm" and not prompts:
         raise UsageError("give a prompt: PROMPT, --prompt TEXT or --prompts-file FILE")

@@ -66,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if hasattr(args, "device"):
             check_device(args.device)
         return int(args.func(args) or 0)
-    except (UsageError, ValueError, FileNotFoundError, NotADirectoryError, KeyError) as e:
+    except (UsageError, ValueError, OSError, KeyError) as e:  # OSError: a file that cannot be read or written
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"decoding {args.command}: error: {msg}", file=sys.stderr)
         return 2

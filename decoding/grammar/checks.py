@@ -29,6 +29,9 @@ def load_lark(source: str, name: str, start: str = "start") -> Any:
         raise GrammarError(f"grammar {name}: {msg.strip()}") from e
     except LarkError as e:
         raise GrammarError(f"grammar {name} is malformed: {str(e).strip()}") from e
+    except (OSError, AssertionError) as e:  # lark's %import found no grammar file
+        raise GrammarError(f"grammar {name}: an %import names no grammar lark can find ({e}); lark's own "
+                           "grammars are imported as '%import common.WS'") from e
 
 
 def unproductive_rules(lark_grammar: Any) -> list[str]:

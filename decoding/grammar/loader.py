@@ -20,7 +20,9 @@ def grammar_source(grammar: str | Path) -> tuple[str, str]:
     """``(lark source, display name)`` for a built-in name, a ``.lark`` path, or grammar text.
 
     A string counts as grammar text when it contains a newline or a ``:`` rule definition and
-    is neither a built-in name nor an existing file.
+    is neither a built-in name nor an existing file. A string with a newline anywhere (before or
+    after the rest, too) is never read as a path: a caller that appends one to untrusted text (the
+    server) is sure that no file is opened.
     """
     if isinstance(grammar, Path):
         if not grammar.is_file():
@@ -32,7 +34,7 @@ def grammar_source(grammar: str | Path) -> tuple[str, str]:
     if name in builtin_grammars():
         return (GRAMMARS_DIR / f"{name}.lark").read_text(), name
     path = Path(name).expanduser()
-    if "\n" not in name and (path.suffix == ".lark" or path.is_file()):
+    if "\n" not in grammar and (path.suffix == ".lark" or path.is_file()):
         if not path.is_file():
             raise GrammarError(f"grammar file {path} does not exist")
         return path.read_text(), str(path)
@@ -42,3 +44,31 @@ def grammar_source(grammar: str | Path) -> tuple[str, str]:
         f"unknown grammar {name!r}: use a built-in name ({', '.join(builtin_grammars())}), "
         "a path to a .lark file, or lark grammar text"
     )
+
+
+def lark_library_grammars() -> list[str]:
+    """Names of the grammars lark ships (``common``, ``unicode``, ...): what ``%import NAME.X`` finds without a file."""
+    import lark
+
+    return sorted(p.stem for p in (Path(lark.__file__).parent / "grammars").glob("*.lark"))
+
+
+def check_library_imports(source: str) -> None:
+    """Raise :class:`GrammarError` unless every ``%import`` of ``source`` names a grammar of lark's own library.
+
+    For grammar text from someone who must not read this machine's files (a server's request): lark
+    resolves a relative import (``%import .name.X``) and any library name it does not ship against the
+    file system. Lines are as lark reads them: ``%import`` at the start of a line, after blanks.
+    """
+    library = lark_library_grammars()
+    for number, line in enumerate(source.splitlines(), 1):
+        words = line.split()
+        if not words or words[0] != "%import":
+            continue
+        path = words[1] if len(words) > 1 else ""
+        module = path.split("(")[0].lstrip(".").split(".")[0]
+        if path.startswith(".") or module not in library:
+            raise GrammarError(
+                f"grammar line {number}: {line.strip()!r} imports a grammar file; only lark's own grammars can be "
+                f"imported here ({', '.join(library)}), e.g. '%import common.WS'"
+            )

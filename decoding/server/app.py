@@ -77,7 +77,9 @@ def create_app(handle: Any, config: ServerConfig) -> FastAPI:
             if server.grammars is not None:
                 server.grammars.close()
 
-    app = FastAPI(title="decoding serve", lifespan=lifespan)
+    # with a key, every route but /health needs it: FastAPI's own pages (/docs, /redoc, /openapi.json) are off
+    docs = {} if config.api_key is None else {"docs_url": None, "redoc_url": None, "openapi_url": None}
+    app = FastAPI(title="decoding serve", lifespan=lifespan, **docs)
     app.state.server = server
     install_handlers(app)
 

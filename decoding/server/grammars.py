@@ -1,8 +1,9 @@
 """Grammars and JSON Schemas of requests: compiled once, off the event loop, cached.
 
 A request's ``grammar`` is a shipped grammar's name or lark text (never a path: a request must not
-read the server's files); ``response_format`` ``json_object`` is the shipped ``json`` grammar and
-``json_schema`` goes through :func:`decoding.grammar.json_schema_to_lark`. Compilation runs in a
+read the server's files, nor may its ``%import`` lines); ``response_format`` ``json_object`` is the
+JSON Schema ``{"type": "object"}`` (any JSON object, as OpenAI's JSON mode answers) and ``json_schema``
+goes through :func:`decoding.grammar.json_schema_to_lark`. Compilation runs in a
 worker thread; requests for a grammar being compiled wait for that compilation, later ones find it
 in the cache. A grammar that does not compile is a 400 with the compiler's message (also cached).
 """
@@ -17,6 +18,7 @@ from typing import Any
 
 from decoding.api.causal_lm import compiled_grammar, grammar_text
 from decoding.grammar import builtin_grammars
+from decoding.grammar.loader import check_library_imports
 from decoding.server.errors import APIError, bad_request
 from decoding.server.schemas import TextRequest
 
@@ -31,7 +33,7 @@ def grammar_request(req: TextRequest, max_bytes: int) -> tuple[str, Any, str] | 
     if fmt is not None and fmt.type == "json_object":
         if fmt.json_schema is not None:
             raise bad_request("response_format json_object takes no json_schema (use type json_schema)", "response_format")
-        return "grammar", "json", "response_format"
+        return "schema", {"type": "object"}, "response_format"  # JSON mode answers an object, not any JSON value
     if fmt is not None and fmt.type == "json_schema":
         if fmt.json_schema is None or fmt.json_schema.schema_ is None:
             raise bad_request("response_format json_schema needs json_schema.schema (a JSON Schema)", "response_format")
@@ -59,6 +61,8 @@ def _compile(lm: Any, kind: str, value: Any) -> tuple[Any, str]:
         source = found[0]
     else:
         source = value
+        if value.strip() not in builtin_grammars():
+            check_library_imports(value)  # lark would look for other imported grammars among the server's files
     # a newline makes the text count as grammar text (or a shipped name), never as a file path
     return compiled_grammar(lm, source if "\n" in source else source + "\n", None)
 

@@ -27,7 +27,7 @@ def class_of(handle: Any, req: ImageRequest) -> int | None:
     from_prompt = None
     text = (req.prompt or "").strip()
     if text:
-        if text.isdigit():
+        if text.isascii() and text.isdigit():  # not int() of '²', which isdigit() also calls a digit
             from_prompt = int(text)
         elif text.lower() in names:
             from_prompt = names.index(text.lower())

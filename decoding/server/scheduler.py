@@ -153,13 +153,19 @@ class Scheduler:
         dev = self.lm.device
         rows = []
         for job in jobs:
-            chain = tuple(job.sampling.processors())
-            for j in range(job.n):
-                g = torch.Generator(device=dev).manual_seed(row_seed(job.seed, j))
-                cons = None
-                if job.grammar is not None:
-                    cons = job.grammar.constraint(1, dev, max_tokens=job.max_tokens)
-                rows.append(Row(job=job, choice=j, generator=g, chain=chain, constraint=cons))
+            try:  # a job whose rows cannot be set up (its seed, its constraint) fails alone, not the batch
+                chain = tuple(job.sampling.processors())
+                mine = []
+                for j in range(job.n):
+                    g = torch.Generator(device=dev).manual_seed(row_seed(job.seed, j))
+                    cons = None
+                    if job.grammar is not None:
+                        cons = job.grammar.constraint(1, dev, max_tokens=job.max_tokens)
+                    mine.append(Row(job=job, choice=j, generator=g, chain=chain, constraint=cons))
+            except Exception as e:
+                job.deliver(e)
+                continue
+            rows.extend(mine)
         return rows
 
     def _decode(self, rows: list[Row], prompt: Any, steps: int) -> tuple[State, list[list[int]], dict]:
@@ -192,10 +198,10 @@ class Scheduler:
 
     def _advance(self, admitted: list[TextJob]) -> None:
         lm = self.lm
-        new_rows, new_state = [], None
-        if admitted:
-            new_rows = self._new_rows(admitted)
-            width = max(len(j.prompt_ids) for j in admitted)
+        new_state = None
+        new_rows = self._new_rows(admitted) if admitted else []
+        if new_rows:
+            width = max(len(r.job.prompt_ids) for r in new_rows)
             ids = torch.full((len(new_rows), width), lm.pad_token_id, dtype=torch.long)
             mask = torch.zeros(len(new_rows), width, dtype=torch.bool)
             for i, r in enumerate(new_rows):

@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from decoding.api.run import SEED_RANGE
+
 
 class StreamOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -43,7 +45,7 @@ class TextRequest(BaseModel):
     stream: bool = False
     stream_options: StreamOptions | None = None
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=SEED_RANGE[0], le=SEED_RANGE[1])  # torch's seeds
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
     logit_bias: dict[str, float] | None = None
@@ -107,9 +109,9 @@ class ImageRequest(BaseModel):
     size: str | None = None
     response_format: Literal["b64_json", "url"] | None = None
     user: str | None = None
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=SEED_RANGE[0], le=SEED_RANGE[1])  # torch's seeds
     class_label: int | None = Field(default=None, ge=0)
     solver: str | None = None
     steps: int | None = Field(default=None, ge=1)
-    guidance: float | None = None
+    guidance: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     spacing: str | None = None

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from decoding.api.options import OptionError, Sampling
 from decoding.server.errors import APIError, bad_request
@@ -120,7 +120,7 @@ class TextHandler:
         if max_tokens > cfg.max_tokens:
             raise bad_request(f"max_tokens must be <= {cfg.max_tokens} on this server", "max_tokens")
         sampling = sampling_of(req)
-        stops = [req.stop] if isinstance(req.stop, str) else [x for x in (req.stop or []) if x]
+        stops = [x for x in ([req.stop] if isinstance(req.stop, str) else req.stop or []) if x]  # "" stops nothing
         top = (req.top_logprobs or 0 if req.logprobs else None) if chat else req.logprobs
         prompts = encode_prompts(lm, req)
         for ids in prompts:
@@ -156,7 +156,7 @@ class TextHandler:
         if req.stream:
             body = self._stream(chat, req, jobs, choices, queue, meta, usage)
             return StreamingResponse(body, media_type="text/event-stream")
-        watcher = asyncio.ensure_future(_watch_disconnect(request, jobs))
+        watcher = asyncio.ensure_future(_watch_disconnect(request, jobs, queue))
         try:
             async for _ in _updates(queue, jobs, choices):
                 pass
@@ -164,6 +164,8 @@ class TextHandler:
             watcher.cancel()
             for job in jobs:
                 job.cancel()
+        if watcher.done() and not watcher.cancelled():  # the client went away: no one reads an answer
+            return Response(status_code=499)
         return JSONResponse(self._final(chat, choices, meta, usage))
 
     # ---- aligned ---------------------------------------------------------------------------
@@ -267,12 +269,17 @@ class TextHandler:
                 job.cancel()
 
 
+CLIENT_GONE = object()  # put on a request's update queue when its client went away
+
+
 async def _updates(queue: asyncio.Queue, jobs: list[TextJob], choices: list[Choice]) -> AsyncIterator[tuple[int, str, list]]:
     """``(choice index, new text, new logprob entries)`` until every choice has finished."""
     n = jobs[0].n
     open_choices = len(choices)
     while open_choices:
         k, item = await queue.get()
+        if item is CLIENT_GONE:  # the scheduler sends nothing more to cancelled jobs
+            return
         if isinstance(item, BaseException):
             raise APIError(500, f"decoding failed: {type(item).__name__}: {item}")
         for upd in item:
@@ -284,11 +291,13 @@ async def _updates(queue: asyncio.Queue, jobs: list[TextJob], choices: list[Choi
             yield k * n + upd.choice, delta, c.logprobs[before:]
 
 
-async def _watch_disconnect(request: Request, jobs: list[TextJob]) -> None:
-    """Cancel the jobs when the client of a non-streaming request goes away."""
+async def _watch_disconnect(request: Request, jobs: list[TextJob], queue: asyncio.Queue) -> None:
+    """Cancel the jobs when the client of a non-streaming request goes away, and end the request's
+    wait for their updates (:data:`CLIENT_GONE`)."""
     while True:
         await asyncio.sleep(0.2)
         if await request.is_disconnected():
             for job in jobs:
                 job.cancel()
+            queue.put_nowait((0, CLIENT_GONE))
             return

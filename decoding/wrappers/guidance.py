@@ -29,6 +29,7 @@ and :func:`~decoding.solvers.parameterization.to_prediction`, the one place that
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -57,8 +58,8 @@ class CFG:
     interval: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
-        if not self.scale >= 0:
-            raise ValueError(f"CFG scale must be >= 0, got {self.scale}")
+        if not 0 <= self.scale < math.inf:
+            raise ValueError(f"CFG scale must be a finite number >= 0, got {self.scale}")
         if not 0 <= self.rescale <= 1:
             raise ValueError(f"CFG rescale (phi) must lie in [0, 1], got {self.rescale}")
         if self.interval is not None and not self.interval[0] <= self.interval[1]:
@@ -98,8 +99,8 @@ class PAG:
     layers: tuple[int | str, ...] | None = None
 
     def __post_init__(self) -> None:
-        if not self.scale >= 0:
-            raise ValueError(f"PAG scale must be >= 0, got {self.scale}")
+        if not 0 <= self.scale < math.inf:
+            raise ValueError(f"PAG scale must be a finite number >= 0, got {self.scale}")
 
     def spec(self) -> str:
         return f"pag:{self.scale:g}" + (f",layers={'+'.join(map(str, self.layers))}" if self.layers else "")

@@ -61,6 +61,8 @@ def test_stop_strings_end_rows_and_cut_text(tiny) -> None:
     assert cut_at_stop("abc STOP def", ["STOP", "d"]) == ("abc ", True)
     assert cut_at_stop("abc", ["x"]) == ("abc", False)
     assert StopStrings(tiny.tokenizer, ["x"], 0).window >= 5
+    for empty in ("", [""]):  # an empty stop string stops nothing
+        assert dc.generate(tiny, "Hello", max_new_tokens=12, sampling=greedy, chat=False, stop=empty).tokens == free.tokens
 
 
 def test_grammar_and_json_schema_constrain_every_sample(tiny) -> None:
@@ -100,6 +102,10 @@ def test_aligned_sampling_persists_its_trie(tiny, tmp_path) -> None:
         (dict(sampling={"top_q": 0.5}), "unknown sampling field"),
         (dict(max_new_tokens=200), "exceeds the context"),
         (dict(n=0), "n must be a whole number >= 1"),
+        (dict(seed=2**70), r"seed must be a whole number in \[-2\*\*63, 2\*\*64 - 1\]"),
+        (dict(seed=1.5), "seed must be a whole number"),
+        (dict(json_schema=False), "no JSON value satisfies"),
+        (dict(grammar="start: \"a\"\n%import nonexistent.X\n"), "an %import names no grammar"),
         (dict(grammar="json", json_schema={}), "not both"),
         (dict(budget_close=False), "budget_close applies to grammar-constrained decoding"),
         (dict(trie="x.safetensors"), "give it with aligned=True"),

@@ -89,6 +89,11 @@ def test_seed_reproduces_for_any_batch_size(tiny) -> None:
         (None, dict(class_label=1, guidance=["cfgpp:1.5"]), r"lambda must lie in \[0, 1\]"),
         (None, dict(class_label=1, guidance=["stitch:radd-brown:0.5"]), "needs an image diffusion model"),
         (None, dict(class_label=1, guidance=["cfg:x"]), "write cfg:SCALE"),
+        (None, dict(class_label=1, guidance=["cfg:inf"]), "CFG scale must be a finite number"),
+        (None, dict(class_label=1, guidance=["pag:nan"]), "PAG scale must be a finite number"),
+        (None, dict(class_label=1, guidance=["cfg:1e30"]), "diverged"),
+        (None, dict(class_label=1, guidance=["cfg:3,interval=0.2-0.8"], steps=4), "the interval holds none of the 4 times"),
+        (None, dict(seed=-(2**64)), "seed must be a whole number"),
         (None, dict(class_label=1, guidance=[dc.CFG(2.0)], solver_options={"warp": 2}), "bad options for solver 'dpmpp_2m'"),
         ("a cat", {}, "takes class_label=..., not a prompt"),
         (None, dict(max_new_tokens=3), "option 'max_new_tokens' does not apply to image-diffusion models"),
@@ -112,6 +117,15 @@ def test_grid_and_atomic_outputs(tiny, tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["g.json", "g.png"]  # no temporary files left
     with pytest.raises(ValueError, match=".png"):
         out.save(tmp_path / "g.jpg")
+    (tmp_path / "h.json").mkdir()  # the settings' file cannot be written: neither is the grid
+    with pytest.raises(ValueError, match="h.json: it is a folder"):
+        out.save(tmp_path / "h.png")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match="is a file, not a folder"):
+        out.save(tmp_path / "file" / "g.png")
+    assert not (tmp_path / "h.png").exists()
+    with pytest.raises(ValueError, match="nrow"):
+        out.grid(nrow=0)
     tiles = out.uint8()
     assert np.array_equal(np.array(make_grid(tiles[:1], padding=0)), tiles[0, 0].numpy())
 
@@ -130,3 +144,12 @@ def test_cli_writes_grid_and_settings(tiny, tmp_path: Path, monkeypatch: pytest.
     again = dc.generate("fashion-tiny", n=4, class_label=7, solver="dpmpp_2m", steps=3, guidance=["cfg:2"], seed=0)
     assert np.array_equal(np.array(Image.open(out)), np.array(again.grid(scale=2)))  # same seed, same images
     assert main(["image", "--model", "fashion-tiny", "--n", "1", "--steps", "2", "--out", str(tmp_path / "i.png")]) == 0
+    (tmp_path / "d.png").mkdir()
+    (tmp_path / "f").write_text("")
+    calls: list = []
+    monkeypatch.setattr(dc, "generate", lambda *a, **k: calls.append(a))  # each is refused before any sampling
+    for bad in (["--out", str(tmp_path / "d.png")], ["--out", str(tmp_path / "f" / "g.png")], ["--out", str(tmp_path / "g.jpg")],
+                ["--nrow", "-1", "--out", str(tmp_path / "g.png")]):
+        assert main(["generate", "fashion-tiny", "--steps", "2", *bad]) == 2
+    assert not calls
+    assert not (tmp_path / "g.png").exists()

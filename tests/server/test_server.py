@@ -222,12 +222,72 @@ def test_disconnect_frees_the_rows(live) -> None:
         (dict(model=NAME, prompt="x", temperature=-1), 400, "temperature"),
         (dict(model=NAME, prompt="x", extra_body={"aligned": True}), 400, "needs a grammar"),
         (dict(model=NAME, prompt="x", extra_body={"grammar": "json", "aligned": True}, temperature=0), 400, "greedy"),
+        (dict(model=NAME, prompt="x", seed=2**70), 400, "seed"),
+        (dict(model=NAME, prompt="x", extra_body={"grammar": 'start: "a"\n%import nonexistent.X\n'}), 400, "lark's own"),
+        (dict(model=NAME, prompt="x", extra_body={"grammar": 'start: X\n%import .secret.X\n'}), 400, "lark's own"),
+        (dict(model=NAME, prompt="x", extra_body={"response_format": {"type": "json_schema", "json_schema": {
+            "name": "s", "schema": False}}}), 400, "no JSON value satisfies"),
     ],
 )
 def test_errors_in_openai_shape(client, kw: dict, status: int, where: str) -> None:
     with pytest.raises(openai.APIStatusError) as e:
         client.completions.create(**kw)
     assert e.value.status_code == status and where in error_of(e)["message"]
+
+
+def test_a_grammar_is_never_read_from_the_servers_files(client, tmp_path: Path) -> None:
+    """A path with a newline (which makes it grammar text) is parsed as text, not opened."""
+    path = tmp_path / "secret.lark"
+    path.write_text('start: "zz"\n')
+    for text in (f"{path}\n", f"\n{path}", f" {path}\n"):
+        with pytest.raises(openai.BadRequestError) as e:
+            client.completions.create(model=NAME, prompt="x", max_tokens=4, extra_body={"grammar": text})
+        assert "cannot be compiled" in error_of(e)["message"]
+
+
+def test_json_mode_answers_objects_and_true_schema_any_json(client) -> None:
+    out = client.chat.completions.create(model=NAME, messages=[{"role": "user", "content": "Hi"}], max_tokens=60, n=4,
+                                         seed=0, response_format={"type": "json_object"})
+    finished = [c for c in out.choices if c.finish_reason == "stop"]
+    assert finished and all(isinstance(json.loads(c.message.content), dict) for c in finished)
+    out = client.chat.completions.create(model=NAME, messages=[{"role": "user", "content": "Hi"}], max_tokens=60, n=2,
+                                         seed=0, response_format={"type": "json_schema", "json_schema": {"name": "any", "schema": True}})
+    for c in out.choices:
+        if c.finish_reason == "stop":
+            json.loads(c.message.content)  # any JSON value
+
+
+def test_an_empty_stop_string_stops_nothing(client, ref) -> None:
+    out = client.completions.create(model=NAME, prompt="Hello", max_tokens=6, temperature=0, stop="")
+    want = dc.generate(ref, "Hello", max_new_tokens=6, sampling=dc.Sampling(greedy=True), chat=False, stop="")
+    assert out.choices[0].text == want.text[0] and out.usage.completion_tokens == 6
+
+
+def test_a_dropped_non_streaming_request_stops_waiting() -> None:
+    """The client of a non-streaming request hangs up: its jobs are cancelled and its wait for updates ends
+    (the scheduler sends nothing more to a cancelled job, so without the watcher's note it would wait forever)."""
+    from decoding.server.text import Choice, _updates, _watch_disconnect
+
+    class Gone:
+        async def is_disconnected(self) -> bool:
+            return True
+
+    class Job:
+        n = 1
+        cancelled = False
+
+        def cancel(self) -> None:
+            self.cancelled = True
+
+    async def run() -> list:
+        queue: asyncio.Queue = asyncio.Queue()
+        job = Job()
+        watcher = asyncio.ensure_future(_watch_disconnect(Gone(), [job], queue))
+        got = [u async for u in _updates(queue, [job], [Choice(None)])]
+        await watcher
+        return [got, job.cancelled]
+
+    assert asyncio.run(asyncio.wait_for(run(), 10)) == [[], True]
 
 
 def test_image_route_on_a_text_model_and_unknown_route(live, client) -> None:
@@ -243,6 +303,7 @@ def test_api_key_guards_every_route_but_health(tiny_llama_dir, tmp_path: Path) -
     with LiveServer(create_app(lm, ServerConfig(served_name=NAME, api_key="s3cret", state_dir=tmp_path))) as s:
         assert httpx.get(s.url + "/health").status_code == 200
         assert httpx.get(s.url + "/v1/models").status_code == 401
+        assert all(httpx.get(s.url + page).status_code == 404 for page in ("/docs", "/redoc", "/openapi.json"))
         with pytest.raises(openai.AuthenticationError) as e:
             openai.OpenAI(base_url=s.url + "/v1", api_key="wrong", max_retries=0).models.list()
         assert error_of(e)["code"] == "invalid_api_key"
@@ -268,6 +329,10 @@ def test_images_as_png(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         with pytest.raises(openai.BadRequestError) as e:
             client.images.generate(model="fashion-tiny", prompt="a dragon", extra_body={"steps": 1})
         assert "names no class" in error_of(e)["message"]
+        for body, where in (({"prompt": "\u00b2"}, "names no class"), ({"prompt": "3", "guidance": "Infinity"}, "guidance"),
+                            ({"prompt": "3", "seed": -(2**64)}, "seed")):
+            r = httpx.post(s.url + "/v1/images/generations", json={"model": "fashion-tiny", "steps": 1, **body})
+            assert r.status_code == 400 and where in r.text, (body, r.text)
         with pytest.raises(openai.BadRequestError) as e:
             client.completions.create(model="fashion-tiny", prompt="x")
         assert "image-diffusion model" in error_of(e)["message"]

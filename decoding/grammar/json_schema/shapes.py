@@ -40,7 +40,9 @@ class Unsupported(ValueError):
     """
 
     def __init__(self, keyword: str, reason: str, path: str = "#") -> None:
-        super().__init__(f"unsupported JSON Schema keyword {keyword!r} at {path}: {reason}")
+        # "schema": the schema as a whole (e.g. one no value satisfies), not one of its keywords
+        what = "the JSON Schema" if keyword == "schema" else f"unsupported JSON Schema keyword {keyword!r}"
+        super().__init__(f"{what} at {path}: {reason}")
         self.keyword, self.reason, self.path = keyword, reason, path
 
 

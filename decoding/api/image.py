@@ -110,6 +110,8 @@ def parse_guidance(spec: Any) -> Any:
             return AGD(float(arg), adapters=kw.get("adapters"))
         if name == "stitch" and not kw:
             small, _, fraction = arg.rpartition(":")
+            if not small:
+                raise ValueError("stitch needs the small model's name before the fraction")
             return Stitch(small, float(fraction))
     except ValueError as e:
         raise OptionError(f"guidance {spec!r}: {e}; write {FORMS}") from None

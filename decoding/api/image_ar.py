@@ -127,6 +127,10 @@ def generate_image_ar(
     if sampler not in SAMPLERS:
         raise OptionError(f"unknown sampler {sampler!r} for an image AR model; choose one of {', '.join(SAMPLERS)}")
     scale = cfg_scale(guidance if guidance is not None else d.get("guidance"), handle.name)
+    if class_label is None and scale != 1:  # the null class guided towards itself: twice the calls for the same samples
+        if guidance is not None:
+            raise OptionError("CFG needs class labels: give class_label (unconditional samples have nothing to guide towards)")
+        scale = 1.0  # the card's default guidance is for class-conditional samples
     settings_sampling = Sampling.coerce(sampling)
     if sampler != "ancestral" and settings_sampling.given():
         raise OptionError(f"sampling settings apply to sampler='ancestral' only (the {sampler} sampler is fixed by its noise)")

@@ -89,6 +89,7 @@ def test_seed_reproduces_for_any_batch_size(tiny) -> None:
         (None, dict(class_label=1, guidance=["cfgpp:1.5"]), r"lambda must lie in \[0, 1\]"),
         (None, dict(class_label=1, guidance=["stitch:radd-brown:0.5"]), "needs an image diffusion model"),
         (None, dict(class_label=1, guidance=["cfg:x"]), "write cfg:SCALE"),
+        (None, dict(class_label=1, guidance=["stitch:0.4"]), "stitch needs the small model's name"),
         (None, dict(class_label=1, guidance=["cfg:inf"]), "CFG scale must be a finite number"),
         (None, dict(class_label=1, guidance=["pag:nan"]), "PAG scale must be a finite number"),
         (None, dict(class_label=1, guidance=["cfg:1e30"]), "diverged"),

@@ -36,6 +36,7 @@ def test_teacher_samplers(zoo: Zoo) -> None:
     assert plain.nfe == [49, 49] and plain.settings["guidance"] == ["cfg:1"]
     hot = dc.generate(h, n=2, sampling={"temperature": 0.7, "top_k": 5}, seed=1)  # unconditional
     assert hot.labels.tolist() == [10, 10]
+    assert hot.nfe == [49, 49] and hot.settings["guidance"] == ["cfg:1"]  # the card's CFG has nothing to guide towards
 
 
 def test_student_steps_and_shared_noise(zoo: Zoo) -> None:
@@ -61,6 +62,7 @@ def test_bad_options_are_refused(zoo: Zoo) -> None:
         (lambda: dc.generate(h, class_label=1, sampler="flow", sampling={"temperature": 0.5}), "apply to sampler='ancestral'"),
         (lambda: dc.generate(h, class_label=1, guidance=["pag:2"]), "one plain CFG scale"),
         (lambda: dc.generate(h, class_label=11), "out of range"),
+        (lambda: dc.generate(h, guidance=["cfg:2"]), "CFG needs class labels"),
         (lambda: dc.generate(h, class_label=1, steps=4), "option 'steps' does not apply to image-ar"),
         (lambda: dc.generate(h, class_label=1, sampling={"typical": 0.5}), "sampling.typical does not apply"),
     ]

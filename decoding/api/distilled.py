@@ -105,7 +105,12 @@ def student_process(handle: DistilledHandle, steps: int | None, sampler: str | N
         steps = int(steps if steps is not None else d.get("steps", 20))
         if steps < 1:
             raise OptionError(f"steps must be >= 1, got {steps}")
-        return ContinuousProcess(handle.model.schedule, get_solver(name), spacing=spacing), steps, {"solver": name, "spacing": spacing}
+        try:
+            built = get_solver(name)
+        except (ValueError, FileNotFoundError) as e:  # e.g. DPM-Solver-v3's statistics: options a student does not take
+            raise OptionError(f"{handle.name} is a distilled student and takes no solver options, which solver {name!r} "
+                              f"needs ({e}); choose a solver without them, e.g. dpmpp_2m, ddim or unipc") from None
+        return ContinuousProcess(handle.model.schedule, built, spacing=spacing), steps, {"solver": name, "spacing": spacing}
     if solver is not None or spacing is not None:
         raise OptionError(f"{handle.name} is a {own}-step distilled student: it samples on its own time grid with "
                           "sampler='deterministic' (DDIM) or 'stochastic'; solver and spacing do not apply")

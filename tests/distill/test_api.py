@@ -87,6 +87,7 @@ def test_bad_options_are_refused(students: Students) -> None:
         (two, dict(class_label=1, sampler="euler"), "unknown sampler"),
         (two, dict(class_label=11), "out of range"),
         (stage1, dict(class_label=1, sampler="stochastic"), "stage-1 student"),
+        (stage1, dict(class_label=1, solver="dpm_solver_v3", steps=4), "takes no solver options, which solver 'dpm_solver_v3' needs"),
         (stage1, dict(class_label=1, solver="nope"), "unknown solver"),
         (two, dict(class_label=1, cache=True), "does not apply to distilled-diffusion"),
     ]

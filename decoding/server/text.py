@@ -95,8 +95,9 @@ class Choice:
     wants_logprobs: bool = False
 
     def add(self, upd: RowUpdate) -> str:
-        if upd.logprobs is not None:
-            self.logprobs.extend((t, lp, alts) for t, (lp, alts) in zip(upd.tokens, upd.logprobs, strict=False))
+        if upd.logprobs is not None:  # the end-of-sequence token is not part of the answer's text: nor of its logprobs
+            eos = set(self.stream.lm.eos_token_ids)
+            self.logprobs.extend((t, lp, alts) for t, (lp, alts) in zip(upd.tokens, upd.logprobs, strict=False) if t not in eos)
         self.finish = upd.finish
         self.budget_limited = upd.budget_limited
         return self.stream.push(upd.tokens, final=upd.finish is not None)

@@ -171,6 +171,10 @@ def test_logprobs(client) -> None:
     content = chat.choices[0].logprobs.content
     assert len(content) == 3 and all(len(c.top_logprobs) == 3 for c in content)
     assert all(c.logprob == pytest.approx(c.top_logprobs[0].logprob) for c in content)  # greedy: the top token
+    ended = client.chat.completions.create(model=NAME, messages=[{"role": "user", "content": "Hi"}], max_tokens=20, n=4,
+                                           seed=0, logprobs=True, extra_body={"grammar": 'start: "ab" | "a"'})
+    for c in ended.choices:  # each ends with the end-of-sequence token, which is not in the text nor in its logprobs
+        assert c.finish_reason == "stop" and "".join(e.token for e in c.logprobs.content) == c.message.content
 
 
 def test_aligned_requests_persist_their_trie(live, client, ref, tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import math
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -219,12 +220,17 @@ def write_report(
                 f"| {c['label']} | " + " | ".join(_fmt(c.get(k)) for k in keys) + f" | {_fmt(per)} |"
             )
         lines.append("")
-        plots = list(specs[t["name"]].plots) if t["name"] in specs else []
-        plots = plots or default_plots(configs, t.get("primary", []))
-        for p in plots:
+        declared = list(specs[t["name"]].plots) if t["name"] in specs else []
+        for p in declared or default_plots(configs, t.get("primary", [])):
             name = f"plots/{t['name']}-{p.y}-vs-{p.x}.png"
             if line_plot(out / name, configs, p, t["name"]):
                 lines += [f"![{t['name']}: {p.y} vs {p.x}]({name})", ""]
+            elif declared:  # a plot the suite asked for and could not get: say so, never drop it silently
+                have = sorted(k for k in _scalars(configs[0]) if k != "settings")
+                note = (f"Plot {p.y} vs {p.x} of task {t['name']} is not drawn: no config has numbers for both "
+                        f"(numbers of its results: {', '.join(have)}; settings that vary: {', '.join(_varying(configs)) or 'none'}).")
+                warnings.warn(note, stacklevel=2)
+                lines += [f"*{note}*", ""]
         dict_keys = {k for c in configs for k, v in c.items() if isinstance(v, dict) and k != "settings"}
         for k in sorted(dict_keys):
             name = f"plots/{t['name']}-{k}.png"

@@ -219,6 +219,9 @@ def _parse_task(raw: Any, i: int, defaults: dict[str, Any]) -> TaskSpec:
     parsed_plots = []
     for p in plots:
         _unknown(f"{where}: plot", set(p), PLOT_KEYS)
+        for k, kind in (("logx", bool), ("logy", bool), ("series", str), ("title", str)):
+            if k in p and not isinstance(p[k], kind):
+                raise ValueError(f"{where}: plot {k} must be {'true or false' if kind is bool else 'a string'}, got {p[k]!r}")
         parsed_plots.append(
             Plot(
                 **{

@@ -8,7 +8,10 @@ suite seed, the task name and the chunk number only, so
 - the samples do not depend on how many processes ran or which rank drew a chunk.
 
 Finished chunks are stored at once (atomically) and skipped by the next run into the same
-folder, which then only draws what is missing and rebuilds the summary and the report.
+folder, which then only draws what is missing and rebuilds the summary and the report. A chunk
+counts as finished only if it holds the very samples this run would draw into it (its stored
+name holds its size, :func:`decoding.evals.storage.chunk_name`): a chunk cut short by
+``--limit`` is drawn again in full, and the summary reads exactly the run's ``samples``.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from tqdm.auto import tqdm
 
 from decoding.evals.base import mean
 from decoding.evals.distributed import World
-from decoding.evals.storage import Store, atomic_write_bytes, atomic_write_json, atomic_write_text
+from decoding.evals.storage import Store, atomic_write_bytes, atomic_write_json, atomic_write_text, chunk_name
 from decoding.evals.suite import Suite, derive_seed
 from decoding.evals.tasks import BuiltConfig, BuiltTask, build
 
@@ -54,6 +57,11 @@ def _n_samples(task: BuiltTask, limit: int | None) -> int:
 def _chunks(task: BuiltTask, limit: int | None) -> range:
     n = _n_samples(task, limit)
     return range((n + task.spec.batch - 1) // task.spec.batch)
+
+
+def _chunk_name(task: BuiltTask, chunk: int, samples: int) -> str:
+    """The stored name of ``chunk`` of a config of ``task`` that draws ``samples`` samples."""
+    return chunk_name(chunk, len(chunk_indices(samples, task.spec.batch, chunk)), task.spec.batch)
 
 
 def draw_chunk(
@@ -107,9 +115,10 @@ def pending_units(
     units: list[Unit] = []
     initial: dict[tuple[int, int], bytes | None] = {}
     for ti, t in enumerate(tasks):
+        chunks = list(_chunks(t, limit))
+        names = [_chunk_name(t, c, _n_samples(t, limit)) for c in chunks]
         for ci, bc in enumerate(t.configs):
-            chunks = list(_chunks(t, limit))
-            missing = [c for c in chunks if not store.has_chunk(t.spec.name, bc.config_id, c)]
+            missing = [c for c in chunks if not store.has_chunk(t.spec.name, bc.config_id, names[c])]
             if getattr(bc.job, "sequential", False) and missing:
                 first = missing[0]
                 if missing != chunks[first:]:
@@ -117,7 +126,9 @@ def pending_units(
                         f"task {t.spec.name!r} config {bc.config.label}: finished chunks after missing chunk {first}; "
                         f"delete {store.config_dir(t.spec.name, bc.config_id)} to draw the config again"
                     )
-                initial[(ti, ci)] = store.read_state(t.spec.name, bc.config_id, first - 1) if first else None
+                initial[(ti, ci)] = (
+                    store.read_state(t.spec.name, bc.config_id, names[first - 1]) if first else None
+                )
             units += [Unit(ti, ci, c) for c in missing]
     return units, initial
 
@@ -206,9 +217,8 @@ def run_suite(
                     continue
                 u, records, tensors, state = p
                 t = tasks[u.task]
-                store.write_chunk(
-                    t.spec.name, t.configs[u.config].config_id, u.chunk, records, tensors, state
-                )
+                name = _chunk_name(t, u.chunk, _n_samples(t, limit))
+                store.write_chunk(t.spec.name, t.configs[u.config].config_id, name, records, tensors, state)
                 bar.update(len(records))
         error = world.broadcast(error)
         if error:
@@ -234,11 +244,11 @@ def finish(
     lines: list[str] = []
     task_summaries = []
     for t in tasks:
-        chunks = list(_chunks(t, limit))
+        n = _n_samples(t, limit)
+        chunks = [_chunk_name(t, c, n) for c in _chunks(t, limit)]
         configs = []
         for bc in t.configs:
-            records = store.read_records(t.spec.name, bc.config_id, chunks)
-            records.sort(key=lambda r: r["index"])
+            records = _read_config(store, t, bc, n)
             lines += [json.dumps(r, separators=(",", ":")) for r in records]
             seconds = sum(r["seconds"] for r in records)
             row: dict[str, Any] = {
@@ -253,7 +263,7 @@ def finish(
             }
 
             def artifacts(
-                name: str, _t: BuiltTask = t, _bc: BuiltConfig = bc, _c: list[int] = chunks
+                name: str, _t: BuiltTask = t, _bc: BuiltConfig = bc, _c: list[str] = chunks
             ) -> torch.Tensor:
                 return store.read_tensor(_t.spec.name, _bc.config_id, _c, name)
 
@@ -293,6 +303,27 @@ def finish(
     return summary
 
 
+def _read_config(store: Store, task: BuiltTask, bc: BuiltConfig, samples: int) -> list[dict[str, Any]]:
+    """The records of samples ``0 .. samples - 1`` of config ``bc``, in index order.
+
+    Raises:
+        ValueError: a stored chunk holds other samples than its name says (e.g. one cut short by
+            ``--limit`` before chunk names held their size).
+    """
+    out: list[dict[str, Any]] = []
+    for c in range((samples + task.spec.batch - 1) // task.spec.batch):
+        name = _chunk_name(task, c, samples)
+        records = sorted(store.read_records(task.spec.name, bc.config_id, [name]), key=lambda r: r["index"])
+        want = chunk_indices(samples, task.spec.batch, c)
+        if [r["index"] for r in records] != want:
+            path = store.config_dir(task.spec.name, bc.config_id) / f"{name}.json"
+            raise ValueError(
+                f"{path} holds samples {[r['index'] for r in records]}, not {want}; delete it to draw it again"
+            )
+        out += records
+    return out
+
+
 def _grid(store: Store, tasks: list[BuiltTask], name: str, cfg: dict[str, Any], n: int = 64) -> str | None:
     """PNG grid of the first ``n`` images of an image config (``plots/<task>-c<k>-samples.png``)."""
     t = next(t for t in tasks if t.spec.name == name)
@@ -300,7 +331,8 @@ def _grid(store: Store, tasks: list[BuiltTask], name: str, cfg: dict[str, Any], 
         return None
     from decoding.api.generation import make_grid
 
-    chunks = list(range((min(n, cfg["samples"]) + t.spec.batch - 1) // t.spec.batch))
+    first = range((min(n, cfg["samples"]) + t.spec.batch - 1) // t.spec.batch)
+    chunks = [_chunk_name(t, c, cfg["samples"]) for c in first]
     images = store.read_tensor(name, cfg["config_id"], chunks, "images")[:n]
     rel = f"plots/{name}-c{cfg['config']}-samples.png"
     (store.out / "plots").mkdir(parents=True, exist_ok=True)

@@ -5,13 +5,20 @@ Layout::
     OUT/results.jsonl              one line per sample (rebuilt from the chunk files)
     OUT/summary.json               per task and config: settings and summarized metrics
     OUT/report.md, OUT/plots/*.png
-    OUT/chunks/<task>/<config-id>/<chunk>.json          finished chunks (records)
-    OUT/chunks/<task>/<config-id>/<chunk>.safetensors   their per-sample tensors (images)
+    OUT/chunks/<task>/<config-id>/<name>.json          finished chunks (records)
+    OUT/chunks/<task>/<config-id>/<name>.safetensors   their per-sample tensors (images)
 
 A chunk file is written once and never rewritten: a second run into the same folder skips the
 chunks it finds, so an interrupted run resumes and finished results are never overwritten.
 The config id is a digest of everything that determines the samples, so editing a suite starts
 fresh configs beside the old ones instead of mixing them.
+
+A chunk's samples depend on how many it holds (the generator draws for all rows at once), so
+its file name says so (:func:`chunk_name`): a full chunk is ``000003``, one cut short (a
+config's last chunk, or by ``--limit``) ``000003-n5``. A run then finds exactly the chunks it
+would draw itself: a chunk cut short by ``--limit`` is drawn again in full, and a run with fewer
+``samples`` draws its own short last chunk beside the longer one of an earlier run. The count of
+samples is not part of the config id, so a run with more samples reuses every full chunk.
 """
 
 from __future__ import annotations
@@ -27,12 +34,24 @@ from torch import Tensor
 
 from decoding.io import atomic_path, atomic_write_bytes, atomic_write_json, atomic_write_text
 
-__all__ = ["Store", "atomic_save_tensors", "atomic_write_bytes", "atomic_write_json", "atomic_write_text"]
+__all__ = [
+    "Store",
+    "atomic_save_tensors",
+    "chunk_name",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_text",
+]
 
 
 def atomic_save_tensors(path: Path, tensors: dict[str, Tensor]) -> None:
     with atomic_path(path) as tmp:
         save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
+
+
+def chunk_name(chunk: int, size: int, batch: int) -> str:
+    """The file name (without extension) of chunk ``chunk`` holding ``size`` of at most ``batch`` samples."""
+    return f"{chunk:06d}" if size == batch else f"{chunk:06d}-n{size}"
 
 
 class Store:
@@ -46,17 +65,18 @@ class Store:
     def config_dir(self, task: str, config_id: str) -> Path:
         return self.out / "chunks" / task / config_id
 
-    def _chunk(self, task: str, config_id: str, chunk: int, ext: str) -> Path:
-        return self.config_dir(task, config_id) / f"{chunk:06d}.{ext}"
+    def _chunk(self, task: str, config_id: str, chunk: str, ext: str) -> Path:
+        return self.config_dir(task, config_id) / f"{chunk}.{ext}"
 
-    def has_chunk(self, task: str, config_id: str, chunk: int) -> bool:
+    def has_chunk(self, task: str, config_id: str, chunk: str) -> bool:
+        """Whether the chunk named ``chunk`` (:func:`chunk_name`) is finished."""
         return self._chunk(task, config_id, chunk, "json").is_file()
 
     def write_chunk(
         self,
         task: str,
         config_id: str,
-        chunk: int,
+        chunk: str,
         records: list[dict[str, Any]],
         tensors: dict[str, Tensor],
         state: bytes | None = None,
@@ -73,7 +93,7 @@ class Store:
             self._chunk(task, config_id, chunk, "json"), json.dumps({"records": records}) + "\n"
         )
 
-    def read_records(self, task: str, config_id: str, chunks: Iterable[int]) -> list[dict[str, Any]]:
+    def read_records(self, task: str, config_id: str, chunks: Iterable[str]) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         for c in chunks:
             path = self._chunk(task, config_id, c, "json")
@@ -85,7 +105,7 @@ class Store:
                 ) from None
         return out
 
-    def read_tensor(self, task: str, config_id: str, chunks: Iterable[int], name: str) -> Tensor:
+    def read_tensor(self, task: str, config_id: str, chunks: Iterable[str], name: str) -> Tensor:
         """The per-sample tensor ``name`` of ``chunks``, concatenated in chunk order."""
         parts = []
         for c in chunks:
@@ -99,7 +119,7 @@ class Store:
             raise ValueError(f"no stored tensors {name!r} for {task}/{config_id}")
         return torch.cat(parts)
 
-    def read_state(self, task: str, config_id: str, chunk: int) -> bytes:
+    def read_state(self, task: str, config_id: str, chunk: str) -> bytes:
         """The state a sequential job had after ``chunk`` (e.g. a grammar-aligned decoder's trie)."""
         path = self._chunk(task, config_id, chunk, "state")
         if not path.is_file():

@@ -87,6 +87,36 @@ def test_resume_draws_only_what_is_missing_and_matches_a_fresh_run(tmp_path):
     assert _lines(resumed) == _lines(fresh)  # the aligned decoder resumed from its stored trie
 
 
+def test_resume_after_a_limit_inside_a_chunk_matches_a_fresh_run(tmp_path):
+    fresh, resumed = tmp_path / "fresh", tmp_path / "resumed"
+    run_suite(_suite(tmp_path), fresh, progress=False, report=False)
+    run_suite(_suite(tmp_path), resumed, progress=False, report=False, limit=3)  # chunk 0 cut short
+    summary = run_suite(_suite(tmp_path), resumed, progress=False, report=False)
+    assert [c["samples"] for t in summary["tasks"] for c in t["configs"]] == [24, 24, 12]
+    assert _lines(resumed) == _lines(fresh)  # chunk 0 drawn again in full, not completed
+
+
+def test_fewer_samples_into_the_same_folder_match_a_fresh_run(tmp_path):
+    fewer = SUITE.replace("samples = 24", "samples = 20").replace("samples = 12", "samples = 10")
+    out, fresh = tmp_path / "out", tmp_path / "fresh"
+    run_suite(_suite(tmp_path), out, progress=False, report=False)
+    summary = run_suite(_suite(tmp_path, fewer), out, progress=False, report=False)
+    run_suite(_suite(tmp_path, fewer), fresh, progress=False, report=False)
+    assert [c["samples"] for t in summary["tasks"] for c in t["configs"]] == [20, 20, 10]
+    assert _lines(out) == _lines(fresh)  # the last chunks of 20 and 10 samples, not the stored longer ones
+
+
+def test_a_chunk_holding_other_samples_than_its_name_says_is_an_error(tmp_path):
+    out = tmp_path / "out"
+    run_suite(_suite(tmp_path), out, progress=False, report=False, only=["ar"])
+    chunk = sorted((out / "chunks" / "ar").rglob("000000.json"))[0]
+    data = json.loads(chunk.read_text())
+    data["records"] = data["records"][:3]  # as stored by --limit 3 before chunk names held their size
+    chunk.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r"holds samples \[0, 1, 2\], not \[0, 1, .*, 7\]; delete it"):
+        run_suite(_suite(tmp_path), out, progress=False, report=False, only=["ar"])
+
+
 def test_finished_results_are_never_overwritten(tmp_path):
     suite = _suite(tmp_path)
     out = tmp_path / "out"

@@ -99,13 +99,13 @@ def test_paired_noise_makes_configs_comparable(tmp_path, folders):
     path.write_text(SUITE.replace("CKPT", str(folders / "unet")).replace("CLS", str(folders / "cls")))
     out = tmp_path / "out"
     run_suite(load_suite(path), out, progress=False, report=False, only=["solvers"])
-    from decoding.evals.storage import Store
+    from decoding.evals.storage import Store, chunk_name
 
     summary = json.loads((out / "summary.json").read_text())
     ids = [c["config_id"] for c in summary["tasks"][0]["configs"]]
-    store = Store(out)
-    a = store.read_tensor("solvers", ids[0], [0, 1], "images")
-    b = store.read_tensor("solvers", ids[2], [0, 1], "images")
+    store, chunks = Store(out), [chunk_name(c, 2, 2) for c in (0, 1)]
+    a = store.read_tensor("solvers", ids[0], chunks, "images")
+    b = store.read_tensor("solvers", ids[2], chunks, "images")
     assert a.shape == (4, 1, 28, 28) and a.dtype == torch.uint8
     # DDIM and DPM-Solver++(2M) agree on their first step from the same noise; at 2 steps they stay close.
     assert (a.float() - b.float()).abs().mean() < 40

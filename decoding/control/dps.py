@@ -69,8 +69,8 @@ class DPS:
 
     def __init__(self, *conditions: Any, scale: float = 1.0) -> None:
         object.__setattr__(self, "conditions", condition_tuple(conditions, "DPS"))
-        if not scale >= 0:
-            raise ValueError(f"DPS scale (zeta) must be >= 0, got {scale}")
+        if not 0 <= scale < float("inf"):
+            raise ValueError(f"DPS scale (zeta) must be a finite number >= 0 (default 1), got {scale}")
         object.__setattr__(self, "scale", float(scale))
 
     def spec(self) -> str:

@@ -16,15 +16,35 @@ from decoding.control.operators import Deblur, Inpaint, SuperResolution
 from decoding.io import atomic_write_bytes
 
 
+class ImageSizeError(ValueError):
+    """An image file of the wrong size (:func:`read_image` with ``size``)."""
+
+
 def read_image(path: str | Path, size: int | None = None) -> Tensor:
-    """A gray image file as ``(1, 1, H, W)`` float in [-1, 1]; ``size`` checks its side (no resizing)."""
+    """A gray image file as ``(1, 1, H, W)`` float in [-1, 1]; ``size`` checks its side (no resizing).
+
+    Raises FileNotFoundError for a missing file and ValueError for anything else that is not a
+    readable image of the right size (a directory, a text file, a truncated PNG, ...); the size is
+    checked from the header, before the pixels are decoded.
+    """
     p = Path(path)
+    if p.is_dir():
+        raise ValueError(f"{p} is a folder, not an image file; give a PNG file")
+    if not p.exists():
+        raise FileNotFoundError(f"image {p} does not exist; check the path")
     if not p.is_file():
-        raise FileNotFoundError(f"image {p} does not exist")
-    with Image.open(p) as im:
-        arr = torch.tensor(list(im.convert("L").getdata()), dtype=torch.float32).view(im.height, im.width)
-    if size is not None and arr.shape != (size, size):
-        raise ValueError(f"{p} is {arr.shape[1]}x{arr.shape[0]} pixels; this needs {size}x{size}")
+        raise ValueError(f"{p} is not a regular file; give a PNG file")
+    try:
+        with Image.open(p) as im:
+            w, h = im.size
+            if size is not None and (w, h) != (size, size):
+                raise ImageSizeError(f"{p} is {w}x{h} pixels; this needs {size}x{size}")
+            arr = torch.tensor(list(im.convert("L").getdata()), dtype=torch.float32).view(h, w)
+    except ImageSizeError:
+        raise
+    except (OSError, SyntaxError, EOFError, ValueError, Image.DecompressionBombError) as e:
+        # PIL.UnidentifiedImageError (not an image), truncated or corrupt data, no permission to read
+        raise ValueError(f"{p} could not be read as an image ({e}); give a PNG file") from None
     return (arr / 127.5 - 1.0)[None, None]
 
 

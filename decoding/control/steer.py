@@ -91,8 +91,8 @@ class Steer:
 
     def __init__(self, *conditions: Any, scale: float = 1.0, data_var: float = 1.0) -> None:
         object.__setattr__(self, "conditions", condition_tuple(conditions, "Steer"))
-        if not scale >= 0:
-            raise ValueError(f"Steer scale must be >= 0, got {scale}")
+        if not 0 <= scale < float("inf"):
+            raise ValueError(f"Steer scale must be a finite number >= 0 (default 1), got {scale}")
         if not data_var > 0:
             raise ValueError(f"Steer data_var must be > 0, got {data_var}")
         object.__setattr__(self, "scale", float(scale))

@@ -191,6 +191,7 @@ def solver_decoder(
     statistics and DC-Solver's ratios come from the UNet checkpoint's folder when not given).
     """
     from decoding.api.image import MODEL_FILES, solver_name
+    from decoding.solvers.base import check_steps
     from decoding.solvers.registry import get_solver
     from decoding.solvers.timesteps import SPACINGS
 
@@ -214,8 +215,8 @@ def solver_decoder(
     if not (classes in ("all", "none") or isinstance(classes, int) and not isinstance(classes, bool)):
         raise ValueError(f"decoder solver: classes must be 'all', 'none' or a class number, got {classes!r}")
     name = solver_name(str(s["solver"]))
-    if name not in MODEL_FILES:
-        get_solver(name, **dict(s["options"]))  # unknown options fail now (the others need the model's files first)
+    if name not in MODEL_FILES:  # unknown options and too few steps fail now (the others need the model's files first)
+        check_steps(get_solver(name, **dict(s["options"])), s["steps"], name)
     return SolverSettings(name, s["steps"], s["spacing"], classes, float(s["guidance"]), dict(s["options"]))
 
 

@@ -139,6 +139,9 @@ def test_bad_image_settings(tmp_path, folders):
     path.write_text(text.replace('solver = ["ddim", "dpmpp_2m"]', 'solver = ["ddim", "heun"]'))
     with pytest.raises(ValueError, match="unknown solver 'heun'; choose one of"):
         run_suite(load_suite(path), tmp_path / "o", progress=False)
+    path.write_text(text.replace('solver = ["ddim", "dpmpp_2m"]', 'solver = ["ddim", "dpmpp_3m"]'))
+    with pytest.raises(ValueError, match="task 'solvers': dpmpp_3m of order 3 needs at least 3 steps, got 2"):
+        run_suite(load_suite(path), tmp_path / "o", progress=False)  # before any sampling
     path.write_text(text.replace("settings = { n_samples = 2 }", "settings = { n_samples = 2, ns = [3] }"))
     with pytest.raises(ValueError, match=r"ns entry must be an integer in 1..n_samples"):
         run_suite(load_suite(path), tmp_path / "o", progress=False)

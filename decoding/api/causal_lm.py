@@ -53,6 +53,20 @@ class StopStrings:
         return out
 
 
+def held_back(text: str, stops: Sequence[str]) -> int:
+    """How many trailing characters of a growing ``text`` could still turn into a stop string or into a
+    different character (an unfinished UTF-8 sequence decodes as U+FFFD): what a stream must not show yet."""
+    hold = 0
+    while hold < len(text) and text[len(text) - hold - 1] == "\ufffd":
+        hold += 1
+    for s in stops:
+        for k in range(min(len(s) - 1, len(text)), 0, -1):
+            if text.endswith(s[:k]):
+                hold = max(hold, k)
+                break
+    return hold
+
+
 def cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
     """``text`` up to (excluding) the earliest stop string, and whether one was found."""
     hits = [text.find(s) for s in stops if s and s in text]
@@ -63,7 +77,8 @@ def load_json_schema(schema: dict | str | Path) -> dict:
     """A JSON Schema from a dict (or the boolean schemas ``True`` / ``False``), JSON text, or a path to a ``.json`` file."""
     if isinstance(schema, dict | bool):
         return schema
-    if isinstance(schema, Path) or (isinstance(schema, str) and not schema.lstrip().startswith(("{", "["))):
+    is_text = isinstance(schema, str) and (schema.lstrip().startswith(("{", "[")) or schema.strip() in ("true", "false"))
+    if isinstance(schema, Path) or (isinstance(schema, str) and not is_text):
         path = Path(schema).expanduser()
         if not path.is_file():
             raise OptionError(f"json_schema: {path} is not a file (give a dict, JSON text or a path to a .json file)")

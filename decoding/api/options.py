@@ -13,6 +13,7 @@ from typing import Any
 
 from decoding.core.protocols import Processor
 from decoding.processors.chain import standard_processors
+from decoding.processors.temperature import MIN_TEMPERATURE
 
 
 class OptionError(ValueError):
@@ -50,6 +51,9 @@ class Sampling:
 
         if self.temperature is not None and not (self.temperature > 0 and math.isfinite(self.temperature)):
             raise bad("temperature", "must be > 0 (use greedy=True for argmax decoding)")
+        if self.temperature is not None and self.temperature < MIN_TEMPERATURE:
+            raise bad("temperature", f"must be a finite number >= {MIN_TEMPERATURE:g} (below it logits / T overflow "
+                                     "to inf; use greedy=True for argmax decoding)")
         if self.top_k is not None and (int(self.top_k) != self.top_k or self.top_k < 0):
             raise bad("top_k", "must be a whole number >= 0 (0 = off)")
         if self.top_p is not None and not 0 < self.top_p <= 1:

@@ -158,17 +158,20 @@ class Streamer:
 
     def __init__(self, decode: Any, prompt_length: int, stops: list[str]) -> None:
         self.decode, self.p = decode, prompt_length
-        self.hold = max((len(s) for s in stops), default=1) - 1
+        self.stops = [s for s in stops if s]
         self.printed = 0
 
     def __call__(self, i: int, state: Any) -> None:
-        text = self.decode(state.x[0, self.p :][state.memory["attention_mask"][0, self.p :]].tolist())
-        if text.endswith("\ufffd"):
-            return  # an incomplete multi-byte character: wait for the next token
-        upto = max(self.printed, len(text) - self.hold)
-        sys.stdout.write(text[self.printed : upto])
-        sys.stdout.flush()
-        self.printed = upto
+        from decoding.api.causal_lm import cut_at_stop, held_back
+
+        text, stopped = cut_at_stop(self.decode(state.x[0, self.p :][state.memory["attention_mask"][0, self.p :]].tolist()),
+                                    self.stops)
+        if not stopped:  # hold back what could still become a stop string or another character
+            text = text[: len(text) - held_back(text, self.stops)]
+        if len(text) > self.printed:
+            sys.stdout.write(text[self.printed :])
+            sys.stdout.flush()
+            self.printed = len(text)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -51,6 +51,19 @@ def unproductive_rules(lark_grammar: Any) -> list[str]:
     return sorted({str(r.origin.name) for r in rules} - {str(p) for p in productive})
 
 
+def check_terminals_defined(lark_grammar: Any) -> None:
+    """Raise :class:`GrammarError` naming the terminals the rules use without a pattern (``%declare``
+    leaves them to a post-lexer, which a token constraint does not have)."""
+    defined = {t.name for t in lark_grammar.terminals}
+    used = {s.name for r in lark_grammar.rules for s in r.expansion if s.is_term}
+    missing = sorted(used - defined)
+    if missing:
+        raise GrammarError(
+            f"the grammar uses terminal(s) {', '.join(missing)} without a pattern (%declare leaves them to a "
+            f"post-lexer); a constraint needs every terminal's text: define each, e.g. {missing[0]}: /.../"
+        )
+
+
 def check_completable(lark_grammar: Any, start: str = "start") -> None:
     """Raise :class:`GrammarError` naming the rules if no text can ever complete ``start``."""
     bad = unproductive_rules(lark_grammar)

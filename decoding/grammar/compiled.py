@@ -371,10 +371,11 @@ def compile_grammar(
         GrammarError: malformed grammar (lark's message, with line and column), a grammar that is
             not LALR(1), an unsupported terminal, or a start rule that can never complete.
     """
-    from decoding.grammar.checks import check_completable, load_lark
+    from decoding.grammar.checks import check_completable, check_terminals_defined, load_lark
 
     source, name = grammar_source(grammar)
     lark_grammar = load_lark(source, name, start)
+    check_terminals_defined(lark_grammar)
     check_completable(lark_grammar, start)
     vocab = vocabulary(tokenizer, eos_token_id, vocab_size)
     if vocab.eos_token_id is None:

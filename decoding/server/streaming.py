@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from decoding.api.causal_lm import cut_at_stop
+from decoding.api.causal_lm import cut_at_stop, held_back
 
 
 class TextStream:
@@ -32,24 +32,11 @@ class TextStream:
         self.tokens.extend(tokens)
         text, stopped = cut_at_stop(self.lm.decode(self.tokens), self.stops)
         if not (final or stopped):
-            text = text[: len(text) - _held_back(text, self.stops)]
+            text = text[: len(text) - held_back(text, self.stops)]
         if not text.startswith(self.sent):  # a token changed how earlier bytes decode: resend nothing new
             return ""
         delta, self.sent = text[len(self.sent):], text
         return delta
-
-
-def _held_back(text: str, stops: Sequence[str]) -> int:
-    """How many trailing characters could still turn into a stop string or a different character."""
-    hold = 0
-    while hold < len(text) and text[len(text) - hold - 1] == "\ufffd":
-        hold += 1
-    for s in stops:
-        for k in range(min(len(s) - 1, len(text)), 0, -1):
-            if text.endswith(s[:k]):
-                hold = max(hold, k)
-                break
-    return hold
 
 
 def sse(payload: dict[str, Any] | str) -> str:

@@ -99,6 +99,7 @@ def test_aligned_sampling_persists_its_trie(tiny, tmp_path) -> None:
         (dict(sampling=dc.Sampling), "sampling must be a decoding.Sampling"),
         (dict(sampling={"typical": 1.2}), r"typical mass\) must lie in \(0, 1\)"),
         (dict(sampling={"temperature": -0.5}), "temperature must be > 0"),
+        (dict(sampling={"temperature": 1e-40}), "temperature must be a finite number >= 1e-06"),
         (dict(sampling={"top_q": 0.5}), "unknown sampling field"),
         (dict(max_new_tokens=200), "exceeds the context"),
         (dict(n=0), "n must be a whole number >= 1"),

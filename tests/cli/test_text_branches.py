@@ -71,3 +71,19 @@ def test_generate_json_schema_samples_validate(tmp_path):
                  "--max-new-tokens", "16", "--quiet", "--out", str(out)]) == 0
     for r in _rows(out):
         assert r["finish_reason"] == "eos" and isinstance(json.loads(r["text"])["n"], int), r
+
+
+def test_streamed_text_stops_before_the_stop_string_and_equals_generate(tiny_llama_dir, capsys):
+    """The streamed row 0 never shows any part of a stop string it ends at (the stream held back only
+    len(stop) - 1 characters, so a complete stop string's head was printed and could not be taken back)."""
+    import decoding as dc
+
+    lm = dc.load(str(tiny_llama_dir), device="cpu")
+    greedy = dc.Sampling(greedy=True)
+    free = dc.generate(lm, "Hello", max_new_tokens=12, sampling=greedy, chat=False)
+    for stop in (lm.decode(free.tokens[0][3:5]), lm.decode(free.tokens[0][4:6])):
+        want = dc.generate(lm, "Hello", max_new_tokens=12, sampling=greedy, chat=False, stop=[stop])
+        assert main(["generate", str(tiny_llama_dir), "Hello", "--greedy", "--no-chat", "--max-new-tokens", "12",
+                     "--stop", stop]) == 0
+        assert capsys.readouterr().out == want.text[0] + "\n"
+    assert main(["generate", str(tiny_llama_dir), "x", "--json-schema", "true", "--max-new-tokens", "4", "--quiet"]) == 0

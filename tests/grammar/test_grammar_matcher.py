@@ -173,6 +173,10 @@ def test_grammar_errors_are_clear() -> None:
         compile_grammar("start: WORD\nWORD: /a(?=b)/\n", v)
     with pytest.raises(GrammarError, match="does not exist"):
         compile_grammar("no/such/file.lark", v)
+    with pytest.raises(GrammarError, match="terminal.s. B without a pattern"):
+        compile_grammar('start: "a" B?\n%declare B\n', v)
+    with pytest.raises(GrammarError, match="an %import names no grammar"):
+        compile_grammar('start: "a"\n%import nonexistent.X\n', v)
 
 
 def test_cached_masks_equal_fresh_masks() -> None:

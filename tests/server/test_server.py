@@ -224,6 +224,7 @@ def test_disconnect_frees_the_rows(live) -> None:
         (dict(model=NAME, prompt="word " * 50, max_tokens=100), 400, "exceeds the context"),
         (dict(model=NAME, prompt="x", presence_penalty=0.5), 400, "repetition_penalty"),
         (dict(model=NAME, prompt="x", temperature=-1), 400, "temperature"),
+        (dict(model=NAME, prompt="x", temperature=1e-40), 400, "temperature must be a finite number"),
         (dict(model=NAME, prompt="x", extra_body={"aligned": True}), 400, "needs a grammar"),
         (dict(model=NAME, prompt="x", extra_body={"grammar": "json", "aligned": True}, temperature=0), 400, "greedy"),
         (dict(model=NAME, prompt="x", seed=2**70), 400, "seed"),

@@ -10,7 +10,6 @@ from torch import Tensor
 
 from decoding.core.types import State
 
-
 MIN_TEMPERATURE = 1e-6  # logits of a few thousand / 1e-6 stay far inside float32's (and bfloat16's) range
 
 

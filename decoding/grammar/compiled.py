@@ -1,6 +1,6 @@
 """A lark grammar compiled against a vocabulary: exact next-token masks over bytes.
 
-Semantics (the same as lark's contextual LALR lexer, made incremental):
+Semantics (lark's contextual LALR lexer, made incremental, with maximal munch):
 
 * The lexer context is the set of terminals in the LALR table row of the state on top of the
   parser stack, plus the ``%ignore`` terminals. The current lexeme grows greedily: a byte that
@@ -12,6 +12,16 @@ Semantics (the same as lark's contextual LALR lexer, made incremental):
 * A text is a viable prefix when the parser accepted every lexeme so far and the open lexeme can
   still become a terminal the parser accepts; it is a sentence when, in addition, the open
   lexeme completes such a terminal after which ``$END`` is accepted.
+
+Where this differs from lark (known, not yet detected at compile time): lark's scanner takes the
+*first* context terminal that matches, in its order (priority, then maximum width, ...), with Python
+``re``'s first-alternative match inside a terminal, not the longest match. The two agree unless a
+terminal that lark tries first can match a proper prefix of another's lexeme, or a terminal's
+regex lists a shorter alternative before a longer one it prefixes: ``INT: /\d+/`` before
+``DATE: /\d{4}-\d{2}-\d{2}/`` (lark lexes ``2019`` of a date as ``INT`` and fails at ``-``), or
+``NUMBER: /\d+|\d+\.\d+/`` (lark matches ``3`` of ``3.14``). For such grammars this engine
+generates texts of the grammar's rules over the terminals' full languages that lark's own parser
+rejects; write the longer alternative first, or make the terminals' languages prefix-free.
 
 A matcher's state is ``(stack id, DFA state)``: two ints. Masks are computed for all tokens at
 once by running the lexer DFA over the vocabulary's byte matrix (numpy), consulting the parser

@@ -125,7 +125,8 @@ def compiled_grammar(lm: TextLM, grammar: Any, json_schema: Any) -> tuple[Compil
         from decoding.grammar import compile_grammar
 
         width = getattr(lm.model, "vocab_size", None)  # the logits may be wider than the tokenizer
-        cache[source] = compile_grammar(source, lm.tokenizer, eos_token_id=lm.eos_token_ids[0], vocab_size=width)
+        cache[source] = compile_grammar(source, lm.tokenizer, eos_token_id=lm.eos_token_ids[0], vocab_size=width,
+                                        check_lexer=json_schema is None)  # a schema's oracle is the schema, not lark
         while len(cache) > 32:  # oldest first
             cache.pop(next(iter(cache)))
     return cache[source], source

@@ -1,4 +1,4 @@
-"""A lark grammar compiled against a vocabulary: exact next-token masks over bytes.
+r"""A lark grammar compiled against a vocabulary: exact next-token masks over bytes.
 
 Semantics (lark's contextual LALR lexer, made incremental, with maximal munch):
 
@@ -13,15 +13,20 @@ Semantics (lark's contextual LALR lexer, made incremental, with maximal munch):
   still become a terminal the parser accepts; it is a sentence when, in addition, the open
   lexeme completes such a terminal after which ``$END`` is accepted.
 
-Where this differs from lark (known, not yet detected at compile time): lark's scanner takes the
-*first* context terminal that matches, in its order (priority, then maximum width, ...), with Python
-``re``'s first-alternative match inside a terminal, not the longest match. The two agree unless a
+Where this differs from lark (detected at compile time): lark's scanner takes the *first* context
+terminal that matches, in its order (priority, then maximum width, ...), with Python ``re``'s
+first-alternative match inside a terminal, not the longest match. The two agree unless a
 terminal that lark tries first can match a proper prefix of another's lexeme, or a terminal's
 regex lists a shorter alternative before a longer one it prefixes: ``INT: /\d+/`` before
 ``DATE: /\d{4}-\d{2}-\d{2}/`` (lark lexes ``2019`` of a date as ``INT`` and fails at ``-``), or
-``NUMBER: /\d+|\d+\.\d+/`` (lark matches ``3`` of ``3.14``). For such grammars this engine
-generates texts of the grammar's rules over the terminals' full languages that lark's own parser
-rejects; write the longer alternative first, or make the terminals' languages prefix-free.
+``NUMBER: /\d+|\d+\.\d+/`` (lark matches ``3`` of ``3.14``). For such grammars this engine would
+generate texts of the grammar's rules over the terminals' full languages that lark's own parser
+rejects, so :func:`compile_grammar` refuses them (:func:`~decoding.grammar.lexer_order.check_lexer_order`,
+whose message says how to write them: a higher priority for the longer terminal, the longer
+alternative first, or prefix-free languages). The JSON Schema path compiles without the check
+(``check_lexer=False``): its oracle is the schema, not lark's lexer, and some of its number terminals
+list a shorter alternative first (with ``minimum: 5``, ``[5-9]`` before ``[1-9][0-9]+``: lark rejects
+``50``, which the schema allows).
 
 A matcher's state is ``(stack id, DFA state)``: two ints. Masks are computed for all tokens at
 once by running the lexer DFA over the vocabulary's byte matrix (numpy), consulting the parser
@@ -364,6 +369,7 @@ def compile_grammar(
     start: str = "start",
     mask_cache_size: int = 4096,
     warm_seconds: float = 1.5,
+    check_lexer: bool = True,
 ) -> CompiledGrammar:
     """Compile a lark grammar against a tokenizer.
 
@@ -376,12 +382,17 @@ def compile_grammar(
         start: the start rule.
         mask_cache_size: number of ``(V,)`` masks kept in the cache.
         warm_seconds: time spent precomputing lexer-state tables (see :meth:`CompiledGrammar.warm_up`).
+        check_lexer: refuse grammars whose texts lark's own first-match lexer would lex differently
+            (:func:`~decoding.grammar.lexer_order.check_lexer_order`); ``False`` for grammars whose
+            oracle is not lark (the JSON Schema path).
 
     Raises:
         GrammarError: malformed grammar (lark's message, with line and column), a grammar that is
-            not LALR(1), an unsupported terminal, or a start rule that can never complete.
+            not LALR(1), an unsupported terminal, a start rule that can never complete, or (with
+            ``check_lexer``) terminals that lark's lexer, trying them in order, would lex differently.
     """
     from decoding.grammar.checks import check_completable, check_terminals_defined, load_lark
+    from decoding.grammar.lexer_order import check_lexer_order
 
     source, name = grammar_source(grammar)
     lark_grammar = load_lark(source, name, start)
@@ -391,6 +402,8 @@ def compile_grammar(
     if vocab.eos_token_id is None:
         raise ValueError("the tokenizer has no EOS token: pass eos_token_id")
     compiled = CompiledGrammar(lark_grammar, vocab, name, mask_cache_size)
+    if check_lexer:
+        check_lexer_order(compiled)
     if warm_seconds > 0:
         compiled.warm_up(warm_seconds)
     return compiled

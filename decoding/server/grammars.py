@@ -16,7 +16,7 @@ import json
 from collections import OrderedDict
 from typing import Any
 
-from decoding.api.causal_lm import compiled_grammar, grammar_text
+from decoding.api.causal_lm import compiled_grammar
 from decoding.grammar import builtin_grammars
 from decoding.grammar.loader import check_library_imports
 from decoding.server.errors import APIError, bad_request
@@ -56,15 +56,11 @@ def grammar_request(req: TextRequest, max_bytes: int) -> tuple[str, Any, str] | 
 
 def _compile(lm: Any, kind: str, value: Any) -> tuple[Any, str]:
     if kind == "schema":
-        found = grammar_text(None, value)
-        assert found is not None
-        source = found[0]
-    else:
-        source = value
-        if value.strip() not in builtin_grammars():
-            check_library_imports(value)  # lark would look for other imported grammars among the server's files
+        return compiled_grammar(lm, None, value)
+    if value.strip() not in builtin_grammars():
+        check_library_imports(value)  # lark would look for other imported grammars among the server's files
     # a newline makes the text count as grammar text (or a shipped name), never as a file path
-    return compiled_grammar(lm, source if "\n" in source else source + "\n", None)
+    return compiled_grammar(lm, value if "\n" in value else value + "\n", None)
 
 
 class GrammarCache:

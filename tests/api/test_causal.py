@@ -77,6 +77,8 @@ def test_grammar_and_json_schema_constrain_every_sample(tiny) -> None:
     assert js.settings["json_schema"] == schema
     again = dc.generate(tiny, "json:", n=3, json_schema=json.dumps(schema), max_new_tokens=24, chat=False, seed=0)
     assert again.text == js.text  # the same schema as JSON text: same grammar, same samples
+    low = dc.generate(tiny, "n:", n=2, json_schema={"type": "integer", "minimum": 5}, max_new_tokens=6, chat=False, seed=0)
+    assert all(int(t) >= 5 for t, r in zip(low.text, low.finish_reason, strict=True) if r == "eos")  # not lark's lexer order
 
 
 def test_aligned_sampling_persists_its_trie(tiny, tmp_path) -> None:

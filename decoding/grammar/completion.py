@@ -12,9 +12,12 @@ How a completion is found for a state ``(parser stack, lexer DFA state)``:
    state below (Knuth's viable-prefix theory). A Dijkstra search over ``(stack height, top state)``
    with these moves finds the cheapest way to reach ``$root -> start . $END``. Shortest yields of
    the nonterminals come from Knuth's generalisation of Dijkstra to grammars (1977).
-3. The terminals' shortest strings are joined, with the shortest ``%ignore`` string between two
-   that the longest-match lexer would otherwise merge, and the result is replayed through the
-   compiled grammar: only completions that the exact matcher accepts are returned.
+3. The terminals' shortest strings are joined. Where a terminal's shortest string would continue
+   the lexeme before it (the longest-match lexer would merge the two), the shorter of two repairs
+   is taken: the terminal's shortest string whose first byte ends that lexeme (``/[bc]+/`` after
+   ``/[ab]+/`` becomes ``c``, not ``b``), or the shortest ``%ignore`` string in between. The result
+   is replayed through the compiled grammar: only completions that the exact matcher accepts are
+   returned.
 
 Lengths are in bytes, a bound on tokens for vocabularies with a token for every single byte
 (byte-level BPE, SentencePiece byte fallback).
@@ -22,6 +25,7 @@ Lengths are in bytes, a bound on tokens for vocabularies with a token for every 
 
 from __future__ import annotations
 
+import functools
 import heapq
 from collections import deque
 from typing import TYPE_CHECKING, Any
@@ -50,6 +54,7 @@ class Completer:
         origins = {o for o, _ in spec.rules}
         self.rules = [(o, [(s, s not in origins) for s in e]) for o, e in spec.rules]
         self.start = spec.start
+        self._term_dfas: dict[int, Any] = {}
         self.term_string = [self._shortest_terminal(i) for i in range(len(grammar.terminals))]
         self.ignore_string = min(
             (self.term_string[i] for i in range(len(grammar.terminals)) if grammar.ignore_mask >> i & 1 and self.term_string[i]),
@@ -65,11 +70,39 @@ class Completer:
         self._memo: dict[State, bytes | None] = {}
 
     # --- terminals ------------------------------------------------------------------------------
+    def _terminal_dfa(self, i: int) -> Any:
+        """Terminal ``i``'s own DFA (built once)."""
+        d = self._term_dfas.get(i)
+        if d is None:
+            g = self.g
+            d = self._term_dfas[i] = build_dfa(g._nfa, [g._starts[i]], {g._ends[i]: 1 << i})
+        return d
+
     def _shortest_terminal(self, i: int) -> bytes | None:
         """The shortest byte string terminal ``i`` matches on its own (``None`` if it matches nothing)."""
-        g = self.g
-        d = build_dfa(g._nfa, [g._starts[i]], {g._ends[i]: 1 << i})
+        d = self._terminal_dfa(i)
         return _first_goal(d.rows, d.accepts, d.reach)
+
+    def _shortest_terminal_not_starting(self, i: int, banned: Any) -> bytes | None:
+        """The shortest string of terminal ``i`` whose first byte ``b`` has ``banned(b)`` false, or ``None``."""
+        d = self._terminal_dfa(i)
+        seen: dict[int, bytes] = {}
+        todo: deque[int] = deque()
+        for b in BYTE_ORDER:
+            q = d.rows[START][b]
+            if q != DEAD and d.reach[q] and q not in seen and not banned(b):
+                seen[q] = bytes([b])
+                todo.append(q)
+        while todo:  # breadth first: the first accepting state is reached by a shortest string
+            q = todo.popleft()
+            if d.accepts[q]:
+                return seen[q]
+            for b in BYTE_ORDER:
+                q2 = d.rows[q][b]
+                if q2 != DEAD and d.reach[q2] and q2 not in seen:
+                    seen[q2] = seen[q] + bytes([b])
+                    todo.append(q2)
+        return None
 
     def _term_cost(self, name: str) -> int | None:
         i = self.g.term_index.get(name)
@@ -287,14 +320,20 @@ class Completer:
         if cur is None:
             return None
         for name in terms:
-            x = self.term_string[g.term_index[name]]
+            i = g.term_index[name]
+            x = self.term_string[i]
             if x is None:
                 return None
-            if self._would_extend(cur, x[0]):
-                if self.ignore_string is None:
+            if self._would_extend(cur, x[0]):  # the shortest string would merge into the open lexeme
+                repairs = [self._shortest_terminal_not_starting(i, functools.partial(self._would_extend, cur)),
+                           None if self.ignore_string is None else self.ignore_string + x]
+                steps = [(r, g.step_bytes(cur, r)) for r in sorted((r for r in repairs if r), key=len)]
+                x, nxt = next(((r, c) for r, c in steps if c is not None), (None, None))
+                if x is None:
                     return None
-                x = self.ignore_string + x
-            cur = g.step_bytes(cur, x)
+                cur = nxt
+            else:
+                cur = g.step_bytes(cur, x)
             if cur is None:
                 return None
             pieces.append(x)

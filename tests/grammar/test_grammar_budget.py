@@ -222,3 +222,19 @@ def test_guarded_samples_follow_the_model_renormalised_over_feasible_tokens() ->
     assert p > 1e-3, (counts, exact)
     # a guard acting one step too early (forcing "b" after "a") would never give "aab"
     assert counts["aab"] > 0.9 * n * exact["aab"]
+
+
+def test_completions_repair_terminal_strings_that_would_merge() -> None:
+    """``B``'s shortest string ``b`` would continue an open ``A`` lexeme (``/[ab]+/``): the completion takes
+    ``B``'s shortest string that ends it (``c``); before, no completion was found and the guard stayed off."""
+    import lark
+
+    src = "start: A B\nA: /[ab]+/\nB: /[bc]+/\n"
+    g = compile_grammar(src, _byte_vocab(), warm_seconds=0)
+    judge = lark.Lark(src, parser="lalr")
+    for pre in (b"", b"a", b"ab", b"bb"):
+        m = g.matcher()
+        m.accept_bytes(pre) if pre else None
+        c = g.completer.complete(m.state)
+        assert c is not None and len(c) == _shortest_by_search(g, m.state, 3), (pre, c)
+        judge.parse((pre + c).decode())

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from decoding.api.generation import Generation
-from decoding.api.options import OptionError, Sampling
+from decoding.api.options import OptionError, Sampling, flag, template, whole
 from decoding.api.run import Run
 from decoding.api.templates import parse_template
 from decoding.api.zoo import Handle, Source
@@ -48,10 +48,12 @@ def generate_any_subset(
     blank_tokens: int | None = None,
 ) -> Generation:
     """See :func:`decoding.generate`; ``prompt`` is an infill template (required)."""
-    if prompt is None:
+    if template(lm.name, prompt) is None:
         raise OptionError(f"{lm.name} is an any-subset model: give an infill template, e.g. 'The ____ sat on the ____ .'")
     d = {"speculative": 4, "order": "left_to_right", **lm.card.get("defaults", {})}
-    k = int(d["speculative"] if speculative is None else speculative)
+    k = whole("speculative", d["speculative"] if speculative is None else speculative)
+    adaptive = None if adaptive is None else flag("adaptive", adaptive)
+    blank_tokens = None if blank_tokens is None else whole("blank_tokens", blank_tokens)
     order = str(d["order"] if order is None else order)
     if k < 0:
         raise OptionError(f"speculative must be >= 1 tokens per call (or 0 for sequential any-order sampling), got {k}")

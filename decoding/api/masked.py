@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from decoding.api.generation import Generation
-from decoding.api.options import OptionError, Sampling
+from decoding.api.options import OptionError, Sampling, flag, template, whole
 from decoding.api.run import Run
 from decoding.api.templates import parse_template
 from decoding.api.zoo import Handle, Source
@@ -54,10 +54,13 @@ def generate_masked(
 ) -> Generation:
     """See :func:`decoding.generate`; ``prompt`` is an infill template or None (unconditional)."""
     d = {"steps": 128, "sampler": "tweedie", "noise": "loglinear", "cache": True, **lm.card.get("defaults", {})}
-    steps = int(d["steps"] if steps is None else steps)
+    prompt = template(lm.name, prompt)
+    steps = whole("steps", d["steps"] if steps is None else steps)
     sampler = str(d["sampler"] if sampler is None else sampler)
     noise = str(d["noise"] if noise is None else noise)
-    cache = bool(d["cache"] if cache is None else cache)
+    cache = flag("cache", d["cache"] if cache is None else cache)
+    blank_tokens = None if blank_tokens is None else whole("blank_tokens", blank_tokens)
+    length = None if length is None else whole("length", length)
     if steps < 1:
         raise OptionError(f"steps must be >= 1, got {steps}")
     if sampler not in SAMPLERS:

@@ -7,6 +7,7 @@ to the model's kind is an :class:`OptionError` naming the option and the kind, n
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
@@ -147,3 +148,25 @@ def check_options(kind: str, model_name: str, given: Mapping[str, Any]) -> None:
             f"option {name!r} does not apply to {kind} models like {model_name}{where}; "
             f"options for {kind}: {', '.join(sorted(allowed))}"
         )
+
+
+def whole(name: str, value: Any) -> int:
+    """``value`` as an int, or an :class:`OptionError` naming ``name`` (``2.5``, ``True``, ``"3"`` and NaN are not whole numbers)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise OptionError(f"{name} must be a whole number, got {value!r}")
+    return int(value)
+
+
+def flag(name: str, value: Any) -> bool:
+    """``value`` as a bool, or an :class:`OptionError` naming ``name`` (``"no"`` is not ``False``)."""
+    if not isinstance(value, bool):
+        raise OptionError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
+def template(model_name: str, prompt: Any) -> str | None:
+    """The infill template of a masked or any-subset model: one string (or None), else an :class:`OptionError`."""
+    if prompt is not None and not isinstance(prompt, str):
+        raise OptionError(f"{model_name} takes one infill template (a str) per call, got {type(prompt).__name__}; "
+                          "call generate once per template")
+    return prompt

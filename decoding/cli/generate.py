@@ -110,6 +110,8 @@ def check_out(args: argparse.Namespace, images: bool) -> None:
             raise UsageError(f"images are saved as a PNG grid: give --out a path ending in .png, got {out}")
         check_writable(out, out.with_suffix(".json"))
     elif args.out is not None:
+        if args.out.suffix.lower() != ".jsonl":
+            raise UsageError(f"text is saved as JSON lines: give --out a path ending in .jsonl, got {args.out}")
         check_writable(args.out)
 
 
@@ -130,6 +132,8 @@ def read_prompts(args: argparse.Namespace) -> list[str]:
                     raise UsageError(f"{path} line {k + 1}: expected a JSON object with a \"prompt\" field") from None
             else:
                 prompts.append(line)
+        if not any(prompts):
+            raise UsageError(f"--prompts-file {path} holds no prompt (every line is blank)")
     return prompts
 
 

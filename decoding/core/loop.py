@@ -7,6 +7,7 @@ NFE (network function evaluations) is counted here and nowhere else.
 
 from __future__ import annotations
 
+import numbers
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -126,8 +127,12 @@ def apply_processors(
     constraint's allowed set.
     """
     out = logits
-    for proc in processors:
+    for k, proc in enumerate(processors):
         out = proc(out, state)
+        if not isinstance(out, torch.Tensor) or out.shape != logits.shape:
+            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ValueError(f"processors[{k}] ({type(proc).__name__}) returned {got}; a processor maps logits "
+                             f"{tuple(logits.shape)} to logits of the same shape")
     if constraint is not None:
         reweight = getattr(constraint, "reweight", None)
         if reweight is not None:
@@ -192,8 +197,13 @@ def decode(
     Returns:
         :class:`Result` with the final state, per-row NFE ``(B,)`` and wall time.
     """
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
+        raise ValueError(f"steps must be >= 1 and a whole number, got {steps!r}")
+    if callable(processors) or not all(callable(p) for p in processors):
+        raise ValueError(f"processors must be a list of callables (logits, state) -> logits, got {processors!r}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)
+                             or not -(2**63) <= seed < 2**64):
+        raise ValueError(f"seed must be a whole number in [-2**63, 2**64 - 1], got {seed!r}")
     if generator is None:
         generator = torch.Generator(device=_device_of(prompt))
         if seed is None:

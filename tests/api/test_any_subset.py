@@ -54,6 +54,9 @@ def test_infill_keeps_the_text_and_counts_nfe(arm) -> None:
         (TEMPLATE, dict(cache=False), "option 'cache' does not apply to any-subset models"),
         (TEMPLATE, dict(stop=["x"]), "option 'stop' does not apply to any-subset models"),
         (TEMPLATE, dict(sampling={"min_p": 0.1}), "sampling.min_p does not apply to any-subset models"),
+        (TEMPLATE, dict(speculative=2.9), "speculative must be a whole number"),
+        (TEMPLATE, dict(adaptive="no"), "adaptive must be True or False"),
+        ([TEMPLATE], {}, "takes one infill template"),
     ],
 )
 def test_bad_input(arm, prompt, kwargs, message) -> None:

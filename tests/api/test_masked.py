@@ -51,6 +51,10 @@ def test_infill_keeps_the_text(radd) -> None:
         (None, dict(grammar="json"), "option 'grammar' does not apply to masked-diffusion models"),
         (None, dict(sampling=dc.Sampling(top_p=0.9)), "sampling.top_p does not apply to masked-diffusion models"),
         (None, dict(class_label=1), "option 'class_label' does not apply"),
+        (None, dict(steps=2.5), "steps must be a whole number"),
+        (None, dict(cache="no"), "cache must be True or False"),
+        ("a ____ b", dict(blank_tokens=2.5), "blank_tokens must be a whole number"),
+        (["a ____ b"], {}, "takes one infill template"),
     ],
 )
 def test_bad_input(radd, prompt, kwargs, message) -> None:

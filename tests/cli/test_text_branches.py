@@ -87,3 +87,12 @@ def test_streamed_text_stops_before_the_stop_string_and_equals_generate(tiny_lla
                      "--stop", stop]) == 0
         assert capsys.readouterr().out == want.text[0] + "\n"
     assert main(["generate", str(tiny_llama_dir), "x", "--json-schema", "true", "--max-new-tokens", "4", "--quiet"]) == 0
+
+
+def test_empty_prompts_file_and_text_out_suffix_are_refused(tmp_path, capsys):
+    blank = tmp_path / "p.txt"
+    blank.write_text("\n\n")
+    assert main(["generate", "models/radd-brown", "--prompts-file", str(blank), "--steps", "2"]) == 2
+    assert "holds no prompt" in capsys.readouterr().err
+    assert main(["generate", "models/radd-brown", "a ____ b", "--steps", "2", "--out", str(tmp_path / "x.png")]) == 2
+    assert "ending in .jsonl" in capsys.readouterr().err and not (tmp_path / "x.png").exists()

@@ -76,3 +76,14 @@ def test_bad_inputs():
         decode(MarkovModel(P), Autoregressive(), torch.zeros(1, 1), steps=1)
     with pytest.raises(ValueError, match="temperature must be > 0"):
         Temperature(-1.0)
+    x = torch.zeros(2, 1, dtype=torch.long)
+    cases = [
+        (dict(steps=2.5), "steps must be >= 1 and a whole number"),
+        (dict(steps=2, processors=Temperature(0.8)), "processors must be a list of callables"),
+        (dict(steps=2, processors=[5]), "processors must be a list of callables"),
+        (dict(steps=2, processors=[lambda logits, state: logits[:1]]), r"processors\[0\] \(function\) returned \(1, 3\)"),
+        (dict(steps=2, seed=2**70), "seed must be a whole number"),
+    ]
+    for kwargs, message in cases:  # each named before (or at) the first step, not as torch's own error
+        with pytest.raises(ValueError, match=message):
+            decode(MarkovModel(P), Autoregressive(), x, **kwargs)

@@ -182,7 +182,12 @@ def train_main(model: str, argv: Sequence[str]) -> int:
     parser, opt_names, task_names = build_parser(model)
     args = parser.parse_args(list(argv))
     given = {k: v for k, v in vars(args).items() if k in opt_names | task_names}
+    if args.benchmark_profile and not args.benchmark:
+        raise ValueError("--benchmark-profile applies with --benchmark (it profiles the benchmark's reference step)")
     checkpoint = Path(args.checkpoint)
+    for flag, folder in (("--checkpoint", checkpoint), ("--out", None if args.no_export else Path(args.out))):
+        if folder is not None and folder.exists() and not folder.is_dir():  # before any training, not after it
+            raise ValueError(f"{flag} {folder} is a file; give a folder (it is created if missing)")
     resume = args.resume or args.export_only
     options, config = _settings(model, given, opt_names, task_names, resume, checkpoint)
     if args.export_only and "device" not in given:

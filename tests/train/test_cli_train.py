@@ -89,3 +89,17 @@ def test_benchmark_prints_steps_per_second(fashion: Path, monkeypatch: pytest.Mo
                  "--batch-size", "8", "--val-limit", "8", "--benchmark-profile"]) == 0
     out = capsys.readouterr().out
     assert "steps/s" in out and "eager, NCHW" in out and "1.00" in out and "profile of the reference (eager)" in out
+
+
+def test_file_paths_and_lone_profile_are_refused_before_training(capsys: pytest.CaptureFixture, fashion: Path,
+                                                                  tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from decoding.train import loop
+
+    monkeypatch.setattr(loop.Trainer, "run", lambda self: pytest.fail("trained despite a bad option"))
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    assert "--checkpoint" in _err(capsys, [*_tiny(fashion, afile), "--steps", "2"]) and "is a file" in _err(
+        capsys, [*_tiny(fashion, afile), "--steps", "2"])
+    assert "--out" in _err(capsys, [*_tiny(fashion, tmp_path / "ck"), "--steps", "2", "--out", str(afile)])
+    assert "--benchmark-profile applies with --benchmark" in _err(capsys, [*_tiny(fashion, tmp_path / "ck"),
+                                                                          "--benchmark-profile"])

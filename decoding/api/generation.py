@@ -104,21 +104,29 @@ class Generation:
         """
         path = Path(path)
         meta = {**self.settings, "kind": self.kind, "model": self.model, "seconds": round(self.seconds, 4)}
+        targets = output_paths(path, self.images is not None)
         if self.images is not None:
-            if path.suffix.lower() != ".png":
-                raise ValueError(f"images are saved as a PNG grid: give a path ending in .png, got {path}")
-            json_path = path.with_suffix(".json")
-            check_writable(path, json_path)  # both or neither: no grid without its settings
+            json_path = targets[1]
             buf = io.BytesIO()
             self.grid(nrow, scale=scale).save(buf, format="PNG")
             meta.update(nfe_per_image=max(self.nfe), grid=path.name, n=len(self))
             atomic_write_bytes(path, buf.getvalue())
             atomic_write_bytes(json_path, (json.dumps(meta, indent=2, default=str) + "\n").encode())
             return [path, json_path]
-        check_writable(path)
         lines = [json.dumps({**row, "settings": meta}, ensure_ascii=False, default=str) for row in self.rows()]
         atomic_write_bytes(path, ("\n".join(lines) + "\n").encode("utf-8"))
         return [path]
+
+
+def output_paths(path: Path, images: bool) -> list[Path]:
+    """The files :meth:`Generation.save` writes for ``path``, checked before anything is written (or sampled):
+    images need a ``.png`` path and its ``.json`` beside it (both or neither: no grid without its settings);
+    ``ValueError`` names what cannot be written (:func:`~decoding.io.check_writable`)."""
+    if images and path.suffix.lower() != ".png":
+        raise ValueError(f"images are saved as a PNG grid: give a path ending in .png, got {path}")
+    paths = [path, path.with_suffix(".json")] if images else [path]
+    check_writable(*paths)
+    return paths
 
 
 def make_grid(images: Tensor, nrow: int | None = None, padding: int = 2, scale: int = 1) -> Image.Image:

@@ -7,9 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from decoding.api.options import OptionError
+from decoding.core.row_generators import check_seed
 from decoding.core.types import State
-
-SEED_RANGE = (-(2**63), 2**64 - 1)  # what torch.Generator.manual_seed takes
 
 
 @dataclass(frozen=True)
@@ -35,9 +34,10 @@ class Run:
     def __post_init__(self) -> None:
         if not isinstance(self.n, int) or self.n < 1:
             raise OptionError(f"n must be a whole number >= 1, got {self.n!r}")
-        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)
-                                      or not SEED_RANGE[0] <= self.seed <= SEED_RANGE[1]):
-            raise OptionError(f"seed must be a whole number in [-2**63, 2**64 - 1], got {self.seed!r}")
+        try:
+            check_seed(self.seed)
+        except ValueError as e:
+            raise OptionError(str(e)) from None
         if self.batch_size is not None and (not isinstance(self.batch_size, int) or self.batch_size < 1):
             raise OptionError(f"batch_size must be a whole number >= 1, got {self.batch_size!r}")
 

@@ -102,17 +102,14 @@ def add_parser(subparsers: Any, name: str = "generate", default_model: str | Non
 def check_out(args: argparse.Namespace, images: bool) -> None:
     """Refuse an ``--out`` that cannot be written before any sampling: images need a ``.png`` path (and
     its ``.json`` beside it), and neither may be a folder or lie under a file or a read-only folder."""
-    from decoding.io import check_writable
+    from decoding.api.generation import output_paths
 
     if images:
-        out = args.out or Path(args.default_out or "grid.png")
-        if out.suffix.lower() != ".png":
-            raise UsageError(f"images are saved as a PNG grid: give --out a path ending in .png, got {out}")
-        check_writable(out, out.with_suffix(".json"))
+        output_paths(args.out or Path(args.default_out or "grid.png"), images=True)
     elif args.out is not None:
         if args.out.suffix.lower() != ".jsonl":
             raise UsageError(f"text is saved as JSON lines: give --out a path ending in .jsonl, got {args.out}")
-        check_writable(args.out)
+        output_paths(args.out, images=False)
 
 
 def read_prompts(args: argparse.Namespace) -> list[str]:

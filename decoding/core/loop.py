@@ -18,6 +18,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from decoding.core.protocols import Constraint, Model, Process, Processor
+from decoding.core.row_generators import check_seed
 from decoding.core.types import Prediction, Result, State
 
 Callback = Callable[[int, State, Prediction], None]
@@ -201,9 +202,7 @@ def decode(
         raise ValueError(f"steps must be >= 1 and a whole number, got {steps!r}")
     if callable(processors) or not all(callable(p) for p in processors):
         raise ValueError(f"processors must be a list of callables (logits, state) -> logits, got {processors!r}")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)
-                             or not -(2**63) <= seed < 2**64):
-        raise ValueError(f"seed must be a whole number in [-2**63, 2**64 - 1], got {seed!r}")
+    check_seed(seed)
     if generator is None:
         generator = torch.Generator(device=_device_of(prompt))
         if seed is None:

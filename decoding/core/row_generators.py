@@ -11,7 +11,9 @@ instead of one for the batch (``B`` small kernels on a GPU; the same numbers are
 from __future__ import annotations
 
 import hashlib
+import numbers
 from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -60,6 +62,16 @@ class RowGenerators(Sequence[torch.Generator]):
         for r, g in enumerate(self.generators):
             out[r].exponential_(1.0, generator=g)
         return out
+
+
+SEED_RANGE = (-(2**63), 2**64 - 1)  # what torch.Generator.manual_seed takes
+
+
+def check_seed(seed: Any) -> None:
+    """Raise ``ValueError`` unless ``seed`` is None or a whole number torch can seed a generator with."""
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)
+                             or not SEED_RANGE[0] <= seed <= SEED_RANGE[1]):
+        raise ValueError(f"seed must be a whole number in [-2**63, 2**64 - 1], got {seed!r}")
 
 
 def row_seed(seed: int, index: int) -> int:

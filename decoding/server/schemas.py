@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from decoding.api.run import SEED_RANGE
+from decoding.core.row_generators import SEED_RANGE
 
 
 class StreamOptions(BaseModel):

@@ -22,7 +22,8 @@ The split attention kernel (:func:`decoding.nn.decode_attention.decode_attention
 ``"decode_attention"``) is swept over its own knobs: ``--attn-block-n`` keys per inner block x
 ``--attn-splits`` key chunks x ``--warps``, with ``tl.dot`` (the ``G`` queries padded to 16) and on CUDA
 cores, on a cache of ``--slots`` slots (default 328: ``benchmarks/text_generate.py``'s default 289-slot
-capacity rounded up to 320, plus 8 scratch slots); its peer is today's launch, and its table rows hold
+capacity rounded up to 320, plus 8 scratch slots); its peer is today's launch (or, with ``--attn-peer sdpa``,
+PyTorch's SDPA as the compiled unfused step calls it: such rows say ``"peer": "sdpa"``), and its table rows hold
 ``block`` = keys per block and ``block_k`` = keys per chunk, keyed by ``K`` = slots and ``N`` = ``Hkv G D``.
 ``--kernels`` restricts the sweep to some cases (e.g. ``--kernels decode_attention``). With
 ``TRITON_INTERPRET=1`` on a CPU it runs the same checks at ``--tiny`` size with plain wall-clock
@@ -47,6 +48,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from decoding.nn import fused_decode as fd  # noqa: E402
+from decoding.nn.attention import attention as attention_op  # noqa: E402
 from decoding.nn.decode_attention import combine_splits, decode_attention_partials  # noqa: E402
 from decoding.nn.transformer import apply_rotary  # noqa: E402
 
@@ -67,7 +69,8 @@ def cdiv(a: int, b: int) -> int:
 Case = tuple[str, int, int, Callable, Callable]
 
 
-def cases(shape: dict, b: int, dtype: torch.dtype, device: str, slots: int = 328) -> dict[str, Case]:
+def cases(shape: dict, b: int, dtype: torch.dtype, device: str, slots: int = 328, attn_peer: str = "today"
+          ) -> dict[str, Case]:
     """Per use of a kernel in a layer: ``(kernel, K, N, fused(block, block_k, num_warps, dot) -> output,
     peer() -> output)`` on one layer's random weights and inputs; ``kernel``, ``K`` (inputs) and ``N``
     (output rows) key the configuration :func:`decoding.nn.fused_decode.launch_config` looks up
@@ -117,6 +120,14 @@ def cases(shape: dict, b: int, dtype: torch.dtype, device: str, slots: int = 328
                                               dot=dot)
         return combine_splits(out, lse_)
 
+    # SDPA as the engine's compiled unfused step calls it: the G query heads of a key/value head as G queries,
+    # the slot mask as one additive bias a step (decoding.adapters.static_cache.static_forward)
+    bias = torch.zeros((), dtype=dtype, device=device).masked_fill(
+        ~valid.bool()[:, None, None, :].expand(b, 1, hq // hkv, slots), float("-inf"))
+
+    def sdpa_peer() -> torch.Tensor:
+        return attention_op(qa, ka, va, mask=bias, backend="sdpa")
+
     def gate_up_peer() -> torch.Tensor:
         gg, u = F.linear(rms(x, nw, eps), wgu).chunk(2, dim=-1)
         return F.silu(gg) * u
@@ -146,7 +157,8 @@ def cases(shape: dict, b: int, dtype: torch.dtype, device: str, slots: int = 328
             lambda blk, bk, nw_, dot: fd.gemv_residual(ao, wo, res, block_n=blk, block_k=bk, num_warps=nw_, dot=dot),
             lambda: res + F.linear(ao, wo)),
         "decode_attention": ("decode_attention", slots, hq * d, attention,
-                             lambda: attention(64, today_chunk, 4, True)),  # today's launch, Triton's 4 warps
+                             sdpa_peer if attn_peer == "sdpa"
+                             else lambda: attention(64, today_chunk, 4, True)),  # today's launch, Triton's 4 warps
     }
 
 
@@ -216,6 +228,10 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--attn-splits", type=int, nargs="+", default=[1, 2, 3, 5, 8], help="split attention: key chunks")
     p.add_argument("--attn-warps", type=int, nargs="+", default=[1, 2, 4], help="split attention: warps")
     p.add_argument("--slots", type=int, default=328, help="split attention: cache slots")
+    p.add_argument("--attn-peer", choices=("today", "sdpa"), default="today",
+                   help="split attention's peer: today's launch of the kernel, or PyTorch's SDPA as the compiled "
+                        "unfused step calls it (rows timed against SDPA name it: decoding.nn.decode_attention."
+                        "beats_sdpa reads them)")
     p.add_argument("--kernels", nargs="+", default=None,
                    help="only these cases or kernels (e.g. decode_attention, norm_gate_up_silu); default: all")
     p.add_argument("--tiny", action="store_true", help="a toy layer (the CPU smoke test under TRITON_INTERPRET=1)")
@@ -233,7 +249,7 @@ def main(argv: list[str] | None = None) -> dict:
     grid = configurations(args.blocks, args.block_k, args.warps, args.dot_blocks, args.dot_block_k)
     attn_grid = attention_configurations(args.attn_block_n, args.attn_splits, args.attn_warps, args.slots)
     for b in args.batch:
-        for name, (kernel, k, n, fused, peer) in cases(shape, b, dtype, device, args.slots).items():
+        for name, (kernel, k, n, fused, peer) in cases(shape, b, dtype, device, args.slots, args.attn_peer).items():
             if args.kernels and name not in args.kernels and kernel not in args.kernels:
                 continue
             ref = peer().float()
@@ -254,7 +270,8 @@ def main(argv: list[str] | None = None) -> dict:
             results["rows"].extend(rows)
             ok = sorted((r for r in rows if "us" in r), key=lambda r: r["us"])
             bad = len(rows) - len(ok)
-            peer_name = "today's launch" if kernel == "decode_attention" else "torch ops"
+            peer_name = (("sdpa" if args.attn_peer == "sdpa" else "today's launch") if kernel == "decode_attention"
+                         else "torch ops")
             print(f"\nbatch {b}  {name}: peer ({peer_name}) {peer_us:.2f} us per launch; {len(ok)} configurations"
                   f" timed, {bad} failed")
             for r in ok[:5]:
@@ -264,8 +281,9 @@ def main(argv: list[str] | None = None) -> dict:
                 print(f"  failed: block {r['block']} block_k {r['block_k']} warps {r['warps']} dot {r['dot']}: "
                       f"{r['error']}")
             if ok:  # the table decoding.nn.fused_decode reads (DECODING_FUSED_CONFIGS, or shipped beside it)
-                results["best"].append({key: ok[0][key] for key in ("case", "kernel", "K", "N", "batch", "block",
-                                                                    "block_k", "warps", "dot", "us", "peer_us")})
+                results["best"].append({**{key: ok[0][key] for key in ("case", "kernel", "K", "N", "batch", "block",
+                                                                       "block_k", "warps", "dot", "us", "peer_us")},
+                                        "peer": peer_name})
             if args.out:  # rewritten after every kernel: a run cut short keeps what it measured
                 args.out.write_text(json.dumps(results, indent=1))
     if args.out:

@@ -199,7 +199,7 @@ def kernel_available(device: torch.device | str) -> bool:
     return triton is not None and (torch.device(device).type == "cuda" or interpreting())
 
 
-AUTO_MAX_ROWS = 1  # rows of logits up to which TopP's "auto" takes the kernel on CUDA (measured at batch 1)
+AUTO_MAX_ROWS = 64  # rows of logits up to which TopP's "auto" takes the kernel on CUDA (measured at batch 1-64)
 
 
 def use_kernel(method: str, logits: Tensor) -> bool:
@@ -207,11 +207,13 @@ def use_kernel(method: str, logits: Tensor) -> bool:
 
     ``"kernel"``: always. ``"auto"``: for CUDA logits of at most :data:`AUTO_MAX_ROWS` rows, with
     triton installed, outside ``torch.compile`` (inductor cannot compile these user kernels under torch
-    2.11, H100 run of 2026-12-07) and without gradients. On an H100 (2026-12-07, V = 49,152, batch 1)
-    the kernel took 35.9 µs replayed in a CUDA graph against 80.9 for the library sort, 245.8 against
-    269.4 eagerly, and the decode loop with the graphed processor chain ran at 1,003.7 tok/s with it
-    against 969.2 with the sort (docs/perf/gpu_speed.md, *Fourth* and *Fifth H100 run*); larger
-    batches were not measured and keep sorting. Exact: the kept set of :func:`decoding.processors.cut.top_p_drop`.
+    2.11, H100 run of 2026-12-07) and without gradients. On an H100 (2026-12-08, V = 49,152,
+    ``benchmarks/truncation.py --device cuda --batch 1 8 16 32 64``) the kernel replayed in a CUDA graph
+    took 36.0, 44.5, 54.5, 81.1 and 134.4 µs at batch 1, 8, 16, 32 and 64 against 80.6, 184.8, 228.0,
+    308.6 and 479.4 for the library sort, and the default engine ran batch 64 at 34,948 tok/s with it
+    against 28,848 with the sort, batch 8 at 5,355 against 4,832 (docs/perf/gpu_speed.md, *Eighth H100
+    run*); more rows than were measured keep sorting. Exact: the kept set of
+    :func:`decoding.processors.cut.top_p_drop`.
     """
     if method == "kernel":
         return True

@@ -27,15 +27,17 @@ def test_kernel_is_a_top_p_method_only() -> None:
     assert TopP(0.9).method == "auto"
 
 
-def test_auto_takes_the_kernel_for_one_row_of_cuda_logits_only(monkeypatch) -> None:  # noqa: ANN001
-    """``"auto"``: the kernel for one row on CUDA (measured faster there), the sort for more rows, on the CPU,
+def test_auto_takes_the_kernel_for_the_measured_rows_of_cuda_logits_only(monkeypatch) -> None:  # noqa: ANN001
+    """``"auto"``: the kernel for up to AUTO_MAX_ROWS rows on CUDA (measured faster there), the sort for more rows, on the CPU,
     under torch.compile, with gradients or without triton; ``"kernel"`` always, ``"sort"`` / ``"search"`` never."""
     from decoding.processors import cut_kernel
 
     monkeypatch.setattr(cut_kernel, "kernel_available", lambda device: True)
-    one, two = torch.empty(1, 8, device="meta"), torch.empty(2, 8, device="meta")
+    one, two = torch.empty(1, 8, device="meta"), torch.empty(cut_kernel.AUTO_MAX_ROWS + 1, 8, device="meta")
+    assert cut_kernel.AUTO_MAX_ROWS == 64  # measured on an H100 at batch 1 to 64
     monkeypatch.setattr(torch.Tensor, "device", property(lambda t: torch.device("cuda")))
     assert cut_kernel.use_kernel("auto", one) and cut_kernel.use_kernel("auto", one.reshape(8))
+    assert cut_kernel.use_kernel("auto", torch.empty(64, 8, device="meta"))
     assert not cut_kernel.use_kernel("auto", two) and cut_kernel.use_kernel("kernel", two)
     assert not cut_kernel.use_kernel("sort", one) and not cut_kernel.use_kernel("search", one)
     assert not cut_kernel.use_kernel("auto", torch.empty(1, 8, device="meta", requires_grad=True))

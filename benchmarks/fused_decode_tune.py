@@ -230,8 +230,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--slots", type=int, default=328, help="split attention: cache slots")
     p.add_argument("--attn-peer", choices=("today", "sdpa"), default="today",
                    help="split attention's peer: today's launch of the kernel, or PyTorch's SDPA as the compiled "
-                        "unfused step calls it (rows timed against SDPA name it: decoding.nn.decode_attention."
-                        "beats_sdpa reads them)")
+                        "unfused step calls it (rows timed against SDPA name it)")
     p.add_argument("--kernels", nargs="+", default=None,
                    help="only these cases or kernels (e.g. decode_attention, norm_gate_up_silu); default: all")
     p.add_argument("--tiny", action="store_true", help="a toy layer (the CPU smoke test under TRITON_INTERPRET=1)")

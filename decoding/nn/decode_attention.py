@@ -123,45 +123,18 @@ def _kernel(device: torch.device):
     return _INTERPRETED[0]
 
 
-def _attention_row(b: int, s: int, features: int) -> dict | None:
-    """The ``"decode_attention"`` row of :data:`decoding.nn.fused_decode.TUNED` for ``b`` rows, ``s`` slots and
-    ``features = Hkv G D``: among the rows of this head shape, those at the smallest tuned batch >= ``b`` (as
-    :func:`decoding.nn.fused_decode.launch_config`: a launch measured at a smaller batch is not used for a
-    larger one), and of those the one measured at the cache length nearest ``s``."""
-    from decoding.nn import fused_decode
-
-    rows = [r for r in fused_decode.TUNED if r["kernel"] == "decode_attention" and r["N"] == features]
-    if not rows:
-        return None
-    above = [r["batch"] for r in rows if r["batch"] >= b]
-    if not above:
-        return None
-    batch = min(above)
-    return min((r for r in rows if r["batch"] == batch), key=lambda r: (abs(r["K"] - s), r["K"]))
-
-
 def tuned_launch(b: int, s: int, features: int) -> dict | None:
     """The measured launch of the split kernel for ``b`` rows, ``s`` cache slots and ``features = Hkv G D``:
-    ``block_n``, ``chunk`` (keys a program: with another cache length the number of chunks follows), ``num_warps``
-    and ``dot``, from the ``"decode_attention"`` rows of :data:`decoding.nn.fused_decode.TUNED` (``block`` is
-    ``block_n``, ``block_k`` the chunk; the row of :func:`_attention_row`); None where it has none (today's
-    launch: 64-key blocks, about :data:`TARGET_PROGRAMS` programs, ``tl.dot``)."""
-    row = _attention_row(b, s, features)
+    ``block_n``, ``chunk`` (keys a program), ``num_warps``, ``dot``, from the table of
+    :func:`decoding.nn.fused_decode.tuned_row` (``"decode_attention"`` rows: ``block`` is ``block_n``,
+    ``block_k`` the chunk); None where it has none (today's launch: 64-key blocks, about
+    :data:`TARGET_PROGRAMS` programs, ``tl.dot``)."""
+    from decoding.nn.fused_decode import tuned_row
+
+    row = tuned_row("decode_attention", b, s, features)
     if row is None:
         return None
     return {"block_n": row["block"], "chunk": row["block_k"], "num_warps": row["warps"], "dot": bool(row["dot"])}
-
-
-def beats_sdpa(b: int, s: int, features: int) -> bool:
-    """Whether the measured launch for ``b`` rows (:func:`tuned_launch`) was timed faster than PyTorch's SDPA on
-    the same work: its row names ``"peer": "sdpa"`` (``benchmarks/fused_decode_tune.py --attn-peer sdpa``) and
-    its ``us`` is below ``peer_us``. :class:`decoding.adapters.static_cache.StaticCausalLM` then runs this kernel
-    in its compiled one-token step at that batch instead of SDPA (where no backend was forced)."""
-    if b < 2:  # batch 1 has the fused step (its own launches) or SDPA; rows are measured for many rows
-        return False
-    row = _attention_row(b, s, features)
-    return (row is not None and row.get("peer") == "sdpa" and "us" in row and "peer_us" in row
-            and float(row["us"]) < float(row["peer_us"]))
 
 
 def pdl_launch(pdl: bool, device: torch.device) -> tuple[bool, dict]:

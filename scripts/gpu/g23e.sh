@@ -4,8 +4,11 @@
 # found cuDNN's attention a third of the step (17.3 us a layer for 3 queries a key/value head over 328 slots); the
 # split kernel's untuned launch (tl.dot on the queries padded to 16 rows) was slower still.
 #   1. the split kernel's launches at batch 8 and 64 timed against SDPA as the compiled step calls it;
-#   2. the launch table = the shipped rows + the sweep's attention rows (DECODING_FUSED_CONFIGS): the compiled step
-#      of a batch whose row beat SDPA runs the kernel (decoding.nn.decode_attention.beats_sdpa);
+#   2. the launch table = the shipped rows + the sweep's attention rows (DECODING_FUSED_CONFIGS): at the run's commit
+#      (297f51e) the compiled step of a batch whose row beat SDPA ran the kernel; no row did (SDPA 10.8 / 19.0 us
+#      against the kernel's best 31.1 / 49.6 us at batch 8 / 64), so that switch was taken out again. The merged
+#      table's batch-8 row also served batch 1's fused step (a launch tuned at a larger batch): batch 1 fell to 484
+#      tok/s in this call; the shipped table has no attention rows;
 #   3. batch 64: loop-auto (so the kernel where it won), loop-sdpa (SDPA forced) and HF's static cache, with the
 #      profile of loop-auto; the GPU tests of the kernel and the text engine;
 #   4. batch 8 and batch 1, the same engines.

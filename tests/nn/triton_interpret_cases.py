@@ -98,21 +98,16 @@ def test_launch_variants_equal_reference(b: int, hkv: int, g: int, d: int, s: in
 
 def test_the_measured_attention_launch_is_read_from_the_table(monkeypatch: pytest.MonkeyPatch) -> None:
     """A ``"decode_attention"`` row of the launch table (``block`` keys a block, ``block_k`` keys a chunk)
-    sets the launch of a call with the same head shape at its batch or below, measured at the nearest cache
-    length (the chunk stays, the number of chunks follows the cache); what the caller passes wins; a larger
-    batch or another head shape keeps today's launch (64-key blocks, about 512 programs)."""
+    sets the launch of a call with the same cache length and head shape; what the caller passes wins;
+    another cache length keeps today's launch (64-key blocks, about 512 programs)."""
     from decoding.nn import fused_decode as fd
-    from decoding.nn.decode_attention import beats_sdpa, decode_attention_partials, tuned_launch
+    from decoding.nn.decode_attention import decode_attention_partials, tuned_launch
 
     row = {"kernel": "decode_attention", "K": 97, "N": 2 * 3 * 48, "batch": 1, "block": 16, "block_k": 32,
            "warps": 2, "dot": False}
-    far = {**row, "K": 400, "block_k": 64}
-    monkeypatch.setattr(fd, "TUNED", [far, row])
+    monkeypatch.setattr(fd, "TUNED", [row])
     assert tuned_launch(1, 97, 288) == {"block_n": 16, "chunk": 32, "num_warps": 2, "dot": False}
-    assert tuned_launch(1, 96, 288) == tuned_launch(1, 97, 288)  # the nearest cache length measured
-    assert tuned_launch(1, 390, 288)["chunk"] == 64
-    assert tuned_launch(2, 97, 288) is None and tuned_launch(1, 97, 2 * 3 * 32) is None
-    assert not beats_sdpa(1, 97, 288)  # no SDPA timing in the row
+    assert tuned_launch(2, 97, 288) is None and tuned_launch(1, 96, 288) is None
     q, k, v, valid = case(1, 2, 3, 48, 97, torch.float32, seed=5)
     parts, _ = decode_attention_partials(q, k, v, valid)
     assert parts.shape[2] == 4  # 97 keys in chunks of 32
@@ -120,25 +115,8 @@ def test_the_measured_attention_launch_is_read_from_the_table(monkeypatch: pytes
     assert parts.shape[2] == 1
     torch.testing.assert_close(decode_attention(q, k, v, valid),
                                naive_attention(q, k, v, valid[:, None, None, :], 48**-0.5), rtol=1e-5, atol=1e-5)
-    q, k, v, valid = case(2, 2, 3, 48, 96, torch.float32, seed=5)
+    q, k, v, valid = case(1, 2, 3, 48, 96, torch.float32, seed=5)
     assert decode_attention_partials(q, k, v, valid)[0].shape[2] == 2  # untuned: 64-key blocks, 2 chunks
-
-
-def test_a_row_timed_against_sdpa_picks_the_kernel_only_where_it_was_faster(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``beats_sdpa``: only rows measured against SDPA (``"peer": "sdpa"``) that beat it, at batch 2 or more, for
-    batches up to the row's; the static-cache model's compiled CUDA step takes the kernel exactly there."""
-    from decoding.nn import fused_decode as fd
-    from decoding.nn.decode_attention import beats_sdpa
-
-    win = {"kernel": "decode_attention", "K": 328, "N": 576, "batch": 64, "block": 32, "block_k": 320,
-           "warps": 4, "dot": False, "us": 6.0, "peer_us": 17.0, "peer": "sdpa"}
-    lose = {**win, "batch": 8, "us": 9.0, "peer_us": 8.0}
-    monkeypatch.setattr(fd, "TUNED", [win, lose])
-    assert beats_sdpa(64, 328, 576) and beats_sdpa(33, 392, 576) and beats_sdpa(9, 328, 576)
-    assert not beats_sdpa(8, 328, 576) and not beats_sdpa(2, 328, 576)  # the batch-8 row lost to SDPA
-    assert not beats_sdpa(65, 328, 576) and not beats_sdpa(64, 328, 640) and not beats_sdpa(1, 328, 576)
-    monkeypatch.setattr(fd, "TUNED", [{**win, "peer": "today's launch"}])
-    assert not beats_sdpa(64, 328, 576)
 
 
 def test_bad_block_n_is_a_clear_error() -> None:

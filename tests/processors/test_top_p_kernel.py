@@ -188,6 +188,16 @@ def test_kernel_equals_top_p_drop_on_the_gpu(mode: str) -> None:
                     static.copy_(x)
                     graph.replay()
                     got = out.clone()
+                elif mode == "compiled":
+                    try:
+                        got = fn(x)
+                    except Exception as e:  # noqa: BLE001
+                        if "xreplace" not in str(e):
+                            raise
+                        # inductor (torch 2.11, H100 run of 2026-12-08) fails on the mass bound passed as a
+                        # 62-bit Python int ("'int' object has no attribute 'xreplace'"): TopP's "auto" keeps
+                        # the kernel out of compiled code; anything else, or a wrong result, fails
+                        pytest.xfail(f"inductor cannot compile the top-p kernels here: {str(e)[-200:]}")
                 else:
                     got = fn(x)
                 assert torch.equal(got, want), (mode, b, dtype, p, keep, fill)

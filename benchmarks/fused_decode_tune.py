@@ -114,10 +114,11 @@ def cases(shape: dict, b: int, dtype: torch.dtype, device: str, slots: int = 328
     today_chunk = cdiv(cdiv(slots, today_splits), 64) * 64
 
     def attention(block_n: int | None = None, chunk: int | None = None, warps: int | None = None,
-                  dot: bool | None = None) -> torch.Tensor:
+                  dot: bool | str | None = None) -> torch.Tensor:
         splits = None if chunk is None else cdiv(slots, chunk)
+        mma = dot == "mma" and dtype != torch.float32  # tensor cores on a half-precision cache only
         out, lse_ = decode_attention_partials(qa, ka, va, valid, splits=splits, block_n=block_n, num_warps=warps,
-                                              dot=dot)
+                                              dot=None if dot is None else bool(dot), mma=mma)
         return combine_splits(out, lse_)
 
     # SDPA as the engine's compiled unfused step calls it: the G query heads of a key/value head as G queries,
@@ -171,12 +172,17 @@ def configurations(blocks: list[int], block_ks: list[int], warps: list[int], dot
     return plain + dot
 
 
-def attention_configurations(block_ns: list[int], splits: list[int], warps: list[int], slots: int
-                             ) -> list[tuple[int, int, int, bool]]:
+ATTN_MODES = {"dot": True, "fma": False, "mma": "mma"}  # --attn-modes -> the sweep's ``dot`` value
+
+
+def attention_configurations(block_ns: list[int], splits: list[int], warps: list[int], slots: int,
+                             modes: tuple[str, ...] = ("dot", "fma")) -> list[tuple[int, int, int, bool | str]]:
     """``(block_n, chunk, warps, dot)`` for the split attention: keys per chunk from ``splits`` (whole
-    blocks of ``block_n``), each with ``tl.dot`` and on CUDA cores; duplicates dropped."""
+    blocks of ``block_n``), each in every mode of ``modes``: ``"dot"`` (``tl.dot`` on float32 operands,
+    ``dot=True``), ``"fma"`` (CUDA-core products, ``False``), ``"mma"`` (tensor cores on the bf16 cache,
+    ``"mma"``); duplicates dropped."""
     out = []
-    for bn, sp, w, dot in itertools.product(block_ns, splits, warps, (True, False)):
+    for bn, sp, w, dot in itertools.product(block_ns, splits, warps, [ATTN_MODES[m] for m in modes]):
         chunk = cdiv(cdiv(slots, sp), bn) * bn
         if (bn, chunk, w, dot) not in out:
             out.append((bn, chunk, w, dot))
@@ -228,6 +234,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--attn-splits", type=int, nargs="+", default=[1, 2, 3, 5, 8], help="split attention: key chunks")
     p.add_argument("--attn-warps", type=int, nargs="+", default=[1, 2, 4], help="split attention: warps")
     p.add_argument("--slots", type=int, default=328, help="split attention: cache slots")
+    p.add_argument("--attn-modes", nargs="+", choices=tuple(ATTN_MODES), default=["dot", "fma"],
+                   help="split attention: products with tl.dot on float32 (dot), on CUDA cores (fma), on tensor "
+                        "cores in the cache's bf16 (mma)")
     p.add_argument("--attn-peer", choices=("today", "sdpa"), default="today",
                    help="split attention's peer: today's launch of the kernel, or PyTorch's SDPA as the compiled "
                         "unfused step calls it (rows timed against SDPA name it)")
@@ -246,7 +255,8 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"{hw} | {dtype} | layer {shape}")
     results["best"] = []
     grid = configurations(args.blocks, args.block_k, args.warps, args.dot_blocks, args.dot_block_k)
-    attn_grid = attention_configurations(args.attn_block_n, args.attn_splits, args.attn_warps, args.slots)
+    attn_grid = attention_configurations(args.attn_block_n, args.attn_splits, args.attn_warps, args.slots,
+                                         tuple(args.attn_modes))
     for b in args.batch:
         for name, (kernel, k, n, fused, peer) in cases(shape, b, dtype, device, args.slots, args.attn_peer).items():
             if args.kernels and name not in args.kernels and kernel not in args.kernels:
@@ -256,7 +266,7 @@ def main(argv: list[str] | None = None) -> dict:
             rows = []
             for blk, bk, w, dot in attn_grid if kernel == "decode_attention" else grid:
                 row = {"case": name, "kernel": kernel, "K": k, "N": n, "batch": b, "block": blk, "block_k": bk,
-                       "warps": w, "dot": dot}
+                       "warps": w, "dot": bool(dot), "mma": dot == "mma"}
                 try:
                     err = (fused(blk, bk, w, dot).float() - ref).abs().max().item()
                     tol = 2e-2 * max(1.0, ref.abs().max().item()) if dtype != torch.float32 else 1e-4
@@ -274,14 +284,14 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"\nbatch {b}  {name}: peer ({peer_name}) {peer_us:.2f} us per launch; {len(ok)} configurations"
                   f" timed, {bad} failed")
             for r in ok[:5]:
-                print(f"  block {r['block']:3d}  block_k {r['block_k']:4d}  warps {r['warps']}  dot {r['dot']:d}"
+                print(f"  block {r['block']:3d}  block_k {r['block_k']:4d}  warps {r['warps']}  dot {r['dot']:d}{' mma' if r['mma'] else ''}"
                       f"  {r['us']:7.2f} us  ({peer_us / r['us']:.2f}x the peer)  max err {r['max_err']:.2g}")
             for r in [r for r in rows if "error" in r][:3]:
                 print(f"  failed: block {r['block']} block_k {r['block_k']} warps {r['warps']} dot {r['dot']}: "
                       f"{r['error']}")
             if ok:  # the table decoding.nn.fused_decode reads (DECODING_FUSED_CONFIGS, or shipped beside it)
                 results["best"].append({**{key: ok[0][key] for key in ("case", "kernel", "K", "N", "batch", "block",
-                                                                       "block_k", "warps", "dot", "us", "peer_us")},
+                                                                       "block_k", "warps", "dot", "mma", "us", "peer_us")},
                                         "peer": peer_name})
             if args.out:  # rewritten after every kernel: a run cut short keeps what it measured
                 args.out.write_text(json.dumps(results, indent=1))

@@ -186,6 +186,8 @@ class StaticSession:
         valid: ``(B, S)`` bool, the slot holds a real token.
         tok: ``(B, 1)`` the token the next decode step feeds; slot: ``(1,)`` its slot.
         fused: its one-token steps run the fused kernels (:meth:`StaticCausalLM.fuses`, fixed per batch).
+        attention: the attention backend of its unfused one-token steps when it differs from the
+            model's (:meth:`StaticCausalLM.step_attention`, fixed per batch); None: the model's.
         length: slots written so far; epoch: bumped when a new prompt claims the session.
         rows: made by :meth:`StaticCausalLM.merge_rows` (outside the prompt pool; recycled by
             :meth:`StaticCausalLM.release_rows`).
@@ -203,6 +205,7 @@ class StaticSession:
     extras: dict = field(default_factory=dict)
     rows: bool = False
     fused: bool = False
+    attention: str | None = None
 
     @property
     def k(self) -> list[Tensor]:
@@ -346,6 +349,20 @@ class StaticCausalLM:
         cfg = self.net.cfg
         return layer_tuned(b, cfg.dim, cfg.n_heads, cfg.n_kv_heads, cfg.dim // cfg.n_heads, cfg.hidden)
 
+    def step_attention(self, b: int, slots: int) -> str | None:
+        """The attention of the compiled unfused one-token step of ``b`` rows over ``slots`` cache slots, where it
+        is not the model's default: ``"triton"`` (our split-K kernel,
+        :func:`decoding.nn.decode_attention.decode_attention`) where its measured launch for this batch beat
+        SDPA on a GPU (:func:`decoding.nn.decode_attention.beats_sdpa`: the ``"decode_attention"`` rows of the
+        launch table), for a CUDA model whose step is compiled with no backend forced; None otherwise."""
+        if self.backend is not None or not self.compile or self.device.type != "cuda" or self.fuses(b):
+            return None
+        from decoding.nn.decode_attention import beats_sdpa, triton_available
+
+        cfg = self.net.cfg
+        hd = cfg.dim // cfg.n_heads
+        return "triton" if triton_available() and beats_sdpa(b, slots, cfg.n_heads * hd) else None
+
     def refresh_weights(self) -> None:
         """Rebuild the fused ``[q; kv]`` weights (call after changing the attention weights of ``net``).
 
@@ -409,6 +426,7 @@ class StaticCausalLM:
             slot=torch.full((1,), cap, dtype=torch.long, device=self.device),
             capacity=cap,
             fused=self.fuses(batch),
+            attention=self.step_attention(batch, s),
         )
 
     def _grow(self, sess: StaticSession, needed: int) -> StaticSession:
@@ -495,7 +513,7 @@ class StaticCausalLM:
         positions = sess.valid.long().sum(-1, keepdim=True) - 1
         mask = sess.valid[:, None, None, :]
         fused = sess.fused
-        backend = "triton" if fused else self.decode_backend
+        backend = "triton" if fused else (sess.attention if self.compile and sess.attention else self.decode_backend)
         return static_forward(self.net, sess.tok, positions, sess.kv, sess.slot, mask, backend,
                               self._fused_qkv if fused else self._qkv,
                               upto=upto, split_mlp=self._split_mlp, fused=fused, fused_combine=self.fused_combine,

@@ -54,7 +54,7 @@ def _split_kernel(  # jitted below (_JIT, _kernel)
     so_b, so_h, so_c, so_g,
     sl_b, sl_h, sl_c,
     HKV: tl.constexpr, CHUNK: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
-    DOT: tl.constexpr, PDL: tl.constexpr,
+    DOT: tl.constexpr, PDL: tl.constexpr, MMA: tl.constexpr = False, UPCAST: tl.constexpr = False,
 ):
     if PDL:  # programmatic dependent launch: no memory access before the previous kernel has finished
         tl.extra.cuda.gdc_wait()
@@ -68,7 +68,9 @@ def _split_kernel(  # jitted below (_JIT, _kernel)
     n = tl.arange(0, BLOCK_N)
     gm = g < G
     dm = d < D
-    q = tl.load(q_ptr + b * sq_b + h * sq_h + g[:, None] * sq_g + d[None, :], mask=gm[:, None] & dm[None, :], other=0.0).to(tl.float32)
+    q = tl.load(q_ptr + b * sq_b + h * sq_h + g[:, None] * sq_g + d[None, :], mask=gm[:, None] & dm[None, :], other=0.0)
+    if not MMA:
+        q = q.to(tl.float32)
     m_i = tl.full([BLOCK_G], float("-inf"), tl.float32)
     l_i = tl.zeros([BLOCK_G], tl.float32)
     acc = tl.zeros([BLOCK_G, BLOCK_D], tl.float32)
@@ -82,11 +84,18 @@ def _split_kernel(  # jitted below (_JIT, _kernel)
         sm = s_idx < S
         ok = tl.load(valid_ptr + b * sm_b + s_idx, mask=sm, other=0) != 0
         kv_mask = (sm & ok)[:, None] & dm[None, :]
-        k = tl.load(k_ptr + b * sk_b + h * sk_h + s_idx[:, None] * sk_s + d[None, :], mask=kv_mask, other=0.0).to(tl.float32)
-        v = tl.load(v_ptr + b * sv_b + h * sv_h + s_idx[:, None] * sv_s + d[None, :], mask=kv_mask, other=0.0).to(tl.float32)
+        k = tl.load(k_ptr + b * sk_b + h * sk_h + s_idx[:, None] * sk_s + d[None, :], mask=kv_mask, other=0.0)
+        v = tl.load(v_ptr + b * sv_b + h * sv_h + s_idx[:, None] * sv_s + d[None, :], mask=kv_mask, other=0.0)
+        if not MMA:
+            k = k.to(tl.float32)
+            v = v.to(tl.float32)
         # (BLOCK_G, BLOCK_N); inductor passes a Python float as fp64 (torch 2.11+), so cast back: the
         # fp64 product would reach the second tl.dot and fail to compile (operands of one dtype)
-        if DOT:  # float32 "ieee" operands: FMAs (no mma) on BLOCK_G padded to 16 rows
+        if MMA and UPCAST:  # the interpreter's tl.dot cannot multiply bf16 / fp16 (exact in fp32 all the same)
+            s = (tl.dot(q.to(tl.float32), tl.trans(k.to(tl.float32))) * scale).to(tl.float32)
+        elif MMA:  # tensor cores on the cache's dtype (bf16 x bf16 products are exact in the float32 accumulator)
+            s = (tl.dot(q, tl.trans(k), out_dtype=tl.float32) * scale).to(tl.float32)
+        elif DOT:  # float32 "ieee" operands: FMAs (no mma) on BLOCK_G padded to 16 rows
             s = (tl.dot(q, tl.trans(k), input_precision="ieee") * scale).to(tl.float32)
         else:  # the G queries padded to a power of two only, float32 products summed over D
             s = (tl.sum(q[:, None, :] * k[None, :, :], 2) * scale).to(tl.float32)
@@ -96,7 +105,11 @@ def _split_kernel(  # jitted below (_JIT, _kernel)
         p = tl.exp(s - m_safe[:, None])
         alpha = tl.exp(m_i - m_safe)
         l_i = l_i * alpha + tl.sum(p, 1)
-        if DOT:
+        if MMA and UPCAST:
+            acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype).to(tl.float32), v.to(tl.float32))
+        elif MMA:  # the probabilities rounded to the values' dtype, as FlashAttention does
+            acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, out_dtype=tl.float32)
+        elif DOT:
             acc = acc * alpha[:, None] + tl.dot(p, v, input_precision="ieee")
         else:
             acc = acc * alpha[:, None] + tl.sum(p[:, :, None] * v[None, :, :], 1)
@@ -123,18 +136,43 @@ def _kernel(device: torch.device):
     return _INTERPRETED[0]
 
 
+def _attention_row(b: int, s: int, features: int) -> dict | None:
+    """The ``"decode_attention"`` row of :data:`decoding.nn.fused_decode.TUNED` for ``b`` rows, ``s`` cache slots and
+    ``features = Hkv G D``: among the rows of this head shape, those at the smallest tuned batch ``B >= b`` with
+    ``b > B / 2`` (a launch serves batches from half its own, exclusive, up to its own: one tuned for 8 rows would
+    leave batch 1 with a program per key/value head), and of those the one measured at the cache length nearest
+    ``s`` (the chunk stays; the number of chunks follows the cache)."""
+    from decoding.nn import fused_decode
+
+    rows = [r for r in fused_decode.TUNED if r["kernel"] == "decode_attention" and r["N"] == features]
+    above = [r["batch"] for r in rows if r["batch"] >= b]
+    if not above or 2 * b <= min(above):
+        return None
+    batch = min(above)
+    return min((r for r in rows if r["batch"] == batch), key=lambda r: (abs(r["K"] - s), r["K"]))
+
+
 def tuned_launch(b: int, s: int, features: int) -> dict | None:
     """The measured launch of the split kernel for ``b`` rows, ``s`` cache slots and ``features = Hkv G D``:
-    ``block_n``, ``chunk`` (keys a program), ``num_warps``, ``dot``, from the table of
-    :func:`decoding.nn.fused_decode.tuned_row` (``"decode_attention"`` rows: ``block`` is ``block_n``,
-    ``block_k`` the chunk); None where it has none (today's launch: 64-key blocks, about
+    ``block_n``, ``chunk`` (keys a program), ``num_warps``, ``dot`` and ``mma``, from the ``"decode_attention"``
+    rows of :data:`decoding.nn.fused_decode.TUNED` (``block`` is ``block_n``, ``block_k`` the chunk; the row of
+    :func:`_attention_row`); None where it has none (today's launch: 64-key blocks, about
     :data:`TARGET_PROGRAMS` programs, ``tl.dot``)."""
-    from decoding.nn.fused_decode import tuned_row
-
-    row = tuned_row("decode_attention", b, s, features)
+    row = _attention_row(b, s, features)
     if row is None:
         return None
-    return {"block_n": row["block"], "chunk": row["block_k"], "num_warps": row["warps"], "dot": bool(row["dot"])}
+    return {"block_n": row["block"], "chunk": row["block_k"], "num_warps": row["warps"], "dot": bool(row["dot"]),
+            "mma": bool(row.get("mma", False))}
+
+
+def beats_sdpa(b: int, s: int, features: int) -> bool:
+    """Whether the measured launch for ``b`` rows (:func:`tuned_launch`) was timed faster than PyTorch's SDPA on
+    the same work: its row names ``"peer": "sdpa"`` (``benchmarks/fused_decode_tune.py --attn-peer sdpa``) and
+    its ``us`` is below ``peer_us``. :class:`decoding.adapters.static_cache.StaticCausalLM` then runs this kernel
+    in its compiled one-token step at that batch instead of SDPA (where no backend was forced)."""
+    row = _attention_row(b, s, features)
+    return (row is not None and row.get("peer") == "sdpa" and "us" in row and "peer_us" in row
+            and float(row["us"]) < float(row["peer_us"]))
 
 
 def pdl_launch(pdl: bool, device: torch.device) -> tuple[bool, dict]:
@@ -168,6 +206,7 @@ def combine_splits(out: Tensor, lse: Tensor) -> Tensor:
 def decode_attention(
     q: Tensor, k: Tensor, v: Tensor, valid: Tensor, scale: float | None = None, splits: int | None = None,
     block_n: int | None = None, pdl: bool = False, num_warps: int | None = None, dot: bool | None = None,
+    mma: bool | None = None,
 ) -> Tensor:
     """Attention of ``G`` queries per key/value head over a KV cache, split over the keys.
 
@@ -187,7 +226,12 @@ def decode_attention(
             ``input_precision="ieee"``, which compiles to FMAs, not tensor cores, for sm_90, on the
             ``G`` queries padded to 16 rows) or as broadcast products summed with ``tl.sum``
             (``False``: ``G`` padded to a power of two >= 2 only); both multiply and sum in float32.
-        ``splits``, ``block_n``, ``num_warps`` and ``dot`` left at None come from the measured
+        mma: the two products on tensor cores in the cache's dtype (bfloat16 or float16 on CUDA): the
+            query is rounded to that dtype (it already is in a half-precision model), the scores accumulate
+            in float32, and the probabilities are rounded to the values' dtype before the second product,
+            as FlashAttention does (so the result is within half-precision rounding of the float32
+            reference, not equal to it); the ``G`` queries are padded to 16 rows. Default False.
+        ``splits``, ``block_n``, ``num_warps``, ``dot`` and ``mma`` left at None come from the measured
         table (:func:`tuned_launch`: the ``"decode_attention"`` rows of
         :data:`decoding.nn.fused_decode.TUNED`, keyed by ``S`` and ``Hkv G D``), or are the
         defaults above where it has no entry.
@@ -196,13 +240,14 @@ def decode_attention(
         ``(B, Hkv, G, D)`` in ``q``'s dtype; rows without a valid slot are zeros.
     """
     out, lse = decode_attention_partials(q, k, v, valid, scale=scale, splits=splits, block_n=block_n, pdl=pdl,
-                                         num_warps=num_warps, dot=dot)
+                                         num_warps=num_warps, dot=dot, mma=mma)
     return combine_splits(out, lse).to(q.dtype)
 
 
 def decode_attention_partials(
     q: Tensor, k: Tensor, v: Tensor, valid: Tensor, scale: float | None = None, splits: int | None = None,
     block_n: int | None = None, pdl: bool = False, num_warps: int | None = None, dot: bool | None = None,
+    mma: bool | None = None,
 ) -> tuple[Tensor, Tensor]:
     """The split kernel of :func:`decode_attention` alone: per key chunk, before the combine.
 
@@ -230,10 +275,19 @@ def decode_attention_partials(
         block_n = tuned["block_n"] if block_n is None else block_n
         num_warps = tuned["num_warps"] if num_warps is None else num_warps
         dot = tuned["dot"] if dot is None else dot
+        if mma is None:  # a launch measured on a half-precision cache; a float32 cache keeps float32 products
+            mma = tuned["mma"] and k.dtype in (torch.bfloat16, torch.float16)
         if splits is None:
             splits = triton.cdiv(s, max(tuned["chunk"], block_n))
     block_n = 64 if block_n is None else int(block_n)
     dot = True if dot is None else bool(dot)
+    mma = bool(mma)
+    if mma:
+        if q.device.type == "cuda" and k.dtype not in (torch.bfloat16, torch.float16):
+            raise ValueError(f"mma=True multiplies in the cache's half-precision dtype; got a {k.dtype} cache "
+                             "(use mma=False for float32)")
+        q = q.to(k.dtype)
+        dot = True
     if block_n < 16 or block_n & (block_n - 1):
         raise ValueError(f"block_n must be a power of two >= 16, got {block_n}")
     if splits is None:  # from the shapes only (no device query: the call may be traced by torch.compile)
@@ -257,6 +311,7 @@ def decode_attention_partials(
         mask.stride(0),
         out.stride(0), out.stride(1), out.stride(2), out.stride(3),
         lse.stride(0), lse.stride(1), lse.stride(2),
-        HKV=hkv, CHUNK=chunk, BLOCK_G=block_g, BLOCK_N=block_n, BLOCK_D=block_d, DOT=dot, PDL=on, **launch,
+        HKV=hkv, CHUNK=chunk, BLOCK_G=block_g, BLOCK_N=block_n, BLOCK_D=block_d, DOT=dot, PDL=on, MMA=mma,
+        UPCAST=mma and interpreting(), **launch,
     )
     return out, lse

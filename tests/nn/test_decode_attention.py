@@ -20,8 +20,9 @@ def test_kernel_cases_under_the_interpreter() -> None:
 
 
 @pytest.mark.parametrize("scale_type", ["fp32", "fp64"])
-@pytest.mark.parametrize(("dot", "block_g", "block_n"), [(True, 16, 64), (False, 4, 16), (False, 4, 64), (False, 2, 32)])
-def test_kernel_compiles_for_an_h100_with_inductors_signature(scale_type: str, dot: bool, block_g: int,
+@pytest.mark.parametrize(("dot", "block_g", "block_n"), [(True, 16, 64), (False, 4, 16), (False, 4, 64), (False, 2, 32),
+                                                     ("mma", 16, 32), ("mma", 16, 64)])
+def test_kernel_compiles_for_an_h100_with_inductors_signature(scale_type: str, dot: bool | str, block_g: int,
                                                               block_n: int) -> None:
     """Triton's compiler front end and the CUDA back end run without a GPU: compile for sm_90.
 
@@ -33,8 +34,9 @@ def test_kernel_compiles_for_an_h100_with_inductors_signature(scale_type: str, d
 
     if da.interpreting():
         pytest.skip("TRITON_INTERPRET=1: the jitted kernel is the interpreter's")
-    constexprs = {"HKV": 3, "CHUNK": 128, "BLOCK_G": block_g, "BLOCK_N": block_n, "BLOCK_D": 64, "DOT": dot,
-                  "PDL": False}
+    mma = dot == "mma"
+    constexprs = {"HKV": 3, "CHUNK": 128, "BLOCK_G": block_g, "BLOCK_N": block_n, "BLOCK_D": 64, "DOT": bool(dot),
+                  "PDL": False, "MMA": mma, "UPCAST": False}
     names = da._JIT.arg_names
     sig = {}
     for name in names:
@@ -51,7 +53,8 @@ def test_kernel_compiles_for_an_h100_with_inductors_signature(scale_type: str, d
     compiled = compile_for_h100(da._JIT, sig, constexprs)
     assert "ttir" in compiled.asm
     if "ptx" in compiled.asm:  # float32 operands, "ieee": no tensor-core mma even with tl.dot (FMAs on 16 padded rows)
-        assert "mma" not in compiled.asm["ptx"]
+        # with MMA the bf16 products run on tensor cores (Hopper's wgmma or mma.sync)
+        assert ("mma" in compiled.asm["ptx"]) == mma
 
 
 @pytest.mark.gpu

@@ -68,7 +68,8 @@ def test_kernel_equals_torch_sdpa(b: int, hkv: int, g: int, d: int, s: int) -> N
 
 
 LAUNCHES = [dict(dot=False, block_n=16, splits=3, num_warps=1), dict(dot=False, block_n=32, splits=1, num_warps=2),
-            dict(dot=False, block_n=64, splits=5, num_warps=4), dict(dot=True, block_n=16, splits=8, num_warps=2)]
+            dict(dot=False, block_n=64, splits=5, num_warps=4), dict(dot=True, block_n=16, splits=8, num_warps=2),
+            dict(mma=True, block_n=32, splits=2, num_warps=4)]
 
 
 @pytest.mark.parametrize(("b", "hkv", "g", "d", "s"), [(1, 3, 3, 64, 300), (3, 2, 3, 48, 97), (1, 1, 1, 24, 33),
@@ -98,16 +99,16 @@ def test_launch_variants_equal_reference(b: int, hkv: int, g: int, d: int, s: in
 
 def test_the_measured_attention_launch_is_read_from_the_table(monkeypatch: pytest.MonkeyPatch) -> None:
     """A ``"decode_attention"`` row of the launch table (``block`` keys a block, ``block_k`` keys a chunk)
-    sets the launch of a call with the same cache length and head shape; what the caller passes wins;
-    another cache length keeps today's launch (64-key blocks, about 512 programs)."""
+    sets the launch of a call with the same head shape (measured at the nearest cache length); what the caller
+    passes wins; another head shape or a larger batch keeps today's launch (64-key blocks, about 512 programs)."""
     from decoding.nn import fused_decode as fd
     from decoding.nn.decode_attention import decode_attention_partials, tuned_launch
 
     row = {"kernel": "decode_attention", "K": 97, "N": 2 * 3 * 48, "batch": 1, "block": 16, "block_k": 32,
            "warps": 2, "dot": False}
     monkeypatch.setattr(fd, "TUNED", [row])
-    assert tuned_launch(1, 97, 288) == {"block_n": 16, "chunk": 32, "num_warps": 2, "dot": False}
-    assert tuned_launch(2, 97, 288) is None and tuned_launch(1, 96, 288) is None
+    assert tuned_launch(1, 97, 288) == {"block_n": 16, "chunk": 32, "num_warps": 2, "dot": False, "mma": False}
+    assert tuned_launch(2, 97, 288) is None and tuned_launch(1, 96, 288) == tuned_launch(1, 97, 288)
     q, k, v, valid = case(1, 2, 3, 48, 97, torch.float32, seed=5)
     parts, _ = decode_attention_partials(q, k, v, valid)
     assert parts.shape[2] == 4  # 97 keys in chunks of 32
@@ -115,8 +116,28 @@ def test_the_measured_attention_launch_is_read_from_the_table(monkeypatch: pytes
     assert parts.shape[2] == 1
     torch.testing.assert_close(decode_attention(q, k, v, valid),
                                naive_attention(q, k, v, valid[:, None, None, :], 48**-0.5), rtol=1e-5, atol=1e-5)
-    q, k, v, valid = case(1, 2, 3, 48, 96, torch.float32, seed=5)
+    q, k, v, valid = case(1, 2, 3, 32, 96, torch.float32, seed=5)
     assert decode_attention_partials(q, k, v, valid)[0].shape[2] == 2  # untuned: 64-key blocks, 2 chunks
+
+
+def test_a_row_timed_against_sdpa_picks_the_kernel_only_where_it_was_faster(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``beats_sdpa``: only rows measured against SDPA (``"peer": "sdpa"``) that beat it, for batches above half the
+    row's and up to it, at the nearest cache length measured."""
+    from decoding.nn import fused_decode as fd
+    from decoding.nn.decode_attention import beats_sdpa, tuned_launch
+
+    win = {"kernel": "decode_attention", "K": 328, "N": 576, "batch": 64, "block": 32, "block_k": 320,
+           "warps": 4, "dot": True, "mma": True, "us": 6.0, "peer_us": 17.0, "peer": "sdpa"}
+    lose = {**win, "batch": 8, "us": 9.0, "peer_us": 8.0}
+    monkeypatch.setattr(fd, "TUNED", [win, lose, {**win, "K": 456, "block_k": 448}])
+    assert beats_sdpa(64, 328, 576) and beats_sdpa(33, 392, 576)
+    assert tuned_launch(40, 392, 576)["chunk"] == 320 and tuned_launch(40, 400, 576)["chunk"] == 448
+    assert not beats_sdpa(32, 328, 576) and not beats_sdpa(9, 328, 576)  # half of 64 or less: no row
+    assert not beats_sdpa(8, 328, 576) and not beats_sdpa(5, 328, 576)  # the batch-8 row lost to SDPA
+    assert tuned_launch(4, 328, 576) is None and tuned_launch(1, 328, 576) is None
+    assert not beats_sdpa(65, 328, 576) and not beats_sdpa(64, 328, 640)
+    monkeypatch.setattr(fd, "TUNED", [{**win, "peer": "today's launch"}])
+    assert not beats_sdpa(64, 328, 576)
 
 
 def test_bad_block_n_is_a_clear_error() -> None:
@@ -131,6 +152,55 @@ def test_kernel_equals_reference_bfloat16() -> None:
     assert out.dtype == torch.bfloat16
     ref = naive_attention(q.float(), k.float(), v.float(), valid[:, None, None, :], 64**-0.5)
     torch.testing.assert_close(out.float(), ref, rtol=2e-2, atol=2e-2)
+
+
+def test_tensor_core_products_are_within_bfloat16_rounding() -> None:
+    """``mma=True``: both products in the cache's bf16 (the probabilities rounded to bf16 before the second), float32
+    accumulation: within bf16 rounding of the float32 reference, and no farther from it than SDPA's bf16 result."""
+    for b, hkv, g, d, s, splits in ((2, 3, 3, 64, 300, 1), (3, 2, 3, 48, 97, 3), (1, 1, 5, 16, 70, 2)):
+        q, k, v, valid = case(b, hkv, g, d, s, torch.bfloat16, seed=b + s)
+        out = decode_attention(q, k, v, valid, splits=splits, block_n=32, mma=True)
+        assert out.dtype == torch.bfloat16
+        ref = naive_attention(q.float(), k.float(), v.float(), valid[:, None, None, :], d**-0.5)
+        torch.testing.assert_close(out.float(), ref, rtol=2e-2, atol=2e-2)
+        err = (out.float() - ref).abs().max().item()
+        bias = torch.zeros((), dtype=torch.bfloat16).masked_fill(~valid[:, None, None, :].bool(), float("-inf"))
+        sdpa = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        rows = valid.any(-1)  # SDPA gives NaN for a row without a valid key; the kernel zeros
+        sdpa_err = (sdpa[rows].float() - ref[rows]).abs().max().item()
+        assert err <= max(2 * sdpa_err, 1e-2), (err, sdpa_err)
+
+
+def test_a_tensor_core_row_of_the_table_applies_to_half_precision_caches_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A table row with ``"mma": true`` (measured on a bf16 cache) sets ``MMA`` for a bf16 cache; a float32 cache keeps
+    float32 products; the caller's ``mma`` wins."""
+    from decoding.nn import decode_attention as da
+    from decoding.nn import fused_decode as fd
+
+    row = {"kernel": "decode_attention", "K": 97, "N": 2 * 3 * 48, "batch": 3, "block": 32, "block_k": 64,
+           "warps": 4, "dot": True, "mma": True}
+    monkeypatch.setattr(fd, "TUNED", [row])
+    assert da.tuned_launch(3, 97, 288)["mma"] is True
+    seen: list[bool] = []
+    real = da._kernel
+
+    class Spy:
+        def __init__(self, device: torch.device) -> None:
+            self.launch = real(device)
+
+        def __getitem__(self, grid):  # noqa: ANN001, ANN204
+            def run(*args, **kw):  # noqa: ANN002, ANN003, ANN202
+                seen.append(kw["MMA"])
+                return self.launch[grid](*args, **kw)
+            return run
+
+    monkeypatch.setattr(da, "_kernel", Spy)
+    for dtype in (torch.bfloat16, torch.float32):
+        q, k, v, valid = case(3, 2, 3, 48, 97, dtype, seed=9)
+        da.decode_attention_partials(q, k, v, valid)
+    q, k, v, valid = case(3, 2, 3, 48, 97, torch.bfloat16, seed=9)
+    da.decode_attention_partials(q, k, v, valid, mma=False)
+    assert seen == [True, False, False]
 
 
 def test_attention_backend_groups_query_heads_and_leaves_prefill_to_sdpa() -> None:

@@ -118,3 +118,28 @@ def test_fused_options_that_do_not_apply_are_refused(net) -> None:
         StaticCausalLM(net, capacity=8, fused_combine=False)
     with pytest.raises(ValueError, match="fused=True"):
         StaticCausalLM(net, capacity=8, fused=True, backend="sdpa")
+
+
+def test_the_compiled_cuda_step_takes_the_attention_kernel_where_its_row_beat_sdpa(net, monkeypatch) -> None:
+    """``step_attention``: a compiled CUDA model with no forced backend runs our split-K kernel at the batches whose
+    launch-table row was timed faster than SDPA, and the model's attention everywhere else (a forced backend,
+    an uncompiled step, the CPU, a batch whose row lost)."""
+    from decoding.nn import decode_attention as da
+    from decoding.nn import fused_decode as fd
+
+    cfg = net.cfg
+    features = cfg.dim  # n_heads * head_dim
+    win = {"kernel": "decode_attention", "K": 72, "N": features, "batch": 64, "block": 32, "block_k": 64,
+           "warps": 4, "dot": False, "us": 6.0, "peer_us": 17.0, "peer": "sdpa"}
+    monkeypatch.setattr(fd, "TUNED", [win, {**win, "batch": 4, "us": 20.0}])
+    monkeypatch.setattr(da, "triton_available", lambda: True)
+    model = StaticCausalLM(net, capacity=64, compile=True, cuda_graphs=False)
+    assert model.step_attention(64, 72) is None  # a CPU model: SDPA as before
+    monkeypatch.setattr(StaticCausalLM, "device", property(lambda self: torch.device("cuda")))
+    assert model.step_attention(64, 72) == "triton" and model.step_attention(33, 200) == "triton"
+    assert model.step_attention(32, 72) is None  # a launch serves batches above half its own
+    assert model.step_attention(4, 72) is None and model.step_attention(65, 72) is None
+    model.backend = "sdpa"
+    assert model.step_attention(64, 72) is None  # a forced backend wins
+    model.backend, model.compile = None, False
+    assert model.step_attention(64, 72) is None  # the eager step keeps the model's attention

@@ -18,21 +18,7 @@ source scripts/gpu/call.sh g23e 540
 timeout $(cap 150) python3 benchmarks/fused_decode_tune.py --batch 8 64 --kernels decode_attention --attn-peer sdpa \
   --attn-block-n 16 32 64 --attn-splits 1 2 4 --attn-warps 2 4 --out $R/attn_sdpa_h100.json > $R/attn.log 2>&1
 step attn_sweep $?
-python3 - "$R" <<'PY'
-import json, sys
-r = sys.argv[1]
-shipped = json.load(open("decoding/nn/fused_decode_tuned.json"))
-try:
-    rows = [x for x in json.load(open(f"{r}/attn_sdpa_h100.json"))["best"] if x["kernel"] == "decode_attention"]
-except Exception as e:
-    rows = []
-    print("no sweep rows:", e)
-shipped["best"] = [x for x in shipped["best"] if x["kernel"] != "decode_attention"] + rows
-json.dump(shipped, open(f"{r}/tuned_merged.json", "w"), indent=1)
-for x in rows:
-    print("attention row", x["batch"], x["block"], x["block_k"], x["warps"], x["dot"], round(x["us"], 2), "us; sdpa",
-          round(x["peer_us"], 2), "us; kernel wins" if x["us"] < x["peer_us"] else "; sdpa wins")
-PY
+python3 scripts/gpu/attention_rows.py $R/attn_sdpa_h100.json $R/tuned_merged.json
 export DECODING_FUSED_CONFIGS=$R/tuned_merged.json
 T="python3 benchmarks/text_generate.py --device cuda --random-weights --reps 3 --engine-timeout 80"
 timeout $(cap 190) $T --batch 64 --engines loop-auto,loop-sdpa,hf-static --profile --out $R/text_h100_b64.json \

@@ -7,21 +7,7 @@ source scripts/gpu/call.sh g23g 160
 timeout $(cap 45) python3 benchmarks/fused_decode_tune.py --batch 64 32 8 --kernels decode_attention --attn-peer sdpa \
   --attn-modes mma --attn-block-n 32 64 --attn-splits 1 2 4 --attn-warps 4 --out $R/attn_mma_h100.json > $R/attn.log 2>&1
 step attn_sweep $?
-python3 - "$R" <<'PY'
-import json, sys
-r = sys.argv[1]
-shipped = json.load(open("decoding/nn/fused_decode_tuned.json"))
-try:
-    rows = [x for x in json.load(open(f"{r}/attn_mma_h100.json"))["best"] if x["kernel"] == "decode_attention"]
-except Exception as e:
-    rows = []
-    print("no sweep rows:", e)
-shipped["best"] = [x for x in shipped["best"] if x["kernel"] != "decode_attention"] + rows
-json.dump(shipped, open(f"{r}/tuned_merged.json", "w"), indent=1)
-for x in rows:
-    print("attention row", x["batch"], x["block"], x["block_k"], x["warps"], x["mma"], round(x["us"], 2), "us; sdpa",
-          round(x["peer_us"], 2), "us;", "kernel wins" if x["us"] < x["peer_us"] else "sdpa wins")
-PY
+python3 scripts/gpu/attention_rows.py $R/attn_mma_h100.json $R/tuned_merged.json
 export DECODING_FUSED_CONFIGS=$R/tuned_merged.json
 T="python3 benchmarks/text_generate.py --device cuda --random-weights --reps 3 --engine-timeout 60"
 timeout $(left) $T --batch 64 --engines loop-auto,loop-sdpa,hf-static --out $R/text_h100_b64.json > $R/text_b64.log 2>&1

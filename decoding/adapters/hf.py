@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from decoding.core.types import Prediction, State
+from decoding.nn.transformer import check_token_ids
 
 DTYPES = {
     "float32": torch.float32,
@@ -134,6 +135,8 @@ class HFCausalLM:
             elif have < kv_len:
                 raise ValueError(f"the KV cache holds {have} tokens but the state expects {kv_len}")
         tokens = state.x[:, kv_len:]
+        if kv_len == 0:
+            check_token_ids(tokens, self.model.get_input_embeddings().num_embeddings)
         positions = (am.long().cumsum(-1) - 1).clamp(min=0)[:, kv_len:]
         out = self.model(
             input_ids=tokens,

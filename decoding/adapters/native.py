@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from decoding.core.types import Prediction, State
-from decoding.nn.transformer import Transformer
+from decoding.nn.transformer import Transformer, check_token_ids
 
 
 class NativeCausalLM:
@@ -29,6 +29,8 @@ class NativeCausalLM:
         cache = state.memory.get("kv")
         past = 0 if cache is None else cache[0][0].shape[2]
         tokens = state.x[:, past:]
+        if cache is None:
+            check_token_ids(tokens, self.net.cfg.vocab_size)
         n = tokens.shape[1]
         positions = (am.long().cumsum(-1) - 1).clamp(min=0)[:, past:]
         lk = past + n

@@ -30,7 +30,7 @@ from torch import Tensor
 from decoding.core.fallback import FallbackWarning, error_tail
 from decoding.core.types import Prediction, State
 from decoding.nn.attention import attention
-from decoding.nn.transformer import Transformer, apply_rotary
+from decoding.nn.transformer import Transformer, apply_rotary, check_token_ids
 
 SCRATCH = 8  # spare slots after the capacity: warm-up and capture write there, never read
 FUSED_MAX_BATCH = 8  # the fused step's kernels take at most this many rows (decoding.nn.fused_decode.MAX_BATCH)
@@ -488,6 +488,7 @@ class StaticCausalLM:
     # --- the two forward shapes -------------------------------------------------------------
     def prefill(self, sess: StaticSession, tokens: Tensor, attention_mask: Tensor, start: int) -> Tensor:
         """Write ``tokens`` ``(B, n)`` at slots ``start..start+n-1``; ``attention_mask`` ``(B, start+n)``."""
+        check_token_ids(tokens, self.net.cfg.vocab_size)
         n = tokens.shape[1]
         am = attention_mask.to(torch.bool)
         sess.valid[:, start : start + n] = am[:, start : start + n]

@@ -35,14 +35,24 @@ __all__ = [
     "Sampling",
     "generate",
     "load",
+    "resolve_device",
     "zoo_names",
 ]
 
 
-def _device(device: str | torch.device | None) -> torch.device:
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``device`` as a torch device the engine runs on: the CPU or a CUDA GPU (None: CUDA when available, else the
+    CPU). A name torch does not know, another device type (``meta``, ``mps``, ...) or CUDA on a machine without it is an
+    :class:`OptionError` saying what to pass instead."""
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise OptionError(f"device {device}: not a device name torch knows; use 'cpu' or 'cuda'") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise OptionError(f"device {device}: decoding runs on the CPU or a CUDA GPU, not on {dev.type!r}; "
+                          "use 'cpu' or 'cuda'")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise OptionError(f"device {device}: CUDA is not available on this machine; use device='cpu'")
     return dev
@@ -76,7 +86,7 @@ def load(
         ValueError: a card without a known kind, or a kind that does not generate.
     """
     source = resolve(name_or_path)
-    dev = _device(device)
+    dev = resolve_device(device)
     if engine is not None and source.kind != "causal-lm":
         raise OptionError(f"option 'engine' does not apply to {source.kind} models like {source.name}")
     if source.kind == "causal-lm":

@@ -45,15 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def check_device(device: str) -> None:
-    """Fail early with a clear message for a device torch cannot use."""
-    import torch
+    """Fail early with a clear message for a device the engine cannot use (:func:`decoding.api.resolve_device`)."""
+    from decoding.api import OptionError, resolve_device
 
     try:
-        dev = torch.device(device)
-    except RuntimeError as e:
-        raise UsageError(f"invalid --device {device!r}: {e}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
+        resolve_device(device)
+    except OptionError as e:
+        raise UsageError(f"--{e}") from None  # "--device meta: ..."
 
 
 def main(argv: Sequence[str] | None = None) -> int:

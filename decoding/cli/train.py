@@ -49,9 +49,12 @@ def run(args: argparse.Namespace) -> int:
     from decoding.cli.main import UsageError
     from decoding.train.recipes import RECIPES
 
-    if args.list:
+    if args.list:  # with a model: that model's line only (an unknown name is an error, not the whole list)
+        if args.model and args.model not in RECIPES:
+            raise UsageError(f"no trainable model {args.model!r}; the models: {', '.join(RECIPES)}")
         for name, r in RECIPES.items():
-            print(f"{name:20s} {r.summary}")
+            if args.model in (None, name):
+                print(f"{name:20s} {r.summary}")
         return 0
     if args.replot:
         return replot(args.replot)

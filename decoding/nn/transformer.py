@@ -195,3 +195,16 @@ class Transformer(nn.Module):
             return x, new_cache
         w = self.embed.weight if self.head is None else self.head.weight
         return x @ w.t(), new_cache
+
+
+def check_token_ids(tokens: Tensor, vocab_size: int) -> None:
+    """Refuse token ids outside ``[0, vocab_size)`` with a message naming them (an embedding lookup would fail with a
+    bare ``IndexError``, or on CUDA a device-side assert). ``tokens``: ``(B, n)`` long. One host read: callers check
+    a prompt once (its prefill), never the one-token steps, whose ids the sampler drew from ``vocab_size`` logits."""
+    if tokens.numel() == 0:
+        return
+    lo, hi = int(tokens.min()), int(tokens.max())
+    if lo < 0 or hi >= vocab_size:
+        bad = lo if lo < 0 else hi
+        raise ValueError(f"token id {bad} is outside the model's vocabulary [0, {vocab_size}): the prompt ids must come "
+                         "from this model's tokenizer")

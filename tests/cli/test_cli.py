@@ -42,6 +42,25 @@ def test_bad_input_exits_2_with_one_line():
             assert "does not apply to" in p.stderr or "no model" in p.stderr, p.stderr
 
 
+@pytest.mark.parametrize(("device", "says"), [("meta", "not on 'meta'"), ("bogus", "not a device name"),
+                                             ("cuda", "CUDA is not available")])
+def test_a_device_the_engine_cannot_use_is_refused_before_loading(device, says, capsys):
+    """``--device meta`` ran into a traceback deep in sampling; every device but the CPU and CUDA is refused up front
+    (CUDA where the machine has it: this test runs where it does not)."""
+    import torch
+
+    from decoding.api import OptionError, load, resolve_device
+
+    if device == "cuda" and torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    assert main(["generate", "fashion-small", "--n", "1", "--steps", "2", "--device", device]) == 2
+    err = capsys.readouterr().err
+    assert f"--device {device}:" in err and says in err, err
+    with pytest.raises(OptionError, match=says):
+        load("fashion-small", device=device)
+    assert resolve_device("cpu") == torch.device("cpu") and resolve_device(torch.device("cpu")).type == "cpu"
+
+
 def test_demo_quick_writes_every_output(tmp_path):
     out = tmp_path / "demo"
     p = subprocess.run([sys.executable, "-m", "decoding", "demo", "--quick", "--out", str(out)],

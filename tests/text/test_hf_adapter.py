@@ -24,6 +24,15 @@ def test_greedy_equals_transformers_generate_on_a_ragged_batch() -> None:
     assert torch.equal(out.x, ref)
 
 
+def test_prompt_ids_outside_the_vocabulary_are_a_clear_error() -> None:
+    hf = tiny_llama(seed=1)
+    batch = left_padded(64, [7, 3], seed=2)
+    vocab = hf.get_input_embeddings().num_embeddings
+    batch["input_ids"][0, -1] = vocab
+    with pytest.raises(ValueError, match=rf"token id {vocab} is outside the model's vocabulary \[0, {vocab}\)"):
+        decode(HFCausalLM(hf), Autoregressive(greedy=True, pad_token_id=2), batch, steps=2)
+
+
 def test_cache_rolls_back_to_a_shorter_state() -> None:
     model = HFCausalLM(tiny_llama(seed=2))
     proc = Autoregressive()

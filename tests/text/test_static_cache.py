@@ -143,3 +143,13 @@ def test_the_compiled_cuda_step_takes_the_attention_kernel_where_its_row_beat_sd
     assert model.step_attention(64, 72) is None  # a forced backend wins
     model.backend, model.compile = None, False
     assert model.step_attention(64, 72) is None  # the eager step keeps the model's attention
+
+
+@pytest.mark.parametrize("make", [NativeCausalLM, lambda net: StaticCausalLM(net, capacity=32)])
+@pytest.mark.parametrize("bad", [V, V + 7, -1])
+def test_prompt_ids_outside_the_vocabulary_are_a_clear_error(net, make, bad: int) -> None:
+    """An id the embedding has no row for is named with the vocabulary's range (it was torch's bare IndexError)."""
+    p = prompt()
+    p["input_ids"][1, 3] = bad
+    with pytest.raises(ValueError, match=rf"token id {bad} is outside the model's vocabulary \[0, {V}\)"):
+        decode(make(net), Autoregressive(pad_token_id=0), p, steps=2, seed=0)

@@ -35,6 +35,10 @@ def test_unknown_model_lists_the_known_ones(capsys: pytest.CaptureFixture) -> No
     assert "unknown model 'fashion-huge'" in line and "fashion-large" in line and "radd-brown" in line
     assert "name a model" in _err(capsys, ["train"])
     assert main(["train", "--list"]) == 0 and "as-arm-brown" in capsys.readouterr().out
+    assert main(["train", "--list", "radd-brown"]) == 0  # one model's line (the name was ignored)
+    listed = capsys.readouterr().out.splitlines()
+    assert len(listed) == 1 and listed[0].startswith("radd-brown ")
+    assert "no trainable model 'fashion-huge'" in _err(capsys, ["train", "--list", "fashion-huge"])
     with pytest.raises(SystemExit) as e:
         main(["train", "radd-brown", "--help"])
     assert e.value.code == 0 and "--eval-repeats" in capsys.readouterr().out

@@ -11,8 +11,9 @@
 Ours:
     ``loop``       the decode loop (:func:`decoding.decode`, what ``decoding.generate`` runs) with the
                    static-cache model (its one-token step compiled + CUDA graph on GPU); the host looks at
-                   the GPU every 8 steps. Suffixes: ``-sdpa``/``-xformers``/``-naive``/``-triton`` (attention
-                   backend; ``-triton``: our split-K decode kernel, :mod:`decoding.nn.decode_attention`),
+                   the GPU every 8 steps. Suffixes: ``-sdpa``/``-xformers``/``-naive``/``-triton``/``-flex`` (attention
+                   backend; ``-triton``: our split-K decode kernel, :mod:`decoding.nn.decode_attention`;
+                   ``-flex``: FlexAttention's decode kernel, :mod:`decoding.nn.flex_decode`),
                    ``-fused`` (``-triton`` plus the fused five-kernel layer of batches <= 8,
                    :mod:`decoding.nn.fused_decode`; ``loop-fused`` is ``loop-triton`` with it), ``-fused6``
                    (the same with the attention chunks' combine as its own kernel: six a layer),
@@ -145,7 +146,7 @@ def ours(args: argparse.Namespace, net: Transformer) -> dict[str, tuple[int | No
         for v in filter(None, variant.split("-")):
             if v == "sync1":
                 sync_every = 1
-            elif v in ("sdpa", "xformers", "naive", "triton"):
+            elif v in ("sdpa", "xformers", "naive", "triton", "flex"):
                 opts["backend"] = v
             elif v in ("fused", "fused6"):
                 opts["backend"] = "triton"
@@ -161,7 +162,7 @@ def ours(args: argparse.Namespace, net: Transformer) -> dict[str, tuple[int | No
             elif v == "nograph":
                 opts["cuda_graphs"] = False
             else:
-                raise SystemExit(f"unknown engine {name!r} (suffixes: -auto, -sdpa, -xformers, -naive, -triton, -fused, -fused6, "
+                raise SystemExit(f"unknown engine {name!r} (suffixes: -auto, -sdpa, -xformers, -naive, -triton, -flex, -fused, -fused6, "
                                  "-pdl, -eager, -nograph, -sync1)")
         out[name] = (sync_every, StaticCausalLM(net, capacity=args.prompt_len + args.new_tokens + 1, **opts))
     return out

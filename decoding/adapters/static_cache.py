@@ -98,8 +98,8 @@ def static_forward(
     group_mask = mask
     if groups > 1:
         group_mask = mask[:, :, None].expand(b, 1, groups, n, mask.shape[-1]).reshape(b, 1, groups * n, -1)
-    triton_step = n == 1 and backend == "triton"
-    if tokens.is_cuda and not triton_step:
+    key_mask_step = n == 1 and backend in ("triton", "flex")  # decode kernels that take one key mask a row
+    if tokens.is_cuda and not key_mask_step:
         # the bool mask as an additive bias once per step: SDPA would otherwise convert it in every
         # layer (one kernel a layer on CUDA; on the CPU the bool mask is kept, as SDPA takes it there)
         group_mask = torch.zeros((), dtype=x.dtype, device=x.device).masked_fill(~group_mask, float("-inf"))
@@ -119,7 +119,7 @@ def static_forward(
         # grouped-query attention as Hkv heads with G * n queries each: the G query heads that share
         # a key/value head see the same keys and mask, so no copy of the cache per query head
         qg = q.transpose(1, 2).reshape(b, hkv, groups * n, hd)
-        key_mask = mask if triton_step else group_mask  # one query: a per-slot mask is enough
+        key_mask = mask if key_mask_step else group_mask  # one query: a per-slot mask is enough
         a = attention(qg, kc, vc, mask=key_mask, backend=backend).reshape(b, hq, n, hd)
         x = x + blk.o(a.transpose(1, 2).reshape(b, n, -1))
         h = blk.mlp_norm(x)

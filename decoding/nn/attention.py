@@ -7,6 +7,8 @@
 - ``triton``: our split-K decode kernel (:mod:`decoding.nn.decode_attention`) for calls whose mask
   is one ``(B, 1, 1, Lk)`` key mask shared by every query (a decode step over a KV cache); other
   calls (a prefill's causal mask, ragged batches) run on SDPA. Never chosen automatically.
+- ``flex``: PyTorch's FlexAttention for the same decode calls (:mod:`decoding.nn.flex_decode`; inductor
+  generates its kernel under ``torch.compile``); other calls run on SDPA. Never chosen automatically.
 
 The backend is chosen per call: the ``backend`` argument, else the environment variable
 ``DECODING_ATTENTION``, else xformers on CUDA when it is installed and SDPA otherwise.
@@ -26,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-BACKENDS = ("xformers", "sdpa", "naive", "triton")
+BACKENDS = ("xformers", "sdpa", "naive", "triton", "flex")
 
 
 _XFORMERS: list[bool] = []  # the answer, once known
@@ -65,6 +67,11 @@ def choose_backend(device: torch.device, backend: str | None = None) -> str:
             raise ValueError("the triton backend needs triton: pip install triton, or use backend='sdpa'")
         if device.type != "cuda" and not interpreting():
             raise ValueError("the triton backend needs CUDA tensors (or TRITON_INTERPRET=1 on CPU); use backend='sdpa'")
+    if name == "flex":
+        from decoding.nn.flex_decode import flex_available
+
+        if not flex_available():
+            raise ValueError("the flex backend needs torch.nn.attention.flex_attention (torch 2.5+); use backend='sdpa'")
     if name == "xformers":
         if device.type != "cuda":
             raise ValueError("the xformers backend needs CUDA tensors; use backend='sdpa' on CPU")
@@ -132,7 +139,7 @@ def attention(
         seq_lens_q, seq_lens_k: ragged batch packed along the sequence axis (``B == 1``): a
             block-diagonal mask; with ``causal`` each block is causal on its own.
         scale: softmax scale, default ``1 / sqrt(D)``.
-        backend: ``"xformers"``, ``"sdpa"``, ``"naive"`` or None (automatic; see module docs).
+        backend: ``"xformers"``, ``"sdpa"``, ``"naive"``, ``"triton"``, ``"flex"`` or None (automatic; see module docs).
 
     Returns:
         ``(B, H, Lq, D)`` in the dtype of ``q``.
@@ -150,13 +157,15 @@ def attention(
             raise ValueError("seq_lens_q / seq_lens_k must sum to the packed query / key lengths")
     scale = 1.0 / math.sqrt(d) if scale is None else scale
     name = choose_backend(q.device, backend)
-    if name == "triton":
+    if name in ("triton", "flex"):  # decode kernels: one key mask a row, shared by every query
         if not causal and seq_lens_q is None and _key_mask(mask, b, lk):
             from decoding.nn.decode_attention import decode_attention
+            from decoding.nn.flex_decode import flex_decode_attention
 
             valid = torch.ones(b, lk, dtype=torch.bool, device=q.device) if mask is None else mask.reshape(b, lk)
             grouped = q.reshape(b, hkv, (h // hkv) * lq, d)  # the query heads of one key/value head are adjacent
-            return decode_attention(grouped, k, v, valid, scale=scale).reshape(b, h, lq, d)
+            kernel = decode_attention if name == "triton" else flex_decode_attention
+            return kernel(grouped, k, v, valid, scale=scale).reshape(b, h, lq, d)
         name = "sdpa"
     if name == "xformers":
         return _xformers(q, k, v, causal, mask, seq_lens_q, seq_lens_k, scale)

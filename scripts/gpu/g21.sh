@@ -13,8 +13,8 @@
 # that rounds longer than one call's time go on in a later call or session; the 4-, 2- and 1-step ones are shipped in
 # models/fashion-large-distill-*). A machine stays warm ~30 s after a reply: send the
 # next call at once; if it went back, extract the returned tars into out/distill/ here and carry out/distill.
-# `D=SECONDS` caps a call (default 540); DEV (default cuda), TS (the stage-1 student's steps, 64), RM (minutes
-# per round, 1.5) and TR_OPTS / RD_OPTS / RT_OPTS (each round's training) / EV_OPTS (extra options) exist for a
+# `D=SECONDS` caps a call (default 540); DEV (default cuda), SM (minutes of stage 1, 4.5), TS (the stage-1 student's
+# steps, 64), RM (minutes per round, 1.5) and TR_OPTS / RD_OPTS / RT_OPTS (each round's training) / EV_OPTS (extra options) exist for a
 # dry run on a CPU at toy size. FROM (default stage1) names the student the rounds go on from: a finished round's student
 # (e.g. FROM=steps-4, the shipped 4-step student carried as distill/steps-4) retrains only the rounds after it.
 # EV_ROWS replaces the evaluation's teacher scales and baselines (default: all of them).
@@ -37,7 +37,7 @@ case "${S:?set S=train, rounds or eval}" in
 train)
   need $K/data/fashion-mnist "carry .gpuD"
   [ -f $R/stage1/model.safetensors ] || python3 -m decoding train distill-guided --teacher models/fashion-large \
-    --data $K/data/fashion-mnist --device $DEV --minutes 4.5 --no-progress --checkpoint $R/stage1-ck --out $R/stage1 \
+    --data $K/data/fashion-mnist --device $DEV --minutes ${SM:-4.5} --no-progress --checkpoint $R/stage1-ck --out $R/stage1 \
     ${TR_OPTS:-} > $OUT/stage1.log 2>&1
   echo "stage 1 rc $?"; tar -C $R -cf $OUT/stage1.tar stage1
   rounds > $OUT/rounds-1.log 2>&1; echo "rounds rc $?"; ls $R; new_rounds; tail -n 4 $OUT/stage1.log $OUT/rounds-1.log ;;

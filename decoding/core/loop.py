@@ -203,6 +203,10 @@ def decode(
     if callable(processors) or not all(callable(p) for p in processors):
         raise ValueError(f"processors must be a list of callables (logits, state) -> logits, got {processors!r}")
     check_seed(seed)
+    model_mask, process_mask = getattr(model, "mask_id", None), getattr(process, "mask_id", None)
+    if model_mask is not None and process_mask is not None and int(model_mask) != int(process_mask):
+        raise ValueError(f"the process's mask id {process_mask} is not the model's ({model_mask}): the model reads "
+                         f"id {process_mask} as a token; build the process with mask_id={model_mask}")
     if generator is None:
         generator = torch.Generator(device=_device_of(prompt))
         if seed is None:

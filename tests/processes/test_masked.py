@@ -187,6 +187,15 @@ def test_any_order_spreads_groups_when_fewer_steps() -> None:
     assert counts == [3, 0]  # ceil(5 * 0.5) blanks left after the first of two steps
 
 
+def test_a_process_mask_id_that_is_not_the_models_is_refused() -> None:
+    """A mask id the model reads as a token (here token 1 of a 2-token vocabulary whose mask is 2) sampled silently;
+    ``decode`` now names both ids before the first step."""
+    model = JointConditionals(random_joint(2, 3, torch.Generator().manual_seed(0)))
+    with pytest.raises(ValueError, match=r"process's mask id 1 is not the model's \(2\).*mask_id=2"):
+        decode(model, Masked(mask_id=1), torch.tensor([0, 1, 1]), steps=2)
+    decode(model, Masked(mask_id=2), torch.tensor([0, 2, 2]), steps=2)  # the model's own id runs
+
+
 def test_bad_input_errors() -> None:
     model = JointConditionals(random_joint(2, 3, torch.Generator().manual_seed(0)))
     with pytest.raises(ValueError, match="no blank"):

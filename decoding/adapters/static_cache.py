@@ -310,6 +310,10 @@ class StaticCausalLM:
         self.backend = backend
         cuda = self.device.type == "cuda"
         self.compile = (cuda and _triton_available() and not pdl_only) if compile is None else bool(compile)
+        if backend == "flex" and self.compile and not cuda:
+            # torch 2.13's CPU flex template gave NaN logits now and then (a race: 3-4 threads, a few runs in five)
+            raise ValueError("backend='flex' compiles on CUDA only: the CPU's compiled flex kernel is not reliable "
+                             "(NaN logits with several threads); pass compile=False or another backend on the CPU")
         self.cuda_graphs = cuda if cuda_graphs is None else bool(cuda_graphs)
         if self.cuda_graphs and not cuda:
             raise ValueError("cuda_graphs=True needs the model on a CUDA device")

@@ -29,7 +29,7 @@ from torch import Tensor
 
 from decoding.core.fallback import FallbackWarning, error_tail
 from decoding.core.types import Prediction, State
-from decoding.nn.attention import attention
+from decoding.nn.attention import KEY_MASK_BACKENDS, attention
 from decoding.nn.transformer import Transformer, apply_rotary, check_token_ids
 
 SCRATCH = 8  # spare slots after the capacity: warm-up and capture write there, never read
@@ -98,7 +98,7 @@ def static_forward(
     group_mask = mask
     if groups > 1:
         group_mask = mask[:, :, None].expand(b, 1, groups, n, mask.shape[-1]).reshape(b, 1, groups * n, -1)
-    key_mask_step = n == 1 and backend in ("triton", "flex")  # decode kernels that take one key mask a row
+    key_mask_step = n == 1 and backend in KEY_MASK_BACKENDS
     if tokens.is_cuda and not key_mask_step:
         # the bool mask as an additive bias once per step: SDPA would otherwise convert it in every
         # layer (one kernel a layer on CUDA; on the CPU the bool mask is kept, as SDPA takes it there)

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 BACKENDS = ("xformers", "sdpa", "naive", "triton", "flex")
+KEY_MASK_BACKENDS = ("triton", "flex")  # decode kernels: one (B, 1, 1, Lk) key mask a row, shared by every query
 
 
 _XFORMERS: list[bool] = []  # the answer, once known
@@ -157,7 +158,7 @@ def attention(
             raise ValueError("seq_lens_q / seq_lens_k must sum to the packed query / key lengths")
     scale = 1.0 / math.sqrt(d) if scale is None else scale
     name = choose_backend(q.device, backend)
-    if name in ("triton", "flex"):  # decode kernels: one key mask a row, shared by every query
+    if name in KEY_MASK_BACKENDS:
         if not causal and seq_lens_q is None and _key_mask(mask, b, lk):
             from decoding.nn.decode_attention import decode_attention
             from decoding.nn.flex_decode import flex_decode_attention
